@@ -1,0 +1,1 @@
+"""sessionkit adapter for asgi (implemented in its own issue)."""

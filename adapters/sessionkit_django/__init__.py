@@ -1,0 +1,1 @@
+"""sessionkit adapter for django (implemented in its own issue)."""

@@ -1,0 +1,1 @@
+"""sessionkit adapter for flask (implemented in its own issue)."""

@@ -1,0 +1,244 @@
+"""SessionConfig: every setting in one frozen dataclass, validated once at start-up.
+
+A mistake here fails the process before it serves a request, with a ``ConfigError`` that
+names the setting and says what to do. Nothing downstream re-checks a setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from sessionkit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sessionkit.stores.base import Store
+
+MIN_KEY_BYTES = 32
+DAY = 24 * 3600.0
+SameSite = Literal["lax", "strict", "none"]
+FingerprintAction = Literal["log", "regenerate", "invalidate"]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionConfig:
+    """All of sessionkit's settings. Build it with keywords or ``from_mapping``.
+
+    Timeouts are seconds (``timedelta`` accepted). ``secret_key`` is one key or a sequence
+    of keys, newest first: the newest signs, all verify, so keys rotate without logouts.
+    """
+
+    secret_key: str | bytes | Sequence[str | bytes]
+    store: str | Store = "cookie://"
+    cookie_name: str = "session"
+    cookie_path: str = "/"
+    cookie_domain: str | None = None
+    cookie_secure: bool = False
+    cookie_httponly: bool = True
+    cookie_samesite: SameSite | None = "lax"
+    cookie_partitioned: bool = False
+    #: Sliding: a session unused this long dies. ``None``: no idle limit.
+    idle_timeout: float | None = 14 * DAY
+    #: Fixed: a session dies this long after it was created, however busy. ``None``: none.
+    absolute_timeout: float | None = 30 * DAY
+    #: Cookies without Max-Age, dropped when the browser closes (server expiry still applies).
+    browser_session: bool = False
+    #: A read-only request extends the expiry at most this often (seconds).
+    touch_interval: float = 60.0
+    fingerprint_user_agent: bool = True
+    fingerprint_ip: bool = False
+    fingerprint_ipv4_prefix: int = 24
+    fingerprint_ipv6_prefix: int = 64
+    fingerprint_action: FingerprintAction = "invalidate"
+    #: Proxies whose ``X-Forwarded-For`` is believed (addresses or networks).
+    trusted_proxies: Sequence[str | IPNetwork] = ()
+    #: The largest Set-Cookie header value sessionkit will send.
+    max_cookie_size: int = 4096
+
+    # Derived, validated values (filled in __post_init__).
+    secret_keys: tuple[bytes, ...] = dataclasses.field(init=False, repr=False)
+    trusted_networks: tuple[IPNetwork, ...] = dataclasses.field(init=False, repr=False)
+
+    def __repr__(self) -> str:  # never print keys
+        shown = ", ".join(
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+            if f.init and f.name != "secret_key"
+        )
+        return f"SessionConfig(secret_key=<{len(self.secret_keys)} key(s)>, {shown})"
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "secret_keys", _keys(self.secret_key))
+        for name in ("idle_timeout", "absolute_timeout"):
+            set_(self, name, _seconds(name, getattr(self, name), allow_none=True))
+        set_(self, "touch_interval", _seconds("touch_interval", self.touch_interval, zero=True))
+        if self.idle_timeout is None and self.absolute_timeout is None:
+            raise ConfigError(
+                "idle_timeout",
+                "both idle_timeout and absolute_timeout are None, so sessions would never "
+                "expire; set at least one of them",
+            )
+        set_(self, "trusted_networks", _networks(self.trusted_proxies))
+        self._check_cookie()
+        self._check_fingerprint()
+        if not isinstance(self.store, str) and not hasattr(self.store, "client_side"):
+            raise ConfigError(
+                "store", f"expected a store URL or a store object, got {self.store!r}"
+            )
+        if isinstance(self.store, str) and "://" not in self.store:
+            raise ConfigError(
+                "store",
+                f"{self.store!r} is not a store URL; use e.g. 'cookie://', 'memory://', "
+                "'redis://localhost:6379/0', 'sqlite:///sessions.db' or 'file:///var/sessions'",
+            )
+
+    def _check_cookie(self) -> None:
+        name = self.cookie_name
+        if not name or not _is_token(name):
+            raise ConfigError(
+                "cookie_name", f"{name!r} is not a valid cookie name (letters, digits, -_.)"
+            )
+        if not self.cookie_path.startswith("/") or any(c in self.cookie_path for c in ";\r\n,"):
+            raise ConfigError("cookie_path", f"{self.cookie_path!r} must start with '/'")
+        if self.cookie_domain is not None and (
+            not self.cookie_domain or any(c in self.cookie_domain for c in ";, \r\n")
+        ):
+            raise ConfigError("cookie_domain", f"{self.cookie_domain!r} is not a domain")
+        samesite = self.cookie_samesite
+        if samesite is not None:
+            lowered = samesite.lower()
+            if lowered not in ("lax", "strict", "none"):
+                raise ConfigError(
+                    "cookie_samesite", f"{samesite!r}: use 'lax', 'strict', 'none' or None"
+                )
+            object.__setattr__(self, "cookie_samesite", lowered)
+        if self.cookie_samesite == "none" and not self.cookie_secure:
+            raise ConfigError(
+                "cookie_samesite",
+                "SameSite=None requires cookie_secure=True (browsers drop such cookies "
+                "otherwise, and they would be sent cross-site over plain HTTP)",
+            )
+        if self.cookie_partitioned and not self.cookie_secure:
+            raise ConfigError("cookie_partitioned", "Partitioned cookies require cookie_secure=True")
+        lowered_name = name.lower()
+        if lowered_name.startswith("__host-"):
+            if not name.startswith("__Host-"):
+                raise ConfigError("cookie_name", "write the prefix exactly as '__Host-'")
+            if not self.cookie_secure:
+                raise ConfigError("cookie_secure", "a __Host- cookie must set cookie_secure=True")
+            if self.cookie_domain is not None:
+                raise ConfigError(
+                    "cookie_domain",
+                    "a __Host- cookie must not set a Domain; remove cookie_domain "
+                    "or use the __Secure- prefix",
+                )
+            if self.cookie_path != "/":
+                raise ConfigError("cookie_path", "a __Host- cookie must use cookie_path='/'")
+        elif lowered_name.startswith("__secure-"):
+            if not name.startswith("__Secure-"):
+                raise ConfigError("cookie_name", "write the prefix exactly as '__Secure-'")
+            if not self.cookie_secure:
+                raise ConfigError(
+                    "cookie_secure", "a __Secure- cookie must set cookie_secure=True"
+                )
+        if not 256 <= self.max_cookie_size <= 4096:
+            raise ConfigError("max_cookie_size", "must be between 256 and 4096 bytes")
+
+    def _check_fingerprint(self) -> None:
+        if self.fingerprint_action not in ("log", "regenerate", "invalidate"):
+            raise ConfigError(
+                "fingerprint_action",
+                f"{self.fingerprint_action!r}: use 'log', 'regenerate' or 'invalidate'",
+            )
+        if not 8 <= self.fingerprint_ipv4_prefix <= 32:
+            raise ConfigError("fingerprint_ipv4_prefix", "must be between 8 and 32")
+        if not 16 <= self.fingerprint_ipv6_prefix <= 128:
+            raise ConfigError("fingerprint_ipv6_prefix", "must be between 16 and 128")
+
+    # ------------------------------------------------------------------------------------
+    @classmethod
+    def from_mapping(cls, settings: Mapping[str, Any], **overrides: Any) -> SessionConfig:
+        """Build a config from a settings dict (``{"SECRET_KEY": ..., "STORE": ...}``).
+
+        Keys are matched case-insensitively; unknown keys are an error that suggests the
+        closest known setting, because a typo in a security setting must not pass silently.
+        """
+        known = {f.name for f in dataclasses.fields(cls) if f.init}
+        values: dict[str, Any] = {}
+        for raw_key, value in settings.items():
+            key = raw_key.lower()
+            if key not in known:
+                hint = difflib.get_close_matches(key, sorted(known), n=1)
+                suggestion = f"; did you mean {hint[0].upper()!r}?" if hint else ""
+                raise ConfigError(raw_key, f"unknown setting{suggestion}")
+            values[key] = value
+        values.update(overrides)
+        if "secret_key" not in values:
+            raise ConfigError(
+                "secret_key",
+                "missing; generate one with `sessionkit keygen` (or "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`)",
+            )
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> SessionConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _is_token(name: str) -> bool:
+    return all(c.isascii() and (c.isalnum() or c in "!#$%&'*+-.^_`|~") for c in name)
+
+
+def _keys(value: Any) -> tuple[bytes, ...]:
+    items: Iterable[Any] = [value] if isinstance(value, (str, bytes)) else value
+    keys: list[bytes] = []
+    for position, key in enumerate(items or ()):
+        if isinstance(key, str):
+            key = key.encode("utf-8")
+        if not isinstance(key, bytes):
+            raise ConfigError("secret_key", f"key #{position} must be str or bytes")
+        if len(key) < MIN_KEY_BYTES:
+            which = "the secret key" if position == 0 else f"fallback key #{position}"
+            raise ConfigError(
+                "secret_key",
+                f"{which} is {len(key)} bytes; at least {MIN_KEY_BYTES} random bytes are "
+                "required. Generate one with `sessionkit keygen`",
+            )
+        if len(set(key)) < 8:
+            raise ConfigError(
+                "secret_key", f"key #{position} is not random (it repeats a few characters)"
+            )
+        keys.append(key)
+    if not keys:
+        raise ConfigError("secret_key", "no secret key given; generate one with `sessionkit keygen`")
+    return tuple(keys)
+
+
+def _seconds(name: str, value: Any, *, allow_none: bool = False, zero: bool = False) -> Any:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(name, f"expected seconds (a number or timedelta), got {value!r}")
+    if value < 0 or (value == 0 and not zero):
+        raise ConfigError(name, f"must be positive, got {value!r}")
+    return float(value)
+
+
+def _networks(values: Sequence[str | IPNetwork]) -> tuple[IPNetwork, ...]:
+    if isinstance(values, str):
+        values = [v.strip() for v in values.split(",") if v.strip()]
+    out = []
+    for value in values:
+        try:
+            out.append(ipaddress.ip_network(value, strict=False))
+        except ValueError as exc:
+            raise ConfigError("trusted_proxies", f"{value!r} is not an address or network") from exc
+    return tuple(out)

@@ -1,0 +1,87 @@
+"""Reading our cookie out of a Cookie header, and writing Set-Cookie, Vary and Cache-Control.
+
+Parsing is deliberately narrow: only ``name=value`` pairs whose name is exactly ours count.
+A nameless pair such as ``=session=evil`` carries nothing (Werkzeug CVE-2023-23934), and
+values are never unquoted or decoded: a value that is not in our own alphabet fails
+verification later.
+"""
+
+from __future__ import annotations
+
+from sessionkit.config import SessionConfig
+from sessionkit.errors import SessionTooLarge
+
+_EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
+
+
+def cookie_values(header: str | None, name: str) -> list[str]:
+    """Every value sent for cookie ``name``, in header order (usually zero or one)."""
+    if not header or name not in header:
+        return []
+    found = []
+    for pair in header.split(";"):
+        key, sep, value = pair.partition("=")
+        if sep and key.strip() == name:
+            found.append(value.strip())
+    return found
+
+
+class CookieWriter:
+    """Builds this app's Set-Cookie headers; the attribute tail is computed once."""
+
+    __slots__ = ("_limit", "_name", "_tail", "_tail_secure")
+
+    def __init__(self, config: SessionConfig) -> None:
+        parts = [f"Path={config.cookie_path}"]
+        if config.cookie_domain:
+            parts.append(f"Domain={config.cookie_domain}")
+        if config.cookie_httponly:
+            parts.append("HttpOnly")
+        if config.cookie_samesite:
+            parts.append(f"SameSite={config.cookie_samesite.capitalize()}")
+        if config.cookie_partitioned:
+            parts.append("Partitioned")
+        tail = "; " + "; ".join(parts)
+        self._name = config.cookie_name
+        self._tail_secure = tail + "; Secure"
+        self._tail = self._tail_secure if config.cookie_secure else tail
+        self._limit = config.max_cookie_size
+
+    def set(self, value: str, max_age: int | None, *, secure: bool = False) -> str:
+        """A Set-Cookie value; ``max_age=None`` makes a browser-session cookie.
+
+        Raises ``SessionTooLarge`` rather than produce a header browsers would drop.
+        """
+        age = "" if max_age is None else f"; Max-Age={max(max_age, 0)}"
+        header = f"{self._name}={value}{age}{self._tail_secure if secure else self._tail}"
+        if len(header) > self._limit:
+            raise SessionTooLarge(len(header), self._limit)
+        return header
+
+    def clear(self, *, secure: bool = False) -> str:
+        """A Set-Cookie value that deletes the cookie."""
+        tail = self._tail_secure if secure else self._tail
+        return f"{self._name}=; Max-Age=0; Expires={_EPOCH}{tail}"
+
+
+def add_vary_cookie(existing: str | None) -> str:
+    """Merge ``Cookie`` into a Vary header value."""
+    if not existing:
+        return "Cookie"
+    fields = [f.strip().lower() for f in existing.split(",")]
+    if "cookie" in fields or "*" in fields:
+        return existing
+    return f"{existing}, Cookie"
+
+
+def add_cache_private(existing: str | None) -> str:
+    """Make a Cache-Control value private: a response that sets a session cookie must never
+    be stored by a shared cache (Flask CVE-2023-30861)."""
+    if not existing:
+        return "private"
+    directives = [d.strip() for d in existing.split(",") if d.strip()]
+    lowered = [d.lower() for d in directives]
+    if "private" in lowered or "no-store" in lowered:
+        return existing
+    kept = [d for d, low in zip(directives, lowered) if low != "public"]
+    return ", ".join(["private", *kept])

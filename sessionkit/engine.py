@@ -1,0 +1,461 @@
+"""The engine: every decision about a session, made without I/O, then executed.
+
+``open()`` verifies the cookie (HMAC or AEAD, constant time) and returns a ``Session``
+that is either empty or *pending* a load. ``load()``/``aload()`` is the only I/O before the
+view. ``commit()`` turns what the view did into a ``CommitPlan``: the store write, deletes or
+touch, and the Set-Cookie/Vary/Cache-Control headers. ``run()``/``arun()`` execute a plan.
+One decision path and two executors, so sync and async adapters cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any
+
+from sessionkit import serialization
+from sessionkit.config import SessionConfig
+from sessionkit.cookies import CookieWriter, cookie_values
+from sessionkit.crypto import Keyring
+from sessionkit.errors import StoreUnavailable
+from sessionkit.events import Event, EventBus, EventKind
+from sessionkit.expiry import browser_session, deadline
+from sessionkit.fingerprint import ClientInfo, fingerprint_material
+from sessionkit.ids import digest, handle, is_well_formed, new_id
+from sessionkit.session import Session
+from sessionkit.stores import open_store
+from sessionkit.stores.base import Record, RecordMeta, Store, Write
+from sessionkit.stores.cookie import CookieStore
+
+_NO_CLIENT = ClientInfo()
+_TAG_LENGTH = 22
+
+
+class _Context:
+    """The engine's private per-request state, hung on the session."""
+
+    __slots__ = (
+        "client",
+        "cookie",
+        "digest",
+        "doomed",
+        "fingerprint_ok",
+        "key_index",
+        "plaintext",
+        "presented",
+        "rejected",
+        "session_id",
+    )
+
+    def __init__(self, client: ClientInfo) -> None:
+        self.client = client
+        self.presented = False  # a cookie with our name arrived
+        self.rejected = False  # ... and it did not lead to a live session
+        self.cookie: str | None = None  # the value as presented
+        self.session_id: str | None = None
+        self.digest: str | None = None
+        self.key_index = 0
+        self.plaintext: bytes | None = None
+        self.doomed: list[str] = []  # digests to delete (expired, corrupt, compromised)
+        self.fingerprint_ok = False
+
+    @property
+    def handle(self) -> str | None:
+        if self.digest is None and self.session_id is not None:
+            self.digest = digest(self.session_id)
+        return handle(self.digest) if self.digest is not None else None
+
+
+@dataclass(slots=True)
+class CommitPlan:
+    """What to do at the end of a request. Adapters run it, then add ``headers()``."""
+
+    vary_cookie: bool = False
+    set_cookie: str | None = None
+    write: Write | None = None
+    deletes: list[str] = field(default_factory=list)
+    touch: tuple[str, float, float] | None = None
+    events: list[Event] = field(default_factory=list)
+    conflict: bool = False  # set by run(): the session vanished meanwhile; nothing saved
+    secure: bool = False
+
+    def headers(self) -> list[tuple[str, str]]:
+        out = []
+        if self.vary_cookie:
+            out.append(("Vary", "Cookie"))
+        if self.set_cookie is not None:
+            out.append(("Set-Cookie", self.set_cookie))
+            out.append(("Cache-Control", "private"))
+        return out
+
+    @property
+    def has_io(self) -> bool:
+        return self.write is not None or bool(self.deletes) or self.touch is not None
+
+
+class SessionEngine:
+    """One per application: holds the config, keyring, store and event bus."""
+
+    def __init__(
+        self,
+        config: SessionConfig,
+        *,
+        store: Store | str | None = None,
+        clock: Callable[[], float] = time.time,
+        events: EventBus | None = None,
+    ) -> None:
+        self.config = config
+        chosen = config.store if store is None else store
+        self.store: Store = open_store(chosen) if isinstance(chosen, str) else chosen
+        self.keyring = Keyring(config.secret_keys)
+        self.events = events if events is not None else EventBus()
+        self.clock = clock
+        self._cookies = CookieWriter(config)
+        self._name = config.cookie_name
+        self._sign_prefix = config.cookie_name.encode("ascii") + b"\x00"
+        self._client_side = self.store.client_side
+        self._associated = CookieStore.associated_data(config.cookie_name)
+        self._cookie_store = self.store if isinstance(self.store, CookieStore) else CookieStore()
+
+    # ======================================================================================
+    # open / load
+    # ======================================================================================
+    def open(self, cookie_header: str | None, client: ClientInfo = _NO_CLIENT) -> Session:
+        """Verify the request's cookie (no I/O) and return the session the view will see."""
+        session = Session()
+        ctx = session._ctx = _Context(client)
+        values = cookie_values(cookie_header, self._name)
+        if not values:
+            return session
+        ctx.presented = True
+        value = values[0]
+        if len(values) > 1 and any(v != value for v in values):
+            self._reject(ctx, "several different session cookies were sent; ignoring all")
+            return session
+        if self._client_side:
+            opened = self._cookie_store.unseal(self.keyring, self._associated, value)
+            if opened is None:
+                self._reject(ctx, "cookie failed authentication (tampered, truncated, foreign, "
+                             "or sealed with a key that is no longer configured)")  # fmt: skip
+                return session
+            ctx.plaintext, ctx.key_index = opened
+            session._loader = partial(self._load_payload, session)
+            return session
+        session_id, _, tag = value.partition(".")
+        key_index = None
+        if is_well_formed(session_id) and len(tag) == _TAG_LENGTH:
+            key_index = self.keyring.verify(self._sign_prefix + session_id.encode("ascii"), tag)
+        if key_index is None:
+            self._reject(ctx, "cookie signature invalid (tampered, malformed, or signed with a "
+                         "key that is no longer configured)")  # fmt: skip
+            return session
+        ctx.cookie, ctx.session_id, ctx.key_index = value, session_id, key_index
+        ctx.digest = digest(session_id)
+        session._loader = partial(self.load, session)
+        return session
+
+    def load(self, session: Session) -> None:
+        """Fetch a pending session's record (sync). Called lazily on first use."""
+        session._loader = None
+        ctx = session._ctx
+        if self._client_side:
+            self._load_payload(session)
+            return
+        try:
+            record = self.store.load(ctx.digest)
+        except StoreUnavailable as exc:
+            session._loader = partial(self.load, session)
+            self._store_error(exc)
+            raise
+        self._accept(session, record)
+
+    async def aload(self, session: Session) -> None:
+        """Fetch a pending session's record on the event loop; a no-op when not pending."""
+        if session._loader is None:
+            return
+        session._loader = None
+        ctx = session._ctx
+        if self._client_side:
+            self._load_payload(session)
+            return
+        try:
+            record = await self.store.aload(ctx.digest)
+        except StoreUnavailable as exc:
+            session._loader = partial(self.load, session)
+            self._store_error(exc)
+            raise
+        self._accept(session, record)
+
+    def _load_payload(self, session: Session) -> None:
+        ctx = session._ctx
+        try:
+            session_id, meta, data = CookieStore.parse(ctx.plaintext)
+        except Exception:
+            self._reject(ctx, "authenticated cookie holds no readable session (old format?)")
+            return
+        ctx.session_id = session_id
+        self._admit(session, ctx, data, meta)
+
+    def _accept(self, session: Session, record: Record | None) -> None:
+        ctx = session._ctx
+        if record is None:
+            ctx.rejected = True  # expired and swept, revoked, or never ours: start afresh
+            return
+        try:
+            data = {key: serialization.loads(text) for key, text in record.items.items()}
+        except Exception:
+            ctx.doomed.append(ctx.digest)
+            ctx.rejected = True
+            self._emit(EventKind.RECORD_REJECTED, ctx, "stored record is corrupted or foreign")
+            return
+        self._admit(session, ctx, data, record.meta)
+
+    def _admit(
+        self, session: Session, ctx: _Context, data: dict[str, Any], meta: RecordMeta
+    ) -> None:
+        now = self.clock()
+        end = deadline(meta, self.config)
+        if end <= now:
+            self._forfeit(ctx)
+            self._emit(EventKind.EXPIRED, ctx, "session expired", expired_at=end)
+            return
+        rotate = False
+        if meta.fingerprint is not None:
+            material = fingerprint_material(ctx.client, self.config)
+            if material is None or self.keyring.fingerprint_matches(material, meta.fingerprint):
+                ctx.fingerprint_ok = True
+            else:
+                action = self.config.fingerprint_action
+                self._emit(
+                    EventKind.FINGERPRINT_MISMATCH, ctx,
+                    f"client fingerprint changed; action: {action}", action=action,
+                )  # fmt: skip
+                if action == "invalidate":
+                    self._forfeit(ctx)
+                    return
+                rotate = action == "regenerate"
+        session._attach(data, meta, end)
+        if rotate:
+            session._rotate = True
+            session._meta_changed = True
+        if self.events.wants(EventKind.LOADED):
+            self._emit(EventKind.LOADED, ctx, "")
+
+    def _forfeit(self, ctx: _Context) -> None:
+        if ctx.digest is not None and not self._client_side:
+            ctx.doomed.append(ctx.digest)
+        ctx.rejected = True
+
+    def _reject(self, ctx: _Context, reason: str) -> None:
+        ctx.rejected = True
+        self._emit(EventKind.COOKIE_REJECTED, ctx, reason)
+
+    # ======================================================================================
+    # commit
+    # ======================================================================================
+    def commit(self, session: Session, status: int = 200) -> CommitPlan:
+        """Decide, without I/O, what this request does to the session and the response."""
+        ctx: _Context = session._ctx
+        plan = CommitPlan(vary_cookie=session._accessed)
+        if status >= 500:
+            return plan  # never save what a failing view may have half-changed
+        if session._loader is not None:  # nobody touched it: no I/O, no cookie
+            return plan
+        secure = plan.secure = self.config.cookie_secure or ctx.client.secure
+        if session._accessed:
+            session._age_flash()
+        session._nested_changes()
+        plan.deletes.extend(ctx.doomed)
+        old = session._meta
+        empty = not dict.__len__(session) and session._user is None
+        now = self.clock()
+
+        if old is None or session._rotate:
+            rotated_from = None
+            if old is not None and ctx.digest is not None:
+                if session._invalidated:
+                    plan.deletes.append(ctx.digest)
+                else:
+                    rotated_from = ctx.digest
+            if old is not None:
+                kind = EventKind.INVALIDATED if session._invalidated else EventKind.REGENERATED
+                self._note(plan, kind, ctx)
+            if empty:
+                if rotated_from is not None:
+                    plan.deletes.append(rotated_from)
+                if ctx.presented:
+                    plan.set_cookie = self._cookies.clear(secure=secure)
+                return plan
+            fresh = old is None or session._invalidated or session._user_changed
+            created = now if fresh else old.created  # type: ignore[union-attr]
+            meta = self._meta(session, ctx, created, now, old)
+            end = deadline(meta, self.config)
+            session_id = new_id()
+            ctx.session_id, ctx.digest, ctx.cookie, ctx.key_index = (
+                session_id, None, None, 0,
+            )  # fmt: skip
+            if not self._client_side:
+                ctx.digest = digest(session_id)
+                items = {k: serialization.dumps(v) for k, v in dict.items(session)}
+                plan.write = Write(
+                    ctx.digest, items, frozenset(), meta, end - now,
+                    create=True, replace=True, rotated_from=rotated_from,
+                    previous_user=old.user if old is not None else None,
+                )  # fmt: skip
+            self._note(plan, EventKind.CREATED, ctx)
+            plan.set_cookie = self._cookie(session, ctx, meta, end, now, secure)
+            self._settle(session, meta, end)
+            return plan
+
+        if session.modified:
+            if empty:
+                if ctx.digest is not None:
+                    plan.deletes.append(ctx.digest)
+                plan.set_cookie = self._cookies.clear(secure=secure)
+                self._note(plan, EventKind.INVALIDATED, ctx)
+                return plan
+            meta = self._meta(session, ctx, old.created, now, old)
+            end = deadline(meta, self.config)
+            if end <= now:  # e.g. set_expiry() to a moment already past
+                if ctx.digest is not None:
+                    plan.deletes.append(ctx.digest)
+                plan.set_cookie = self._cookies.clear(secure=secure)
+                return plan
+            if not self._client_side:
+                full = session._cleared or session._force
+                keys = dict.keys(session) if full else session._changed
+                items = {k: serialization.dumps(dict.__getitem__(session, k)) for k in keys}
+                plan.write = Write(
+                    ctx.digest, items, frozenset(session._removed), meta,  # type: ignore[arg-type]
+                    end - now, replace=full, previous_user=old.user,
+                )  # fmt: skip
+            self._note(plan, EventKind.SAVED, ctx)
+            plan.set_cookie = self._cookie(session, ctx, meta, end, now, secure)
+            self._settle(session, meta, end)
+            return plan
+
+        if session._accessed and now - old.last_seen >= self.config.touch_interval:
+            meta = replace(old, last_seen=now)
+            end = deadline(meta, self.config)
+            if not self._client_side:
+                plan.touch = (ctx.digest, now, end - now)  # type: ignore[assignment]
+            if self._client_side or not browser_session(meta, self.config):
+                plan.set_cookie = self._cookie(session, ctx, meta, end, now, secure)
+            self._note(plan, EventKind.TOUCHED, ctx)
+            self._settle(session, meta, end)
+        elif ctx.key_index:  # verified with an older key: re-issue under the newest
+            end = deadline(old, self.config)
+            plan.set_cookie = self._cookie(session, ctx, old, end, now, secure)
+        elif ctx.rejected and ctx.presented:
+            plan.set_cookie = self._cookies.clear(secure=secure)
+        return plan
+
+    def _meta(
+        self, session: Session, ctx: _Context, created: float, now: float, old: RecordMeta | None
+    ) -> RecordMeta:
+        material = fingerprint_material(ctx.client, self.config)
+        if material is None:
+            fingerprint = None
+        elif old is not None and old.fingerprint is not None and (
+            (ctx.fingerprint_ok and ctx.key_index == 0)
+            or (not ctx.fingerprint_ok and not session._rotate)  # policy "log": keep the old
+        ):
+            fingerprint = old.fingerprint
+        else:
+            fingerprint = self.keyring.fingerprint(material)
+        return RecordMeta(
+            created, now, session._idle, session._browser, session._until, session._user,
+            fingerprint, tuple(session._flash_new), tuple(session._flash_old),
+        )  # fmt: skip
+
+    def _cookie(
+        self, session: Session, ctx: _Context, meta: RecordMeta, end: float, now: float,
+        secure: bool,
+    ) -> str:  # fmt: skip
+        max_age = None if browser_session(meta, self.config) else int(end - now)
+        if self._client_side:
+            value = self._cookie_store.seal(
+                self.keyring, self._associated, ctx.session_id,  # type: ignore[arg-type]
+                meta, dict(dict.items(session)),
+            )  # fmt: skip
+        elif ctx.cookie is not None and ctx.key_index == 0:
+            value = ctx.cookie
+        else:
+            session_id: str = ctx.session_id  # type: ignore[assignment]
+            tag = self.keyring.tag(self._sign_prefix + session_id.encode("ascii"))
+            value = ctx.cookie = f"{session_id}.{tag}"
+        return self._cookies.set(value, max_age, secure=secure)
+
+    @staticmethod
+    def _settle(session: Session, meta: RecordMeta, end: float) -> None:
+        session._meta = meta
+        session._expires = end
+        session._new = False
+
+    # ======================================================================================
+    # run
+    # ======================================================================================
+    def run(self, plan: CommitPlan) -> bool:
+        """Execute ``plan`` against the store (sync). ``False``: the session vanished
+        meanwhile (logout, revoke) and was not brought back; the cookie is cleared."""
+        ok = True
+        if plan.has_io:
+            store = self.store
+            try:
+                if plan.write is not None:
+                    ok = store.save(plan.write)
+                for doomed in plan.deletes:
+                    store.delete(doomed)
+                if plan.touch is not None:
+                    ok = store.touch(*plan.touch)
+            except StoreUnavailable as exc:
+                self._store_error(exc)
+                raise
+        return self._finish(plan, ok)
+
+    async def arun(self, plan: CommitPlan) -> bool:
+        """Execute ``plan`` against the store on the event loop."""
+        ok = True
+        if plan.has_io:
+            store = self.store
+            try:
+                if plan.write is not None:
+                    ok = await store.asave(plan.write)
+                for doomed in plan.deletes:
+                    await store.adelete(doomed)
+                if plan.touch is not None:
+                    ok = await store.atouch(*plan.touch)
+            except StoreUnavailable as exc:
+                self._store_error(exc)
+                raise
+        return self._finish(plan, ok)
+
+    def _finish(self, plan: CommitPlan, ok: bool) -> bool:
+        if not ok:
+            plan.conflict = True
+            plan.set_cookie = self._cookies.clear(secure=plan.secure)
+            target = plan.write.digest if plan.write is not None else None
+            self.events.emit(
+                Event(EventKind.SAVE_CONFLICT, handle(target) if target else None,
+                      "session was deleted or rotated by another request; not saved")
+            )  # fmt: skip
+            return False
+        for event in plan.events:
+            self.events.emit(event)
+        return True
+
+    # ======================================================================================
+    # events
+    # ======================================================================================
+    def _emit(self, kind: EventKind, ctx: _Context, reason: str, **detail: Any) -> None:
+        if self.events.wants(kind):
+            self.events.emit(Event(kind, ctx.handle, reason, detail))
+
+    def _note(self, plan: CommitPlan, kind: EventKind, ctx: _Context) -> None:
+        if self.events.wants(kind):
+            plan.events.append(Event(kind, ctx.handle))
+
+    def _store_error(self, exc: StoreUnavailable) -> None:
+        self.events.emit(Event(EventKind.STORE_ERROR, None, str(exc)))

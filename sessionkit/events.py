@@ -1,0 +1,102 @@
+"""Session events: a tiny publish/subscribe bus that adapters bridge to framework signals.
+
+Events never carry a session ID, only its handle. Security-relevant events are also logged
+on the ``sessionkit.security`` logger, so an operator sees them with no subscriber at all.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+security_log = logging.getLogger("sessionkit.security")
+log = logging.getLogger("sessionkit")
+
+
+class EventKind(str, enum.Enum):
+    CREATED = "created"
+    LOADED = "loaded"
+    SAVED = "saved"
+    TOUCHED = "touched"
+    REGENERATED = "regenerated"
+    INVALIDATED = "invalidated"
+    EXPIRED = "expired"
+    FINGERPRINT_MISMATCH = "fingerprint_mismatch"
+    COOKIE_REJECTED = "cookie_rejected"
+    RECORD_REJECTED = "record_rejected"
+    SAVE_CONFLICT = "save_conflict"
+    STORE_ERROR = "store_error"
+
+
+SECURITY_EVENTS = frozenset(
+    {
+        EventKind.FINGERPRINT_MISMATCH,
+        EventKind.COOKIE_REJECTED,
+        EventKind.RECORD_REJECTED,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened to a session. ``handle`` is safe to log; ``detail`` says why."""
+
+    kind: EventKind
+    handle: str | None = None
+    reason: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+Subscriber = Callable[[Event], None]
+
+
+class EventBus:
+    """Synchronous fan-out. A subscriber that raises is logged and never breaks a request."""
+
+    __slots__ = ("_lock", "_subscribers")
+
+    def __init__(self) -> None:
+        self._subscribers: dict[EventKind | None, tuple[Subscriber, ...]] = {}
+        self._lock = threading.Lock()
+
+    def subscribe(
+        self, callback: Subscriber, kinds: Iterable[EventKind | str] | None = None
+    ) -> Callable[[], None]:
+        """Call ``callback`` for every event (or only ``kinds``); returns an unsubscribe."""
+        keys: list[EventKind | None] = (
+            [None] if kinds is None else [EventKind(k) for k in kinds]
+        )
+        with self._lock:
+            for key in keys:
+                self._subscribers[key] = (*self._subscribers.get(key, ()), callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                for key in keys:
+                    rest = tuple(c for c in self._subscribers.get(key, ()) if c is not callback)
+                    self._subscribers[key] = rest
+
+        return unsubscribe
+
+    def wants(self, kind: EventKind) -> bool:
+        return bool(self._subscribers.get(kind) or self._subscribers.get(None)) or (
+            kind in SECURITY_EVENTS
+        )
+
+    def emit(self, event: Event) -> None:
+        if event.kind in SECURITY_EVENTS:
+            security_log.warning(
+                "sessionkit %s: %s (session %s)",
+                event.kind.value,
+                event.reason,
+                event.handle or "-",
+            )
+        for callback in (*self._subscribers.get(event.kind, ()), *self._subscribers.get(None, ())):
+            try:
+                callback(event)
+            except Exception:
+                log.exception("sessionkit event subscriber %r failed", callback)

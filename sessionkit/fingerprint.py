@@ -1,0 +1,89 @@
+"""Who is asking: the client address behind trusted proxies, and a fingerprint of the client.
+
+The fingerprint is deliberately coarse. The user agent is reduced to its words (browser and
+platform family) with every version number removed, so a browser update does not log anyone
+out; the address, when enabled, is cut to its /24 (IPv4) or /64 (IPv6) network so a phone
+moving between towers of one carrier keeps its session.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sessionkit.config import IPNetwork, SessionConfig
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """What the adapter tells the core about the request's client."""
+
+    remote_addr: str | None = None
+    user_agent: str = ""
+    secure: bool = False
+
+
+def client_address(
+    peer: str | None, forwarded_for: str | None, trusted: Sequence[IPNetwork]
+) -> str | None:
+    """The client's address. ``X-Forwarded-For`` is read from the right, and only while each
+    hop is a trusted proxy; a header sent by an untrusted peer changes nothing."""
+    if not trusted or peer is None or not forwarded_for or not _in(peer, trusted):
+        return peer
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    client = peer
+    for hop in reversed(hops):
+        if _parse(hop) is None:
+            break
+        client = hop
+        if not _in(hop, trusted):
+            break
+    return client
+
+
+def _parse(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _in(address: str, networks: Sequence[IPNetwork]) -> bool:
+    parsed = _parse(address)
+    return parsed is not None and any(parsed in net for net in networks)
+
+
+_VERSION = re.compile(r"\d+(?:[._]\d+)*")
+_BUILD = re.compile(r"\bBuild/\S+", re.IGNORECASE)
+_SPACE = re.compile(r"\s+")
+
+
+def normalise_user_agent(user_agent: str) -> str:
+    """``Mozilla/5.0 (X11; Linux x86_64) ... Chrome/120.0.1`` → its words without versions."""
+    text = _BUILD.sub("", user_agent[:512])
+    text = _VERSION.sub("", text)
+    return _SPACE.sub(" ", text).strip().lower()
+
+
+def network_of(address: str | None, config: SessionConfig) -> str:
+    parsed = _parse(address) if address else None
+    if parsed is None:
+        return "-"
+    prefix = (
+        config.fingerprint_ipv4_prefix if parsed.version == 4 else config.fingerprint_ipv6_prefix
+    )
+    return str(ipaddress.ip_network(f"{parsed}/{prefix}", strict=False))
+
+
+def fingerprint_material(client: ClientInfo, config: SessionConfig) -> bytes | None:
+    """The bytes a fingerprint is computed from, or ``None`` when binding is off."""
+    if not (config.fingerprint_user_agent or config.fingerprint_ip):
+        return None
+    parts = []
+    if config.fingerprint_user_agent:
+        parts.append("ua:" + normalise_user_agent(client.user_agent))
+    if config.fingerprint_ip:
+        parts.append("ip:" + network_of(client.remote_addr, config))
+    return "\n".join(parts).encode("utf-8", "replace")

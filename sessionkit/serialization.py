@@ -1,0 +1,133 @@
+"""Tagged JSON: the only format sessionkit writes, for cookies and server-side records alike.
+
+Plain JSON values pass through untouched. Values JSON cannot express are written as a
+one-key object whose key starts with a space (``{" t": [...]}`` for a tuple), a key that no
+ordinary code produces; a user dict that happens to look like a tag is escaped with ``" di"``.
+Nothing is ever unpickled, so a forged record can at worst produce plain data.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Callable
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sessionkit.errors import SessionDataError
+
+FORMAT_VERSION = 1
+
+_PLAIN = (str, int, float, bool, type(None))
+_markup_class: Any = None
+
+
+def _markup() -> Any:
+    global _markup_class
+    if _markup_class is None:
+        try:
+            from markupsafe import Markup
+        except ImportError:  # pragma: no cover - markupsafe ships with Flask and Jinja
+            _markup_class = str
+        else:
+            _markup_class = Markup
+    return _markup_class
+
+
+def _tag(value: Any) -> Any:
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is list:
+        return [_tag(v) for v in value]
+    if kind is dict:
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise SessionDataError(
+                    f"session dict keys must be strings, got {type(key).__name__} key "
+                    f"{key!r}; convert it with str() before storing"
+                )
+            out[key] = _tag(item)
+        if len(out) == 1:
+            (only,) = out
+            if only in _UNTAG:
+                return {" di": out}
+        return out
+    if kind is tuple:
+        return {" t": [_tag(v) for v in value]}
+    if kind is datetime:
+        return {" dt": value.isoformat()}
+    if kind is date:
+        return {" d": value.isoformat()}
+    if kind is time:
+        return {" tm": value.isoformat()}
+    if kind is timedelta:
+        return {" td": [value.days, value.seconds, value.microseconds]}
+    if kind is bytes:
+        return {" b": base64.b64encode(value).decode("ascii")}
+    if kind is uuid.UUID:
+        return {" u": value.hex}
+    if kind is Decimal:
+        return {" dec": str(value)}
+    if kind is set or kind is frozenset:
+        return {" s" if kind is set else " fs": [_tag(v) for v in value]}
+    if hasattr(value, "__html__"):
+        return {" m": str(value.__html__())}
+    # Subclasses of plain types (IntEnum, str subclasses, OrderedDict...) degrade to the base.
+    for base in (str, bool, int, float):
+        if isinstance(value, base):
+            return base(value)
+    if isinstance(value, dict):
+        return _tag(dict(value))
+    if isinstance(value, (list, tuple)):
+        return _tag(list(value))
+    raise SessionDataError(
+        f"cannot store a {kind.__module__}.{kind.__qualname__} in the session: sessionkit "
+        "stores JSON plus datetime, date, time, timedelta, UUID, Decimal, bytes, tuple, set "
+        "and markup, and never pickles. Store a plain representation instead (e.g. its id)."
+    )
+
+
+_UNTAG: dict[str, Callable[[Any], Any]] = {
+    " di": lambda v: v,
+    " t": tuple,
+    " dt": datetime.fromisoformat,
+    " d": date.fromisoformat,
+    " tm": time.fromisoformat,
+    " td": lambda v: timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
+    " b": lambda v: base64.b64decode(v.encode("ascii"), validate=True),
+    " u": lambda v: uuid.UUID(hex=v),
+    " dec": Decimal,
+    " s": set,
+    " fs": frozenset,
+    " m": lambda v: _markup()(v),
+}
+
+
+def _untag(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1:
+        (key,) = obj
+        restore = _UNTAG.get(key)
+        if restore is not None:
+            return restore(obj[key])
+    return obj
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=True).encode
+_loads = json.JSONDecoder(object_hook=_untag).decode
+
+
+def dumps(value: Any) -> str:
+    """Serialize one value as tagged JSON text."""
+    return _dumps(_tag(value))
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse tagged JSON text. Raises ``ValueError`` (or ``TypeError``) on anything malformed;
+    callers treat that as a corrupted record."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    return _loads(text)

@@ -1,0 +1,48 @@
+"""Stores by URL: ``open_store("memory://")``, ``open_store("redis://localhost/0")``, ..."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+from urllib.parse import urlsplit
+
+from sessionkit.errors import ConfigError
+from sessionkit.stores.base import Record, RecordMeta, SessionInfo, Store, Write, mask_url
+from sessionkit.stores.cookie import CookieStore
+from sessionkit.stores.memory import MemoryStore
+
+# scheme → (module, class). Server-side stores import their client library lazily.
+_REGISTRY: dict[str, tuple[str, str]] = {
+    "memory": ("sessionkit.stores.memory", "MemoryStore"),
+    "cookie": ("sessionkit.stores.cookie", "CookieStore"),
+}
+
+
+def register_store(scheme: str, module: str, class_name: str) -> None:
+    """Make ``scheme://`` URLs open ``module.class_name`` (for third-party stores)."""
+    _REGISTRY[scheme] = (module, class_name)
+
+
+def open_store(url: str, **options: Any) -> Store:
+    """The store a URL names. Raises ``ConfigError`` for unknown schemes."""
+    scheme = urlsplit(url).scheme.lower()
+    target = _REGISTRY.get(scheme)
+    if target is None:
+        known = ", ".join(f"{s}://" for s in sorted(_REGISTRY))
+        raise ConfigError("store", f"no store for {mask_url(url)!r}; available: {known}")
+    module = importlib.import_module(target[0])
+    store: Store = getattr(module, target[1]).from_url(url, **options)
+    return store
+
+
+__all__ = [
+    "CookieStore",
+    "MemoryStore",
+    "Record",
+    "RecordMeta",
+    "SessionInfo",
+    "Store",
+    "Write",
+    "open_store",
+    "register_store",
+]

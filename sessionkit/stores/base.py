@@ -1,0 +1,226 @@
+"""The store contract: records keyed by ID digest, and the writes the engine asks for.
+
+A store moves bytes and enforces the invariants that need its server: conditional writes
+(no resurrection), key-level merge, native expiry. Every decision about cookies, expiry,
+rotation and fingerprints has already been made by the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from sessionkit import serialization
+from sessionkit.errors import StoreError
+
+
+@dataclass(frozen=True, slots=True)
+class RecordMeta:
+    """What the engine knows about a session besides its data. Timestamps are epoch seconds."""
+
+    created: float
+    last_seen: float
+    idle: float | None = None  # per-session idle timeout ("remember me"); None: the default
+    browser: bool | None = None  # per-session browser-session cookie; None: the default
+    until: float | None = None  # a fixed deadline set with set_expiry(datetime)
+    user: str | None = None
+    fingerprint: str | None = None
+    flash_new: tuple[str, ...] = ()
+    flash_old: tuple[str, ...] = ()
+
+    def encode(self) -> str:
+        return serialization.dumps(self.to_dict())
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"v": serialization.FORMAT_VERSION, "c": self.created}
+        out["s"] = self.last_seen
+        if self.idle is not None:
+            out["i"] = self.idle
+        if self.browser is not None:
+            out["b"] = self.browser
+        if self.until is not None:
+            out["x"] = self.until
+        if self.user is not None:
+            out["u"] = self.user
+        if self.fingerprint is not None:
+            out["f"] = self.fingerprint
+        if self.flash_new:
+            out["fn"] = list(self.flash_new)
+        if self.flash_old:
+            out["fo"] = list(self.flash_old)
+        return out
+
+    @classmethod
+    def decode(cls, text: str | bytes) -> RecordMeta:
+        """Raises ``ValueError`` for anything that is not a meta record of this version."""
+        raw = serialization.loads(text)
+        return cls.from_dict(raw)
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> RecordMeta:
+        if type(raw) is not dict or raw.get("v") != serialization.FORMAT_VERSION:
+            raise ValueError("not a sessionkit v1 record")
+        created, seen = raw["c"], raw["s"]
+        if not _is_number(created) or not _is_number(seen):
+            raise ValueError("bad timestamps")
+        idle, until, browser = raw.get("i"), raw.get("x"), raw.get("b")
+        user, fingerprint = raw.get("u"), raw.get("f")
+        flash_new, flash_old = raw.get("fn", ()), raw.get("fo", ())
+        if (
+            (idle is not None and not _is_number(idle))
+            or (until is not None and not _is_number(until))
+            or (browser is not None and type(browser) is not bool)
+            or (user is not None and type(user) is not str)
+            or (fingerprint is not None and type(fingerprint) is not str)
+            or not _is_str_tuple(flash_new)
+            or not _is_str_tuple(flash_old)
+        ):
+            raise ValueError("malformed record metadata")
+        return cls(
+            float(created), float(seen), idle, browser, until, user, fingerprint,
+            tuple(flash_new), tuple(flash_old),
+        )  # fmt: skip
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float)
+
+
+def _is_str_tuple(value: Any) -> bool:
+    return type(value) in (tuple, list) and all(type(v) is str for v in value)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A stored session: per-key tagged-JSON values, metadata and a version counter."""
+
+    items: Mapping[str, str]
+    meta: RecordMeta
+    version: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One conditional save.
+
+    ``create``: the record must not exist yet. Otherwise it must still exist (a session
+    deleted or rotated meanwhile is never brought back). ``rotated_from``: a create that
+    replaces that record, atomically, and only if it still exists (``regenerate()`` racing a
+    logout must not bring the session back under a new ID). ``replace``: the record's items
+    become exactly ``items``; otherwise ``items`` are merged in and ``removed`` deleted, so
+    concurrent requests that change different keys both survive.
+    """
+
+    digest: str
+    items: Mapping[str, str]
+    removed: frozenset[str]
+    meta: RecordMeta
+    ttl: float
+    create: bool = False
+    replace: bool = False
+    rotated_from: str | None = None
+    previous_user: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """A session as shown in a device list: a handle, never the ID."""
+
+    handle: str
+    user: str | None
+    created: float
+    last_seen: float
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Store:
+    """Base class of every store. Subclasses implement the sync methods; the async flavour
+    defaults to running them in a worker thread, and stores with a native async client
+    override it. Optional capabilities are declared by the ``supports_*`` flags."""
+
+    client_side: ClassVar[bool] = False
+    supports_user_index: ClassVar[bool] = False
+    supports_lock: ClassVar[bool] = False
+    supports_sweep: ClassVar[bool] = False
+    url: str = ""
+
+    # -- the protocol --------------------------------------------------------------------
+    def load(self, digest: str) -> Record | None:
+        raise NotImplementedError
+
+    def save(self, write: Write) -> bool:
+        """Apply ``write``; ``False`` when its condition failed (nothing was written)."""
+        raise NotImplementedError
+
+    def delete(self, digest: str) -> None:
+        raise NotImplementedError
+
+    def touch(self, digest: str, last_seen: float, ttl: float) -> bool:
+        """Record a read-only visit; ``False`` when the record is gone."""
+        raise NotImplementedError
+
+    async def aload(self, digest: str) -> Record | None:
+        return await asyncio.to_thread(self.load, digest)
+
+    async def asave(self, write: Write) -> bool:
+        return await asyncio.to_thread(self.save, write)
+
+    async def adelete(self, digest: str) -> None:
+        await asyncio.to_thread(self.delete, digest)
+
+    async def atouch(self, digest: str, last_seen: float, ttl: float) -> bool:
+        return await asyncio.to_thread(self.touch, digest, last_seen, ttl)
+
+    # -- optional capabilities -----------------------------------------------------------
+    def user_sessions(self, user: str) -> list[SessionInfo]:
+        raise StoreError(f"{type(self).__name__} does not keep a per-user index")
+
+    def revoke_user(self, user: str, *, keep: str | None = None) -> int:
+        """Delete every session of ``user`` except the one whose digest is ``keep``."""
+        raise StoreError(f"{type(self).__name__} does not keep a per-user index")
+
+    def revoke_handle(self, user: str, handle: str) -> bool:
+        raise StoreError(f"{type(self).__name__} does not keep a per-user index")
+
+    async def auser_sessions(self, user: str) -> list[SessionInfo]:
+        return await asyncio.to_thread(self.user_sessions, user)
+
+    async def arevoke_user(self, user: str, *, keep: str | None = None) -> int:
+        return await asyncio.to_thread(lambda: self.revoke_user(user, keep=keep))
+
+    async def arevoke_handle(self, user: str, handle: str) -> bool:
+        return await asyncio.to_thread(self.revoke_handle, user, handle)
+
+    def lock(self, digest: str, *, ttl: float = 30.0, wait: float = 10.0) -> contextlib.AbstractContextManager[None]:  # noqa: E501
+        raise StoreError(f"{type(self).__name__} does not support locks")
+
+    def alock(self, digest: str, *, ttl: float = 30.0, wait: float = 10.0) -> contextlib.AbstractAsyncContextManager[None]:  # noqa: E501
+        raise StoreError(f"{type(self).__name__} does not support locks")
+
+    def delete_expired(self, progress: Callable[[int], None] | None = None) -> int:
+        """Remove expired records; ``progress`` is called with running totals."""
+        raise StoreError(f"{type(self).__name__} cannot sweep expired sessions")
+
+    def close(self) -> None:
+        """Release connections; the store must not be used afterwards."""
+
+    async def aclose(self) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {mask_url(self.url)}>"
+
+
+# Helpers shared by stores ----------------------------------------------------------------
+
+_PASSWORD_RE = re.compile(r"(?P<head>[a-z0-9+.-]+://[^:/@]*:)(?P<password>[^@]*)(?=@)", re.I)
+
+
+def mask_url(url: str) -> str:
+    """``redis://user:secret@host`` → ``redis://user:***@host``."""
+    return _PASSWORD_RE.sub(lambda m: m.group("head") + "***", url)
+

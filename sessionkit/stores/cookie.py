@@ -1,0 +1,84 @@
+"""CookieStore: the whole session in an AES-256-GCM encrypted cookie.
+
+Format of the cookie value: ``"1" + base64url(nonce ‖ ciphertext ‖ tag)``. The plaintext
+is tagged JSON ``{"i": id, "m": metadata, "d": data}``; the associated data binds the
+format version and the cookie name, so a token cannot be replayed under another cookie.
+Expiry lives inside the ciphertext. Needs no server, so it works across any number of
+workers; the price is that a copied cookie stays valid until it expires (a stateless token
+cannot be revoked), and the session must fit in 4096 bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sessionkit import serialization
+from sessionkit.crypto import Keyring, b64decode, b64encode
+from sessionkit.stores.base import RecordMeta, Store, Write
+
+PREFIX = "1"
+
+
+class CookieStore(Store):
+    client_side = True
+    url = "cookie://"
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> CookieStore:
+        return cls(**options)
+
+    @staticmethod
+    def associated_data(cookie_name: str) -> bytes:
+        return b"sessionkit/cookie/1/" + cookie_name.encode("ascii")
+
+    def seal(
+        self, keyring: Keyring, associated: bytes, session_id: str, meta: RecordMeta,
+        data: dict[str, Any],
+    ) -> str:  # fmt: skip
+        payload = serialization.dumps({"i": session_id, "m": meta.to_dict(), "d": data})
+        return PREFIX + b64encode(keyring.seal(payload.encode("utf-8"), associated))
+
+    def unseal(self, keyring: Keyring, associated: bytes, value: str) -> tuple[bytes, int] | None:
+        """Authenticate and decrypt; ``None`` for anything forged, truncated or foreign."""
+        if len(value) < 40 or value[0] != PREFIX:
+            return None
+        raw = b64decode(value[1:])
+        if raw is None:
+            return None
+        return keyring.unseal(raw, associated)
+
+    @staticmethod
+    def parse(plaintext: bytes) -> tuple[str, RecordMeta, dict[str, Any]]:
+        """Raises ``ValueError`` if the authenticated payload is not a v1 session."""
+        payload = serialization.loads(plaintext)
+        if type(payload) is not dict or type(payload.get("d")) is not dict:
+            raise ValueError("not a sessionkit cookie payload")
+        session_id = payload.get("i")
+        if type(session_id) is not str:
+            raise ValueError("payload has no id")
+        return session_id, RecordMeta.from_dict(payload.get("m")), payload["d"]
+
+    # A cookie store keeps nothing server-side: the engine never calls these.
+    def load(self, digest: str) -> None:
+        return None
+
+    def save(self, write: Write) -> bool:
+        return True
+
+    def delete(self, digest: str) -> None:
+        return None
+
+    def touch(self, digest: str, last_seen: float, ttl: float) -> bool:
+        return True
+
+    async def aload(self, digest: str) -> None:
+        return None
+
+    async def asave(self, write: Write) -> bool:
+        return True
+
+    async def adelete(self, digest: str) -> None:
+        return None
+
+    async def atouch(self, digest: str, last_seen: float, ttl: float) -> bool:
+        return True

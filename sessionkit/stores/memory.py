@@ -1,0 +1,235 @@
+"""MemoryStore: sessions in this process's memory, bounded, for development and tests.
+
+Bounded by ``max_sessions`` with least-recently-used eviction, so a flood of new sessions
+cannot exhaust memory (Litestar #5085). One lock guards the map; every operation is a few
+dictionary steps, so the async flavour calls straight through without a thread hop.
+Sessions vanish with the process and are not shared between worker processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
+from urllib.parse import parse_qs, urlsplit
+
+from sessionkit.errors import ConfigError, LockTimeout
+from sessionkit.ids import handle
+from sessionkit.stores.base import Record, SessionInfo, Store, Write
+
+
+class MemoryStore(Store):
+    supports_user_index = True
+    supports_lock = True
+    supports_sweep = True
+
+    def __init__(
+        self, max_sessions: int = 10_000, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        if max_sessions < 1:
+            raise ConfigError("max_sessions", "must be at least 1")
+        self.max_sessions = max_sessions
+        self.url = f"memory://?max_sessions={max_sessions}"
+        self._clock = clock
+        self._records: OrderedDict[str, tuple[Record, float]] = OrderedDict()
+        self._users: dict[str, set[str]] = {}
+        self._locks: dict[str, tuple[str, float]] = {}
+        self._mutex = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str, **options: object) -> MemoryStore:
+        query = parse_qs(urlsplit(url).query)
+        if "max_sessions" in query:
+            try:
+                options.setdefault("max_sessions", int(query["max_sessions"][0]))
+            except ValueError as exc:
+                raise ConfigError("store", f"{url!r}: max_sessions must be a number") from exc
+        return cls(**options)  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    # -- protocol --------------------------------------------------------------------------
+    def load(self, digest: str) -> Record | None:
+        with self._mutex:
+            entry = self._records.get(digest)
+            if entry is None:
+                return None
+            if entry[1] <= self._clock():
+                self._drop(digest)
+                return None
+            self._records.move_to_end(digest)
+            return entry[0]
+
+    def save(self, write: Write) -> bool:
+        now = self._clock()
+        with self._mutex:
+            entry = self._records.get(write.digest)
+            if entry is not None and entry[1] <= now:
+                self._drop(write.digest)
+                entry = None
+            if write.create:
+                if entry is not None:
+                    return False
+                if write.rotated_from is not None:
+                    old = self._records.get(write.rotated_from)
+                    if old is None or old[1] <= now:
+                        return False
+                    self._drop(write.rotated_from)
+                items = dict(write.items)
+                version = 1
+            else:
+                if entry is None:
+                    return False
+                current = entry[0]
+                if write.replace:
+                    items = dict(write.items)
+                else:
+                    items = {k: v for k, v in current.items.items() if k not in write.removed}
+                    items.update(write.items)
+                version = current.version + 1
+                self._unindex(write.digest, current.meta.user)
+            self._records[write.digest] = (Record(items, write.meta, version), now + write.ttl)
+            self._records.move_to_end(write.digest)
+            if write.meta.user is not None:
+                self._users.setdefault(write.meta.user, set()).add(write.digest)
+            while len(self._records) > self.max_sessions:
+                oldest = next(iter(self._records))
+                self._drop(oldest)
+            return True
+
+    def delete(self, digest: str) -> None:
+        with self._mutex:
+            self._drop(digest)
+
+    def touch(self, digest: str, last_seen: float, ttl: float) -> bool:
+        now = self._clock()
+        with self._mutex:
+            entry = self._records.get(digest)
+            if entry is None or entry[1] <= now:
+                return False
+            record = entry[0]
+            meta = replace(record.meta, last_seen=last_seen)
+            self._records[digest] = (replace(record, meta=meta), now + ttl)
+            self._records.move_to_end(digest)
+            return True
+
+    async def aload(self, digest: str) -> Record | None:
+        return self.load(digest)
+
+    async def asave(self, write: Write) -> bool:
+        return self.save(write)
+
+    async def adelete(self, digest: str) -> None:
+        self.delete(digest)
+
+    async def atouch(self, digest: str, last_seen: float, ttl: float) -> bool:
+        return self.touch(digest, last_seen, ttl)
+
+    # -- capabilities ----------------------------------------------------------------------
+    def user_sessions(self, user: str) -> list[SessionInfo]:
+        now = self._clock()
+        with self._mutex:
+            out = []
+            for digest in sorted(self._users.get(user, ())):
+                record, expires = self._records[digest]
+                if expires > now:
+                    meta = record.meta
+                    out.append(SessionInfo(handle(digest), user, meta.created, meta.last_seen))
+            return out
+
+    def revoke_user(self, user: str, *, keep: str | None = None) -> int:
+        with self._mutex:
+            doomed = [d for d in self._users.get(user, ()) if d != keep]
+            for digest in doomed:
+                self._drop(digest)
+            return len(doomed)
+
+    def revoke_handle(self, user: str, handle_: str) -> bool:
+        with self._mutex:
+            for digest in list(self._users.get(user, ())):
+                if handle(digest) == handle_:
+                    self._drop(digest)
+                    return True
+            return False
+
+    async def auser_sessions(self, user: str) -> list[SessionInfo]:
+        return self.user_sessions(user)
+
+    async def arevoke_user(self, user: str, *, keep: str | None = None) -> int:
+        return self.revoke_user(user, keep=keep)
+
+    async def arevoke_handle(self, user: str, handle: str) -> bool:
+        return self.revoke_handle(user, handle)
+
+    def delete_expired(self, progress: Callable[[int], None] | None = None) -> int:
+        now = self._clock()
+        with self._mutex:
+            doomed = [d for d, (_, expires) in self._records.items() if expires <= now]
+            for digest in doomed:
+                self._drop(digest)
+        if progress is not None:
+            progress(len(doomed))
+        return len(doomed)
+
+    def _try_lock(self, digest: str, token: str, ttl: float) -> bool:
+        now = self._clock()
+        with self._mutex:
+            held = self._locks.get(digest)
+            if held is not None and held[1] > now:
+                return False
+            self._locks[digest] = (token, now + ttl)
+            return True
+
+    def _unlock(self, digest: str, token: str) -> None:
+        with self._mutex:
+            held = self._locks.get(digest)
+            if held is not None and held[0] == token:
+                del self._locks[digest]
+
+    @contextlib.contextmanager
+    def lock(self, digest: str, *, ttl: float = 30.0, wait: float = 10.0) -> Iterator[None]:
+        token = secrets.token_hex(16)
+        deadline = time.monotonic() + wait
+        while not self._try_lock(digest, token, ttl):
+            if time.monotonic() >= deadline:
+                raise LockTimeout(handle(digest), wait)
+            time.sleep(0.002)
+        try:
+            yield
+        finally:
+            self._unlock(digest, token)
+
+    @contextlib.asynccontextmanager
+    async def alock(
+        self, digest: str, *, ttl: float = 30.0, wait: float = 10.0
+    ) -> AsyncIterator[None]:
+        token = secrets.token_hex(16)
+        deadline = time.monotonic() + wait
+        while not self._try_lock(digest, token, ttl):
+            if time.monotonic() >= deadline:
+                raise LockTimeout(handle(digest), wait)
+            await asyncio.sleep(0.002)
+        try:
+            yield
+        finally:
+            self._unlock(digest, token)
+
+    # -- internals (caller holds the mutex) ------------------------------------------------
+    def _drop(self, digest: str) -> None:
+        entry = self._records.pop(digest, None)
+        if entry is not None:
+            self._unindex(digest, entry[0].meta.user)
+
+    def _unindex(self, digest: str, user: str | None) -> None:
+        if user is not None:
+            members = self._users.get(user)
+            if members is not None:
+                members.discard(digest)
+                if not members:
+                    del self._users[user]
