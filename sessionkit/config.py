@@ -125,7 +125,9 @@ class SessionConfig:
                 "otherwise, and they would be sent cross-site over plain HTTP)",
             )
         if self.cookie_partitioned and not self.cookie_secure:
-            raise ConfigError("cookie_partitioned", "Partitioned cookies require cookie_secure=True")
+            raise ConfigError(
+                "cookie_partitioned", "Partitioned cookies require cookie_secure=True"
+            )
         lowered_name = name.lower()
         if lowered_name.startswith("__host-"):
             if not name.startswith("__Host-"):
@@ -144,9 +146,7 @@ class SessionConfig:
             if not name.startswith("__Secure-"):
                 raise ConfigError("cookie_name", "write the prefix exactly as '__Secure-'")
             if not self.cookie_secure:
-                raise ConfigError(
-                    "cookie_secure", "a __Secure- cookie must set cookie_secure=True"
-                )
+                raise ConfigError("cookie_secure", "a __Secure- cookie must set cookie_secure=True")
         if not 256 <= self.max_cookie_size <= 4096:
             raise ConfigError("max_cookie_size", "must be between 256 and 4096 bytes")
 
@@ -216,7 +216,9 @@ def _keys(value: Any) -> tuple[bytes, ...]:
             )
         keys.append(key)
     if not keys:
-        raise ConfigError("secret_key", "no secret key given; generate one with `sessionkit keygen`")
+        raise ConfigError(
+            "secret_key", "no secret key given; generate one with `sessionkit keygen`"
+        )
     return tuple(keys)
 
 

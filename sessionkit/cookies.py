@@ -83,5 +83,5 @@ def add_cache_private(existing: str | None) -> str:
     lowered = [d.lower() for d in directives]
     if "private" in lowered or "no-store" in lowered:
         return existing
-    kept = [d for d, low in zip(directives, lowered) if low != "public"]
+    kept = [d for d, low in zip(directives, lowered, strict=True) if low != "public"]
     return ", ".join(["private", *kept])

@@ -102,8 +102,9 @@ class Keyring:
         mac = hmac.new(self._fingerprint_keys[index], material, _sha256).digest()
         return b64encode(mac[:TAG_BYTES])
 
-    def fingerprint_matches(self, material: bytes, expected: str) -> bool:
-        return any(
-            hmac.compare_digest(self.fingerprint(material, i), expected)
-            for i in range(len(self._fingerprint_keys))
-        )
+    def fingerprint_matches(self, material: bytes, expected: str) -> int | None:
+        """The index of the key under which ``material`` gives ``expected``, or ``None``."""
+        for index in range(len(self._fingerprint_keys)):
+            if hmac.compare_digest(self.fingerprint(material, index), expected):
+                return index
+        return None

@@ -41,7 +41,7 @@ class _Context:
         "cookie",
         "digest",
         "doomed",
-        "fingerprint_ok",
+        "fingerprint",
         "key_index",
         "plaintext",
         "presented",
@@ -59,7 +59,7 @@ class _Context:
         self.key_index = 0
         self.plaintext: bytes | None = None
         self.doomed: list[str] = []  # digests to delete (expired, corrupt, compromised)
-        self.fingerprint_ok = False
+        self.fingerprint = ""  # "keep": the record's fingerprint stays as it is
 
     @property
     def handle(self) -> str | None:
@@ -224,9 +224,16 @@ class SessionEngine:
         rotate = False
         if meta.fingerprint is not None:
             material = fingerprint_material(ctx.client, self.config)
-            if material is None or self.keyring.fingerprint_matches(material, meta.fingerprint):
-                ctx.fingerprint_ok = True
+            matched = (
+                None if material is None
+                else self.keyring.fingerprint_matches(material, meta.fingerprint)
+            )  # fmt: skip
+            if material is None or matched == 0:
+                ctx.fingerprint = "keep"
+            elif matched is not None:  # made with an older key: rewrite under the newest
+                session._meta_changed = True
             else:
+                ctx.fingerprint = "keep" if self.config.fingerprint_action == "log" else ""
                 action = self.config.fingerprint_action
                 self._emit(
                     EventKind.FINGERPRINT_MISMATCH, ctx,
@@ -267,6 +274,8 @@ class SessionEngine:
         if session._accessed:
             session._age_flash()
         session._nested_changes()
+        if ctx.key_index:  # the cookie was made with an older key: re-issue under the newest
+            session._meta_changed = True
         plan.deletes.extend(ctx.doomed)
         old = session._meta
         empty = not dict.__len__(session) and session._user is None
@@ -345,9 +354,6 @@ class SessionEngine:
                 plan.set_cookie = self._cookie(session, ctx, meta, end, now, secure)
             self._note(plan, EventKind.TOUCHED, ctx)
             self._settle(session, meta, end)
-        elif ctx.key_index:  # verified with an older key: re-issue under the newest
-            end = deadline(old, self.config)
-            plan.set_cookie = self._cookie(session, ctx, old, end, now, secure)
         elif ctx.rejected and ctx.presented:
             plan.set_cookie = self._cookies.clear(secure=secure)
         return plan
@@ -358,10 +364,8 @@ class SessionEngine:
         material = fingerprint_material(ctx.client, self.config)
         if material is None:
             fingerprint = None
-        elif old is not None and old.fingerprint is not None and (
-            (ctx.fingerprint_ok and ctx.key_index == 0)
-            or (not ctx.fingerprint_ok and not session._rotate)  # policy "log": keep the old
-        ):
+        elif old is not None and old.fingerprint is not None and ctx.fingerprint == "keep":
+            # unchanged, or a mismatch we only log: keep what the record holds
             fingerprint = old.fingerprint
         else:
             fingerprint = self.keyring.fingerprint(material)

@@ -67,9 +67,7 @@ class EventBus:
         self, callback: Subscriber, kinds: Iterable[EventKind | str] | None = None
     ) -> Callable[[], None]:
         """Call ``callback`` for every event (or only ``kinds``); returns an unsubscribe."""
-        keys: list[EventKind | None] = (
-            [None] if kinds is None else [EventKind(k) for k in kinds]
-        )
+        keys: list[EventKind | None] = [None] if kinds is None else [EventKind(k) for k in kinds]
         with self._lock:
             for key in keys:
                 self._subscribers[key] = (*self._subscribers.get(key, ()), callback)

@@ -53,8 +53,8 @@ def _tag(value: Any) -> Any:
             out[key] = _tag(item)
         if len(out) == 1:
             (only,) = out
-            if only in _UNTAG:
-                return {" di": out}
+            if only in _UNTAG:  # a user dict that looks like a tag: escape it as a pair
+                return {" di": [only, out[only]]}
         return out
     if kind is tuple:
         return {" t": [_tag(v) for v in value]}
@@ -92,7 +92,7 @@ def _tag(value: Any) -> Any:
 
 
 _UNTAG: dict[str, Callable[[Any], Any]] = {
-    " di": lambda v: v,
+    " di": lambda v: {v[0]: v[1]},
     " t": tuple,
     " dt": datetime.fromisoformat,
     " d": date.fromisoformat,

@@ -100,7 +100,11 @@ class Session(dict[str, Any]):
         self._removed.discard(key)
 
     def _watch(self, key: str, value: Any) -> Any:
-        if type(value) not in _IMMUTABLE and key not in self._changed and key not in self._snapshots:
+        if (
+            type(value) not in _IMMUTABLE
+            and key not in self._changed
+            and key not in self._snapshots
+        ):
             self._snapshots[key] = serialization.dumps(value)
         return value
 
@@ -153,7 +157,7 @@ class Session(dict[str, Any]):
             self._watch(key, value)
         return dict.items(self)
 
-    def copy(self) -> dict[str, Any]:  # type: ignore[override]
+    def copy(self) -> dict[str, Any]:
         """A plain ``dict`` copy (shallow), detached from the session."""
         self._read()
         return dict(dict.items(self))
@@ -165,10 +169,11 @@ class Session(dict[str, Any]):
     def __ne__(self, other: object) -> bool:
         return not self == other
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None
 
     def __or__(self, other: Any) -> dict[str, Any]:  # type: ignore[override]
-        return self.copy() | other
+        merged: dict[str, Any] = self.copy() | other
+        return merged
 
     def __repr__(self) -> str:
         if self._loader is not None:
@@ -210,11 +215,11 @@ class Session(dict[str, Any]):
         self._forget(key)
         return key, value
 
-    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def update(self, *args: Any, **kwargs: Any) -> None:
         for key, value in dict(*args, **kwargs).items():
             self[key] = value
 
-    def __ior__(self, other: Any) -> Session:  # type: ignore[override,misc]
+    def __ior__(self, other: Any) -> Session:  # type: ignore[override]
         self.update(other)
         return self
 
@@ -445,4 +450,3 @@ class Session(dict[str, Any]):
 
 def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=timezone.utc)
-

@@ -195,10 +195,14 @@ class Store:
     async def arevoke_handle(self, user: str, handle: str) -> bool:
         return await asyncio.to_thread(self.revoke_handle, user, handle)
 
-    def lock(self, digest: str, *, ttl: float = 30.0, wait: float = 10.0) -> contextlib.AbstractContextManager[None]:  # noqa: E501
+    def lock(
+        self, digest: str, *, ttl: float = 30.0, wait: float = 10.0
+    ) -> contextlib.AbstractContextManager[None]:
         raise StoreError(f"{type(self).__name__} does not support locks")
 
-    def alock(self, digest: str, *, ttl: float = 30.0, wait: float = 10.0) -> contextlib.AbstractAsyncContextManager[None]:  # noqa: E501
+    def alock(
+        self, digest: str, *, ttl: float = 30.0, wait: float = 10.0
+    ) -> contextlib.AbstractAsyncContextManager[None]:
         raise StoreError(f"{type(self).__name__} does not support locks")
 
     def delete_expired(self, progress: Callable[[int], None] | None = None) -> int:
@@ -223,4 +227,3 @@ _PASSWORD_RE = re.compile(r"(?P<head>[a-z0-9+.-]+://[^:/@]*:)(?P<password>[^@]*)
 def mask_url(url: str) -> str:
     """``redis://user:secret@host`` → ``redis://user:***@host``."""
     return _PASSWORD_RE.sub(lambda m: m.group("head") + "***", url)
-

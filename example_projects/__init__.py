@@ -1,0 +1,1 @@
+"""Runnable example projects (``make demo``)."""

@@ -1,0 +1,651 @@
+"""The store conformance suite: every store, ours or a third party's, proves the same contract.
+
+Subclass the classes that match what your store declares, give them a ``make_store`` and
+let pytest collect them; each test runs in the ``sync`` and the ``async`` flavour::
+
+    from sessionkit.testing import StoreConformance, ServerStoreConformance
+
+    class TestMyStore(ServerStoreConformance):
+        def make_store(self, clock):
+            return MyStore("myscheme://127.0.0.1:1234", clock=clock)
+
+``StoreConformance`` checks what any store must do seen through the engine (round trips,
+lazy loading, expiry, rotation, flash, tampering). ``ServerStoreConformance`` adds the
+invariants a server-side store keeps: no resurrection, key-level merge, expiry from the
+record, corrupted records, nothing created by reads. ``UserIndexConformance``,
+``LockConformance`` and ``SweepConformance`` cover the optional capabilities; a store that
+declares a capability but is not tested for it fails ``test_declared_capabilities_are_tested``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from sessionkit.config import SessionConfig
+from sessionkit.engine import SessionEngine
+from sessionkit.errors import LockTimeout
+from sessionkit.events import Event, EventKind
+from sessionkit.fingerprint import ClientInfo
+from sessionkit.ids import digest
+from sessionkit.session import Session
+from sessionkit.stores.base import RecordMeta, Store, Write
+from sessionkit.testing.browser import Browser, Flavour
+from sessionkit.testing.clock import FakeClock
+
+KEY = "conformance-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+OLD_KEY = "conformance-old-key-9876543210-zyxwvutsrqponmlkjihgfedcba"
+IDLE, ABSOLUTE, TOUCH = 600.0, 3600.0, 60.0
+
+
+class CountingStore(Store):
+    """Wraps a store and counts calls, to prove which requests do no I/O."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+        self.client_side = inner.client_side  # type: ignore[misc]
+        self.url = inner.url
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def load(self, digest: str) -> Any:
+        self.calls.append("load")
+        return self.inner.load(digest)
+
+    def save(self, write: Write) -> bool:
+        self.calls.append("save")
+        return self.inner.save(write)
+
+    def delete(self, digest: str) -> None:
+        self.calls.append("delete")
+        self.inner.delete(digest)
+
+    def touch(self, digest: str, last_seen: float, ttl: float) -> bool:
+        self.calls.append("touch")
+        return self.inner.touch(digest, last_seen, ttl)
+
+    async def aload(self, digest: str) -> Any:
+        self.calls.append("load")
+        return await self.inner.aload(digest)
+
+    async def asave(self, write: Write) -> bool:
+        self.calls.append("save")
+        return await self.inner.asave(write)
+
+    async def adelete(self, digest: str) -> None:
+        self.calls.append("delete")
+        await self.inner.adelete(digest)
+
+    async def atouch(self, digest: str, last_seen: float, ttl: float) -> bool:
+        self.calls.append("touch")
+        return await self.inner.atouch(digest, last_seen, ttl)
+
+
+def _set(key: str, value: Any) -> Any:
+    return lambda s: s.__setitem__(key, value)
+
+
+def _steps(*views: Callable[[Session], Any]) -> Callable[[Session], Any]:
+    """One view made of several steps; it returns what the last step returns."""
+
+    def view(session: Session) -> Any:
+        result = None
+        for step in views:
+            result = step(session)
+        return result
+
+    return view
+
+
+def _snapshot(session: Session) -> dict[str, Any]:
+    return dict(session.items())
+
+
+class StoreConformance:
+    """What every store must do, seen through the engine, in both flavours."""
+
+    # -- to be provided by the subclass ----------------------------------------------------
+    def make_store(self, clock: FakeClock) -> Store:
+        raise NotImplementedError("subclasses return a fresh, empty store here")
+
+    # -- fixtures --------------------------------------------------------------------------
+    @pytest.fixture(params=["sync", "async"])
+    def flavour(self, request: pytest.FixtureRequest) -> Flavour:
+        value: Flavour = request.param
+        return value
+
+    @pytest.fixture
+    def clock(self) -> FakeClock:
+        return FakeClock()
+
+    @pytest.fixture
+    def loop(self) -> Iterator[asyncio.AbstractEventLoop]:
+        loop = asyncio.new_event_loop()
+        yield loop
+        loop.close()
+
+    @pytest.fixture
+    def store(self, clock: FakeClock, loop: asyncio.AbstractEventLoop) -> Iterator[Store]:
+        store = self.make_store(clock)
+        yield store
+        loop.run_until_complete(store.aclose())
+
+    @pytest.fixture
+    def events(self) -> list[Event]:
+        return []
+
+    @pytest.fixture
+    def engine(self, store: Store, clock: FakeClock, events: list[Event]) -> SessionEngine:
+        return self.engine_for(store, clock, events)
+
+    @pytest.fixture
+    def browser(
+        self, engine: SessionEngine, flavour: Flavour, loop: asyncio.AbstractEventLoop
+    ) -> Browser:
+        return Browser(engine, flavour, loop=loop)
+
+    def engine_for(
+        self, store: Store, clock: FakeClock, events: list[Event] | None = None, **settings: Any
+    ) -> SessionEngine:
+        settings.setdefault("secret_key", KEY)
+        settings.setdefault("idle_timeout", IDLE)
+        settings.setdefault("absolute_timeout", ABSOLUTE)
+        settings.setdefault("touch_interval", TOUCH)
+        engine = SessionEngine(SessionConfig(**settings), store=store, clock=clock)
+        if events is not None:
+            engine.events.subscribe(events.append)
+        return engine
+
+    # -- capability bookkeeping ------------------------------------------------------------
+    def test_declared_capabilities_are_tested(self, store: Store) -> None:
+        for flag, suite in (
+            ("supports_user_index", UserIndexConformance),
+            ("supports_lock", LockConformance),
+            ("supports_sweep", SweepConformance),
+        ):
+            if getattr(store, flag):
+                assert isinstance(self, suite), (
+                    f"{flag} is declared but {suite.__name__} is not run"
+                )
+        if not store.client_side:
+            assert isinstance(self, ServerStoreConformance)
+
+    # -- round trips -----------------------------------------------------------------------
+    def test_round_trip_of_every_supported_type(self, browser: Browser) -> None:
+        value = {
+            "n": 1, "f": 1.5, "s": "héllo", "none": None, "list": [1, [2, 3]],
+            "tuple": (1, "a"), "bytes": b"\x00\xff", "set": {1, 2},
+            "when": datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
+            "tag_lookalike": {" t": 1},
+        }  # fmt: skip
+        browser.visit(lambda s: s.update(value))
+        assert browser.visit(_snapshot).result == value
+
+    def test_untouched_request_costs_nothing(
+        self, store: Store, clock: FakeClock, flavour: Flavour, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        counting = CountingStore(store)
+        browser = Browser(self.engine_for(counting, clock), "sync", loop=loop)
+        browser.visit(_set("a", 1))
+        counting.calls.clear()
+        session = browser.engine.open(browser.cookie_header, browser.client)
+        plan = browser.engine.commit(session, 200)  # the view never looked at the session
+        assert counting.calls == []
+        assert plan.headers() == [] and not plan.has_io
+
+    def test_empty_session_stores_nothing_and_sets_no_cookie(
+        self, store: Store, clock: FakeClock, flavour: Flavour, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        counting = CountingStore(store)
+        browser = Browser(self.engine_for(counting, clock), flavour, loop=loop)
+        visit = browser.visit(lambda s: s.get("user"))
+        assert visit.set_cookie is None
+        assert ("Vary", "Cookie") in visit.plan.headers()
+        assert counting.calls == []
+
+    def test_changes_persist_and_only_changes_are_written(self, browser: Browser) -> None:
+        browser.visit(lambda s: s.update(a=1, b=2))
+        visit = browser.visit(_set("b", 3))
+        assert visit.saved
+        if visit.plan.write is not None:
+            assert set(visit.plan.write.items) == {"b"}
+        assert browser.visit(_snapshot).result == {"a": 1, "b": 3}
+
+    def test_nested_mutation_is_saved(self, browser: Browser) -> None:
+        browser.visit(_set("cart", {"items": []}))
+        browser.visit(lambda s: s["cart"]["items"].append("book"))
+        browser.visit(lambda s: s.setdefault("tags", []).append("x"))
+        assert browser.visit(_snapshot).result == {"cart": {"items": ["book"]}, "tags": ["x"]}
+
+    def test_delete_pop_and_clear_persist(self, browser: Browser) -> None:
+        browser.visit(lambda s: s.update(a=1, b=2, c=3))
+        browser.visit(_steps(lambda s: s.__delitem__("a"), lambda s: s.pop("b")))
+        assert browser.visit(_snapshot).result == {"c": 3}
+        browser.visit(_steps(lambda s: s.clear(), _set("d", 4)))
+        assert browser.visit(_snapshot).result == {"d": 4}
+
+    def test_emptied_session_clears_the_cookie(self, browser: Browser) -> None:
+        browser.visit(_set("a", 1))
+        old = browser.cookie_header
+        visit = browser.visit(lambda s: s.clear())
+        assert visit.set_cookie is not None and "Max-Age=0" in visit.set_cookie
+        assert browser.cookie is None
+        if not browser.engine.store.client_side:
+            replay = browser.fork()
+            replay.cookie = old.partition("=")[2] if old else None
+            assert replay.visit(_snapshot).result == {}
+
+    def test_read_only_request_is_touched_only_after_the_interval(
+        self, browser: Browser, clock: FakeClock
+    ) -> None:
+        browser.visit(_set("a", 1))
+        clock.advance(TOUCH / 2)
+        assert browser.visit(_snapshot).set_cookie is None
+        clock.advance(TOUCH)
+        touched = browser.visit(_snapshot)
+        assert touched.set_cookie is not None and "Max-Age=600" in touched.set_cookie
+
+    def test_5xx_saves_nothing(self, browser: Browser) -> None:
+        browser.visit(_set("a", 1))
+        visit = browser.visit(_set("a", 2), status=500)
+        assert visit.set_cookie is None and not visit.plan.has_io
+        assert browser.visit(_snapshot).result == {"a": 1}
+
+    def test_response_headers(self, browser: Browser) -> None:
+        visit = browser.visit(_set("a", 1))
+        headers = visit.plan.headers()
+        assert ("Vary", "Cookie") in headers and ("Cache-Control", "private") in headers
+        cookie = visit.set_cookie or ""
+        assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/" in cookie
+
+    # -- regeneration, invalidation --------------------------------------------------------
+    def test_regenerate_keeps_data_under_a_new_cookie(self, browser: Browser) -> None:
+        browser.visit(_set("a", 1))
+        before = browser.cookie
+        browser.visit(lambda s: s.regenerate())
+        assert browser.cookie is not None and browser.cookie != before
+        assert browser.visit(_snapshot).result == {"a": 1}
+
+    def test_invalidate_discards_data(self, browser: Browser, events: list[Event]) -> None:
+        browser.visit(_set("a", 1))
+        visit = browser.visit(lambda s: s.invalidate())
+        assert visit.set_cookie is not None and browser.cookie is None
+        assert browser.visit(_snapshot).result == {}
+        assert EventKind.INVALIDATED in {e.kind for e in events}
+
+    def test_values_set_after_invalidate_start_a_new_session(self, browser: Browser) -> None:
+        browser.visit(_set("a", 1))
+        before = browser.cookie
+        browser.visit(_steps(lambda s: s.invalidate(), lambda s: s.flash("msg", "bye")))
+        assert browser.cookie not in (None, before)
+        assert browser.visit(_snapshot).result == {"msg": "bye"}
+
+    def test_bind_user_rotates_the_id(self, browser: Browser) -> None:
+        browser.visit(_set("cart", [1]))
+        before = browser.cookie
+        browser.visit(lambda s: s.bind_user(42))
+        assert browser.cookie != before
+        assert browser.visit(lambda s: (s.user_id, dict(s))).result == ("42", {"cart": [1]})
+
+    # -- expiry ----------------------------------------------------------------------------
+    def test_idle_timeout(self, browser: Browser, clock: FakeClock, events: list[Event]) -> None:
+        browser.visit(_set("a", 1))
+        clock.advance(IDLE - 1)
+        assert browser.visit(_snapshot).result == {"a": 1}  # touched: idle restarts
+        clock.advance(IDLE - 1)
+        assert browser.visit(_snapshot).result == {"a": 1}
+        clock.advance(IDLE + 1)
+        replayed = browser.cookie
+        assert browser.visit(_snapshot).result == {}
+        if browser.engine.store.client_side:  # a server may drop it by TTL before we look
+            assert EventKind.EXPIRED in {e.kind for e in events}
+        stale = browser.fork()
+        stale.cookie = replayed  # a cookie the browser kept past its time is still dead
+        assert stale.visit(_snapshot).result == {}
+
+    def test_absolute_timeout_beats_activity(self, browser: Browser, clock: FakeClock) -> None:
+        browser.visit(_set("a", 1))
+        for _ in range(int(ABSOLUTE // (IDLE / 2)) - 1):
+            clock.advance(IDLE / 2)
+            assert browser.visit(lambda s: s.__setitem__("n", s.get("n", 0) + 1)).saved
+        clock.advance(IDLE / 2 + 1)
+        assert browser.visit(_snapshot).result == {}
+
+    def test_remember_me_outlives_the_idle_timeout(
+        self, browser: Browser, clock: FakeClock
+    ) -> None:
+        browser.visit(_steps(_set("a", 1), lambda s: s.set_expiry(timedelta(seconds=3000))))
+        clock.advance(IDLE * 2)
+        visit = browser.visit(_snapshot)
+        assert visit.result == {"a": 1}
+        clock.advance(3001)
+        assert browser.visit(_snapshot).result == {}
+
+    def test_browser_session_cookie_has_no_max_age(self, browser: Browser) -> None:
+        visit = browser.visit(_steps(_set("a", 1), lambda s: s.set_expiry(0)))
+        assert visit.set_cookie is not None and "Max-Age" not in visit.set_cookie
+        assert browser.visit(_snapshot).result == {"a": 1}
+
+    def test_expiry_at_a_fixed_moment(self, browser: Browser, clock: FakeClock) -> None:
+        until = datetime.fromtimestamp(clock.now + 100, tz=timezone.utc)
+        browser.visit(_steps(_set("a", 1), lambda s: s.set_expiry(until)))
+        clock.advance(99)
+        assert browser.visit(lambda s: s.expires).result == until
+        clock.advance(2)
+        assert browser.visit(_snapshot).result == {}
+
+    # -- flash -----------------------------------------------------------------------------
+    def test_flash_lives_for_the_next_request_only(self, browser: Browser) -> None:
+        browser.visit(lambda s: s.flash("msg", "saved"))
+        assert browser.visit(lambda s: s.get("msg")).result == "saved"
+        assert browser.visit(lambda s: s.get("msg")).result is None
+
+    def test_flash_survives_requests_that_do_not_use_the_session(self, browser: Browser) -> None:
+        browser.visit(_steps(_set("a", 1), lambda s: s.flash("msg", "hi")))
+        browser.visit(None)
+        assert browser.visit(lambda s: s.get("msg")).result == "hi"
+
+    def test_now_reflash_and_keep(self, browser: Browser) -> None:
+        assert browser.visit(_steps(lambda s: s.now("x", 1), lambda s: s.get("x"))).result == 1
+        assert browser.visit(lambda s: s.get("x")).result is None
+        browser.visit(_steps(lambda s: s.flash("a", 1), lambda s: s.flash("b", 2)))
+        browser.visit(lambda s: s.reflash())
+        browser.visit(lambda s: s.keep("b"))
+        assert browser.visit(_snapshot).result == {"b": 2}
+        assert browser.visit(_snapshot).result == {}
+
+    # -- cookies ---------------------------------------------------------------------------
+    def test_tampered_cookie_gives_an_empty_session(
+        self, browser: Browser, events: list[Event]
+    ) -> None:
+        browser.visit(_set("a", 1))
+        assert browser.cookie is not None
+        for position in (0, len(browser.cookie) // 2, len(browser.cookie) - 1):
+            thief = browser.fork()
+            char = browser.cookie[position]
+            thief.cookie = (
+                browser.cookie[:position]
+                + ("B" if char == "A" else "A")
+                + browser.cookie[position + 1 :]
+            )
+            visit = thief.visit(_snapshot)
+            assert visit.result == {}
+            assert visit.set_cookie is not None and "Max-Age=0" in visit.set_cookie
+        assert EventKind.COOKIE_REJECTED in {e.kind for e in events}
+
+    def test_key_rotation(
+        self, store: Store, clock: FakeClock, flavour: Flavour, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        old = Browser(self.engine_for(store, clock, secret_key=OLD_KEY), flavour, loop=loop)
+        old.visit(_set("a", 1))
+        rotated = old.fork()
+        rotated.engine = self.engine_for(store, clock, secret_key=[KEY, OLD_KEY])
+        visit = rotated.visit(_snapshot)
+        assert visit.result == {"a": 1}
+        assert visit.set_cookie is not None and rotated.cookie != old.cookie  # re-issued
+        retired = rotated.fork()
+        retired.engine = self.engine_for(store, clock, secret_key=KEY)
+        assert retired.visit(_snapshot).result == {"a": 1}  # the re-issued cookie is current
+        old.engine = retired.engine
+        assert old.visit(_snapshot).result == {}  # the old-key cookie is now refused
+
+    def test_fingerprint_mismatch_invalidates_by_default(
+        self, browser: Browser, events: list[Event]
+    ) -> None:
+        browser.visit(_set("a", 1))
+        thief = browser.fork(client=ClientInfo("198.51.100.1", "curl/8.0"))
+        assert thief.visit(_snapshot).result == {}
+        assert EventKind.FINGERPRINT_MISMATCH in {e.kind for e in events}
+        browser.client = ClientInfo(
+            browser.client.remote_addr, browser.client.user_agent.replace("126.0.0.0", "127.0.1.2")
+        )
+        if not browser.engine.store.client_side:
+            assert browser.visit(_snapshot).result == {}  # the stolen session was killed
+        else:
+            assert browser.visit(_snapshot).result == {"a": 1}  # a browser update is fine
+
+    def test_fingerprint_policy_log_keeps_the_session(
+        self, store: Store, clock: FakeClock, flavour: Flavour, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        events: list[Event] = []
+        engine = self.engine_for(store, clock, events, fingerprint_action="log")
+        browser = Browser(engine, flavour, loop=loop)
+        browser.visit(_set("a", 1))
+        thief = browser.fork(client=ClientInfo("198.51.100.1", "curl/8.0"))
+        assert thief.visit(_snapshot).result == {"a": 1}
+        assert [e.kind for e in events].count(EventKind.FINGERPRINT_MISMATCH) == 1
+
+    def test_fingerprint_policy_regenerate_moves_the_session(
+        self, store: Store, clock: FakeClock, flavour: Flavour, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        engine = self.engine_for(store, clock, fingerprint_action="regenerate")
+        browser = Browser(engine, flavour, loop=loop)
+        browser.visit(_set("a", 1))
+        moved = browser.fork(client=ClientInfo("198.51.100.1", "Firefox/130.0"))
+        visit = moved.visit(_snapshot)
+        assert visit.result == {"a": 1} and moved.cookie != browser.cookie
+        assert moved.visit(_snapshot).result == {"a": 1}  # no second mismatch
+
+
+class ServerStoreConformance(StoreConformance):
+    """Invariants of a store that keeps sessions on a server."""
+
+    def test_store_level_conditions(self, store: Store, clock: FakeClock, loop: Any) -> None:
+        meta = RecordMeta(created=clock.now, last_seen=clock.now)
+        key = digest(secrets.token_urlsafe(32))
+        create = Write(key, {"a": "1"}, frozenset(), meta, 60.0, create=True, replace=True)
+        update = Write(key, {"b": "2"}, frozenset(), meta, 60.0)
+        assert store.save(update) is False  # nothing to update: no resurrection
+        assert store.load(key) is None
+        assert store.save(create) is True
+        assert store.save(create) is False  # create never overwrites
+        assert loop.run_until_complete(store.asave(update)) is True
+        record = loop.run_until_complete(store.aload(key))
+        assert record is not None and dict(record.items) == {"a": "1", "b": "2"}
+        assert store.touch(key, clock.now + 1, 60.0) is True
+        store.delete(key)
+        assert store.touch(key, clock.now + 2, 60.0) is False
+        assert store.load(key) is None
+
+    def test_forged_and_unknown_cookies_create_nothing(
+        self, store: Store, clock: FakeClock, flavour: Flavour, loop: Any
+    ) -> None:
+        counting = CountingStore(store)
+        engine = self.engine_for(counting, clock)
+        for _ in range(200):
+            forged = Browser(engine, flavour, loop=loop)
+            forged.cookie = secrets.token_urlsafe(32) + "." + secrets.token_urlsafe(16)
+            assert forged.visit(_snapshot).result == {}
+        assert counting.calls == []  # a forged cookie never reaches the store
+        other = self.engine_for(store, clock, secret_key=OLD_KEY)
+        ghost = Browser(other, flavour, loop=loop)
+        ghost.visit(_set("a", 1))
+        ghost.visit(lambda s: s.clear())  # a properly signed ID the store no longer holds
+        ghost.cookie = ghost.visit(_set("a", 1)).plan.set_cookie and ghost.cookie
+        gone = ghost.cookie
+        ghost.visit(lambda s: s.invalidate())
+        replay = Browser(other, flavour, loop=loop)
+        replay.cookie = gone
+        visit = replay.visit(_set("x", 1))
+        assert replay.cookie != gone  # strict IDs: a fresh ID, never the presented one
+        assert visit.plan.write is not None and visit.plan.write.create
+
+    def test_no_resurrection_after_logout(self, browser: Browser, events: list[Event]) -> None:
+        browser.visit(_set("a", 1))
+        slow = browser.begin()  # a slow request is in flight...
+        browser.visit(lambda s: s.invalidate())  # ...when the user logs out elsewhere
+        slow["a"] = 2
+        visit = browser.fork().finish(slow)
+        assert visit.saved is False and visit.plan.conflict
+        assert visit.set_cookie is not None and "Max-Age=0" in visit.set_cookie
+        revived = browser.fork()
+        revived.cookie = slow._ctx.cookie
+        assert revived.visit(_snapshot).result == {}
+        assert EventKind.SAVE_CONFLICT in {e.kind for e in events}
+
+    def test_regenerate_racing_logout_does_not_resurrect(self, browser: Browser) -> None:
+        browser.visit(_steps(_set("a", 1), lambda s: s.bind_user("u1", regenerate=False)))
+        slow = browser.begin()
+        browser.visit(lambda s: s.invalidate())
+        slow.regenerate()
+        visit = browser.fork().finish(slow)
+        assert visit.saved is False
+        assert browser.engine.store.load(visit.session._ctx.digest) is None
+
+    def test_concurrent_changes_to_different_keys_both_survive(self, browser: Browser) -> None:
+        browser.visit(lambda s: s.update(a=0, b=0))
+        first, second = browser.begin(), browser.fork().begin()
+        first["a"] = 1
+        second["b"] = 2
+        browser.finish(first)
+        browser.fork().finish(second)
+        assert browser.visit(_snapshot).result == {"a": 1, "b": 2}
+
+    def test_expiry_is_enforced_from_the_record(
+        self, store: Store, browser: Browser, clock: FakeClock, events: list[Event]
+    ) -> None:
+        browser.visit(_set("a", 1))
+        session_digest = browser.visit(lambda s: s._ctx.digest).result
+        stale = RecordMeta(created=clock.now - ABSOLUTE - 1, last_seen=clock.now)
+        # the backend is told to keep it for a day; the record says it is past its time
+        assert store.save(Write(session_digest, {}, frozenset(), stale, 86400.0))
+        assert browser.visit(_snapshot).result == {}
+        assert EventKind.EXPIRED in {e.kind for e in events}
+
+    def test_corrupted_record_reads_as_no_session(
+        self, store: Store, browser: Browser, clock: FakeClock, events: list[Event]
+    ) -> None:
+        browser.visit(_set("a", 1))
+        session_digest = browser.visit(lambda s: s._ctx.digest).result
+        meta = RecordMeta(created=clock.now, last_seen=clock.now)
+        store.save(Write(session_digest, {"a": "{not json"}, frozenset(), meta, 600.0))
+        assert browser.visit(_snapshot).result == {}
+        assert EventKind.RECORD_REJECTED in {e.kind for e in events}
+
+    def test_store_does_not_hold_raw_ids(self, browser: Browser, store: Store) -> None:
+        browser.visit(_set("a", 1))
+        session_id = (browser.cookie or "").partition(".")[0]
+        assert store.load(session_id) is None
+        assert store.load(digest(session_id)) is not None
+
+
+class UserIndexConformance:
+    """Per-user listing and revocation (log out everywhere)."""
+
+    def test_list_and_revoke_a_users_sessions(
+        self, engine: SessionEngine, flavour: Flavour, loop: Any
+    ) -> None:
+        store = engine.store
+        laptop, phone, other = (Browser(engine, flavour, loop=loop) for _ in range(3))
+        laptop.visit(lambda s: s.bind_user("alice"))
+        phone.visit(lambda s: s.bind_user("alice"))
+        other.visit(lambda s: s.bind_user("bob"))
+        listed = store.user_sessions("alice")
+        assert len(listed) == 2
+        cookies = {laptop.cookie, phone.cookie}
+        for info in listed:
+            assert len(info.handle) == 16 and all(info.handle not in (c or "") for c in cookies)
+        laptop_digest = laptop.visit(lambda s: s._ctx.digest).result
+        assert loop.run_until_complete(store.arevoke_user("alice", keep=laptop_digest)) == 1
+        assert phone.visit(_snapshot).result == {}
+        assert laptop.visit(lambda s: s.user_id).result == "alice"
+        assert [i.handle for i in store.user_sessions("alice")] == [listed_h(laptop_digest)]
+        assert store.revoke_handle("alice", listed_h(laptop_digest)) is True
+        assert laptop.visit(lambda s: s.user_id).result is None
+        assert store.user_sessions("alice") == []
+        assert len(store.user_sessions("bob")) == 1
+
+    def test_logout_and_rotation_keep_the_index_exact(
+        self, engine: SessionEngine, flavour: Flavour, loop: Any
+    ) -> None:
+        browser = Browser(engine, flavour, loop=loop)
+        browser.visit(lambda s: s.bind_user("carol"))
+        browser.visit(lambda s: s.regenerate())
+        assert len(engine.store.user_sessions("carol")) == 1
+        browser.visit(lambda s: s.invalidate())
+        assert engine.store.user_sessions("carol") == []
+
+
+def listed_h(session_digest: str) -> str:
+    from sessionkit.ids import handle
+
+    return handle(session_digest)
+
+
+class LockConformance:
+    """Locks that serialise the requests of one session."""
+
+    def test_lock_excludes_and_times_out(self, store: Store) -> None:
+        key = digest(secrets.token_urlsafe(32))
+        with store.lock(key, ttl=5, wait=1):
+            with pytest.raises(LockTimeout), store.lock(key, ttl=5, wait=0.05):
+                pass  # pragma: no cover
+        with store.lock(key, ttl=5, wait=0.05):
+            pass  # released: free again
+
+    def test_fifty_locked_increments_end_at_fifty(self, store: Store) -> None:
+        key = digest(secrets.token_urlsafe(32))
+        counter = {"n": 0}
+
+        def bump() -> None:
+            for _ in range(5):
+                with store.lock(key, ttl=5, wait=10):
+                    n = counter["n"]
+                    threading.Event().wait(0.0005)
+                    counter["n"] = n + 1
+
+        threads = [threading.Thread(target=bump) for _ in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert counter["n"] == 50
+
+    def test_async_lock(self, store: Store, loop: asyncio.AbstractEventLoop) -> None:
+        key = digest(secrets.token_urlsafe(32))
+        counter = {"n": 0}
+
+        async def bump() -> None:
+            async with store.alock(key, ttl=5, wait=10):
+                n = counter["n"]
+                await asyncio.sleep(0.001)
+                counter["n"] = n + 1
+
+        async def main() -> None:
+            await asyncio.gather(*(bump() for _ in range(50)))
+
+        loop.run_until_complete(main())
+        assert counter["n"] == 50
+
+    def test_a_crashed_holder_expires(self, store: Store, clock: FakeClock) -> None:
+        key = digest(secrets.token_urlsafe(32))
+        store.lock(key, ttl=1, wait=0.1).__enter__()  # never released
+        clock.advance(2)
+        with store.lock(key, ttl=1, wait=0.5):
+            pass
+
+
+class SweepConformance:
+    """Removing expired sessions in bulk."""
+
+    def test_sweep_removes_only_expired(
+        self, engine: SessionEngine, clock: FakeClock, flavour: Flavour, loop: Any
+    ) -> None:
+        for _ in range(5):
+            Browser(engine, flavour, loop=loop).visit(_set("a", 1))
+        clock.advance(IDLE / 2)
+        fresh = Browser(engine, flavour, loop=loop)
+        fresh.visit(_set("a", 1))
+        clock.advance(IDLE / 2 + 1)
+        seen: list[int] = []
+        assert engine.store.delete_expired(progress=seen.append) == 5
+        assert seen and seen[-1] == 5
+        assert fresh.visit(_snapshot).result == {"a": 1}

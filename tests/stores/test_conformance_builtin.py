@@ -1,0 +1,25 @@
+"""The built-in in-process stores pass the conformance suite in both flavours."""
+
+from __future__ import annotations
+
+from sessionkit import CookieStore, MemoryStore, Store
+from sessionkit.testing import (
+    FakeClock,
+    LockConformance,
+    ServerStoreConformance,
+    StoreConformance,
+    SweepConformance,
+    UserIndexConformance,
+)
+
+
+class TestMemoryStore(
+    ServerStoreConformance, UserIndexConformance, LockConformance, SweepConformance
+):
+    def make_store(self, clock: FakeClock) -> Store:
+        return MemoryStore(clock=clock)
+
+
+class TestCookieStore(StoreConformance):
+    def make_store(self, clock: FakeClock) -> Store:
+        return CookieStore()
