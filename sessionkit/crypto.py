@@ -73,6 +73,8 @@ class Keyring:
 
     def verify(self, message: bytes, tag: str) -> int | None:
         """The index of the key whose tag matches, compared in constant time, or ``None``."""
+        if not tag.isascii():  # compare_digest refuses non-ASCII str; it is no tag of ours
+            return None
         for index in range(len(self._sign_keys)):
             if hmac.compare_digest(self.tag(message, index), tag):
                 return index

@@ -23,8 +23,9 @@ class SessionTooLarge(SessionKitError):
         self.size = size
         self.limit = limit
         super().__init__(
-            f"the session cookie would be {size} bytes, over the {limit}-byte limit that "
-            "browsers enforce, so it was not sent. Store less in the session, or use a "
+            f"the session cookie would be {size} bytes, over the {limit}-byte limit "
+            "(browsers drop cookies over 4096 bytes), so it was not sent. Store less in the "
+            "session, or use a "
             "server-side store (store='redis://...', 'sqlite:///...', 'file:///...')."
         )
 

@@ -126,8 +126,13 @@ def dumps(value: Any) -> str:
 
 
 def loads(text: str | bytes) -> Any:
-    """Parse tagged JSON text. Raises ``ValueError`` (or ``TypeError``) on anything malformed;
-    callers treat that as a corrupted record."""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8")
-    return _loads(text)
+    """Parse tagged JSON text. Raises ``ValueError`` on anything malformed (including
+    malformed tags); callers treat that as a corrupted record."""
+    try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        return _loads(text)
+    except ValueError:
+        raise
+    except Exception as exc:  # a malformed tag: KeyError, IndexError, OverflowError, ...
+        raise ValueError(f"malformed tagged JSON: {exc!r}") from exc

@@ -180,9 +180,6 @@ class Session(dict[str, Any]):
             return "<Session (not loaded)>"
         return f"<Session {dict.__repr__(self)}>"
 
-    def __reduce__(self) -> Any:
-        raise TypeError("a Session cannot be pickled; copy it to a dict first")
-
     # -- writing ---------------------------------------------------------------------------
     def __setitem__(self, key: str, value: Any) -> None:
         self._write(key)
@@ -305,6 +302,8 @@ class Session(dict[str, Any]):
     @property
     def handle(self) -> str | None:
         """A short, opaque name for this session, safe to show or log; never the ID."""
+        if self._loader is not None:
+            self._ensure()
         ctx = self._ctx
         return getattr(ctx, "handle", None) if ctx is not None else None
 

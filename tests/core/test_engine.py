@@ -1,0 +1,275 @@
+"""Engine decisions that the conformance suite does not reach: bad cookies, size, errors."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sessionkit import (
+    ClientInfo,
+    ConfigError,
+    EventKind,
+    SessionDataError,
+    SessionEngine,
+    SessionTooLarge,
+    Store,
+    StoreUnavailable,
+    open_store,
+)
+from sessionkit.crypto import b64encode
+from sessionkit.testing import Browser, FakeClock
+from tests.conftest import make_engine
+
+STORES = ["memory://", "cookie://"]
+
+
+def cookie_of(browser: Browser) -> str:
+    assert browser.cookie is not None
+    return browser.cookie
+
+
+@pytest.fixture(params=STORES)
+def signed_in(request: pytest.FixtureRequest, clock: FakeClock) -> Browser:
+    browser = Browser(make_engine(clock, store=request.param))
+    browser.visit(lambda s: s.update(user="alice", cart=[1, 2]))
+    return browser
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_single_changed_byte_is_rejected(signed_in: Browser, data: st.DataObject) -> None:
+    """SECURITY 8: flipping any byte gives an empty session and an event, never an error."""
+    value = cookie_of(signed_in)
+    position = data.draw(st.integers(0, len(value) - 1))
+    replacement = data.draw(st.characters(codec="ascii").filter(lambda c: c != value[position]))
+    events: list[Any] = []
+    unsubscribe = signed_in.engine.events.subscribe(events.append)
+    try:
+        thief = signed_in.fork()
+        thief.cookie = value[:position] + replacement + value[position + 1 :]
+        visit = thief.visit(lambda s: dict(s))
+    finally:
+        unsubscribe()
+    assert visit.result == {}
+    assert [e.kind for e in events if e.kind is EventKind.COOKIE_REJECTED]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "..",
+        "../../etc/passwd",
+        "x" * 10_000,
+        "\x00",
+        "' OR 1=1 --",
+        "é" * 50,
+        '"quoted"',
+        "1" + "A" * 30,
+        "A" * 43 + "." + "é" * 22,
+        "A" * 43 + "." + "A" * 22,
+    ],
+)
+@pytest.mark.parametrize("store", STORES)
+def test_malformed_cookies_never_reach_the_store(bad: str, store: str, clock: FakeClock) -> None:
+    """SECURITY 4: no 500, no store lookup, the cookie is cleared."""
+    engine = make_engine(clock, store=store)
+    calls: list[str] = []
+    engine.store.load = lambda digest: calls.append(digest)  # type: ignore[method-assign]
+    session = engine.open(f"session={bad}")
+    assert dict(session) == {} and session.new
+    plan = engine.commit(session)
+    assert calls == []
+    assert plan.set_cookie is not None and "Max-Age=0" in plan.set_cookie
+
+
+def test_nameless_cookie_cannot_smuggle_a_session(signed_in: Browser) -> None:
+    """SECURITY 20: ``=session=<valid>`` is not our cookie."""
+    engine = signed_in.engine
+    session = engine.open(f"=session={cookie_of(signed_in)}", signed_in.client)
+    assert dict(session) == {}
+    session = engine.open(f"other=1; =session={cookie_of(signed_in)}; xsession=1", signed_in.client)
+    assert dict(session) == {}
+    session = engine.open(f"other=1; session={cookie_of(signed_in)}", signed_in.client)
+    assert session["user"] == "alice"  # the control: the same value under our name works
+
+
+def test_duplicate_cookies(signed_in: Browser) -> None:
+    engine = signed_in.engine
+    value = cookie_of(signed_in)
+    same = engine.open(f"session={value}; session={value}", signed_in.client)
+    assert same["user"] == "alice"
+    other = Browser(engine)
+    other.visit(lambda s: s.__setitem__("user", "mallory"))
+    mixed = engine.open(f"session={cookie_of(other)}; session={value}", signed_in.client)
+    assert dict(mixed) == {}  # ambiguous: neither is trusted
+
+
+def test_cookie_store_refuses_to_send_an_oversize_cookie(clock: FakeClock) -> None:
+    """SECURITY 11."""
+    browser = Browser(make_engine(clock, store="cookie://"))
+    with pytest.raises(SessionTooLarge, match=r"\d+ bytes.*server-side store"):
+        browser.visit(lambda s: s.__setitem__("blob", "x" * 5000))
+    assert browser.cookie is None
+
+
+def test_cookie_store_size_limit_is_configurable(clock: FakeClock) -> None:
+    browser = Browser(make_engine(clock, store="cookie://", max_cookie_size=512))
+    browser.visit(lambda s: s.__setitem__("blob", "x" * 100))
+    with pytest.raises(SessionTooLarge) as caught:
+        browser.visit(lambda s: s.__setitem__("blob", "x" * 600))
+    assert caught.value.limit == 512 and caught.value.size > 512
+    assert browser.visit(lambda s: s["blob"]).result == "x" * 100  # old cookie intact
+
+
+def test_authentic_but_foreign_payload_is_rejected(clock: FakeClock) -> None:
+    engine = make_engine(clock, store="cookie://")
+    events: list[Any] = []
+    engine.events.subscribe(events.append)
+    sealed = engine.keyring.seal(b'{"not": "a session"}', engine._associated)
+    session = engine.open("session=1" + b64encode(sealed))
+    assert dict(session) == {}
+    assert events[-1].kind is EventKind.COOKIE_REJECTED and "format" in events[-1].reason
+
+
+def test_cookie_from_another_cookie_name_is_rejected(clock: FakeClock) -> None:
+    first = Browser(make_engine(clock, store="cookie://", cookie_name="a"))
+    first.visit(lambda s: s.__setitem__("x", 1))
+    second = make_engine(clock, store="cookie://", cookie_name="b")
+    assert dict(second.open(f"b={first.cookie}")) == {}
+
+
+def test_unserializable_value_fails_at_commit_with_a_clear_error(browser: Browser) -> None:
+    with pytest.raises(SessionDataError, match="never pickles"):
+        browser.visit(lambda s: s.__setitem__("obj", object()))
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_secure_flag_follows_https(store: str, clock: FakeClock) -> None:
+    browser = Browser(make_engine(clock, store=store), client=ClientInfo("1.2.3.4", "ua", True))
+    visit = browser.visit(lambda s: s.__setitem__("a", 1))
+    assert visit.set_cookie is not None and "; Secure" in visit.set_cookie
+    plain = Browser(make_engine(clock, store=store))
+    assert "Secure" not in (plain.visit(lambda s: s.__setitem__("a", 1)).set_cookie or "")
+
+
+def test_host_prefix_cookie_round_trip(clock: FakeClock) -> None:
+    engine = make_engine(clock, cookie_name="__Host-sid", cookie_secure=True)
+    browser = Browser(engine)
+    visit = browser.visit(lambda s: s.__setitem__("a", 1))
+    header = visit.set_cookie or ""
+    assert header.startswith("__Host-sid=") and "Path=/" in header and "Domain" not in header
+    assert "Secure" in header
+    assert browser.visit(lambda s: s["a"]).result == 1
+
+
+def test_browser_session_touch_writes_the_store_but_sends_no_cookie(clock: FakeClock) -> None:
+    engine = make_engine(clock, browser_session=True)
+    browser = Browser(engine)
+    first = browser.visit(lambda s: s.__setitem__("a", 1))
+    assert "Max-Age" not in (first.set_cookie or "")
+    clock.advance(120)
+    visit = browser.visit(lambda s: s["a"])
+    assert visit.plan.touch is not None and visit.set_cookie is None
+
+
+def test_cookie_store_regenerate_changes_the_handle(clock: FakeClock) -> None:
+    browser = Browser(make_engine(clock, store="cookie://"))
+    browser.visit(lambda s: s.__setitem__("a", 1))
+    before = browser.visit(lambda s: s.handle).result
+    browser.visit(lambda s: s.regenerate())
+    after = browser.visit(lambda s: s.handle).result
+    assert before and after and before != after
+
+
+def test_session_metadata_is_exposed(clock: FakeClock, browser: Browser) -> None:
+    browser.visit(lambda s: s.__setitem__("a", 1))
+    created = browser.visit(lambda s: s.created).result
+    clock.advance(100)
+    seen = browser.visit(lambda s: (s.created, s.last_seen, s.expires)).result
+    assert seen[0] == created and seen[1] is not None
+    assert seen[2] is not None and seen[2] > seen[1]
+
+
+# -- stores by URL, and stores that are down ----------------------------------------------
+
+
+def test_unknown_store_url_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"nope://u:\*\*\*@h.*available: cookie://, memory://"):
+        open_store("nope://u:secret@h")
+
+
+def test_memory_store_url_options() -> None:
+    store = open_store("memory://?max_sessions=5")
+    assert store.max_sessions == 5  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="max_sessions"):
+        open_store("memory://?max_sessions=lots")
+
+
+class DownStore(Store):
+    url = "redis://user:hunter2@10.0.0.1:6379/0"
+
+    def load(self, digest: str) -> None:
+        raise StoreUnavailable(self.url, ConnectionRefusedError("connection refused"))
+
+    def save(self, write: Any) -> bool:
+        raise StoreUnavailable(self.url, ConnectionRefusedError("connection refused"))
+
+
+def test_store_down_raises_a_clear_error_and_loses_nothing(clock: FakeClock) -> None:
+    good = make_engine(clock)
+    browser = Browser(good)
+    browser.visit(lambda s: s.__setitem__("a", 1))
+    engine = SessionEngine(good.config, store=DownStore(), clock=clock)
+    events: list[Any] = []
+    engine.events.subscribe(events.append, kinds=[EventKind.STORE_ERROR])
+    session = engine.open(browser.cookie_header, browser.client)
+    with pytest.raises(StoreUnavailable) as caught:
+        session.get("a")
+    message = str(caught.value)
+    assert "hunter2" not in message and "***" in message and "connection refused" in message
+    assert not session.loaded  # the next use tries again rather than seeing an empty session
+    assert len(events) == 1
+    fresh = engine.open(None)
+    fresh["a"] = 1
+    with pytest.raises(StoreUnavailable):
+        engine.run(engine.commit(fresh))
+
+
+def test_security_events_are_logged(clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    engine = make_engine(clock)
+    with caplog.at_level(logging.WARNING, logger="sessionkit.security"):
+        engine.open("session=forged.value")
+    assert "cookie_rejected" in caplog.text
+
+
+def test_a_failing_subscriber_does_not_break_the_request(
+    browser: Browser, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(event: Any) -> None:
+        raise RuntimeError("boom")
+
+    unsubscribe = browser.engine.events.subscribe(broken)
+    visit = browser.visit(lambda s: s.__setitem__("a", 1))
+    assert visit.saved and "boom" in caplog.text
+    unsubscribe()
+    caplog.clear()
+    browser.visit(lambda s: s.__setitem__("a", 2))
+    assert "boom" not in caplog.text
+
+
+def test_events_never_carry_the_session_id(browser: Browser) -> None:
+    """SECURITY 13."""
+    seen: list[Any] = []
+    browser.engine.events.subscribe(seen.append)
+    browser.visit(lambda s: s.__setitem__("a", 1))
+    browser.visit(lambda s: s.regenerate())
+    session_id = cookie_of(browser).partition(".")[0]
+    assert seen
+    for event in seen:
+        assert session_id not in repr(event)
+        assert event.handle is None or len(event.handle) == 16
