@@ -64,9 +64,15 @@ class SessionConfig:
     secret_keys: tuple[bytes, ...] = dataclasses.field(init=False, repr=False)
     trusted_networks: tuple[IPNetwork, ...] = dataclasses.field(init=False, repr=False)
 
-    def __repr__(self) -> str:  # never print keys
+    def __repr__(self) -> str:  # never print keys or store passwords
+        from sessionkit.stores.base import mask_url
+
+        def show(name: str) -> str:
+            value = getattr(self, name)
+            return repr(mask_url(value) if isinstance(value, str) else value)
+
         shown = ", ".join(
-            f"{f.name}={getattr(self, f.name)!r}"
+            f"{f.name}={show(f.name)}"
             for f in dataclasses.fields(self)
             if f.init and f.name != "secret_key"
         )

@@ -106,6 +106,8 @@ class Keyring:
 
     def fingerprint_matches(self, material: bytes, expected: str) -> int | None:
         """The index of the key under which ``material`` gives ``expected``, or ``None``."""
+        if not expected.isascii():
+            return None
         for index in range(len(self._fingerprint_keys)):
             if hmac.compare_digest(self.fingerprint(material, index), expected):
                 return index

@@ -22,7 +22,7 @@ from sessionkit.crypto import Keyring
 from sessionkit.errors import StoreUnavailable
 from sessionkit.events import Event, EventBus, EventKind
 from sessionkit.expiry import browser_session, deadline
-from sessionkit.fingerprint import ClientInfo, fingerprint_material
+from sessionkit.fingerprint import ClientInfo, client_address, fingerprint_material
 from sessionkit.ids import digest, handle, is_well_formed, new_id
 from sessionkit.session import Session
 from sessionkit.stores import open_store
@@ -118,6 +118,19 @@ class SessionEngine:
         self._client_side = self.store.client_side
         self._associated = CookieStore.associated_data(config.cookie_name)
         self._cookie_store = self.store if isinstance(self.store, CookieStore) else CookieStore()
+
+    def client(
+        self,
+        peer: str | None,
+        user_agent: str = "",
+        *,
+        secure: bool = False,
+        forwarded_for: str | None = None,
+    ) -> ClientInfo:
+        """The ``ClientInfo`` an adapter passes to ``open``: the peer address, or the address
+        ``X-Forwarded-For`` names when the peer is a configured trusted proxy."""
+        address = client_address(peer, forwarded_for, self.config.trusted_networks)
+        return ClientInfo(address, user_agent, secure)
 
     # ======================================================================================
     # open / load

@@ -82,7 +82,9 @@ def _tag(value: Any) -> Any:
             return base(value)
     if isinstance(value, dict):
         return _tag(dict(value))
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, tuple):  # namedtuples come back as plain tuples
+        return _tag(tuple(value))
+    if isinstance(value, list):
         return _tag(list(value))
     raise SessionDataError(
         f"cannot store a {kind.__module__}.{kind.__qualname__} in the session: sessionkit "

@@ -352,3 +352,8 @@ def test_other_bad_settings_are_refused(settings: dict[str, Any], setting: str) 
 def test_config_error_is_a_value_error() -> None:
     with pytest.raises(ValueError):
         config(secret_key="short")
+
+
+def test_repr_masks_the_store_password() -> None:
+    config = SessionConfig(secret_key=KEY, store="redis://:hunter2@cache:6379/0")
+    assert "hunter2" not in repr(config) and "redis://:***@cache:6379/0" in repr(config)

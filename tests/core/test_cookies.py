@@ -104,9 +104,7 @@ def test_default_attributes() -> None:
 
 
 def test_custom_name_path_and_domain() -> None:
-    header = writer(cookie_name="sid", cookie_path="/app", cookie_domain="example.com").set(
-        "v", 10
-    )
+    header = writer(cookie_name="sid", cookie_path="/app", cookie_domain="example.com").set("v", 10)
     first, attrs = attributes(header)
     assert first == "sid=v"
     assert "Path=/app" in attrs

@@ -273,3 +273,23 @@ def test_events_never_carry_the_session_id(browser: Browser) -> None:
     for event in seen:
         assert session_id not in repr(event)
         assert event.handle is None or len(event.handle) == 16
+
+
+def test_client_info_believes_forwarded_for_only_from_trusted_proxies(clock: FakeClock) -> None:
+    """SECURITY 18: a forged X-Forwarded-For from an untrusted peer changes nothing."""
+    plain = make_engine(clock)
+    assert plain.client("203.0.113.9", forwarded_for="1.2.3.4").remote_addr == "203.0.113.9"
+    proxied = make_engine(clock, trusted_proxies=["10.0.0.0/8"])
+    via_proxy = proxied.client("10.0.0.5", "ua", secure=True, forwarded_for="6.6.6.6, 1.2.3.4")
+    assert via_proxy == ClientInfo("1.2.3.4", "ua", True)
+    assert proxied.client("203.0.113.9", forwarded_for="1.2.3.4").remote_addr == "203.0.113.9"
+
+
+def test_ip_binding_survives_a_move_within_the_network(clock: FakeClock) -> None:
+    engine = make_engine(clock, fingerprint_ip=True)
+    browser = Browser(engine, client=ClientInfo("198.51.100.10", "Firefox/130.0"))
+    browser.visit(lambda s: s.__setitem__("a", 1))
+    moved = browser.fork(client=ClientInfo("198.51.100.77", "Firefox/131.0"))
+    assert moved.visit(lambda s: dict(s)).result == {"a": 1}
+    elsewhere = browser.fork(client=ClientInfo("192.0.2.1", "Firefox/130.0"))
+    assert elsewhere.visit(lambda s: dict(s)).result == {}

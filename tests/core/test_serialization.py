@@ -370,3 +370,11 @@ def test_no_module_of_the_package_imports_pickle() -> None:
         if (found := _imported_modules(path.read_text("utf-8")) & _FORBIDDEN_MODULES)
     }
     assert offenders == {}
+
+
+def test_namedtuple_comes_back_as_a_tuple() -> None:
+    from collections import namedtuple
+
+    point = namedtuple("point", "x y")
+    assert serialization.loads(serialization.dumps(point(1, 2))) == (1, 2)
+    assert type(serialization.loads(serialization.dumps(point(1, 2)))) is tuple

@@ -161,7 +161,7 @@ def test_set_expiry_forms() -> None:
     session.set_expiry(None)
     assert (session._idle, session._browser, session._until) == (None, None, None)
     with pytest.raises(ValueError, match="aware"):
-        session.set_expiry(datetime(2030, 1, 1))  # noqa: DTZ001
+        session.set_expiry(datetime(2030, 1, 1))
     with pytest.raises(ValueError, match="non-negative"):
         session.set_expiry(-1)
 
