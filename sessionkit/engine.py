@@ -154,7 +154,7 @@ class SessionEngine:
                              "or sealed with a key that is no longer configured)")  # fmt: skip
                 return session
             ctx.plaintext, ctx.key_index = opened
-            session._loader = partial(self._load_payload, session)
+            session._pend(partial(self._load_payload, session))
             return session
         session_id, _, tag = value.partition(".")
         key_index = None
@@ -166,12 +166,12 @@ class SessionEngine:
             return session
         ctx.cookie, ctx.session_id, ctx.key_index = value, session_id, key_index
         ctx.digest = digest(session_id)
-        session._loader = partial(self.load, session)
+        session._pend(partial(self.load, session))
         return session
 
     def load(self, session: Session) -> None:
         """Fetch a pending session's record (sync). Called lazily on first use."""
-        session._loader = None
+        session._unpend()
         ctx = session._ctx
         if self._client_side:
             self._load_payload(session)
@@ -179,7 +179,7 @@ class SessionEngine:
         try:
             record = self.store.load(ctx.digest)
         except StoreUnavailable as exc:
-            session._loader = partial(self.load, session)
+            session._pend(partial(self.load, session))
             self._store_error(exc)
             raise
         self._accept(session, record)
@@ -188,7 +188,7 @@ class SessionEngine:
         """Fetch a pending session's record on the event loop; a no-op when not pending."""
         if session._loader is None:
             return
-        session._loader = None
+        session._unpend()
         ctx = session._ctx
         if self._client_side:
             self._load_payload(session)
@@ -196,7 +196,7 @@ class SessionEngine:
         try:
             record = await self.store.aload(ctx.digest)
         except StoreUnavailable as exc:
-            session._loader = partial(self.load, session)
+            session._pend(partial(self.load, session))
             self._store_error(exc)
             raise
         self._accept(session, record)

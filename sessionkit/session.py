@@ -27,6 +27,10 @@ _IMMUTABLE = frozenset(
     {str, int, float, bool, type(None), bytes, date, datetime, UUID, Decimal, frozenset}
 )
 _MISSING: Any = object()
+# While a session is pending, its underlying dict holds this one key, so that C code which
+# peeks at the raw size (json's encoder writes "{}" for an empty dict without asking) calls
+# our items() and so loads the session. It is removed before the data arrives.
+_PENDING = "\x00sessionkit:pending"
 
 
 class Session(dict[str, Any]):
@@ -81,10 +85,19 @@ class Session(dict[str, Any]):
         self._expires: float | None = None
 
     # -- loading ---------------------------------------------------------------------------
+    def _pend(self, loader: Callable[[], None]) -> None:
+        """Defer loading to ``loader``, called on first use."""
+        self._loader = loader
+        dict.__setitem__(self, _PENDING, True)
+
+    def _unpend(self) -> None:
+        self._loader = None
+        dict.pop(self, _PENDING, None)
+
     def _ensure(self) -> None:
         loader = self._loader
         if loader is not None:
-            self._loader = None
+            self._unpend()
             loader()
 
     def _read(self) -> None:

@@ -185,3 +185,13 @@ def test_invalidate_clears_user_and_expiry_overrides() -> None:
     session.invalidate()
     assert dict(session) == {} and session.user_id is None and session._idle is None
     assert session._rotate and session._invalidated
+
+
+def test_json_dumps_loads_a_pending_session() -> None:
+    """json's C encoder skips items() for an empty dict; a pending session must still load."""
+    session = Session()
+    session._pend(lambda: dict.update(session, {"a": 1}))
+    assert json.loads(json.dumps(session)) == {"a": 1}
+    empty = Session()
+    empty._pend(lambda: None)
+    assert json.dumps(empty) == "{}" and dict(empty) == {} and empty.loaded
