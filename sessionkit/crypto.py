@@ -8,11 +8,12 @@ fingerprinting), so no two purposes ever share key material.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
 import os
+import re
+import sys
 from collections.abc import Sequence
 
 from cryptography.exceptions import InvalidTag
@@ -25,23 +26,37 @@ NONCE_BYTES = 12
 _sha256 = hashlib.sha256
 
 
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+# The last character of an unpadded encoding may only use the bits that carry data: with
+# 2 characters in the last group it encodes 4 bits, with 3 characters 2 bits.
+_CANONICAL_LAST = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
+_PADDING = {0: b"", 2: b"==", 3: b"="}
+_STRICT: dict[str, bool] = {"strict_mode": True} if sys.version_info >= (3, 11) else {}
+
+
 def b64encode(raw: bytes) -> str:
     """Unpadded base64url."""
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    return binascii.b2a_base64(raw, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode()
 
 
 def b64decode(text: str) -> bytes | None:
     """Strict, canonical unpadded base64url: anything else (stray characters, non-zero
     padding bits, padding) gives ``None``, so one token never has two spellings."""
-    if not text.isascii() or "=" in text:
+    rest = len(text) % 4
+    if rest == 1 or (rest and text[-1] not in _CANONICAL_LAST[rest]):
         return None
+    if _STRICT:  # the C decoder checks the alphabet; '+' and '/' are not ours
+        if "+" in text or "/" in text or "=" in text or not text.isascii():
+            return None
+    elif _B64URL.fullmatch(text) is None:
+        return None
+    data = text.encode("ascii").translate(_FROM_URLSAFE) + _PADDING[rest]
     try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
+        return binascii.a2b_base64(data, **_STRICT)
+    except binascii.Error:
         return None
-    if b64encode(raw) != text:
-        return None
-    return raw
 
 
 def _derive(secret: bytes, purpose: bytes) -> bytes:
@@ -53,7 +68,7 @@ def _derive(secret: bytes, purpose: bytes) -> bytes:
 class Keyring:
     """Sub-keys for each configured secret, newest first."""
 
-    __slots__ = ("_aeads", "_fingerprint_keys", "_sign_keys")
+    __slots__ = ("_aeads", "_fingerprint_keys", "_fingerprints", "_sign_keys")
 
     def __init__(self, secrets: Sequence[bytes]) -> None:
         if not secrets:
@@ -61,6 +76,7 @@ class Keyring:
         self._sign_keys = tuple(_derive(s, b"sign") for s in secrets)
         self._aeads = tuple(AESGCM(_derive(s, b"encrypt")) for s in secrets)
         self._fingerprint_keys = tuple(_derive(s, b"fingerprint") for s in secrets)
+        self._fingerprints: dict[bytes, str] = {}  # newest-key digests of recent clients
 
     def __len__(self) -> int:
         return len(self._sign_keys)
@@ -101,8 +117,17 @@ class Keyring:
     # -- fingerprints ----------------------------------------------------------------------
     def fingerprint(self, material: bytes, index: int = 0) -> str:
         """A keyed digest of client traits, so a leaked store does not reveal them."""
+        if index == 0:
+            cached = self._fingerprints.get(material)
+            if cached is not None:
+                return cached
         mac = hmac.new(self._fingerprint_keys[index], material, _sha256).digest()
-        return b64encode(mac[:TAG_BYTES])
+        value = b64encode(mac[:TAG_BYTES])
+        if index == 0:
+            if len(self._fingerprints) >= 4096:  # bounded: forget everything, start again
+                self._fingerprints.clear()
+            self._fingerprints[material] = value
+        return value
 
     def fingerprint_matches(self, material: bytes, expected: str) -> int | None:
         """The index of the key under which ``material`` gives ``expected``, or ``None``."""

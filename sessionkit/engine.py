@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -34,32 +33,22 @@ _TAG_LENGTH = 22
 
 
 class _Context:
-    """The engine's private per-request state, hung on the session."""
+    """The engine's private per-request state, hung on the session. Defaults live on the
+    class, so a request only pays for the attributes it actually sets."""
 
-    __slots__ = (
-        "client",
-        "cookie",
-        "digest",
-        "doomed",
-        "fingerprint",
-        "key_index",
-        "plaintext",
-        "presented",
-        "rejected",
-        "session_id",
-    )
+    presented = False  # a cookie with our name arrived
+    rejected = False  # ... and it did not lead to a live session
+    cookie: str | None = None  # the value as presented
+    session_id: str | None = None
+    digest: str | None = None
+    key_index = 0
+    plaintext: bytes | None = None
+    doomed: tuple[str, ...] = ()  # digests to delete (expired, corrupt, compromised)
+    fingerprint = ""  # "keep": the record's fingerprint stays as it is
+    material: bytes | bool | None = False  # False: not computed yet
 
     def __init__(self, client: ClientInfo) -> None:
         self.client = client
-        self.presented = False  # a cookie with our name arrived
-        self.rejected = False  # ... and it did not lead to a live session
-        self.cookie: str | None = None  # the value as presented
-        self.session_id: str | None = None
-        self.digest: str | None = None
-        self.key_index = 0
-        self.plaintext: bytes | None = None
-        self.doomed: list[str] = []  # digests to delete (expired, corrupt, compromised)
-        self.fingerprint = ""  # "keep": the record's fingerprint stays as it is
 
     @property
     def handle(self) -> str | None:
@@ -68,18 +57,29 @@ class _Context:
         return handle(self.digest) if self.digest is not None else None
 
 
-@dataclass(slots=True)
 class CommitPlan:
     """What to do at the end of a request. Adapters run it, then add ``headers()``."""
 
-    vary_cookie: bool = False
-    set_cookie: str | None = None
-    write: Write | None = None
-    deletes: list[str] = field(default_factory=list)
-    touch: tuple[str, float, float] | None = None
-    events: list[Event] = field(default_factory=list)
-    conflict: bool = False  # set by run(): the session vanished meanwhile; nothing saved
-    secure: bool = False
+    __slots__ = (
+        "conflict", "deletes", "events", "secure", "set_cookie", "touch", "vary_cookie",
+        "write",
+    )  # fmt: skip
+
+    def __init__(self, vary_cookie: bool = False) -> None:
+        self.vary_cookie = vary_cookie
+        self.set_cookie: str | None = None
+        self.write: Write | None = None
+        self.deletes: list[str] = []
+        self.touch: tuple[str, int, float] | None = None
+        self.events: list[Event] = []
+        self.conflict = False  # set by run(): the session vanished meanwhile; nothing saved
+        self.secure = False
+
+    def __repr__(self) -> str:
+        return (
+            f"CommitPlan(set_cookie={self.set_cookie!r}, write={self.write!r}, "
+            f"deletes={self.deletes!r}, touch={self.touch!r}, vary={self.vary_cookie})"
+        )
 
     def headers(self) -> list[tuple[str, str]]:
         out = []
@@ -118,6 +118,7 @@ class SessionEngine:
         self._client_side = self.store.client_side
         self._associated = CookieStore.associated_data(config.cookie_name)
         self._cookie_store = self.store if isinstance(self.store, CookieStore) else CookieStore()
+        self._materials: dict[tuple[str, str | None], bytes | None] = {}
 
     def client(
         self,
@@ -219,7 +220,7 @@ class SessionEngine:
         try:
             data = {key: serialization.loads(text) for key, text in record.items.items()}
         except Exception:
-            ctx.doomed.append(ctx.digest)
+            ctx.doomed = (*ctx.doomed, ctx.digest)
             ctx.rejected = True
             self._emit(EventKind.RECORD_REJECTED, ctx, "stored record is corrupted or foreign")
             return
@@ -236,7 +237,7 @@ class SessionEngine:
             return
         rotate = False
         if meta.fingerprint is not None:
-            material = fingerprint_material(ctx.client, self.config)
+            material = self._material(ctx)
             matched = (
                 None if material is None
                 else self.keyring.fingerprint_matches(material, meta.fingerprint)
@@ -260,12 +261,12 @@ class SessionEngine:
         if rotate:
             session._rotate = True
             session._meta_changed = True
-        if self.events.wants(EventKind.LOADED):
+        if self.events.active:
             self._emit(EventKind.LOADED, ctx, "")
 
     def _forfeit(self, ctx: _Context) -> None:
         if ctx.digest is not None and not self._client_side:
-            ctx.doomed.append(ctx.digest)
+            ctx.doomed = (*ctx.doomed, ctx.digest)
         ctx.rejected = True
 
     def _reject(self, ctx: _Context, reason: str) -> None:
@@ -289,7 +290,8 @@ class SessionEngine:
         session._nested_changes()
         if ctx.key_index:  # the cookie was made with an older key: re-issue under the newest
             session._meta_changed = True
-        plan.deletes.extend(ctx.doomed)
+        if ctx.doomed:
+            plan.deletes.extend(ctx.doomed)
         old = session._meta
         empty = not dict.__len__(session) and session._user is None
         now = self.clock()
@@ -311,7 +313,7 @@ class SessionEngine:
                     plan.set_cookie = self._cookies.clear(secure=secure)
                 return plan
             fresh = old is None or session._invalidated or session._user_changed
-            created = now if fresh else old.created  # type: ignore[union-attr]
+            created = int(now) if fresh else old.created  # type: ignore[union-attr]
             meta = self._meta(session, ctx, created, now, old)
             end = deadline(meta, self.config)
             session_id = new_id()
@@ -359,10 +361,10 @@ class SessionEngine:
             return plan
 
         if session._accessed and now - old.last_seen >= self.config.touch_interval:
-            meta = replace(old, last_seen=now)
+            meta = old._replace(last_seen=int(now))
             end = deadline(meta, self.config)
             if not self._client_side:
-                plan.touch = (ctx.digest, now, end - now)  # type: ignore[assignment]
+                plan.touch = (ctx.digest, meta.last_seen, end - now)  # type: ignore[assignment]
             if self._client_side or not browser_session(meta, self.config):
                 plan.set_cookie = self._cookie(session, ctx, meta, end, now, secure)
             self._note(plan, EventKind.TOUCHED, ctx)
@@ -372,9 +374,9 @@ class SessionEngine:
         return plan
 
     def _meta(
-        self, session: Session, ctx: _Context, created: float, now: float, old: RecordMeta | None
+        self, session: Session, ctx: _Context, created: int, now: float, old: RecordMeta | None
     ) -> RecordMeta:
-        material = fingerprint_material(ctx.client, self.config)
+        material = self._material(ctx)
         if material is None:
             fingerprint = None
         elif old is not None and old.fingerprint is not None and ctx.fingerprint == "keep":
@@ -383,7 +385,7 @@ class SessionEngine:
         else:
             fingerprint = self.keyring.fingerprint(material)
         return RecordMeta(
-            created, now, session._idle, session._browser, session._until, session._user,
+            created, int(now), session._idle, session._browser, session._until, session._user,
             fingerprint, tuple(session._flash_new), tuple(session._flash_old),
         )  # fmt: skip
 
@@ -404,6 +406,20 @@ class SessionEngine:
             tag = self.keyring.tag(self._sign_prefix + session_id.encode("ascii"))
             value = ctx.cookie = f"{session_id}.{tag}"
         return self._cookies.set(value, max_age, secure=secure)
+
+    def _material(self, ctx: _Context) -> bytes | None:
+        material = ctx.material
+        if material is False:
+            client = ctx.client
+            key = (client.user_agent, client.remote_addr)
+            material = self._materials.get(key, False)
+            if material is False:
+                material = fingerprint_material(client, self.config)
+                if len(self._materials) >= 4096:  # bounded
+                    self._materials.clear()
+                self._materials[key] = material
+            ctx.material = material
+        return material  # type: ignore[return-value]
 
     @staticmethod
     def _settle(session: Session, meta: RecordMeta, end: float) -> None:
@@ -471,7 +487,7 @@ class SessionEngine:
             self.events.emit(Event(kind, ctx.handle, reason, detail))
 
     def _note(self, plan: CommitPlan, kind: EventKind, ctx: _Context) -> None:
-        if self.events.wants(kind):
+        if self.events.active and self.events.wants(kind):
             plan.events.append(Event(kind, ctx.handle))
 
     def _store_error(self, exc: StoreUnavailable) -> None:

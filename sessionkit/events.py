@@ -57,11 +57,14 @@ Subscriber = Callable[[Event], None]
 class EventBus:
     """Synchronous fan-out. A subscriber that raises is logged and never breaks a request."""
 
-    __slots__ = ("_lock", "_subscribers")
+    __slots__ = ("_lock", "_subscribers", "active")
 
     def __init__(self) -> None:
         self._subscribers: dict[EventKind | None, tuple[Subscriber, ...]] = {}
         self._lock = threading.Lock()
+        #: True while anyone subscribes; without subscribers only security events are
+        #: produced (for the log), so the request path skips building the others.
+        self.active = False
 
     def subscribe(
         self, callback: Subscriber, kinds: Iterable[EventKind | str] | None = None
@@ -71,12 +74,14 @@ class EventBus:
         with self._lock:
             for key in keys:
                 self._subscribers[key] = (*self._subscribers.get(key, ()), callback)
+            self.active = True
 
         def unsubscribe() -> None:
             with self._lock:
                 for key in keys:
                     rest = tuple(c for c in self._subscribers.get(key, ()) if c is not callback)
                     self._subscribers[key] = rest
+                self.active = any(self._subscribers.values())
 
         return unsubscribe
 

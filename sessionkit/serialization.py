@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import json.scanner
 import uuid
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
@@ -20,7 +21,7 @@ from sessionkit.errors import SessionDataError
 
 FORMAT_VERSION = 1
 
-_PLAIN = (str, int, float, bool, type(None))
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 _markup_class: Any = None
 
 
@@ -41,7 +42,7 @@ def _tag(value: Any) -> Any:
     if kind in _PLAIN:
         return value
     if kind is list:
-        return [_tag(v) for v in value]
+        return [v if type(v) in _PLAIN else _tag(v) for v in value]
     if kind is dict:
         out = {}
         for key, item in value.items():
@@ -50,7 +51,7 @@ def _tag(value: Any) -> Any:
                     f"session dict keys must be strings, got {type(key).__name__} key "
                     f"{key!r}; convert it with str() before storing"
                 )
-            out[key] = _tag(item)
+            out[key] = item if type(item) in _PLAIN else _tag(item)
         if len(out) == 1:
             (only,) = out
             if only in _UNTAG:  # a user dict that looks like a tag: escape it as a pair
@@ -77,7 +78,7 @@ def _tag(value: Any) -> Any:
     if hasattr(value, "__html__"):
         return {" m": str(value.__html__())}
     # Subclasses of plain types (IntEnum, str subclasses, OrderedDict...) degrade to the base.
-    for base in (str, bool, int, float):
+    for base in (str, bool, int, float):  # bool before int: True must stay True
         if isinstance(value, base):
             return base(value)
     if isinstance(value, dict):
@@ -118,13 +119,54 @@ def _untag(obj: dict[str, Any]) -> Any:
     return obj
 
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=True).encode
-_loads = json.JSONDecoder(object_hook=_untag).decode
+def _refuse(value: Any) -> Any:
+    raise SessionDataError(f"cannot serialize {type(value).__name__}")  # _tag vetted it first
+
+
+def _make_dumps() -> Callable[[Any], str]:
+    """The C encoder, built once (``json.dumps`` builds a new one on every call)."""
+    c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+    if c_make_encoder is None:  # pragma: no cover - interpreters without the C accelerator
+        return json.JSONEncoder(
+            ensure_ascii=False, separators=(",", ":"), check_circular=False, default=_refuse
+        ).encode
+    encode = c_make_encoder(
+        None, _refuse, json.encoder.encode_basestring, None, ":", ",", False, False, True
+    )
+    join = "".join
+    return lambda value: join(encode(value, 0))
+
+
+def _make_scan() -> Callable[[str, int], tuple[Any, int]]:
+    """The decoder's scanner, called directly: no whitespace pass, no wrapper per call."""
+    decoder: Any = json.JSONDecoder(object_hook=_untag)
+    scanner: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(decoder)
+    return scanner
+
+
+_dumps = _make_dumps()
+_scan = _make_scan()
+
+
+def tag(value: Any) -> Any:
+    """``value`` with every non-JSON value replaced by its tag (for payloads assembled from
+    tagged data and plain metadata, encoded with ``dumps_plain``)."""
+    return value if type(value) in _PLAIN else _tag(value)
+
+
+def dumps_plain(value: Any) -> str:
+    """Encode a value that is already plain JSON (or already tagged)."""
+    return _dumps(value)
 
 
 def dumps(value: Any) -> str:
     """Serialize one value as tagged JSON text."""
-    return _dumps(_tag(value))
+    try:
+        return _dumps(value if type(value) in _PLAIN else _tag(value))
+    except RecursionError:
+        raise SessionDataError(
+            "a session value contains itself (or is nested too deeply) and cannot be stored"
+        ) from None
 
 
 def loads(text: str | bytes) -> Any:
@@ -133,7 +175,13 @@ def loads(text: str | bytes) -> Any:
     try:
         if isinstance(text, bytes):
             text = text.decode("utf-8")
-        return _loads(text)
+        try:
+            value, end = _scan(text, 0)
+        except StopIteration as exc:
+            raise ValueError(f"not JSON at character {exc.value}") from None
+        if end != len(text):
+            raise ValueError("trailing data after the JSON value")
+        return value
     except ValueError:
         raise
     except Exception as exc:  # a malformed tag: KeyError, IndexError, OverflowError, ...

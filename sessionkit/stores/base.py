@@ -12,18 +12,18 @@ import contextlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from sessionkit import serialization
 from sessionkit.errors import StoreError
 
 
-@dataclass(frozen=True, slots=True)
-class RecordMeta:
-    """What the engine knows about a session besides its data. Timestamps are epoch seconds."""
+class RecordMeta(NamedTuple):
+    """What the engine knows about a session besides its data. Timestamps are whole epoch
+    seconds (sub-second precision buys nothing for expiry and costs bytes in every cookie)."""
 
-    created: float
-    last_seen: float
+    created: int
+    last_seen: int
     idle: float | None = None  # per-session idle timeout ("remember me"); None: the default
     browser: bool | None = None  # per-session browser-session cookie; None: the default
     until: float | None = None  # a fixed deadline set with set_expiry(datetime)
@@ -33,56 +33,42 @@ class RecordMeta:
     flash_old: tuple[str, ...] = ()
 
     def encode(self) -> str:
-        return serialization.dumps(self.to_dict())
+        return serialization.dumps(self.to_list())
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"v": serialization.FORMAT_VERSION, "c": self.created}
-        out["s"] = self.last_seen
-        if self.idle is not None:
-            out["i"] = self.idle
-        if self.browser is not None:
-            out["b"] = self.browser
-        if self.until is not None:
-            out["x"] = self.until
-        if self.user is not None:
-            out["u"] = self.user
-        if self.fingerprint is not None:
-            out["f"] = self.fingerprint
-        if self.flash_new:
-            out["fn"] = list(self.flash_new)
-        if self.flash_old:
-            out["fo"] = list(self.flash_old)
-        return out
+    def to_list(self) -> list[Any]:
+        """Positional and plain JSON: ``[version, created, last_seen, idle, browser, until,
+        user, fingerprint, flash_new, flash_old]``."""
+        return [
+            serialization.FORMAT_VERSION, self.created, self.last_seen, self.idle,
+            self.browser, self.until, self.user, self.fingerprint, list(self.flash_new),
+            list(self.flash_old),
+        ]  # fmt: skip
 
     @classmethod
     def decode(cls, text: str | bytes) -> RecordMeta:
         """Raises ``ValueError`` for anything that is not a meta record of this version."""
-        raw = serialization.loads(text)
-        return cls.from_dict(raw)
+        return cls.from_list(serialization.loads(text))
 
     @classmethod
-    def from_dict(cls, raw: Any) -> RecordMeta:
-        if type(raw) is not dict or raw.get("v") != serialization.FORMAT_VERSION:
+    def from_list(cls, raw: Any) -> RecordMeta:
+        if type(raw) is not list or len(raw) != 10 or raw[0] != serialization.FORMAT_VERSION:
             raise ValueError("not a sessionkit v1 record")
-        created, seen = raw["c"], raw["s"]
-        if not _is_number(created) or not _is_number(seen):
-            raise ValueError("bad timestamps")
-        idle, until, browser = raw.get("i"), raw.get("x"), raw.get("b")
-        user, fingerprint = raw.get("u"), raw.get("f")
-        flash_new, flash_old = raw.get("fn", ()), raw.get("fo", ())
+        _, created, seen, idle, browser, until, user, fingerprint, flash_new, flash_old = raw
         if (
-            (idle is not None and not _is_number(idle))
+            type(created) is not int
+            or type(seen) is not int
+            or (idle is not None and not _is_number(idle))
             or (until is not None and not _is_number(until))
             or (browser is not None and type(browser) is not bool)
             or (user is not None and type(user) is not str)
             or (fingerprint is not None and type(fingerprint) is not str)
-            or not _is_str_tuple(flash_new)
-            or not _is_str_tuple(flash_old)
+            or not _is_str_list(flash_new)
+            or not _is_str_list(flash_old)
         ):
             raise ValueError("malformed record metadata")
         return cls(
-            float(created), float(seen), idle, browser, until, user, fingerprint,
-            tuple(flash_new), tuple(flash_old),
+            created, seen, idle, browser, until, user, fingerprint, tuple(flash_new),
+            tuple(flash_old),
         )  # fmt: skip
 
 
@@ -90,12 +76,11 @@ def _is_number(value: Any) -> bool:
     return type(value) in (int, float)
 
 
-def _is_str_tuple(value: Any) -> bool:
-    return type(value) in (tuple, list) and all(type(v) is str for v in value)
+def _is_str_list(value: Any) -> bool:
+    return type(value) is list and all(type(v) is str for v in value)
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     """A stored session: per-key tagged-JSON values, metadata and a version counter."""
 
     items: Mapping[str, str]
@@ -103,8 +88,7 @@ class Record:
     version: int = 1
 
 
-@dataclass(frozen=True, slots=True)
-class Write:
+class Write(NamedTuple):
     """One conditional save.
 
     ``create``: the record must not exist yet. Otherwise it must still exist (a session
@@ -159,7 +143,7 @@ class Store:
     def delete(self, digest: str) -> None:
         raise NotImplementedError
 
-    def touch(self, digest: str, last_seen: float, ttl: float) -> bool:
+    def touch(self, digest: str, last_seen: int, ttl: float) -> bool:
         """Record a read-only visit; ``False`` when the record is gone."""
         raise NotImplementedError
 
@@ -172,7 +156,7 @@ class Store:
     async def adelete(self, digest: str) -> None:
         await asyncio.to_thread(self.delete, digest)
 
-    async def atouch(self, digest: str, last_seen: float, ttl: float) -> bool:
+    async def atouch(self, digest: str, last_seen: int, ttl: float) -> bool:
         return await asyncio.to_thread(self.touch, digest, last_seen, ttl)
 
     # -- optional capabilities -----------------------------------------------------------

@@ -1,8 +1,9 @@
 """CookieStore: the whole session in an AES-256-GCM encrypted cookie.
 
 Format of the cookie value: ``"1" + base64url(nonce ‖ ciphertext ‖ tag)``. The plaintext
-is tagged JSON ``{"i": id, "m": metadata, "d": data}``; the associated data binds the
-format version and the cookie name, so a token cannot be replayed under another cookie.
+is tagged JSON ``[id, metadata, data]`` (metadata laid out as ``RecordMeta.to_list``);
+the associated data binds the format version and the cookie name, so a token cannot be
+replayed under another cookie.
 Expiry lives inside the ciphertext. Needs no server, so it works across any number of
 workers; the price is that a copied cookie stays valid until it expires (a stateless token
 cannot be revoked), and the session must fit in 4096 bytes.
@@ -14,6 +15,7 @@ from typing import Any
 
 from sessionkit import serialization
 from sessionkit.crypto import Keyring, b64decode, b64encode
+from sessionkit.errors import SessionDataError
 from sessionkit.stores.base import RecordMeta, Store, Write
 
 PREFIX = "1"
@@ -35,7 +37,11 @@ class CookieStore(Store):
         self, keyring: Keyring, associated: bytes, session_id: str, meta: RecordMeta,
         data: dict[str, Any],
     ) -> str:  # fmt: skip
-        payload = serialization.dumps({"i": session_id, "m": meta.to_dict(), "d": data})
+        try:
+            tagged = serialization.tag(data)
+        except RecursionError:
+            raise SessionDataError("a session value contains itself and cannot be stored") from None
+        payload = serialization.dumps_plain([session_id, meta.to_list(), tagged])
         return PREFIX + b64encode(keyring.seal(payload.encode("utf-8"), associated))
 
     def unseal(self, keyring: Keyring, associated: bytes, value: str) -> tuple[bytes, int] | None:
@@ -51,12 +57,12 @@ class CookieStore(Store):
     def parse(plaintext: bytes) -> tuple[str, RecordMeta, dict[str, Any]]:
         """Raises ``ValueError`` if the authenticated payload is not a v1 session."""
         payload = serialization.loads(plaintext)
-        if type(payload) is not dict or type(payload.get("d")) is not dict:
+        if type(payload) is not list or len(payload) != 3:
             raise ValueError("not a sessionkit cookie payload")
-        session_id = payload.get("i")
-        if type(session_id) is not str:
-            raise ValueError("payload has no id")
-        return session_id, RecordMeta.from_dict(payload.get("m")), payload["d"]
+        session_id, meta, data = payload
+        if type(session_id) is not str or type(data) is not dict:
+            raise ValueError("not a sessionkit cookie payload")
+        return session_id, RecordMeta.from_list(meta), data
 
     # A cookie store keeps nothing server-side: the engine never calls these.
     def load(self, digest: str) -> None:
@@ -68,7 +74,7 @@ class CookieStore(Store):
     def delete(self, digest: str) -> None:
         return None
 
-    def touch(self, digest: str, last_seen: float, ttl: float) -> bool:
+    def touch(self, digest: str, last_seen: int, ttl: float) -> bool:
         return True
 
     async def aload(self, digest: str) -> None:
@@ -80,5 +86,5 @@ class CookieStore(Store):
     async def adelete(self, digest: str) -> None:
         return None
 
-    async def atouch(self, digest: str, last_seen: float, ttl: float) -> bool:
+    async def atouch(self, digest: str, last_seen: int, ttl: float) -> bool:
         return True

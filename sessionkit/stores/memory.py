@@ -15,7 +15,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
 from sessionkit.errors import ConfigError, LockTimeout
@@ -107,15 +106,15 @@ class MemoryStore(Store):
         with self._mutex:
             self._drop(digest)
 
-    def touch(self, digest: str, last_seen: float, ttl: float) -> bool:
+    def touch(self, digest: str, last_seen: int, ttl: float) -> bool:
         now = self._clock()
         with self._mutex:
             entry = self._records.get(digest)
             if entry is None or entry[1] <= now:
                 return False
             record = entry[0]
-            meta = replace(record.meta, last_seen=last_seen)
-            self._records[digest] = (replace(record, meta=meta), now + ttl)
+            meta = record.meta._replace(last_seen=last_seen)
+            self._records[digest] = (record._replace(meta=meta), now + ttl)
             self._records.move_to_end(digest)
             return True
 
@@ -128,7 +127,7 @@ class MemoryStore(Store):
     async def adelete(self, digest: str) -> None:
         self.delete(digest)
 
-    async def atouch(self, digest: str, last_seen: float, ttl: float) -> bool:
+    async def atouch(self, digest: str, last_seen: int, ttl: float) -> bool:
         return self.touch(digest, last_seen, ttl)
 
     # -- capabilities ----------------------------------------------------------------------

@@ -68,7 +68,7 @@ class CountingStore(Store):
         self.calls.append("delete")
         self.inner.delete(digest)
 
-    def touch(self, digest: str, last_seen: float, ttl: float) -> bool:
+    def touch(self, digest: str, last_seen: int, ttl: float) -> bool:
         self.calls.append("touch")
         return self.inner.touch(digest, last_seen, ttl)
 
@@ -84,7 +84,7 @@ class CountingStore(Store):
         self.calls.append("delete")
         await self.inner.adelete(digest)
 
-    async def atouch(self, digest: str, last_seen: float, ttl: float) -> bool:
+    async def atouch(self, digest: str, last_seen: int, ttl: float) -> bool:
         self.calls.append("touch")
         return await self.inner.atouch(digest, last_seen, ttl)
 
@@ -439,7 +439,7 @@ class ServerStoreConformance(StoreConformance):
     """Invariants of a store that keeps sessions on a server."""
 
     def test_store_level_conditions(self, store: Store, clock: FakeClock, loop: Any) -> None:
-        meta = RecordMeta(created=clock.now, last_seen=clock.now)
+        meta = RecordMeta(created=int(clock.now), last_seen=int(clock.now))
         key = digest(secrets.token_urlsafe(32))
         create = Write(key, {"a": "1"}, frozenset(), meta, 60.0, create=True, replace=True)
         update = Write(key, {"b": "2"}, frozenset(), meta, 60.0)
@@ -450,9 +450,9 @@ class ServerStoreConformance(StoreConformance):
         assert loop.run_until_complete(store.asave(update)) is True
         record = loop.run_until_complete(store.aload(key))
         assert record is not None and dict(record.items) == {"a": "1", "b": "2"}
-        assert store.touch(key, clock.now + 1, 60.0) is True
+        assert store.touch(key, int(clock.now) + 1, 60.0) is True
         store.delete(key)
-        assert store.touch(key, clock.now + 2, 60.0) is False
+        assert store.touch(key, int(clock.now) + 2, 60.0) is False
         assert store.load(key) is None
 
     def test_forged_and_unknown_cookies_create_nothing(
@@ -514,7 +514,7 @@ class ServerStoreConformance(StoreConformance):
     ) -> None:
         browser.visit(_set("a", 1))
         session_digest = browser.visit(lambda s: s._ctx.digest).result
-        stale = RecordMeta(created=clock.now - ABSOLUTE - 1, last_seen=clock.now)
+        stale = RecordMeta(created=int(clock.now - ABSOLUTE - 1), last_seen=int(clock.now))
         # the backend is told to keep it for a day; the record says it is past its time
         assert store.save(Write(session_digest, {}, frozenset(), stale, 86400.0))
         assert browser.visit(_snapshot).result == {}
@@ -525,7 +525,7 @@ class ServerStoreConformance(StoreConformance):
     ) -> None:
         browser.visit(_set("a", 1))
         session_digest = browser.visit(lambda s: s._ctx.digest).result
-        meta = RecordMeta(created=clock.now, last_seen=clock.now)
+        meta = RecordMeta(created=int(clock.now), last_seen=int(clock.now))
         store.save(Write(session_digest, {"a": "{not json"}, frozenset(), meta, 600.0))
         assert browser.visit(_snapshot).result == {}
         assert EventKind.RECORD_REJECTED in {e.kind for e in events}

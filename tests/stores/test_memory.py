@@ -11,7 +11,7 @@ from tests.conftest import make_engine
 
 
 def write(key: str, clock: FakeClock, **items: str) -> Write:
-    meta = RecordMeta(created=clock.now, last_seen=clock.now)
+    meta = RecordMeta(created=int(clock.now), last_seen=int(clock.now))
     return Write(key, items, frozenset(), meta, 600.0, create=True, replace=True)
 
 
