@@ -21,10 +21,10 @@ lint: $(STAMP)
 
 test: $(STAMP) servers lint
 	$(PY) -m pytest -n auto
-	$(VENV)/bin/mkdocs build --strict --quiet -d site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet -d site
 
 docs: $(STAMP)
-	$(VENV)/bin/mkdocs build --strict -d site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d site
 
 demo: $(STAMP)
 	$(PY) -m example_projects.core_demo
