@@ -60,21 +60,11 @@ _BUILD = re.compile(r"\bBuild/\S+", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 
 
-_normalised: dict[str, str] = {}
-
-
 def normalise_user_agent(user_agent: str) -> str:
     """``Mozilla/5.0 (X11; Linux x86_64) ... Chrome/120.0.1`` → its words without versions."""
-    cached = _normalised.get(user_agent)
-    if cached is not None:
-        return cached
     text = _BUILD.sub("", user_agent[:512])
     text = _VERSION.sub("", text)
-    text = _SPACE.sub(" ", text).strip().lower()
-    if len(_normalised) >= 4096:  # bounded: a flood of odd agents cannot grow it
-        _normalised.clear()
-    _normalised[user_agent] = text
-    return text
+    return _SPACE.sub(" ", text).strip().lower()
 
 
 def network_of(address: str | None, config: SessionConfig) -> str:

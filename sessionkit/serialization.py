@@ -151,7 +151,14 @@ _scan = _make_scan()
 def tag(value: Any) -> Any:
     """``value`` with every non-JSON value replaced by its tag (for payloads assembled from
     tagged data and plain metadata, encoded with ``dumps_plain``)."""
-    return value if type(value) in _PLAIN else _tag(value)
+    if type(value) in _PLAIN:
+        return value
+    try:
+        return _tag(value)
+    except RecursionError:
+        raise SessionDataError(
+            "a session value contains itself (or is nested too deeply) and cannot be stored"
+        ) from None
 
 
 def dumps_plain(value: Any) -> str:
@@ -161,12 +168,7 @@ def dumps_plain(value: Any) -> str:
 
 def dumps(value: Any) -> str:
     """Serialize one value as tagged JSON text."""
-    try:
-        return _dumps(value if type(value) in _PLAIN else _tag(value))
-    except RecursionError:
-        raise SessionDataError(
-            "a session value contains itself (or is nested too deeply) and cannot be stored"
-        ) from None
+    return _dumps(tag(value))
 
 
 def loads(text: str | bytes) -> Any:

@@ -32,9 +32,6 @@ class RecordMeta(NamedTuple):
     flash_new: tuple[str, ...] = ()
     flash_old: tuple[str, ...] = ()
 
-    def encode(self) -> str:
-        return serialization.dumps(self.to_list())
-
     def to_list(self) -> list[Any]:
         """Positional and plain JSON: ``[version, created, last_seen, idle, browser, until,
         user, fingerprint, flash_new, flash_old]``."""
@@ -43,11 +40,6 @@ class RecordMeta(NamedTuple):
             self.browser, self.until, self.user, self.fingerprint, list(self.flash_new),
             list(self.flash_old),
         ]  # fmt: skip
-
-    @classmethod
-    def decode(cls, text: str | bytes) -> RecordMeta:
-        """Raises ``ValueError`` for anything that is not a meta record of this version."""
-        return cls.from_list(serialization.loads(text))
 
     @classmethod
     def from_list(cls, raw: Any) -> RecordMeta:

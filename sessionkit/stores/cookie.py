@@ -15,7 +15,6 @@ from typing import Any
 
 from sessionkit import serialization
 from sessionkit.crypto import Keyring, b64decode, b64encode
-from sessionkit.errors import SessionDataError
 from sessionkit.stores.base import RecordMeta, Store, Write
 
 PREFIX = "1"
@@ -37,10 +36,7 @@ class CookieStore(Store):
         self, keyring: Keyring, associated: bytes, session_id: str, meta: RecordMeta,
         data: dict[str, Any],
     ) -> str:  # fmt: skip
-        try:
-            tagged = serialization.tag(data)
-        except RecursionError:
-            raise SessionDataError("a session value contains itself and cannot be stored") from None
+        tagged = serialization.tag(data)
         payload = serialization.dumps_plain([session_id, meta.to_list(), tagged])
         return PREFIX + b64encode(keyring.seal(payload.encode("utf-8"), associated))
 

@@ -293,3 +293,12 @@ def test_ip_binding_survives_a_move_within_the_network(clock: FakeClock) -> None
     assert moved.visit(lambda s: dict(s)).result == {"a": 1}
     elsewhere = browser.fork(client=ClientInfo("192.0.2.1", "Firefox/130.0"))
     assert elsewhere.visit(lambda s: dict(s)).result == {}
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_a_value_that_contains_itself_is_a_clear_error(store: str, clock: FakeClock) -> None:
+    loop: list[Any] = []
+    loop.append(loop)
+    browser = Browser(make_engine(clock, store=store))
+    with pytest.raises(SessionDataError, match="contains itself"):
+        browser.visit(lambda s: s.__setitem__("loop", loop))

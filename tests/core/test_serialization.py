@@ -64,11 +64,7 @@ json_scalars = st.one_of(
     st.text(),
 )
 hashable_scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(),
-    st.floats(allow_nan=False),
-    st.text(),
+    json_scalars,
     st.uuids(),
     st.dates(),
     st.decimals(allow_nan=False, allow_infinity=False),
