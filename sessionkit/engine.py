@@ -9,6 +9,7 @@ One decision path and two executors, so sync and async adapters cannot drift apa
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from functools import partial
@@ -18,7 +19,7 @@ from sessionkit import serialization
 from sessionkit.config import SessionConfig
 from sessionkit.cookies import CookieWriter, cookie_values
 from sessionkit.crypto import Keyring
-from sessionkit.errors import StoreUnavailable
+from sessionkit.errors import StoreError, StoreUnavailable
 from sessionkit.events import Event, EventBus, EventKind
 from sessionkit.expiry import browser_session, deadline
 from sessionkit.fingerprint import ClientInfo, client_address, fingerprint_material
@@ -426,6 +427,38 @@ class SessionEngine:
         session._meta = meta
         session._expires = end
         session._new = False
+
+    # ======================================================================================
+    # locks
+    # ======================================================================================
+    def lock(
+        self, session: Session, *, ttl: float = 30.0, wait: float = 10.0
+    ) -> contextlib.AbstractContextManager[None]:
+        """Serialise the requests of one session through the store's lock. Take it right
+        after ``open()`` and before the session is loaded, hold it until ``run()`` is done.
+        A request without a valid cookie has nothing to race with and locks nothing."""
+        key = self._lock_key(session)
+        if key is None:
+            return contextlib.nullcontext()
+        return self.store.lock(key, ttl=ttl, wait=wait)
+
+    def alock(
+        self, session: Session, *, ttl: float = 30.0, wait: float = 10.0
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """The async flavour of ``lock``."""
+        key = self._lock_key(session)
+        if key is None:
+            return contextlib.nullcontext()
+        return self.store.alock(key, ttl=ttl, wait=wait)
+
+    def _lock_key(self, session: Session) -> str | None:
+        if not self.store.supports_lock:
+            raise StoreError(
+                f"{type(self.store).__name__} cannot lock sessions; use a server-side store "
+                "that can (memory://, redis://, sqlite:///, postgresql://, file:///)"
+            )
+        ctx: _Context = session._ctx
+        return ctx.digest
 
     # ======================================================================================
     # run

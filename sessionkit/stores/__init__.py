@@ -15,6 +15,16 @@ from sessionkit.stores.memory import MemoryStore
 _REGISTRY: dict[str, tuple[str, str]] = {
     "memory": ("sessionkit.stores.memory", "MemoryStore"),
     "cookie": ("sessionkit.stores.cookie", "CookieStore"),
+    "redis": ("sessionkit.stores.redis", "RedisStore"),
+    "rediss": ("sessionkit.stores.redis", "RedisStore"),
+    "redis+cluster": ("sessionkit.stores.redis", "RedisStore"),
+    "rediss+cluster": ("sessionkit.stores.redis", "RedisStore"),
+    "redis+sentinel": ("sessionkit.stores.redis", "RedisStore"),
+    "sqlite": ("sessionkit.stores.sql", "SQLStore"),
+    "postgresql": ("sessionkit.stores.sql", "SQLStore"),
+    "postgres": ("sessionkit.stores.sql", "SQLStore"),
+    "file": ("sessionkit.stores.file", "FileStore"),
+    "memcached": ("sessionkit.stores.memcached", "MemcachedStore"),
 }
 
 
@@ -30,7 +40,15 @@ def open_store(url: str, **options: Any) -> Store:
     if target is None:
         known = ", ".join(f"{s}://" for s in sorted(_REGISTRY))
         raise ConfigError("store", f"no store for {mask_url(url)!r}; available: {known}")
-    module = importlib.import_module(target[0])
+    try:
+        module = importlib.import_module(target[0])
+    except ImportError as exc:
+        extra = {"sqlite": "sql", "postgresql": "postgres", "postgres": "postgres",
+                 "memcached": "memcached", "file": "", }.get(scheme, "redis")  # fmt: skip
+        hint = f"pip install 'sessionkit[{extra}]'" if extra else "reinstall sessionkit"
+        raise ConfigError(
+            "store", f"{mask_url(url)!r} needs a library that is not installed ({exc.name}); {hint}"
+        ) from exc
     store: Store = getattr(module, target[1]).from_url(url, **options)
     return store
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
@@ -122,6 +122,7 @@ class Store:
     supports_user_index: ClassVar[bool] = False
     supports_lock: ClassVar[bool] = False
     supports_sweep: ClassVar[bool] = False
+    supports_scan: ClassVar[bool] = False
     url: str = ""
 
     # -- the protocol --------------------------------------------------------------------
@@ -184,6 +185,15 @@ class Store:
     def delete_expired(self, progress: Callable[[int], None] | None = None) -> int:
         """Remove expired records; ``progress`` is called with running totals."""
         raise StoreError(f"{type(self).__name__} cannot sweep expired sessions")
+
+    def scan(self) -> Iterator[RecordMeta]:
+        """The metadata of every stored session, live or not yet swept (for ``stats``).
+        Records that cannot be decoded are skipped."""
+        raise StoreError(f"{type(self).__name__} cannot enumerate its sessions")
+
+    def create_schema(self) -> bool:
+        """Create tables or directories ahead of first use; ``False``: nothing to create."""
+        return False
 
     def close(self) -> None:
         """Release connections; the store must not be used afterwards."""

@@ -19,13 +19,14 @@ from urllib.parse import parse_qs, urlsplit
 
 from sessionkit.errors import ConfigError, LockTimeout
 from sessionkit.ids import handle
-from sessionkit.stores.base import Record, SessionInfo, Store, Write
+from sessionkit.stores.base import Record, RecordMeta, SessionInfo, Store, Write
 
 
 class MemoryStore(Store):
     supports_user_index = True
     supports_lock = True
     supports_sweep = True
+    supports_scan = True
 
     def __init__(
         self, max_sessions: int = 10_000, *, clock: Callable[[], float] = time.time
@@ -175,6 +176,11 @@ class MemoryStore(Store):
         if progress is not None:
             progress(len(doomed))
         return len(doomed)
+
+    def scan(self) -> Iterator[RecordMeta]:
+        with self._mutex:
+            metas = [record.meta for record, _ in self._records.values()]
+        yield from metas
 
     def _try_lock(self, digest: str, token: str, ttl: float) -> bool:
         now = self._clock()

@@ -5,6 +5,7 @@ from sessionkit.testing.browser import Browser, Visit
 from sessionkit.testing.clock import FakeClock
 from sessionkit.testing.conformance import (
     LockConformance,
+    ScanConformance,
     ServerStoreConformance,
     StoreConformance,
     SweepConformance,
@@ -15,6 +16,7 @@ __all__ = [
     "Browser",
     "FakeClock",
     "LockConformance",
+    "ScanConformance",
     "ServerStoreConformance",
     "StoreConformance",
     "SweepConformance",

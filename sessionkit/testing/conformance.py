@@ -170,6 +170,7 @@ class StoreConformance:
             ("supports_user_index", UserIndexConformance),
             ("supports_lock", LockConformance),
             ("supports_sweep", SweepConformance),
+            ("supports_scan", ScanConformance),
         ):
             if getattr(store, flag):
                 assert isinstance(self, suite), (
@@ -619,9 +620,14 @@ class LockConformance:
 
     def test_a_crashed_holder_expires(self, store: Store, clock: FakeClock) -> None:
         key = digest(secrets.token_urlsafe(32))
-        store.lock(key, ttl=1, wait=0.1).__enter__()  # never released
-        clock.advance(2)
-        with store.lock(key, ttl=1, wait=0.5):
+        crashed = store.lock(key, ttl=0.3, wait=0.1)
+        crashed.__enter__()  # never released (the reference keeps a generator from cleaning up)
+        with pytest.raises(LockTimeout):
+            with store.lock(key, ttl=0.3, wait=0.05):
+                pass  # pragma: no cover
+        assert crashed is not None
+        clock.advance(1)  # stores on the fake clock see the lock lapse now...
+        with store.lock(key, ttl=0.3, wait=2.0):  # ...servers with real TTLs within 0.3 s
             pass
 
 
@@ -641,3 +647,17 @@ class SweepConformance:
         assert engine.store.delete_expired(progress=seen.append) == 5
         assert seen and seen[-1] == 5
         assert fresh.visit(_snapshot).result == {"a": 1}
+
+
+class ScanConformance:
+    """Enumerating the stored sessions' metadata (``sessionkit stats``)."""
+
+    def test_scan_sees_every_stored_session(
+        self, engine: SessionEngine, flavour: Flavour, loop: Any
+    ) -> None:
+        Browser(engine, flavour, loop=loop).visit(_set("x", 1))
+        Browser(engine, flavour, loop=loop).visit(lambda s: s.bind_user("a"))
+        Browser(engine, flavour, loop=loop).visit(lambda s: s.bind_user("b"))
+        metas = list(engine.store.scan())
+        assert sorted(m.user or "" for m in metas) == ["", "a", "b"]
+        assert all(isinstance(m, RecordMeta) for m in metas)

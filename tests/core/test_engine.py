@@ -199,7 +199,8 @@ def test_session_metadata_is_exposed(clock: FakeClock, browser: Browser) -> None
 
 
 def test_unknown_store_url_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match=r"nope://u:\*\*\*@h.*available: cookie://, memory://"):
+    available = r"available: cookie://, file://, memcached://, memory://"
+    with pytest.raises(ConfigError, match=r"nope://u:\*\*\*@h.*" + available):
         open_store("nope://u:secret@h")
 
 
@@ -302,3 +303,32 @@ def test_a_value_that_contains_itself_is_a_clear_error(store: str, clock: FakeCl
     browser = Browser(make_engine(clock, store=store))
     with pytest.raises(SessionDataError, match="contains itself"):
         browser.visit(lambda s: s.__setitem__("loop", loop))
+
+
+def test_engine_lock_serialises_one_sessions_requests(clock: FakeClock) -> None:
+    from sessionkit import LockTimeout
+
+    engine = make_engine(clock)
+    browser = Browser(engine)
+    browser.visit(lambda s: s.__setitem__("n", 0))
+    first = engine.open(browser.cookie_header, browser.client)
+    with engine.lock(first, wait=1):
+        second = engine.open(browser.cookie_header, browser.client)
+        with pytest.raises(LockTimeout), engine.lock(second, wait=0.05):
+            pass  # pragma: no cover
+        other = Browser(engine)
+        other.visit(lambda s: s.__setitem__("n", 0))
+        unrelated = engine.open(other.cookie_header, other.client)
+        with engine.lock(unrelated, wait=0.05):  # another session is not blocked
+            pass
+    fresh = engine.open(None)
+    with engine.lock(fresh), engine.lock(engine.open(None)):  # no cookie: nothing to race
+        pass
+
+
+def test_cookie_store_refuses_locks_with_a_clear_error(clock: FakeClock) -> None:
+    from sessionkit import StoreError
+
+    engine = make_engine(clock, store="cookie://")
+    with pytest.raises(StoreError, match="cannot lock sessions"):
+        engine.lock(engine.open(None))

@@ -6,6 +6,7 @@ from sessionkit import CookieStore, MemoryStore, Store
 from sessionkit.testing import (
     FakeClock,
     LockConformance,
+    ScanConformance,
     ServerStoreConformance,
     StoreConformance,
     SweepConformance,
@@ -14,7 +15,7 @@ from sessionkit.testing import (
 
 
 class TestMemoryStore(
-    ServerStoreConformance, UserIndexConformance, LockConformance, SweepConformance
+    ServerStoreConformance, UserIndexConformance, LockConformance, SweepConformance, ScanConformance
 ):
     def make_store(self, clock: FakeClock) -> Store:
         return MemoryStore(clock=clock)
