@@ -1,32 +1,172 @@
-"""The ``sessionkit`` command. ``keygen`` is here now; the store commands (init, gc, stats,
-list, revoke) arrive with the server-side stores. Needs ``click`` (``sessionkit[cli]``)."""
+"""The ``sessionkit`` command: keys and store maintenance. Needs ``click`` (``sessionkit[cli]``).
+
+``build_group()`` makes the click group. The Django and Flask adapters reuse it as
+``manage.py sessionkit`` and ``flask sessionkit`` by passing ``get_store``: then the
+commands use the application's configured store instead of taking a STORE argument.
+Errors are one line on stderr and exit status 1, never a traceback.
+"""
 
 from __future__ import annotations
 
+import json
 import secrets
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
 from typing import Any
 
+from sessionkit.errors import SessionKitError
+from sessionkit.stores import Store, open_store
 
-def _build() -> Any:
+# (label, upper bound of age in seconds) for `stats`
+AGE_BUCKETS: tuple[tuple[str, float], ...] = (
+    ("under 1 hour", 3600.0),
+    ("1 hour to 1 day", 86400.0),
+    ("1 to 7 days", 7 * 86400.0),
+    ("7 to 30 days", 30 * 86400.0),
+    ("over 30 days", float("inf")),
+)
+
+
+def age_histogram(created: Iterator[float], now: float) -> dict[str, int]:
+    """Count sessions by age, youngest bucket first."""
+    counts = dict.fromkeys((label for label, _ in AGE_BUCKETS), 0)
+    for moment in created:
+        age = now - moment
+        label = next(label for label, bound in AGE_BUCKETS if age < bound)
+        counts[label] += 1
+    return counts
+
+
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def build_group(get_store: Callable[[], Store] | None = None, *, name: str = "sessionkit") -> Any:
+    """The click group. With ``get_store``, commands take no STORE argument."""
     import click
 
-    @click.group(help="sessionkit: manage keys and session stores.")
-    @click.version_option(package_name="sessionkit")
-    def main() -> None:
+    @contextmanager
+    def failures() -> Iterator[None]:
+        try:
+            yield
+        except SessionKitError as exc:
+            click.echo(f"{name}: {exc}", err=True)
+            raise SystemExit(1) from None
+
+    def with_store(command: Callable[..., None]) -> Callable[..., None]:
+        """Add the STORE argument (or use ``get_store``) and turn errors into one line."""
+
+        def run(store_url: str | None = None, **kwargs: Any) -> None:
+            with failures():
+                store = get_store() if get_store is not None else open_store(store_url or "")
+                try:
+                    command(store, **kwargs)
+                finally:
+                    store.close()
+
+        run.__name__ = command.__name__
+        run.__doc__ = command.__doc__
+        if get_store is None:
+            return click.argument("store_url", metavar="STORE", envvar="SESSIONKIT_STORE")(run)
+        return run
+
+    @click.group(name=name, help="sessionkit: manage keys and session stores.")
+    def group() -> None:
         pass
 
-    @main.command(help="Print a new random secret key (48 bytes, base64url).")
+    if get_store is None:
+        group = click.version_option(package_name="sessionkit")(group)
+
+    @group.command(help="Print a new random secret key (48 bytes, base64url).")
     @click.option("--bytes", "size", default=48, show_default=True, type=click.IntRange(32, 256))
     def keygen(size: int) -> None:
         click.echo(secrets.token_urlsafe(size))
 
-    return main
+    @group.command(help="Create the store's table or directory ahead of first use.")
+    @with_store
+    def init(store: Store) -> None:
+        if store.create_schema():
+            click.echo(f"created the session storage in {store!r}")
+        else:
+            click.echo(f"nothing to create: {store!r} is ready")
+
+    @group.command(help="Remove expired sessions (in bounded chunks).")
+    @click.option("--quiet", is_flag=True, help="Print only the final count.")
+    @with_store
+    def gc(store: Store, quiet: bool) -> None:
+        if not store.supports_sweep:
+            click.echo(f"nothing to do: {store!r} expires sessions by itself")
+            return
+        interactive = sys.stdout.isatty() and not quiet
+
+        def progress(total: int) -> None:
+            if interactive:
+                click.echo(f"\rremoved {total} expired sessions so far...", nl=False)
+            elif not quiet:
+                click.echo(f"removed {total} so far")
+
+        total = store.delete_expired(progress=progress)
+        if interactive:
+            click.echo("")
+        click.echo(f"removed {total} expired sessions")
+
+    @group.command(help="Count stored sessions, by age.")
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @with_store
+    def stats(store: Store, as_json: bool) -> None:
+        metas = list(store.scan())
+        users = {m.user for m in metas if m.user is not None}
+        histogram = age_histogram((m.created for m in metas), time.time())
+        if as_json:
+            report = {"sessions": len(metas), "users": len(users), "by_age": histogram}
+            click.echo(json.dumps(report))
+            return
+        click.echo(f"{len(metas)} sessions, {len(users)} signed-in users")
+        for label, count in histogram.items():
+            click.echo(f"  {label:<16} {count}")
+
+    @group.command(name="list", help="List a user's sessions (opaque handles, never IDs).")
+    @click.option("--user", required=True, help="The user ID the sessions are bound to.")
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @with_store
+    def list_(store: Store, user: str, as_json: bool) -> None:
+        sessions = store.user_sessions(user)
+        if as_json:
+            rows = [
+                {"handle": s.handle, "created": s.created, "last_seen": s.last_seen}
+                for s in sessions
+            ]
+            click.echo(json.dumps(rows))
+            return
+        if not sessions:
+            click.echo(f"no sessions for user {user!r}")
+        for info in sessions:
+            created, seen = _when(info.created), _when(info.last_seen)
+            click.echo(f"{info.handle}  created {created}  last seen {seen}")
+
+    @group.command(help="Revoke all of a user's sessions, or one by its handle.")
+    @click.option("--user", required=True, help="The user whose sessions to revoke.")
+    @click.option("--handle", default=None, help="Only this session (from `list`).")
+    @with_store
+    def revoke(store: Store, user: str, handle: str | None) -> None:
+        if handle is not None:
+            if not store.revoke_handle(user, handle):
+                click.echo(f"{name}: no session {handle} for user {user!r}", err=True)
+                raise SystemExit(1)
+            click.echo(f"revoked session {handle}")
+            return
+        count = store.revoke_user(user)
+        click.echo(f"revoked {count} sessions of user {user!r}")
+
+    return group
 
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        command = _build()
+        command = build_group()
     except ImportError:
         print(
             "sessionkit: the command line needs click; install it with "

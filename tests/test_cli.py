@@ -1,9 +1,17 @@
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+from typing import Any
 
-from sessionkit import SessionConfig
+from click.testing import CliRunner
+
+from sessionkit import MemoryStore, SessionConfig
+from sessionkit.cli import age_histogram, build_group
+from sessionkit.testing import Browser, FakeClock
+from tests.conftest import make_engine
 
 
 def test_keygen_prints_a_key_the_config_accepts() -> None:
@@ -22,3 +30,106 @@ def test_keygen_refuses_short_keys() -> None:
         capture_output=True, text=True,
     )  # fmt: skip
     assert out.returncode == 2 and "Traceback" not in out.stderr
+
+
+# -- store commands, through the adapters' entry point (a store the app already holds) ----
+
+
+class KeptOpen(MemoryStore):
+    """The commands close the store when done; the test keeps looking at it."""
+
+    def close(self) -> None:
+        pass
+
+
+def populated(clock: FakeClock) -> tuple[KeptOpen, list[Browser]]:
+    store = KeptOpen(clock=clock)
+    engine = make_engine(clock, store=store)
+    browsers = [Browser(engine) for _ in range(4)]
+    browsers[0].visit(lambda s: s.bind_user("alice"))
+    browsers[1].visit(lambda s: s.bind_user("alice"))
+    browsers[2].visit(lambda s: s.bind_user("bob"))
+    browsers[3].visit(lambda s: s.__setitem__("cart", [1]))
+    return store, browsers
+
+
+def invoke(store: MemoryStore, *args: str) -> Any:
+    return CliRunner().invoke(build_group(lambda: store), list(args))
+
+
+def test_list_shows_handles_never_ids(clock: FakeClock) -> None:
+    store, browsers = populated(clock)
+    result = invoke(store, "list", "--user", "alice")
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 2 and all("created" in line for line in lines)
+    for browser in browsers:
+        assert (browser.cookie or "x").partition(".")[0] not in result.output
+    rows = json.loads(invoke(store, "list", "--user", "alice", "--json").output)
+    assert {len(row["handle"]) for row in rows} == {16}
+
+
+def test_revoke_a_user_or_one_handle(clock: FakeClock) -> None:
+    store, browsers = populated(clock)
+    rows = json.loads(invoke(store, "list", "--user", "alice", "--json").output)
+    one = invoke(store, "revoke", "--user", "alice", "--handle", rows[0]["handle"])
+    assert one.exit_code == 0 and "revoked session" in one.output
+    assert len(store.user_sessions("alice")) == 1
+    missing = invoke(store, "revoke", "--user", "alice", "--handle", "0" * 16)
+    assert missing.exit_code == 1 and "no session" in missing.output
+    everything = invoke(store, "revoke", "--user", "bob")
+    assert everything.exit_code == 0 and "revoked 1 sessions" in everything.output
+    assert browsers[2].visit(lambda s: s.user_id).result is None
+
+
+def test_stats_counts_by_age(clock: FakeClock) -> None:
+    store, _ = populated(clock)
+    report = json.loads(invoke(store, "stats", "--json").output)
+    assert report["sessions"] == 4 and report["users"] == 2
+    assert sum(report["by_age"].values()) == 4
+    text = invoke(store, "stats").output
+    assert "4 sessions, 2 signed-in users" in text
+
+
+def test_age_histogram_buckets() -> None:
+    now = 1_000_000.0
+    counts = age_histogram(iter([now - 10, now - 7200, now - 3 * 86400, now - 90 * 86400]), now)
+    assert list(counts.values()) == [1, 1, 1, 0, 1]
+
+
+def test_gc_sweeps_expired_with_progress(clock: FakeClock) -> None:
+    store, _ = populated(clock)
+    clock.advance(30 * 86400)
+    result = invoke(store, "gc")
+    assert result.exit_code == 0
+    assert "removed 4 so far" in result.output and "removed 4 expired sessions" in result.output
+    assert len(store) == 0
+    assert invoke(store, "gc", "--quiet").output == "removed 0 expired sessions\n"
+
+
+def test_init_on_a_store_with_nothing_to_create(clock: FakeClock) -> None:
+    store, _ = populated(clock)
+    assert "nothing to create" in invoke(store, "init").output
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sessionkit.cli", *args], capture_output=True, text=True,
+        env=env,
+    )  # fmt: skip
+
+
+def test_errors_are_one_line_and_a_nonzero_exit() -> None:
+    unknown = run_cli("stats", "nope://user:hunter2@host")
+    assert unknown.returncode == 1
+    assert unknown.stderr.count("\n") == 1 and "Traceback" not in unknown.stderr
+    assert "hunter2" not in unknown.stderr and "available:" in unknown.stderr
+    unsupported = run_cli("list", "cookie://", "--user", "alice")
+    assert unsupported.returncode == 1 and "per-user index" in unsupported.stderr
+    assert "Traceback" not in unsupported.stderr
+
+
+def test_store_url_from_the_environment() -> None:
+    done = run_cli("stats", "--json", env={**os.environ, "SESSIONKIT_STORE": "memory://"})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["sessions"] == 0
