@@ -99,6 +99,9 @@ class CommitPlan:
 class SessionEngine:
     """One per application: holds the config, keyring, store and event bus."""
 
+    #: What ``open`` builds; an adapter may set a subclass that adds its framework's API.
+    session_class: type[Session] = Session
+
     def __init__(
         self,
         config: SessionConfig,
@@ -139,7 +142,7 @@ class SessionEngine:
     # ======================================================================================
     def open(self, cookie_header: str | None, client: ClientInfo = _NO_CLIENT) -> Session:
         """Verify the request's cookie (no I/O) and return the session the view will see."""
-        session = Session()
+        session = self.session_class()
         ctx = session._ctx = _Context(client)
         values = cookie_values(cookie_header, self._name)
         if not values:
