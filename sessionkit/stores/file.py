@@ -1,0 +1,557 @@
+"""FileStore: one file per session in a local directory, safe for several processes.
+
+For a single machine that runs several worker processes and has no Redis or database. The
+layout under the store's directory::
+
+    sessions/ab/<digest>         one record: a small versioned JSON document
+    sessions/ab/.lock            the shard's lock (``fcntl.flock``), held for microseconds
+    sessions/ab/<digest>.lock    a route lock: "token expiry", guarded by the shard's lock
+    sessions/ab/.tmp-<digest>-*  a write in progress (or the leftover of a crash)
+    users/<sha256(user)>/<digest>  an empty marker per session of a user
+
+Only names built from a strictly checked 64-hex digest (or a SHA-256 of the user ID) ever
+reach the file system, so nothing a client sends can name a path. Records are replaced
+atomically (temporary file, fsync, ``os.replace``, fsync of the directory): a crash leaves
+the old record or the new one, never half of either. Every read-modify-write of a record
+runs under its shard's ``flock``, which serialises threads and processes alike, so
+conditional writes and key-level merges are exact. Route locks carry their own expiry, so
+a holder that crashed (or hangs) stops blocking others once its ttl has passed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from sessionkit.errors import ConfigError, LockTimeout, StoreUnavailable
+from sessionkit.events import security_log
+from sessionkit.ids import handle
+from sessionkit.stores.base import Record, RecordMeta, SessionInfo, Store, Write
+
+FORMAT = "sessionkit.file"
+FORMAT_VERSION = 1
+STALE_TEMP_SECONDS = 60.0  # a temporary file this old belongs to a writer that died
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+_SHARD = re.compile(r"[0-9a-f]{2}")
+_TEMP = ".tmp-"
+_LOCK_SUFFIX = ".lock"
+_POLL = 0.002
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def is_digest(value: object) -> bool:
+    """True only for 64 lowercase hex characters: the one shape that may become a name."""
+    return type(value) is str and len(value) == 64 and _DIGEST.fullmatch(value) is not None
+
+
+def encode(record: Record, expires_at: float) -> bytes:
+    """The on-disk document; ``data`` holds each key's tagged-JSON text unchanged."""
+    document = {
+        "format": FORMAT, "v": FORMAT_VERSION, "meta": record.meta.to_list(),
+        "data": dict(record.items), "version": record.version, "expires_at": expires_at,
+    }  # fmt: skip
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def decode(raw: bytes) -> tuple[Record, float]:
+    """Parse a document, all or nothing; ``ValueError`` for anything not exactly ours."""
+    try:
+        document = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"not JSON ({type(exc).__name__})") from None
+    if type(document) is not dict or document.get("format") != FORMAT:
+        raise ValueError("not a sessionkit file record")
+    if document.get("v") != FORMAT_VERSION:
+        raise ValueError(f"unknown record format version {document.get('v')!r}")
+    meta = RecordMeta.from_list(document.get("meta"))
+    data, version = document.get("data"), document.get("version")
+    expires_at = document.get("expires_at")
+    if type(data) is not dict or not all(type(v) is str for v in data.values()):
+        raise ValueError("malformed record data")
+    if type(version) is not int or type(expires_at) not in (int, float):
+        raise ValueError("malformed record version or expiry")
+    return Record(data, meta, version), float(expires_at)
+
+
+class FileStore(Store):
+    supports_user_index = True
+    supports_lock = True
+    supports_sweep = True
+    supports_scan = True
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time,
+        fsync: bool = True,
+    ) -> None:  # fmt: skip
+        root = Path(os.path.abspath(os.fspath(path)))
+        if root.exists() and not root.is_dir():
+            raise ConfigError("store", f"file store path {str(root)!r} is not a directory")
+        self.root = root
+        self.url = f"file://{root}"
+        self.fsync = fsync
+        self._clock = clock
+        self._records = root / "sessions"
+        self._users = root / "users"
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> FileStore:
+        """``file:///abs/dir``, ``file://localhost/abs/dir`` or ``file:relative/dir``
+        (relative to the working directory at start-up); ``?fsync=false`` skips fsync."""
+        parts = urlsplit(url)
+        if parts.netloc not in ("", "localhost"):
+            raise ConfigError(
+                "store",
+                f"{url!r} names host {parts.netloc!r}; a file store is a local directory: "
+                "write file:///absolute/path (three slashes) or file:relative/path",
+            )
+        path = unquote(parts.path)
+        if not path:
+            raise ConfigError("store", f"{url!r} names no directory; e.g. file:///var/lib/app")
+        for key, values in parse_qs(parts.query, keep_blank_values=True).items():
+            if key != "fsync":
+                raise ConfigError("store", f"{url!r}: unknown option {key!r} (known: fsync)")
+            flag = values[-1].lower()
+            if flag not in _TRUE | _FALSE:
+                raise ConfigError("store", f"{url!r}: fsync must be true or false")
+            options.setdefault("fsync", flag in _TRUE)
+        return cls(path, **options)
+
+    # -- the protocol --------------------------------------------------------------------
+    def load(self, digest: str) -> Record | None:
+        if not is_digest(digest):
+            return None
+        entry = self._read(digest)
+        if entry is None or entry[1] <= self._clock():
+            return None
+        return entry[0]
+
+    def save(self, write: Write) -> bool:
+        digest, old = write.digest, write.rotated_from
+        if not is_digest(digest) or (old is not None and not is_digest(old)):
+            raise ValueError("FileStore.save: digests must be 64 lowercase hex characters")
+        with self._locked(digest, *([old] if old else [])):
+            now = self._clock()
+            current = self._live(digest, now)
+            previous = None
+            if write.create:
+                if current is not None:
+                    return False
+                previous = self._live(old, now) if old is not None else None
+                if old is not None and previous is None:
+                    return False  # rotated away or logged out meanwhile: no resurrection
+                items = dict(write.items)
+                version = 1
+            else:
+                if current is None:
+                    return False
+                if write.replace:
+                    items = dict(write.items)
+                else:
+                    items = {k: v for k, v in current.items.items() if k not in write.removed}
+                    items.update(write.items)
+                version = current.version + 1
+            self._write(digest, Record(items, write.meta, version), now + write.ttl)
+            if write.meta.user is not None:
+                self._index(write.meta.user, digest)
+            if current is not None and current.meta.user not in (None, write.meta.user):
+                self._unindex(current.meta.user, digest)
+            if old is not None and previous is not None:
+                self._remove(old, previous.meta.user)
+            return True
+
+    def delete(self, digest: str) -> None:
+        if not is_digest(digest):
+            return
+        with self._locked(digest):
+            entry = self._read(digest, warn=False)
+            self._remove(digest, entry[0].meta.user if entry is not None else None)
+
+    def touch(self, digest: str, last_seen: int, ttl: float) -> bool:
+        if not is_digest(digest):
+            return False
+        with self._locked(digest):
+            now = self._clock()
+            current = self._live(digest, now)
+            if current is None:
+                return False
+            meta = current.meta._replace(last_seen=last_seen)
+            self._write(digest, current._replace(meta=meta), now + ttl)
+            return True
+
+    # -- per-user index ------------------------------------------------------------------
+    def user_sessions(self, user: str) -> list[SessionInfo]:
+        now = self._clock()
+        out = []
+        for digest in self._indexed(user):
+            entry = self._read(digest)
+            if entry is not None and entry[1] > now and entry[0].meta.user == user:
+                meta = entry[0].meta
+                out.append(SessionInfo(handle(digest), user, meta.created, meta.last_seen))
+            else:
+                self._prune(user, digest)
+        return out
+
+    def revoke_user(self, user: str, *, keep: str | None = None) -> int:
+        return sum(self._revoke(user, d) for d in self._indexed(user) if d != keep)
+
+    def revoke_handle(self, user: str, handle_: str) -> bool:
+        return any(self._revoke(user, d) for d in self._indexed(user) if handle(d) == handle_)
+
+    # -- sweep and scan ------------------------------------------------------------------
+    def delete_expired(self, progress: Callable[[int], None] | None = None) -> int:
+        """Remove expired records (and their index markers), corrupt records, lapsed route
+        locks and temporary files older than a minute; ``progress`` sees running totals."""
+        removed = 0
+        stale_before = time.time() - STALE_TEMP_SECONDS  # file times are real, not the clock
+        for shard in self._shards():
+            for name in self._listdir(shard):
+                path = shard / name
+                if is_digest(name):
+                    if self._sweep_record(name):
+                        removed += 1
+                        if progress is not None and removed % 100 == 0:
+                            progress(removed)
+                elif name.startswith(_TEMP):
+                    with contextlib.suppress(FileNotFoundError):
+                        if path.stat().st_mtime < stale_before:
+                            path.unlink(missing_ok=True)
+                elif name.endswith(_LOCK_SUFFIX) and is_digest(name[: -len(_LOCK_SUFFIX)]):
+                    self._sweep_route_lock(name[: -len(_LOCK_SUFFIX)])
+        self._sweep_index()
+        if progress is not None:
+            progress(removed)
+        return removed
+
+    def scan(self) -> Iterator[RecordMeta]:
+        for shard in self._shards():
+            for name in self._listdir(shard):
+                if is_digest(name):
+                    entry = self._read(name, warn=False)
+                    if entry is not None:
+                        yield entry[0].meta
+
+    def create_schema(self) -> bool:
+        created = not self._records.is_dir() or not self._users.is_dir()
+        self._ensure_dir(self._records)
+        self._ensure_dir(self._users)
+        return created
+
+    # -- route locks ---------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, digest: str, *, ttl: float = 30.0, wait: float = 10.0) -> Iterator[None]:
+        token = self._lock_token(digest)
+        deadline = time.monotonic() + wait
+        while not self._try_lock(digest, token, ttl, blocking=True):
+            if time.monotonic() >= deadline:
+                raise LockTimeout(handle(digest), wait)
+            time.sleep(_POLL)
+        try:
+            yield
+        finally:
+            self._unlock(digest, token)
+
+    @contextlib.asynccontextmanager
+    async def alock(
+        self, digest: str, *, ttl: float = 30.0, wait: float = 10.0
+    ) -> AsyncIterator[None]:
+        import asyncio
+
+        token = self._lock_token(digest)
+        deadline = time.monotonic() + wait
+        # Non-blocking attempts: a busy shard lock never stalls the event loop.
+        while not self._try_lock(digest, token, ttl, blocking=False):
+            if time.monotonic() >= deadline:
+                raise LockTimeout(handle(digest), wait)
+            await asyncio.sleep(_POLL)
+        try:
+            yield
+        finally:
+            self._unlock(digest, token)
+
+    @staticmethod
+    def _lock_token(digest: str) -> str:
+        if not is_digest(digest):
+            raise ValueError("FileStore.lock: digests must be 64 lowercase hex characters")
+        return secrets.token_hex(16)
+
+    def _try_lock(self, digest: str, token: str, ttl: float, *, blocking: bool) -> bool:
+        with self._locked(digest, blocking=blocking) as got:
+            if not got:
+                return False
+            now = self._clock()
+            path = self._route_lock(digest)
+            holder, expires = _read_route_lock(path)
+            if holder and holder != token and expires > now:
+                return False
+            self._guard(lambda: _write_small(path, f"{token} {now + ttl!r}"), "lock", path)
+            return True
+
+    def _unlock(self, digest: str, token: str) -> None:
+        with self._locked(digest):
+            path = self._route_lock(digest)
+            if _read_route_lock(path)[0] == token:
+                path.unlink(missing_ok=True)
+
+    def _sweep_route_lock(self, digest: str) -> None:
+        with self._locked(digest):
+            path = self._route_lock(digest)
+            if _read_route_lock(path)[1] <= self._clock():
+                path.unlink(missing_ok=True)
+
+    # -- internals: paths, reading, writing ----------------------------------------------
+    def _shard(self, digest: str) -> Path:
+        return self._records / digest[:2]
+
+    def _route_lock(self, digest: str) -> Path:
+        return self._shard(digest) / f"{digest}{_LOCK_SUFFIX}"
+
+    def _user_dir(self, user: str) -> Path:
+        return self._users / hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def _read(self, digest: str, *, warn: bool = True) -> tuple[Record, float] | None:
+        path = self._shard(digest) / digest
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except (IsADirectoryError, NotADirectoryError):
+            raw = b""
+        except OSError as exc:
+            raise self._unavailable(exc, "read", path) from exc
+        try:
+            return decode(raw)
+        except ValueError as exc:
+            if warn:
+                security_log.warning(
+                    "sessionkit record_rejected: unreadable file record (%s) (session %s)",
+                    exc,
+                    handle(digest),
+                )
+            return None
+
+    def _live(self, digest: str, now: float) -> Record | None:
+        entry = self._read(digest)
+        return entry[0] if entry is not None and entry[1] > now else None
+
+    def _write(self, digest: str, record: Record, expires_at: float) -> None:
+        """Replace the record atomically: a reader sees the old file or the new, whole."""
+        shard = self._shard(digest)
+        final = shard / digest
+        temp = shard / f"{_TEMP}{digest}-{secrets.token_hex(4)}"
+        data = encode(record, expires_at)
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                with open(fd, "wb", closefd=False) as out:
+                    out.write(data)
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp, final)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            raise self._unavailable(exc, "write", final) from exc
+        if self.fsync:
+            self._sync_dir(shard)
+
+    def _remove(self, digest: str, user: str | None) -> None:
+        path = self._shard(digest) / digest
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise self._unavailable(exc, "delete", path) from exc
+        if self.fsync:
+            self._sync_dir(path.parent)  # a lost unlink would bring a logged-out session back
+        if user is not None:
+            self._unindex(user, digest)
+
+    def _sync_dir(self, directory: Path) -> None:
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise self._unavailable(exc, "sync", directory) from exc
+
+    @contextlib.contextmanager
+    def _locked(self, *digests: str, blocking: bool = True) -> Iterator[bool]:
+        """Hold the shard locks of ``digests`` (sorted, so two writers never deadlock).
+        Never nest: a second ``flock`` on a new descriptor would wait for the first."""
+        fds: list[int] = []
+        try:
+            for shard in sorted({d[:2] for d in digests}):
+                fd = self._lock_shard(self._records / shard, blocking)
+                if fd is None:
+                    yield False
+                    return
+                fds.append(fd)
+            yield True
+        finally:
+            for fd in reversed(fds):
+                os.close(fd)  # closing the descriptor releases its flock
+
+    def _lock_shard(self, shard: Path, blocking: bool) -> int | None:
+        path = shard / ".lock"
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+        try:
+            try:
+                fd = os.open(path, flags, 0o600)
+            except FileNotFoundError:
+                self._ensure_dir(shard)
+                fd = os.open(path, flags, 0o600)
+        except OSError as exc:
+            raise self._unavailable(exc, "lock", path) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except OSError as exc:
+            os.close(fd)
+            raise self._unavailable(exc, "lock", path) from exc
+        return fd
+
+    def _ensure_dir(self, path: Path) -> None:
+        """Create ``path`` (and missing parents up to the root) with mode 0700."""
+        try:
+            if path == self.root:
+                os.makedirs(path, 0o700, exist_ok=True)
+                return
+            try:
+                os.mkdir(path, 0o700)
+            except FileNotFoundError:
+                self._ensure_dir(path.parent)
+                os.mkdir(path, 0o700)
+        except FileExistsError:
+            if not path.is_dir():
+                raise self._unavailable(
+                    OSError(errno.ENOTDIR, "exists and is not a directory"), "create", path
+                ) from None
+        except OSError as exc:
+            raise self._unavailable(exc, "create", path) from exc
+
+    def _unavailable(self, exc: OSError, doing: str, path: Path) -> StoreUnavailable:
+        why = exc.strerror or str(exc)
+        return StoreUnavailable(
+            self.url,
+            f"cannot {doing} {path}: {why}. The directory must exist or be creatable, and be "
+            "readable and writable by the user the app runs as (only that user: mode 0700)",
+        )
+
+    def _guard(self, action: Callable[[], None], doing: str, path: Path) -> None:
+        try:
+            action()
+        except OSError as exc:
+            raise self._unavailable(exc, doing, path) from exc
+
+    def _listdir(self, directory: Path) -> list[str]:
+        try:
+            return sorted(os.listdir(directory))
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise self._unavailable(exc, "list", directory) from exc
+
+    def _shards(self) -> Iterator[Path]:
+        for name in self._listdir(self._records):
+            if _SHARD.fullmatch(name):
+                yield self._records / name
+
+    # -- internals: the per-user index ---------------------------------------------------
+    def _index(self, user: str, digest: str) -> None:
+        directory = self._user_dir(user)
+        marker = directory / digest
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+        try:
+            try:
+                os.close(os.open(marker, flags, 0o600))
+            except FileNotFoundError:  # first session of this user, or a sweep removed it
+                self._ensure_dir(directory)
+                os.close(os.open(marker, flags, 0o600))
+        except OSError as exc:
+            raise self._unavailable(exc, "index", marker) from exc
+
+    def _unindex(self, user: str, digest: str) -> None:
+        marker = self._user_dir(user) / digest
+        self._guard(lambda: marker.unlink(missing_ok=True), "unindex", marker)
+
+    def _indexed(self, user: str) -> list[str]:
+        return [name for name in self._listdir(self._user_dir(user)) if is_digest(name)]
+
+    def _prune(self, user: str, digest: str) -> None:
+        """Drop a stale marker, re-checking under the lock a save of the record would hold."""
+        with self._locked(digest):
+            entry = self._read(digest, warn=False)
+            if entry is None or entry[1] <= self._clock() or entry[0].meta.user != user:
+                self._unindex(user, digest)
+
+    def _revoke(self, user: str, digest: str) -> bool:
+        with self._locked(digest):
+            entry = self._read(digest, warn=False)
+            if entry is None or entry[0].meta.user != user:
+                self._unindex(user, digest)
+                return False
+            self._remove(digest, user)
+            return entry[1] > self._clock()
+
+    def _sweep_record(self, digest: str) -> bool:
+        with self._locked(digest):
+            path = self._shard(digest) / digest
+            try:
+                raw = path.read_bytes()
+            except FileNotFoundError:
+                return False
+            except OSError as exc:
+                raise self._unavailable(exc, "read", path) from exc
+            try:
+                record, expires_at = decode(raw)
+            except ValueError:
+                self._remove(digest, None)  # foreign or damaged: it can never load anyway
+                return False
+            if expires_at > self._clock():
+                return False
+            self._remove(digest, record.meta.user)
+            return True
+
+    def _sweep_index(self) -> None:
+        for user_dir in self._listdir(self._users):
+            directory = self._users / user_dir
+            for digest in self._listdir(directory):
+                if is_digest(digest) and not (self._shard(digest) / digest).exists():
+                    with self._locked(digest):
+                        if not (self._shard(digest) / digest).exists():
+                            (directory / digest).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                directory.rmdir()  # only succeeds when empty
+
+
+def _read_route_lock(path: Path) -> tuple[str, float]:
+    """``(token, expiry)``; a missing or damaged lock file reads as free."""
+    try:
+        token, _, expires = path.read_text("ascii").partition(" ")
+        return token, float(expires)
+    except (OSError, ValueError):
+        return "", 0.0
+
+
+def _write_small(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, text.encode("ascii"))
+    finally:
+        os.close(fd)
