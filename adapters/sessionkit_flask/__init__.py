@@ -1,1 +1,47 @@
-"""sessionkit adapter for flask (implemented in its own issue)."""
+"""sessionkit for Flask: ``SessionKit(app)`` and ``flask.session`` is a sessionkit session.
+
+``session[...]``, ``flash()``, ``get_flashed_messages()`` and Flask-Login keep working;
+the session gains server-side stores, an encrypted cookie store, ID regeneration at login,
+server-side logout, idle and absolute timeouts, per-session locks and key rotation.
+"""
+
+from __future__ import annotations
+
+from sessionkit_flask.extension import SessionKit
+from sessionkit_flask.interface import FlaskSession, SessionKitInterface
+from sessionkit_flask.locking import locked
+from sessionkit_flask.signals import (
+    SIGNALS,
+    cookie_rejected,
+    fingerprint_mismatch,
+    record_rejected,
+    save_conflict,
+    session_created,
+    session_expired,
+    session_invalidated,
+    session_loaded,
+    session_regenerated,
+    session_saved,
+    session_touched,
+    store_error,
+)
+
+__all__ = [
+    "SIGNALS",
+    "FlaskSession",
+    "SessionKit",
+    "SessionKitInterface",
+    "cookie_rejected",
+    "fingerprint_mismatch",
+    "locked",
+    "record_rejected",
+    "save_conflict",
+    "session_created",
+    "session_expired",
+    "session_invalidated",
+    "session_loaded",
+    "session_regenerated",
+    "session_saved",
+    "session_touched",
+    "store_error",
+]

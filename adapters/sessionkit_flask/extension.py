@@ -1,0 +1,102 @@
+"""``SessionKit(app)``: the Flask extension that puts sessionkit behind ``flask.session``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from flask import session as flask_session
+
+from sessionkit import EventBus, EventKind, LockTimeout, SessionEngine, StoreUnavailable
+from sessionkit_flask import login, signals
+from sessionkit_flask.interface import (
+    STORE_DOWN_BODY,
+    FlaskSession,
+    SessionKitInterface,
+    release_lock,
+)
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+log = logging.getLogger("sessionkit.flask")
+
+
+class SessionKit:
+    """Install sessionkit as the session of one or more Flask apps.
+
+    ``SessionKit(app)`` or, in an app factory, ``kit = SessionKit()`` then
+    ``kit.init_app(app)``. Settings come from ``app.config``: Flask's own session settings
+    keep their meaning, sessionkit's are ``SESSIONKIT_<NAME>`` (``SESSIONKIT_STORE =
+    "redis://..."``; without a store, the encrypted cookie).
+
+    ``handle_store_errors=False`` lets ``StoreUnavailable`` and ``LockTimeout`` propagate
+    instead of answering 503. ``clock`` replaces ``time.time`` (tests).
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        handle_store_errors: bool = True,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.events = EventBus()
+        self.handle_store_errors = handle_store_errors
+        self.clock = clock
+        self._bridged: set[EventKind] = set()
+        signals.watch(self)
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        interface = SessionKitInterface(
+            events=self.events, clock=self.clock, handle_store_errors=self.handle_store_errors
+        )
+        app.session_interface = interface
+        app.extensions["sessionkit"] = self
+        interface.engine(app)  # a bad setting fails here, at start-up, not on a request
+        login.connect(app)
+        app.teardown_request(_teardown)
+        if self.handle_store_errors:
+            app.register_error_handler(StoreUnavailable, _store_unavailable)
+            app.register_error_handler(LockTimeout, _lock_timeout)
+        from sessionkit_flask.cli import flask_group
+
+        app.cli.add_command(flask_group(app))
+
+    @staticmethod
+    def engine(app: Flask) -> SessionEngine:
+        """``app``'s engine for its current settings (for ``revoke_user`` and the like)."""
+        interface = app.session_interface
+        if not isinstance(interface, SessionKitInterface):
+            raise RuntimeError("SessionKit is not installed on this app")
+        engine = interface.engine(app)
+        if engine is None:
+            raise RuntimeError("set SECRET_KEY (or SESSIONKIT_SECRET_KEY) to use sessions")
+        return engine
+
+    def bridge(self, kind: EventKind) -> None:
+        """Forward ``kind`` events to their blinker signal (see ``sessionkit_flask.signals``)."""
+        if kind not in self._bridged:
+            self._bridged.add(kind)
+            self.events.subscribe(signals.forward, [kind])
+
+
+def _teardown(_: BaseException | None) -> None:
+    # save_session releases the lock; this covers a request that never got that far.
+    session = flask_session._get_current_object()  # type: ignore[attr-defined]
+    if isinstance(session, FlaskSession):
+        release_lock(session)
+
+
+def _store_unavailable(exc: StoreUnavailable) -> Any:
+    log.error("sessionkit: %s Answering 503.", exc)
+    return STORE_DOWN_BODY, 503, {"Retry-After": "5", "Content-Type": "text/plain"}
+
+
+def _lock_timeout(exc: LockTimeout) -> Any:
+    log.warning("sessionkit: %s Answering 503.", exc)
+    body = "Service unavailable: another request of this session is still running. Retry."
+    return body, 503, {"Retry-After": "1", "Content-Type": "text/plain"}

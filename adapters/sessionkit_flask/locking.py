@@ -1,0 +1,63 @@
+"""``@locked``: views that must not overlap for one session (a cart checkout, a counter).
+
+The lock is the store's (memory, Redis, SQL, file). It is taken before the session is
+loaded and released only after the session was saved, so two requests of one browser run
+one after the other; requests of other sessions are not slowed.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+from flask import session as flask_session
+
+from sessionkit_flask.interface import FlaskSession
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@overload
+def locked(view: F, /) -> F: ...
+@overload
+def locked(*, ttl: float = 30.0, wait: float = 10.0) -> Callable[[F], F]: ...
+
+
+def locked(
+    view: F | None = None, /, *, ttl: float = 30.0, wait: float = 10.0
+) -> F | Callable[[F], F]:
+    """Serialise this view per session. ``ttl``: how long a crashed worker can hold the
+    lock; ``wait``: how long to queue before giving up with ``LockTimeout`` (answered 503).
+
+    Put it above ``@login_required`` and anything else that reads the session: data read
+    before the lock was taken could be stale, so that is refused with a ``RuntimeError``.
+    """
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            acquire(ttl=ttl, wait=wait)
+            return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate(view) if view is not None else decorate
+
+
+def acquire(*, ttl: float = 30.0, wait: float = 10.0) -> None:
+    """Take this request's session lock until the session is saved (a no-op when held)."""
+    session = flask_session._get_current_object()  # type: ignore[attr-defined]
+    if not isinstance(session, FlaskSession):
+        raise RuntimeError("@locked needs sessionkit_flask.SessionKit(app) and a secret key")
+    if session._release is not None:
+        return
+    if session._loader is None and session._ctx.digest is not None:
+        raise RuntimeError(
+            "the session was read before @locked took the lock, so it may be stale; put "
+            "@locked above @login_required and do not read the session in before_request "
+            "hooks of locked views"
+        )
+    lock = session._engine.lock(session, ttl=ttl, wait=wait)
+    lock.__enter__()
+    session._release = functools.partial(lock.__exit__, None, None, None)

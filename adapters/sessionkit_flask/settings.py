@@ -1,0 +1,106 @@
+"""Flask's session settings and ``SESSIONKIT_*`` keys, turned into one ``SessionConfig``.
+
+Flask reads its session settings on every request, so tests may change ``app.config``
+between requests. The interface therefore asks ``fingerprint()`` per request (a cheap tuple
+of the settings that matter) and builds a new engine only when that tuple changes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+from sessionkit import ConfigError, SessionConfig
+
+PREFIX = "SESSIONKIT_"
+
+#: Flask's own settings that shape the engine. ``PERMANENT_SESSION_LIFETIME`` is not here:
+#: it is applied per session (``session.permanent``), not per engine.
+FLASK_KEYS = (
+    "SECRET_KEY",
+    "SECRET_KEY_FALLBACKS",
+    "SESSION_COOKIE_NAME",
+    "SESSION_COOKIE_DOMAIN",
+    "SESSION_COOKIE_PATH",
+    "APPLICATION_ROOT",
+    "SESSION_COOKIE_HTTPONLY",
+    "SESSION_COOKIE_SECURE",
+    "SESSION_COOKIE_SAMESITE",
+    "SESSION_COOKIE_PARTITIONED",
+    "SESSION_REFRESH_EACH_REQUEST",
+)
+
+
+def fingerprint(config: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Everything in ``config`` that the engine depends on, compared by value."""
+    get = config.get
+    own = [(key, value) for key, value in config.items() if key.startswith(PREFIX)]
+    return (*[get(key) for key in FLASK_KEYS], own)
+
+
+def freeze(value: Any) -> Hashable:
+    """A hashable stand-in for a fingerprint (lists of keys become tuples)."""
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, freeze(v)) for k, v in value.items()))
+    if isinstance(value, (set, frozenset)):
+        return frozenset(freeze(v) for v in value)
+    try:
+        hash(value)
+    except TypeError:
+        return ("id", id(value))
+    return value  # type: ignore[no-any-return]
+
+
+def has_secret(config: Mapping[str, Any]) -> bool:
+    """Whether sessions can work at all; without a key Flask serves its null session."""
+    return bool(config.get("SECRET_KEY") or config.get(PREFIX + "SECRET_KEY"))
+
+
+def session_config(config: Mapping[str, Any]) -> SessionConfig:
+    """The ``SessionConfig`` for an app's current config.
+
+    ``SESSIONKIT_*`` keys win; everything else follows Flask's meaning:
+    ``SECRET_KEY`` signs (newest) and ``SECRET_KEY_FALLBACKS`` still verify; the cookie
+    attributes come from ``SESSION_COOKIE_*`` (path falling back to ``APPLICATION_ROOT``);
+    cookies are browser-session cookies unless the session is permanent, as in Flask.
+    Two deliberate differences: Flask's ``SESSION_COOKIE_SAMESITE = None`` (its default)
+    still gives ``SameSite=Lax`` (set ``SESSIONKIT_COOKIE_SAMESITE = None`` to omit it), and
+    ``SESSION_REFRESH_EACH_REQUEST`` slides the expiry at most once per ``touch_interval``
+    (default 60 s; set ``SESSIONKIT_TOUCH_INTERVAL = 0`` for every request).
+    """
+    own = {key[len(PREFIX) :]: value for key, value in config.items() if key.startswith(PREFIX)}
+    present = {key.lower() for key in own}
+    derived: dict[str, Any] = {
+        "cookie_name": config.get("SESSION_COOKIE_NAME") or "session",
+        "cookie_domain": config.get("SESSION_COOKIE_DOMAIN") or None,
+        "cookie_path": config.get("SESSION_COOKIE_PATH") or config.get("APPLICATION_ROOT") or "/",
+        "cookie_httponly": bool(config.get("SESSION_COOKIE_HTTPONLY", True)),
+        "cookie_secure": bool(config.get("SESSION_COOKIE_SECURE", False)),
+        "cookie_samesite": config.get("SESSION_COOKIE_SAMESITE") or "lax",
+        "cookie_partitioned": bool(config.get("SESSION_COOKIE_PARTITIONED", False)),
+        "browser_session": True,
+    }
+    if config.get("SECRET_KEY"):
+        fallbacks = config.get("SECRET_KEY_FALLBACKS") or ()
+        derived["secret_key"] = [config["SECRET_KEY"], *fallbacks]
+    if not config.get("SESSION_REFRESH_EACH_REQUEST", True):
+        derived["touch_interval"] = math.inf  # Flask: expiry counts from the last change
+    overrides = {key: value for key, value in derived.items() if key not in present}
+    try:
+        return SessionConfig.from_mapping(own, **overrides)
+    except ConfigError as exc:
+        if exc.setting.lower() in present or exc.setting in overrides:
+            name = exc.setting.upper()
+            source = PREFIX + name if exc.setting.lower() in present else _flask_name(name)
+            problem = exc.problem.replace("did you mean '", "did you mean '" + PREFIX)
+            raise ConfigError(source, problem) from None
+        raise
+
+
+def _flask_name(setting: str) -> str:
+    if setting == "SECRET_KEY":
+        return "SECRET_KEY / SECRET_KEY_FALLBACKS"
+    return f"SESSION_{setting}" if setting.startswith("COOKIE_") else setting
