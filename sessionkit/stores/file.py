@@ -28,6 +28,7 @@ import json
 import os
 import re
 import secrets
+import stat
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -79,8 +80,10 @@ def decode(raw: bytes) -> tuple[Record, float]:
     expires_at = document.get("expires_at")
     if type(data) is not dict or not all(type(v) is str for v in data.values()):
         raise ValueError("malformed record data")
-    if type(version) is not int or type(expires_at) not in (int, float):
+    if type(version) is not int or not isinstance(expires_at, (int, float)):
         raise ValueError("malformed record version or expiry")
+    if type(expires_at) is bool:
+        raise ValueError("malformed record expiry")
     return Record(data, meta, version), float(expires_at)
 
 
@@ -95,7 +98,11 @@ class FileStore(Store):
         fsync: bool = True,
     ) -> None:  # fmt: skip
         root = Path(os.path.abspath(os.fspath(path)))
-        if root.exists() and not root.is_dir():
+        try:
+            plainly_wrong = not stat.S_ISDIR(os.stat(root).st_mode)
+        except OSError:  # missing (created on first write) or not ours to see: told on use
+            plainly_wrong = False
+        if plainly_wrong:
             raise ConfigError("store", f"file store path {str(root)!r} is not a directory")
         self.root = root
         self.url = f"file://{root}"
