@@ -1,0 +1,497 @@
+"""RedisStore: sessions in Redis, a single server, a Cluster or behind Sentinel.
+
+Each session is one HASH (layout in ``redis_scripts``) under ``<prefix>{<digest>}``, with a
+native TTL. Per-key fields let a save write only what changed, so two requests that change
+different keys both survive. Every store operation is one round trip: ``load`` is one
+``HGETALL``; ``save``, ``touch`` and ``delete`` are one Lua script each (``EVALSHA``, falling
+back to ``EVAL`` once after a server restart empties the script cache).
+
+What is atomic where:
+
+- single server / Sentinel master: a save (its condition, merge, TTL, rotation away from the
+  old ID and the user-index update) is one script, so it is all-or-nothing;
+- Cluster: a script may touch keys of one hash slot only. A session key is addressed by its
+  digest alone (a cookie carries nothing else), so it cannot share a slot with its user's
+  index or with the ID it rotates away from. The conditional write and merge of one session
+  stay atomic; a rotation is "delete the old record, and only if it existed create the new
+  one" (never a resurrection; a crash in between loses that one session), and the user
+  index is updated by separate commands. Listing a user's sessions checks every member and
+  prunes the stale ones, so the index is exact when read.
+
+The user index is a SET of digests under ``<prefix>user:{<sha256(user)>}``: user names never
+appear in key names. Its TTL is kept at least as long as its longest-lived member (on a
+Cluster with a 2x margin, so a touch extends it only once per TTL), so an abandoned index
+expires by itself. Locks are ``SET <prefix>lock:{<digest>} <token> NX PX`` with a checked
+release.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import math
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any
+
+from redis import exceptions as _rx
+
+from sessionkit import serialization
+from sessionkit.errors import LockTimeout, StoreUnavailable
+from sessionkit.events import security_log
+from sessionkit.ids import handle
+from sessionkit.stores import redis_scripts as scripts
+from sessionkit.stores.base import Record, RecordMeta, SessionInfo, Store, Write
+from sessionkit.stores.redis_url import RedisTarget, parse
+
+#: Failures that mean "the store cannot be reached right now" (not "the data is bad").
+_DOWN: tuple[type[BaseException], ...] = (
+    _rx.ConnectionError, _rx.TimeoutError, _rx.ClusterError, _rx.RedisClusterException,
+    _rx.ReadOnlyError, _rx.OutOfMemoryError, _rx.TryAgainError, OSError,
+)  # fmt: skip
+_FIELDS = frozenset({b"m", b"v", b"t", b"u", b"x"})
+_MAX_PTTL = 10 * 365 * 86400 * 1000
+_BATCH = 200
+
+
+class _Script:
+    """A Lua script run by SHA, sent in full only when the server does not know it yet."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis's script id
+
+    def run(self, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+        except _rx.NoScriptError:
+            return client.eval(self.source, len(keys), *keys, *args)
+
+    async def arun(self, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except _rx.NoScriptError:
+            return await client.eval(self.source, len(keys), *keys, *args)
+
+
+_SAVE, _TOUCH, _DELETE = _Script(scripts.SAVE), _Script(scripts.TOUCH), _Script(scripts.DELETE)
+_INDEX_ADD, _UNLOCK = _Script(scripts.INDEX_ADD), _Script(scripts.UNLOCK)
+
+
+class RedisStore(Store):
+    supports_user_index = True
+    supports_lock = True
+    supports_scan = True
+
+    def __init__(self, target: RedisTarget, *, clock: Callable[[], float] = time.time) -> None:
+        self.target = target
+        self.url = target.url
+        self.prefix = target.prefix
+        self.cluster = target.kind == "cluster"
+        self._single = "0" if self.cluster else "1"
+        # Redis TTLs run on the server's real clock; the clock is kept for API parity with
+        # the other stores (tests pass a fake one) but nothing here is timed by it.
+        self._clock = clock
+        self._sync: Any = None
+        self._async: Any = None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
+        self._mutex = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisStore:
+        """``options``: ``clock=``, ``prefix=`` and any query option (they win over the URL)."""
+        clock = options.pop("clock", time.time)
+        return cls(parse(url, **options), clock=clock)
+
+    # -- keys ------------------------------------------------------------------------------
+    def key(self, digest: str) -> str:
+        """The session's key; the hash tag ``{digest}`` spreads sessions over the slots."""
+        return f"{self.prefix}{{{digest}}}"
+
+    def index_key(self, user: str) -> str:
+        return f"{self.prefix}user:{{{hashlib.sha256(user.encode()).hexdigest()}}}"
+
+    def lock_key(self, digest: str) -> str:
+        return f"{self.prefix}lock:{{{digest}}}"
+
+    # -- clients ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except _DOWN as exc:
+            raise StoreUnavailable(self.url, exc) from exc
+
+    def _client(self) -> Any:
+        client = self._sync
+        if client is None:
+            with self._mutex, self._guard():
+                if self._sync is None:
+                    self._sync = self.target.sync_client()
+                client = self._sync
+        return client
+
+    async def _aclient(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._async is not None and self._async_loop is loop:
+            return self._async
+        # asyncio connections belong to one event loop: a new loop gets a new client. A
+        # Cluster client learns the slot map before its first command, once: concurrent
+        # first commands would each rebuild it and drop each other's connections.
+        with self._guard():
+            client = self.target.async_client()
+            if self.cluster:
+                await client.initialize()
+        if self._async is None or self._async_loop is not loop:
+            self._async, self._async_loop = client, loop
+        elif self.cluster:
+            await client.aclose()
+        return self._async
+
+    def close(self) -> None:
+        client, self._sync = self._sync, None
+        if client is not None:
+            client.close()
+
+    async def aclose(self) -> None:
+        self.close()
+        client, self._async = self._async, None
+        if client is not None and self._async_loop is asyncio.get_running_loop():
+            with contextlib.suppress(*_DOWN):
+                await client.aclose()
+
+    # -- protocol: sync --------------------------------------------------------------------
+    def load(self, digest: str) -> Record | None:
+        client = self._client()
+        with self._guard():
+            try:
+                fields = client.hgetall(self.key(digest))
+            except _rx.ResponseError as exc:  # WRONGTYPE: something foreign under our key
+                return _reject(digest, f"not a session hash ({exc})")
+        return _decode(digest, fields)
+
+    def save(self, write: Write) -> bool:
+        client = self._client()
+        keys, args, index = self._save_args(write)
+        with self._guard():
+            if self.cluster and write.rotated_from is not None:
+                deleted, old_index = _DELETE.run(
+                    client, [self.key(write.rotated_from)], [self._single, write.rotated_from]
+                )
+                if old_index:
+                    client.srem(old_index, write.rotated_from)
+                if not deleted:
+                    return False
+            ok, stale, update = _SAVE.run(client, keys, args)
+            if ok and self.cluster:
+                if stale:
+                    client.srem(stale, write.digest)
+                if update:
+                    _INDEX_ADD.run(client, [index], [write.digest, 2 * _pttl(write.ttl)])
+        return bool(ok)
+
+    def delete(self, digest: str) -> None:
+        client = self._client()
+        with self._guard():
+            _, index = _DELETE.run(client, [self.key(digest)], [self._single, digest])
+            if index and self.cluster:
+                client.srem(index, digest)
+
+    def touch(self, digest: str, last_seen: int, ttl: float) -> bool:
+        client = self._client()
+        pttl = _pttl(ttl)
+        with self._guard():
+            done = _TOUCH.run(
+                client, [self.key(digest)], [self._single, last_seen, pttl, _now_ms(), digest]
+            )
+            if isinstance(done, bytes):  # Cluster: the user index needs a longer TTL
+                _INDEX_ADD.run(client, [done.decode()], [digest, 2 * pttl])
+        return bool(done)
+
+    # -- protocol: async -------------------------------------------------------------------
+    async def aload(self, digest: str) -> Record | None:
+        client = await self._aclient()
+        with self._guard():
+            try:
+                fields = await client.hgetall(self.key(digest))
+            except _rx.ResponseError as exc:
+                return _reject(digest, f"not a session hash ({exc})")
+        return _decode(digest, fields)
+
+    async def asave(self, write: Write) -> bool:
+        client = await self._aclient()
+        keys, args, index = self._save_args(write)
+        with self._guard():
+            if self.cluster and write.rotated_from is not None:
+                deleted, old_index = await _DELETE.arun(
+                    client, [self.key(write.rotated_from)], [self._single, write.rotated_from]
+                )
+                if old_index:
+                    await client.srem(old_index, write.rotated_from)
+                if not deleted:
+                    return False
+            ok, stale, update = await _SAVE.arun(client, keys, args)
+            if ok and self.cluster:
+                if stale:
+                    await client.srem(stale, write.digest)
+                if update:
+                    await _INDEX_ADD.arun(client, [index], [write.digest, 2 * _pttl(write.ttl)])
+        return bool(ok)
+
+    async def adelete(self, digest: str) -> None:
+        client = await self._aclient()
+        with self._guard():
+            _, index = await _DELETE.arun(client, [self.key(digest)], [self._single, digest])
+            if index and self.cluster:
+                await client.srem(index, digest)
+
+    async def atouch(self, digest: str, last_seen: int, ttl: float) -> bool:
+        client = await self._aclient()
+        pttl = _pttl(ttl)
+        with self._guard():
+            done = await _TOUCH.arun(
+                client, [self.key(digest)], [self._single, last_seen, pttl, _now_ms(), digest]
+            )
+            if isinstance(done, bytes):
+                await _INDEX_ADD.arun(client, [done.decode()], [digest, 2 * pttl])
+        return bool(done)
+
+    def _save_args(self, write: Write) -> tuple[list[str], list[Any], str]:
+        """Keys and arguments of the SAVE script, and the user-index key ('' for none)."""
+        index = self.index_key(write.meta.user) if write.meta.user is not None else ""
+        keys = [self.key(write.digest)]
+        old_key = ""
+        if not self.cluster:  # one server: declare every key the script touches
+            if write.rotated_from is not None:
+                old_key = self.key(write.rotated_from)
+                keys.append(old_key)
+            if index:
+                keys.append(index)
+            if write.previous_user is not None and write.previous_user != write.meta.user:
+                keys.append(self.index_key(write.previous_user))
+        meta = serialization.dumps_plain(write.meta.to_list())
+        removed = [] if write.replace else ["d:" + name for name in write.removed]
+        args: list[Any] = [
+            self._single, "1" if write.create else "0", "1" if write.replace else "0",
+            _pttl(write.ttl), meta, write.digest, old_key, write.rotated_from or "", index,
+            _now_ms(), len(removed), *removed,
+        ]  # fmt: skip
+        for name, text in write.items.items():
+            args.append("d:" + name)
+            args.append(text)
+        return keys, args, index
+
+    # -- user index ------------------------------------------------------------------------
+    def user_sessions(self, user: str) -> list[SessionInfo]:
+        client, index = self._client(), self.index_key(user)
+        with self._guard():
+            members = sorted(m.decode() for m in client.smembers(index))
+            pipe = client.pipeline(transaction=False)
+            for digest in members:
+                pipe.hmget(self.key(digest), "m", "t", "u")
+            rows = pipe.execute(raise_on_error=False)
+            live, stale = _sift(user, index, members, rows)
+            if stale:
+                client.srem(index, *stale)
+        return live
+
+    def revoke_user(self, user: str, *, keep: str | None = None) -> int:
+        return self._revoke(user, lambda digest: digest != keep)
+
+    def revoke_handle(self, user: str, handle_: str) -> bool:
+        return self._revoke(user, lambda digest: handle(digest) == handle_) > 0
+
+    def _revoke(self, user: str, chosen: Callable[[str], bool]) -> int:
+        client, index = self._client(), self.index_key(user)
+        with self._guard():
+            members = [m.decode() for m in client.smembers(index)]
+            pipe = client.pipeline(transaction=False)
+            for digest in members:
+                pipe.hget(self.key(digest), "u")
+            owners = pipe.execute(raise_on_error=False)
+            doomed = [d for d, u in zip(members, owners, strict=True) if _owned(u, index)]
+            doomed = [d for d in doomed if chosen(d)]
+            pipe = client.pipeline(transaction=False)
+            for digest in doomed:
+                pipe.delete(self.key(digest))
+            deleted = pipe.execute() if doomed else []
+            gone = [d for d, u in zip(members, owners, strict=True) if not _owned(u, index)]
+            if doomed or gone:
+                client.srem(index, *doomed, *gone)
+        return sum(1 for n in deleted if n)
+
+    async def auser_sessions(self, user: str) -> list[SessionInfo]:
+        client, index = await self._aclient(), self.index_key(user)
+        with self._guard():
+            members = sorted(m.decode() for m in await client.smembers(index))
+            pipe = client.pipeline(transaction=False)
+            for digest in members:
+                pipe.hmget(self.key(digest), "m", "t", "u")
+            rows = await pipe.execute(raise_on_error=False)
+            live, stale = _sift(user, index, members, rows)
+            if stale:
+                await client.srem(index, *stale)
+        return live
+
+    async def arevoke_user(self, user: str, *, keep: str | None = None) -> int:
+        return await self._arevoke(user, lambda digest: digest != keep)
+
+    async def arevoke_handle(self, user: str, handle: str) -> bool:
+        return await self._arevoke(user, lambda digest: _handle(digest) == handle) > 0
+
+    async def _arevoke(self, user: str, chosen: Callable[[str], bool]) -> int:
+        client, index = await self._aclient(), self.index_key(user)
+        with self._guard():
+            members = [m.decode() for m in await client.smembers(index)]
+            pipe = client.pipeline(transaction=False)
+            for digest in members:
+                pipe.hget(self.key(digest), "u")
+            owners = await pipe.execute(raise_on_error=False)
+            doomed = [d for d, u in zip(members, owners, strict=True) if _owned(u, index)]
+            doomed = [d for d in doomed if chosen(d)]
+            pipe = client.pipeline(transaction=False)
+            for digest in doomed:
+                pipe.delete(self.key(digest))
+            deleted = await pipe.execute() if doomed else []
+            gone = [d for d, u in zip(members, owners, strict=True) if not _owned(u, index)]
+            if doomed or gone:
+                await client.srem(index, *doomed, *gone)
+        return sum(1 for n in deleted if n)
+
+    # -- scan ------------------------------------------------------------------------------
+    def scan(self) -> Iterator[RecordMeta]:
+        """Every decodable session's metadata, via SCAN (every master on a Cluster)."""
+        client = self._client()
+        pattern = _glob_escape(self.prefix) + "{*}"
+        size = len(self.prefix) + 66
+        with self._guard():
+            batch: list[bytes] = []
+            for key in client.scan_iter(match=pattern, count=500):
+                if len(key) == size:
+                    batch.append(key)
+                if len(batch) >= _BATCH:
+                    yield from self._metas(client, batch)
+                    batch = []
+            yield from self._metas(client, batch)
+
+    def _metas(self, client: Any, keys: list[bytes]) -> Iterator[RecordMeta]:
+        if not keys:
+            return
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hmget(key, "m", "t")
+        for row in pipe.execute(raise_on_error=False):
+            if isinstance(row, list) and row[0] is not None:
+                with contextlib.suppress(ValueError, TypeError):
+                    yield _meta(row[0], row[1])
+
+    # -- locks -----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, digest: str, *, ttl: float = 30.0, wait: float = 10.0) -> Iterator[None]:
+        client, key, token = self._client(), self.lock_key(digest), secrets.token_hex(16)
+        deadline, pause = time.monotonic() + wait, 0.002
+        with self._guard():
+            while not client.set(key, token, nx=True, px=_pttl(ttl)):
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(handle(digest), wait)
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
+        try:
+            yield
+        finally:
+            with self._guard():
+                _UNLOCK.run(client, [key], [token])
+
+    @contextlib.asynccontextmanager
+    async def alock(
+        self, digest: str, *, ttl: float = 30.0, wait: float = 10.0
+    ) -> AsyncIterator[None]:
+        client, key, token = await self._aclient(), self.lock_key(digest), secrets.token_hex(16)
+        deadline, pause = time.monotonic() + wait, 0.002
+        with self._guard():
+            while not await client.set(key, token, nx=True, px=_pttl(ttl)):
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(handle(digest), wait)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.05)
+        try:
+            yield
+        finally:
+            with self._guard():
+                await _UNLOCK.arun(client, [key], [token])
+
+
+# -- decoding -------------------------------------------------------------------------------
+_handle = handle
+
+
+def _decode(digest: str, fields: dict[bytes, bytes]) -> Record | None:
+    """The record in a HGETALL reply, or None (with a security log line) if it is not ours."""
+    if not fields:
+        return None
+    raw_meta = fields.get(b"m")
+    if raw_meta is None:
+        return _reject(digest, "stored record has no metadata")
+    try:
+        meta = _meta(raw_meta, fields.get(b"t"))
+        version = int(fields.get(b"v", b""))
+        items = {}
+        for name, value in fields.items():
+            if name[:2] == b"d:":
+                items[name[2:].decode()] = value.decode()
+            elif name not in _FIELDS:
+                raise ValueError(f"unexpected field {name[:40]!r}")
+    except (ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
+        return _reject(digest, f"stored record is corrupted or foreign ({exc})")
+    return Record(items, meta, version)
+
+
+def _meta(raw: bytes, last_seen: bytes | None) -> RecordMeta:
+    meta = RecordMeta.from_list(json.loads(raw))
+    if last_seen is not None:
+        meta = meta._replace(last_seen=int(last_seen))
+    return meta
+
+
+def _reject(digest: str, reason: str) -> Record | None:
+    security_log.warning("sessionkit record_rejected: %s (session %s)", reason, handle(digest))
+    return None
+
+
+def _sift(
+    user: str, index: str, members: list[str], rows: list[Any]
+) -> tuple[list[SessionInfo], list[str]]:
+    """Split index members into live sessions of ``user`` and stale members to prune."""
+    live, stale = [], []
+    for digest, row in zip(members, rows, strict=True):
+        meta = None
+        if isinstance(row, list) and row[0] is not None and _owned(row[2], index):
+            with contextlib.suppress(ValueError, TypeError):
+                meta = _meta(row[0], row[1])
+        if meta is None or meta.user != user:
+            stale.append(digest)
+        else:
+            live.append(SessionInfo(handle(digest), user, meta.created, meta.last_seen))
+    return live, stale
+
+
+def _owned(owner: Any, index: str) -> bool:
+    return isinstance(owner, bytes) and owner == index.encode()
+
+
+def _pttl(ttl: float) -> int:
+    if not math.isfinite(ttl):
+        return _MAX_PTTL
+    return min(max(1, int(ttl * 1000)), _MAX_PTTL)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
