@@ -35,7 +35,7 @@ log = logging.getLogger("sessionkit.flask")
 STORE_DOWN_BODY = "Service unavailable: the session store cannot be reached. Please retry."
 
 
-class FlaskSession(Session, SessionMixin):  # type: ignore[misc]
+class FlaskSession(Session, SessionMixin):  # type: ignore[override]
     """sessionkit's ``Session`` with Flask's ``SessionMixin``: ``flask.session`` is this.
 
     ``permanent`` is Flask's: a ``_permanent`` key in the data. At the end of the request a
@@ -45,6 +45,8 @@ class FlaskSession(Session, SessionMixin):  # type: ignore[misc]
     """
 
     __slots__ = ("_engine", "_release")
+    _engine: SessionEngine
+    _release: Callable[[], Any] | None
 
     @property
     def permanent(self) -> bool:

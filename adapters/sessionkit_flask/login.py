@@ -30,7 +30,7 @@ DEFAULT_REMEMBER = timedelta(days=365)
 def connect(app: Flask) -> bool:
     """Hook Flask-Login's signals for ``app``; ``False`` when Flask-Login is absent."""
     try:
-        import flask_login
+        import flask_login  # type: ignore[import-untyped]
     except ImportError:
         return False
     flask_login.user_logged_in.connect(_logged_in, sender=app, weak=False)
