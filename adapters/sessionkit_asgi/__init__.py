@@ -1,1 +1,41 @@
-"""sessionkit adapter for asgi (implemented in its own issue)."""
+"""sessionkit for ASGI apps (Starlette, FastAPI, any ASGI framework).
+
+Swap ``from starlette.middleware.sessions import SessionMiddleware`` for
+``from sessionkit_asgi import SessionMiddleware`` and ``request.session`` becomes
+sessionkit's ``Session``: server-side stores or an encrypted cookie, regeneration,
+fingerprints, flash data and locks. The FastAPI helpers (``SessionDep``, ``LockedSession``)
+import FastAPI only when first used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sessionkit_asgi.events import CountEvents, LogEvents
+from sessionkit_asgi.middleware import SessionMiddleware, build_config
+from sessionkit_asgi.views import get_engine, get_session, lock_session, locked, locked_session
+
+if TYPE_CHECKING:
+    from sessionkit_asgi.fastapi import LockedSession, SessionDep
+
+__all__ = [
+    "CountEvents",
+    "LockedSession",
+    "LogEvents",
+    "SessionDep",
+    "SessionMiddleware",
+    "build_config",
+    "get_engine",
+    "get_session",
+    "lock_session",
+    "locked",
+    "locked_session",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("SessionDep", "LockedSession"):
+        from sessionkit_asgi import fastapi
+
+        return getattr(fastapi, name)
+    raise AttributeError(f"module 'sessionkit_asgi' has no attribute {name!r}")

@@ -1,0 +1,386 @@
+"""SessionMiddleware: Starlette's ``SessionMiddleware`` signature on sessionkit's engine.
+
+Pure ASGI, in the style of Starlette's own: the cookie is verified before the app runs (no
+I/O), the record is fetched only when that cookie is validly signed, and the commit runs
+when ``http.response.start`` passes by, because that is the last moment at which headers can
+still be added and the first at which the status is known. Body messages, streaming and
+background tasks pass through untouched. Every decision is the engine's; this module only
+translates ASGI scopes and messages.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from contextlib import AsyncExitStack
+from typing import Any, NoReturn
+
+from sessionkit import (
+    ClientInfo,
+    CommitPlan,
+    ConfigError,
+    EventBus,
+    Session,
+    SessionConfig,
+    SessionEngine,
+    SessionNotLoaded,
+    Store,
+    StoreUnavailable,
+    add_cache_private,
+    add_vary_cookie,
+)
+from sessionkit.events import Subscriber
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: The scope key under which the per-request ``Exchange`` lives (shared by scope copies).
+EXCHANGE_KEY = "sessionkit"
+log = logging.getLogger("sessionkit.asgi")
+
+_FOURTEEN_DAYS = 14 * 24 * 3600
+_THIRTY_DAYS = 30 * 24 * 3600.0
+_ADAPTER_OPTIONS = frozenset({"exclude_paths", "store_error_status", "clock", "events", "on_event"})
+# Header name → how our value merges into one the app already set.
+_MERGE: dict[str, Callable[[str | None], str]] = {
+    "vary": add_vary_cookie,
+    "cache-control": add_cache_private,
+}
+
+
+class Exchange:
+    """One request's session state, kept in ``scope["sessionkit"]``.
+
+    An object rather than loose scope keys, so that middleware which copies the scope
+    (``{**scope}``) still shares it: the route lock swaps in a freshly loaded session and
+    hands over its release, and the commit must see both.
+    """
+
+    __slots__ = ("client", "cookie", "locks", "middleware", "session")
+
+    def __init__(
+        self, middleware: SessionMiddleware, session: Session, cookie: str | None,
+        client: ClientInfo,
+    ) -> None:  # fmt: skip
+        self.middleware = middleware
+        self.session = session
+        self.cookie = cookie
+        self.client = client
+        self.locks: AsyncExitStack | None = None
+
+    async def release(self) -> None:
+        """Let go of a route lock, if one is held; a failing unlock is logged, since the
+        lock's TTL frees it anyway and the response must still go out."""
+        locks, self.locks = self.locks, None
+        if locks is not None:
+            try:
+                await locks.aclose()
+            except Exception:
+                log.exception("sessionkit: releasing the session lock failed")
+
+
+class StarletteSession(Session):
+    """sessionkit's ``Session`` with the hook Starlette's ``request.session`` calls, so a
+    view that merely takes ``request.session`` varies on Cookie exactly as with Starlette's
+    own middleware."""
+
+    __slots__ = ()
+
+    def mark_accessed(self) -> None:
+        self.accessed = True
+
+
+class NotLoadedSession:
+    """Stands in for the session on excluded paths: any use raises ``SessionNotLoaded``,
+    so a view that needs the session there fails loudly instead of seeing it empty."""
+
+    __slots__ = ("_path",)
+
+    def __init__(self, path: str) -> None:
+        object.__setattr__(self, "_path", path)
+
+    def _fail(self, *args: object, **kwargs: object) -> NoReturn:
+        raise SessionNotLoaded(
+            f"the session is not loaded on {self._path!r}: the path matches the "
+            "SessionMiddleware's exclude_paths. Remove it from exclude_paths to use the "
+            "session there."
+        )
+
+    def __getattr__(self, name: str) -> NoReturn:
+        self._fail()
+
+    __getitem__ = __setitem__ = __delitem__ = __contains__ = __iter__ = __len__ = _fail
+    __setattr__ = __bool__ = __eq__ = _fail
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<session not loaded on {self._path!r}>"
+
+
+def build_config(
+    secret_key: Any,
+    *,
+    session_cookie: str = "session",
+    max_age: int | None = _FOURTEEN_DAYS,
+    path: str = "/",
+    same_site: str | None = "lax",
+    https_only: bool = False,
+    domain: str | None = None,
+    partitioned: bool = False,
+    store: str | Store | None = None,
+    options: dict[str, Any] | None = None,
+) -> SessionConfig:
+    """Translate Starlette's arguments into a ``SessionConfig``.
+
+    ``max_age`` becomes the idle timeout (``None``: a browser-session cookie, the server
+    still enforcing the configured idle and absolute timeouts); a ``max_age`` longer than
+    the default absolute timeout raises that too, so a Starlette user's long sessions stay
+    long. Core settings passed in ``options`` win over what these arguments imply.
+    """
+    if not isinstance(secret_key, (str, bytes, list, tuple)):
+        secret_key = str(secret_key)  # starlette.datastructures.Secret
+    values: dict[str, Any] = {
+        "secret_key": secret_key,
+        "store": "cookie://" if store is None else store,
+        "cookie_name": session_cookie,
+        "cookie_path": path,
+        "cookie_samesite": same_site,
+        "cookie_secure": https_only,
+        "cookie_domain": domain,
+        "cookie_partitioned": partitioned,
+    }
+    if max_age is None:
+        values["browser_session"] = True
+    elif max_age > 0:
+        values["idle_timeout"] = float(max_age)
+        if max_age > _THIRTY_DAYS:
+            values["absolute_timeout"] = float(max_age)
+    values.update(options or {})
+    return SessionConfig.from_mapping(values)
+
+
+class SessionMiddleware:
+    """A drop-in replacement for ``starlette.middleware.sessions.SessionMiddleware``.
+
+    The Starlette arguments mean what they mean there. ``store`` is a store object or URL
+    (default: the encrypted cookie, ``cookie://``). Other keywords are ``SessionConfig``
+    settings, plus:
+
+    - ``exclude_paths``: path prefixes on which no session is loaded at all (static files,
+      health checks); using the session there raises ``SessionNotLoaded``;
+    - ``store_error_status``: the status answered when the store is down (503); ``None``
+      lets ``StoreUnavailable`` propagate instead;
+    - ``events`` (an ``EventBus``) and ``on_event`` (a callback for every event), for
+      logging and metrics; ``clock`` for tests.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        secret_key: Any,
+        session_cookie: str = "session",
+        max_age: int | None = _FOURTEEN_DAYS,
+        path: str = "/",
+        same_site: str | None = "lax",
+        https_only: bool = False,
+        domain: str | None = None,
+        partitioned: bool = False,
+        store: str | Store | None = None,
+        **options: Any,
+    ) -> None:
+        adapter = {k: options.pop(k) for k in list(options) if k in _ADAPTER_OPTIONS}
+        config = build_config(
+            secret_key, session_cookie=session_cookie, max_age=max_age, path=path,
+            same_site=same_site, https_only=https_only, domain=domain,
+            partitioned=partitioned, store=store, options=options,
+        )  # fmt: skip
+        engine_options: dict[str, Any] = {}
+        if "clock" in adapter:
+            engine_options["clock"] = adapter["clock"]
+        events: EventBus = adapter.get("events") or EventBus()
+        on_event: Subscriber | None = adapter.get("on_event")
+        if on_event is not None:
+            events.subscribe(on_event)
+        self.app = app
+        self.engine = SessionEngine(config, events=events, **engine_options)
+        self.engine.session_class = StarletteSession
+        #: Starlette treats ``max_age <= 0`` as "expires at once": nothing outlives a request.
+        self.ephemeral = max_age is not None and max_age <= 0
+        self.exclude_paths = _prefixes(adapter.get("exclude_paths", ()))
+        status = adapter.get("store_error_status", 503)
+        if status is not None and not (isinstance(status, int) and 400 <= status <= 599):
+            raise ConfigError("store_error_status", f"{status!r}: use a 4xx/5xx status or None")
+        self.store_error_status: int | None = status
+        self._trusted = bool(config.trusted_networks)
+
+    # ------------------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        if self.exclude_paths and scope["path"].startswith(self.exclude_paths):
+            path = scope["path"]
+            if any(path == p or path.startswith(p.rstrip("/") + "/") for p in self.exclude_paths):
+                scope["session"] = NotLoadedSession(path)
+                await self.app(scope, receive, send)
+                return
+        exchange = self.open(scope)
+        session = exchange.session
+        if not session.loaded:  # a validly signed cookie: fetch its record
+            try:
+                await self.engine.aload(session)
+            except StoreUnavailable as exc:
+                if self.store_error_status is None:
+                    raise
+                await self._refuse(scope, send, exc)
+                return
+        scope["session"] = session
+        scope[EXCHANGE_KEY] = exchange
+        if kind == "websocket":
+            await self._websocket(scope, receive, send, exchange)
+            return
+
+        started = False
+        failed = False  # the store failed at commit time: the app's own response is dropped
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal failed, started
+            if message["type"] != "http.response.start":
+                if not failed:
+                    await send(message)
+                return
+            started = True
+            try:
+                plan = self._plan(exchange, message["status"])
+                if plan.has_io:
+                    await self.engine.arun(plan)
+                else:
+                    self.engine.run(plan)  # no I/O: only emits the plan's events
+            except StoreUnavailable as exc:
+                if self.store_error_status is None:
+                    raise
+                failed = True
+                await exchange.release()
+                await self._refuse(scope, send, exc)
+                return
+            await exchange.release()
+            headers = plan.headers()
+            if headers:
+                message["headers"] = _merge(message.get("headers") or (), headers)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except StoreUnavailable as exc:  # e.g. taking a route lock, or a view's own store call
+            if self.store_error_status is None or started:
+                raise
+            await exchange.release()
+            await self._refuse(scope, send, exc)
+        finally:
+            await exchange.release()
+
+    # ------------------------------------------------------------------------------------
+    def open(self, scope: Scope) -> Exchange:
+        """Verify the request's cookie (no I/O) and describe the client to the engine."""
+        cookie = None
+        user_agent = ""
+        forwarded = None
+        for name, value in scope["headers"]:
+            if name == b"cookie":
+                text = value.decode("latin-1")
+                cookie = text if cookie is None else f"{cookie}; {text}"
+            elif name == b"user-agent":
+                user_agent = value.decode("latin-1")
+            elif name == b"x-forwarded-for" and self._trusted:
+                text = value.decode("latin-1")
+                forwarded = text if forwarded is None else f"{forwarded}, {text}"
+        peer = scope.get("client")
+        secure = scope.get("scheme") in ("https", "wss")
+        client = self.engine.client(
+            peer[0] if peer else None, user_agent, secure=secure, forwarded_for=forwarded
+        )
+        opened = self.engine.open(None if self.ephemeral else cookie, client)
+        return Exchange(self, opened, cookie, client)
+
+    def _plan(self, exchange: Exchange, status: int) -> CommitPlan:
+        session = exchange.session
+        if self.ephemeral:
+            # Starlette sends such cookies with Max-Age<=0, which browsers drop at once, and
+            # refuses them if replayed: nothing outlives the request, so nothing is written.
+            return CommitPlan(vary_cookie=session.accessed)
+        return self.engine.commit(session, status)
+
+    async def _websocket(
+        self, scope: Scope, receive: Receive, send: Send, exchange: Exchange
+    ) -> None:
+        """A WebSocket sees the session its handshake carried. Nothing is written back: an
+        accepted socket cannot set cookies, so a write could never reach the browser
+        consistently; changes live only as long as the connection."""
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            await exchange.release()
+            if exchange.session.modified:
+                log.warning(
+                    "sessionkit: the session was changed on the WebSocket %r; changes made "
+                    "on a WebSocket are not saved (make them in an HTTP request)",
+                    scope.get("path"),
+                )
+
+    async def _refuse(self, scope: Scope, send: Send, exc: StoreUnavailable) -> None:
+        status = self.store_error_status
+        log.error(
+            "sessionkit: %s %s answered %s because the session store is unavailable: %s",
+            scope.get("method", "WEBSOCKET"), scope.get("path"), status, exc,
+        )  # fmt: skip
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1011, "reason": "session store down"})
+            return
+        body = b"Service unavailable: the session store cannot be reached. Try again shortly."
+        await send({
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode("ascii")),
+                (b"retry-after", b"5"),
+                (b"cache-control", b"no-store"),
+            ],
+        })  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
+
+
+def _prefixes(paths: Iterable[str] | str) -> tuple[str, ...]:
+    if isinstance(paths, str):
+        paths = [paths]
+    out = tuple(paths)
+    for item in out:
+        if not isinstance(item, str) or not item.startswith("/"):
+            raise ConfigError("exclude_paths", f"{item!r}: give path prefixes starting with '/'")
+    return out
+
+
+def _merge(
+    existing: Iterable[tuple[bytes, bytes]], ours: list[tuple[str, str]]
+) -> list[tuple[bytes, bytes]]:
+    """The app's headers plus ours: ``Set-Cookie`` appended, ``Vary`` and ``Cache-Control``
+    merged into the app's own values (so ``Vary: Accept`` becomes ``Accept, Cookie``)."""
+    headers = list(existing)
+    for name, value in ours:
+        lowered = name.lower()
+        merge = _MERGE.get(lowered)
+        if merge is not None:
+            key = lowered.encode("latin-1")
+            for index, (k, v) in enumerate(headers):
+                if k.lower() == key:
+                    headers[index] = (k, merge(v.decode("latin-1")).encode("latin-1"))
+                    break
+            else:
+                headers.append((key, value.encode("latin-1")))
+        else:
+            headers.append((lowered.encode("latin-1"), value.encode("latin-1")))
+    return headers

@@ -1,0 +1,119 @@
+"""What views use: the request's session and engine, and the route lock.
+
+The route lock serialises the requests of one session that must not overlap (read, compute,
+write). The middleware has already loaded the session before routing, so the lock is taken
+in the view, the session is loaded again under it, and the lock is handed to the middleware,
+which lets go only after the commit has run: a lock released when the view returns would
+leave the window between the view and the save open.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import Any, TypeVar
+
+from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection
+
+from sessionkit import LockTimeout, Session, SessionEngine, SessionNotLoaded
+from sessionkit_asgi.middleware import EXCHANGE_KEY, Exchange, NotLoadedSession
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def _exchange(connection: HTTPConnection) -> Exchange:
+    exchange = connection.scope.get(EXCHANGE_KEY)
+    if isinstance(exchange, Exchange):
+        return exchange
+    session = connection.scope.get("session")
+    if isinstance(session, NotLoadedSession):
+        session._fail()
+    raise SessionNotLoaded(
+        "this request has no sessionkit session: add sessionkit_asgi.SessionMiddleware to "
+        "the application (app.add_middleware(SessionMiddleware, secret_key=...))"
+    )
+
+
+def get_session(connection: HTTPConnection) -> Session:
+    """The request's ``Session`` (also a FastAPI dependency: ``Depends(get_session)``)."""
+    return _exchange(connection).session
+
+
+def get_engine(connection: HTTPConnection) -> SessionEngine:
+    """The engine behind the request's middleware, for store-level work such as listing or
+    revoking a user's sessions."""
+    return _exchange(connection).middleware.engine
+
+
+async def lock_session(
+    connection: HTTPConnection, *, ttl: float = 30.0, wait: float = 10.0, status_code: int = 423
+) -> Session:
+    """Take this session's lock, reload the session under it, and return the fresh copy
+    (also installed as ``request.session``). The middleware releases the lock once the
+    response's commit has run. Call it before touching the session.
+
+    A request with no valid session cookie has nothing to race with and locks nothing.
+    When the lock stays taken for ``wait`` seconds, answers ``status_code`` (423 Locked)
+    with ``Retry-After: 1``. Needs a store that can lock (not the cookie store).
+    """
+    exchange = _exchange(connection)
+    session = exchange.session
+    if exchange.locks is not None:  # already locked in this request
+        return session
+    if session.accessed:
+        raise RuntimeError(
+            "lock the session before using it: it was already read or changed in this "
+            "request, and those changes would be lost when it is reloaded under the lock"
+        )
+    if session.handle is None:
+        return session
+    engine = exchange.middleware.engine
+    stack = AsyncExitStack()
+    try:
+        await stack.enter_async_context(engine.alock(session, ttl=ttl, wait=wait))
+    except LockTimeout as exc:
+        raise HTTPException(status_code, detail=str(exc), headers={"Retry-After": "1"}) from exc
+    exchange.locks = stack
+    fresh = engine.open(exchange.cookie, exchange.client)
+    await engine.aload(fresh)  # a StoreUnavailable here is answered by the middleware
+    exchange.session = fresh
+    connection.scope["session"] = fresh
+    return fresh
+
+
+def locked_session(
+    *, ttl: float = 30.0, wait: float = 10.0, status_code: int = 423
+) -> Callable[[HTTPConnection], Awaitable[Session]]:
+    """A dependency (FastAPI ``Depends(locked_session())``) that locks and returns the
+    session; see ``lock_session``."""
+
+    async def dependency(connection: HTTPConnection) -> Session:
+        return await lock_session(connection, ttl=ttl, wait=wait, status_code=status_code)
+
+    return dependency
+
+
+def locked(
+    endpoint: F | None = None, *, ttl: float = 30.0, wait: float = 10.0, status_code: int = 423
+) -> Any:
+    """Decorate an async Starlette endpoint (``async def view(request)``) so its session's
+    requests run one at a time: ``@locked`` or ``@locked(wait=2.0)``."""
+
+    def decorate(view: F) -> F:
+        if not inspect.iscoroutinefunction(view):
+            raise TypeError(f"@locked needs an async endpoint; {view!r} is not one")
+
+        @functools.wraps(view)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            found = [a for a in (*args, *kwargs.values()) if isinstance(a, HTTPConnection)]
+            if not found:
+                raise TypeError(f"@locked: {view.__qualname__} was not given the request")
+            await lock_session(found[0], ttl=ttl, wait=wait, status_code=status_code)
+            return await view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate if endpoint is None else decorate(endpoint)
