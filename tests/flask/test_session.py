@@ -1,0 +1,187 @@
+"""flask.session backed by sessionkit behaves as Flask's own, on every store."""
+
+from __future__ import annotations
+
+import flask
+import pytest
+from flask.sessions import NullSession, SessionMixin
+
+from sessionkit import Session, SessionTooLarge
+from sessionkit_flask import FlaskSession
+from tests.flask.conftest import AppFactory
+from tests.flask.helpers import cookie_value, replay, set_cookies, the_cookie, vary
+
+
+def test_counter_round_trips(make_app: AppFactory, store: str) -> None:
+    client = make_app(store).test_client()
+    assert [client.get("/incr").json["n"] for _ in range(3)] == [1, 2, 3]  # type: ignore[index]
+
+
+def test_flask_session_is_a_sessionkit_session(make_app: AppFactory, store: str) -> None:
+    app = make_app(store)
+    with app.test_request_context():
+        assert isinstance(flask.session._get_current_object(), FlaskSession)  # type: ignore[attr-defined]
+        assert isinstance(flask.session, (Session, SessionMixin))
+
+
+def test_no_session_use_no_vary_no_cookie(make_app: AppFactory, store: str) -> None:
+    client = make_app(store, LOGIN=False).test_client()  # Flask-Login reads it every request
+    client.get("/set/a/1")
+    response = client.get("/none")
+    assert "cookie" not in vary(response)
+    assert set_cookies(response) == []
+
+
+PATHS = [
+    "/none", "/len", "/set/a/1", "/none", "/get/a", "/contains/a", "/len", "/none",
+    "/set/a/2", "/flash/x", "/flashes", "/flashes", "/clear", "/none", "/len", "/get/a",
+    "/permanent/1", "/none", "/permanent/0", "/set/b/3", "/clear",
+]  # fmt: skip
+
+
+def test_vary_and_set_cookie_as_flask_does(make_app: AppFactory) -> None:
+    """The same visits against Flask's own session and ours: a Set-Cookie and a
+    ``Vary: Cookie`` on exactly the same responses (Flask-Login off, it reads every time)."""
+
+    def trace(**config: object) -> list[tuple[str, bool, bool]]:
+        client = make_app("memory://", LOGIN=False, **config).test_client()
+        out = []
+        for path in PATHS:
+            response = client.get(path)
+            out.append((path, bool(set_cookies(response)), "cookie" in vary(response)))
+        return out
+
+    ours = trace(SESSION_REFRESH_EACH_REQUEST=False)  # Flask re-sends permanent cookies
+    assert ours == trace(FLASK_BUILTIN_SESSION=True, SESSION_REFRESH_EACH_REQUEST=False)
+
+
+@pytest.mark.parametrize("path", ["/get/a", "/contains/a", "/len"])
+def test_any_read_varies_on_cookie_and_sets_nothing(
+    make_app: AppFactory, store: str, path: str
+) -> None:
+    client = make_app(store).test_client()
+    assert set_cookies(client.get("/set/a/1"))  # the write sets the cookie
+    response = client.get(path)
+    assert "cookie" in vary(response)
+    assert set_cookies(response) == []  # a read within the touch interval writes nothing
+
+
+def test_read_of_empty_session_varies_without_cookie(make_app: AppFactory, store: str) -> None:
+    response = make_app(store).test_client().get("/contains/a")
+    assert response.text == "False"
+    assert "cookie" in vary(response)
+    assert set_cookies(response) == []
+
+
+def test_setting_cookie_makes_response_private(make_app: AppFactory, store: str) -> None:
+    response = make_app(store).test_client().get("/set/a/1")
+    assert "private" in response.headers["Cache-Control"]
+    assert "cookie" in vary(response)
+
+
+def test_clear_deletes_cookie(make_app: AppFactory, store: str) -> None:
+    client = make_app(store).test_client()
+    client.get("/set/a/1")
+    cookie = the_cookie(client.get("/clear"))
+    assert cookie["max-age"] == "0"
+    assert cookie_value(client) is None
+    assert client.get("/get/a").text == "None"
+
+
+def test_round_trip_types(make_app: AppFactory, store: str) -> None:
+    client = make_app(store).test_client()
+    client.get("/types/put")
+    assert set(client.get("/types/check").json.values()) == {"ok"}  # type: ignore[union-attr]
+
+
+def test_flash_messages_live_one_request(make_app: AppFactory, store: str) -> None:
+    client = make_app(store).test_client()
+    client.get("/flash/hello")
+    client.get("/flash/world")
+    assert client.get("/flashes").json == {"messages": ["hello", "world"]}
+    assert client.get("/flashes").json == {"messages": []}
+
+
+def test_session_transaction_works(make_app: AppFactory, store: str) -> None:
+    """``session_transaction`` must present the client's User-Agent (``environ_base``):
+    sessions are bound to it, and a session made for another agent is refused."""
+    client = make_app(store).test_client()
+    with client.session_transaction(environ_base=client.environ_base) as session:
+        session["n"] = 41
+    assert client.get("/incr").json["n"] == 42  # type: ignore[index]
+    with client.session_transaction(environ_base=client.environ_base) as session:
+        assert session["n"] == 42
+
+
+def test_session_transaction_without_user_agent_is_refused(
+    make_app: AppFactory, store: str
+) -> None:
+    client = make_app(store).test_client()
+    with client.session_transaction() as session:  # no User-Agent: another "browser"
+        session["n"] = 41
+    assert client.get("/incr").json["n"] == 1  # type: ignore[index]
+
+
+def test_failing_view_saves_nothing(make_app: AppFactory, store: str) -> None:
+    app = make_app(store, TESTING=False)
+    client = app.test_client()
+    client.get("/set/a/1")
+    response = client.get("/modify-then-fail")
+    assert response.status_code == 500
+    assert set_cookies(response) == []
+    assert client.get("/get/half").text == "None"
+    assert client.get("/get/a").text == "1"
+
+
+def test_tampered_cookie_gives_empty_session(make_app: AppFactory, store: str) -> None:
+    app = make_app(store)
+    client = app.test_client()
+    client.get("/set/a/1")
+    value = cookie_value(client)
+    assert value is not None
+    flipped = value[:-3] + ("A" if value[-3] != "A" else "B") + value[-2:]
+    thief = replay(app, flipped)
+    assert thief.get("/get/a").text == "None"
+
+
+def test_null_session_without_secret_key(make_app: AppFactory) -> None:
+    app = make_app(SECRET_KEY=None)
+    client = app.test_client()
+    assert client.get("/get/a").text == "None"  # reading works
+    with app.test_request_context():
+        assert isinstance(app.session_interface.open_session(app, flask.request), type(None))
+    with pytest.raises(RuntimeError, match="no secret key"):
+        client.get("/set/a/1")
+
+
+def test_null_session_is_flasks(make_app: AppFactory) -> None:
+    app = make_app(SECRET_KEY=None)
+    with app.test_request_context():
+        app.preprocess_request()
+        assert isinstance(flask.session._get_current_object(), NullSession)  # type: ignore[attr-defined]
+
+
+def test_cookie_store_too_large_raises_with_advice(make_app: AppFactory) -> None:
+    client = make_app("cookie://").test_client()
+    with pytest.raises(SessionTooLarge, match="server-side store"):
+        client.get("/big")
+
+
+def test_server_store_takes_large_sessions(make_app: AppFactory, server_store: str) -> None:
+    client = make_app(server_store).test_client()
+    assert client.get("/big").status_code == 200
+    assert len(client.get("/get/blob").text) == 5000
+
+
+def test_nested_mutation_is_saved(make_app: AppFactory, store: str) -> None:
+    app = make_app(store)
+
+    @app.get("/append")
+    def append() -> str:
+        flask.session.setdefault("cart", []).append(len(flask.session["cart"]))
+        return str(flask.session["cart"])
+
+    client = app.test_client()
+    client.get("/append")
+    client.get("/append")
+    assert client.get("/append").text == "[0, 1, 2]"
