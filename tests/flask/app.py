@@ -22,7 +22,6 @@ from flask_login import (
     logout_user,
 )
 from markupsafe import Markup
-
 from sessionkit_flask import SessionKit, locked
 
 ROUND_TRIP: dict[str, Any] = {

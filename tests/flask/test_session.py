@@ -5,9 +5,9 @@ from __future__ import annotations
 import flask
 import pytest
 from flask.sessions import NullSession, SessionMixin
+from sessionkit_flask import FlaskSession
 
 from sessionkit import Session, SessionTooLarge
-from sessionkit_flask import FlaskSession
 from tests.flask.conftest import AppFactory
 from tests.flask.helpers import cookie_value, replay, set_cookies, the_cookie, vary
 
