@@ -119,7 +119,8 @@ class SessionKitInterface(SessionInterface):
             # One store per URL for the app's life: a settings change must not lose the
             # sessions held by a memory store, or reconnect a server store.
             if store not in self._stores:
-                options = {} if self.clock is None else {"clock": self.clock}
+                stateless = store.startswith("cookie:")  # keeps no time of its own
+                options = {} if self.clock is None or stateless else {"clock": self.clock}
                 self._stores[store] = open_store(store, **options)
             store = self._stores[store]
         kwargs: dict[str, Any] = {} if self.clock is None else {"clock": self.clock}
