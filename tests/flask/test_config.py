@@ -98,17 +98,17 @@ def test_sessionkit_secret_key_alone_is_enough(make_app: AppFactory) -> None:
 
 
 def test_short_secret_key_fails_at_start_up(make_app: AppFactory) -> None:
-    with pytest.raises(ConfigError, match="SECRET_KEY.*at least 32"):
+    with pytest.raises(ConfigError, match=r"SECRET_KEY.*at least 32"):
         make_app(SECRET_KEY="dev")
 
 
 def test_misspelt_setting_names_the_right_one(make_app: AppFactory) -> None:
-    with pytest.raises(ConfigError, match="SESSIONKIT_IDLE_TIMOUT.*'SESSIONKIT_IDLE_TIMEOUT'"):
+    with pytest.raises(ConfigError, match=r"SESSIONKIT_IDLE_TIMOUT.*'SESSIONKIT_IDLE_TIMEOUT'"):
         make_app(SESSIONKIT_IDLE_TIMOUT=60)
 
 
 def test_insecure_flask_setting_is_named(make_app: AppFactory) -> None:
-    with pytest.raises(ConfigError, match="SESSION_COOKIE_SAMESITE.*cookie_secure"):
+    with pytest.raises(ConfigError, match=r"SESSION_COOKIE_SAMESITE.*cookie_secure"):
         make_app(SESSION_COOKIE_SAMESITE="None")
 
 
