@@ -1,0 +1,112 @@
+"""System checks: ``manage.py check`` (errors) and ``check --deploy`` (insecure settings).
+
+- ``sessionkit.E001`` a setting is invalid (the ``ConfigError`` message says which and why)
+- ``sessionkit.E002`` a ``__Host-`` cookie name with Secure off, a Domain, or a Path other
+  than ``/`` (browsers reject such cookies)
+- ``sessionkit.E003`` both Django's and sessionkit's session middleware are installed
+- ``sessionkit.W001`` (deploy) the session cookie is not ``Secure``
+- ``sessionkit.W002`` (deploy) the secret key is short or not random-looking
+- ``sessionkit.W003`` (deploy) ``memory://``: sessions die with the process and are not
+  shared between workers
+- ``sessionkit.W004`` (deploy) no ``SESSIONKIT["STORE"]``: the default file store serves
+  one machine only
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register as register_check
+
+from sessionkit import ConfigError, SessionConfig
+from sessionkit_django.conf import build_config
+
+_OURS = "sessionkit_django.middleware.SessionMiddleware"
+_DJANGOS = "django.contrib.sessions.middleware.SessionMiddleware"
+_HOST_SETTINGS = {"cookie_secure", "cookie_domain", "cookie_path", "cookie_name"}
+
+
+def _config() -> tuple[SessionConfig | None, list[Error]]:
+    try:
+        return build_config(), []
+    except ConfigError as exc:
+        name = str(settings.SESSION_COOKIE_NAME)
+        user = getattr(settings, "SESSIONKIT", None) or {}
+        name = str({k.upper(): v for k, v in user.items()}.get("COOKIE_NAME", name))
+        if name.lower().startswith("__host-") and exc.setting in _HOST_SETTINGS:
+            return None, [
+                Error(
+                    str(exc),
+                    hint="A __Host- cookie needs SESSION_COOKIE_SECURE = True, "
+                    "SESSION_COOKIE_PATH = '/' and no SESSION_COOKIE_DOMAIN.",
+                    id="sessionkit.E002",
+                )
+            ]
+        return None, [Error(str(exc), id="sessionkit.E001")]
+
+
+def check_settings(app_configs: Any = None, **_: Any) -> list[Error]:
+    _, errors = _config()
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or ())
+    if _OURS in middleware and _DJANGOS in middleware:
+        errors.append(
+            Error(
+                "Both Django's and sessionkit's SessionMiddleware are installed.",
+                hint=f"Replace {_DJANGOS!r} with {_OURS!r}.",
+                id="sessionkit.E003",
+            )
+        )
+    return errors
+
+
+def check_deploy(app_configs: Any = None, **_: Any) -> list[Warning]:
+    config, _errors = _config()
+    if config is None:
+        return []  # reported by check_settings
+    found = []
+    if not config.cookie_secure:
+        found.append(
+            Warning(
+                "The session cookie is not Secure, so it is sent over plain HTTP too.",
+                hint="Set SESSION_COOKIE_SECURE = True (or SESSIONKIT['COOKIE_SECURE']).",
+                id="sessionkit.W001",
+            )
+        )
+    key = config.secret_keys[0]
+    if len(key) < 50 or len(set(key)) < 5:
+        found.append(
+            Warning(
+                f"The secret key signing sessions is {len(key)} bytes; use at least 50 "
+                "random characters.",
+                hint="Generate one with `sessionkit keygen` and set SECRET_KEY or "
+                "SESSIONKIT['SECRET_KEY'].",
+                id="sessionkit.W002",
+            )
+        )
+    store = config.store if isinstance(config.store, str) else getattr(config.store, "url", "")
+    if store.startswith("memory:"):
+        found.append(
+            Warning(
+                "The memory:// session store loses every session on restart and is not "
+                "shared between worker processes.",
+                hint="Use redis://, postgresql://, sqlite:/// or file:/// in production.",
+                id="sessionkit.W003",
+            )
+        )
+    user = getattr(settings, "SESSIONKIT", None) or {}
+    if "STORE" not in {key.upper() for key in user}:
+        found.append(
+            Warning(
+                f"No SESSIONKIT['STORE'] is set; sessions are kept in files at {store}, "
+                "which only serves a single machine.",
+                hint="Set SESSIONKIT = {'STORE': 'redis://...'} (or a database URL).",
+                id="sessionkit.W004",
+            )
+        )
+    return found
+
+
+def register() -> None:
+    register_check(check_settings, "sessionkit")
+    register_check(check_deploy, Tags.security, deploy=True)

@@ -1,0 +1,166 @@
+"""Django settings → one ``SessionEngine``, built and validated once.
+
+``SESSIONKIT = {...}`` holds sessionkit's own settings (any ``SessionConfig`` field, in
+upper case). Django's ``SESSION_COOKIE_*``, ``SESSION_COOKIE_AGE``,
+``SESSION_EXPIRE_AT_BROWSER_CLOSE`` and ``SESSION_SAVE_EVERY_REQUEST`` keep their meaning and
+fill in whatever ``SESSIONKIT`` leaves out, so switching engines changes no behaviour a
+project already relies on. ``SECRET_KEY`` and ``SECRET_KEY_FALLBACKS`` are the default keys:
+the keyring derives separate sub-keys from them (HKDF), so reusing Django's key is safe and
+rotating it with ``SECRET_KEY_FALLBACKS`` rotates session signatures too.
+
+Two engines share one store and one event bus: the *request* engine applies the fingerprint
+policy to the client the middleware describes; the *standalone* engine serves
+``SessionStore(key)`` used outside a request (Django's own middleware, the test client,
+scripts), where no client is known, so it must not judge a fingerprint (doing so would
+invalidate a user's session from a management command).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from sessionkit import SessionConfig, SessionEngine
+
+DAY = 24 * 3600
+#: Django settings whose change (``override_settings`` in tests) rebuilds the engine.
+WATCHED = frozenset(
+    {
+        "SESSIONKIT", "SECRET_KEY", "SECRET_KEY_FALLBACKS", "SESSION_COOKIE_NAME",
+        "SESSION_COOKIE_PATH", "SESSION_COOKIE_DOMAIN", "SESSION_COOKIE_SECURE",
+        "SESSION_COOKIE_HTTPONLY", "SESSION_COOKIE_SAMESITE", "SESSION_COOKIE_AGE",
+        "SESSION_EXPIRE_AT_BROWSER_CLOSE", "SESSION_SAVE_EVERY_REQUEST", "SESSION_FILE_PATH",
+    }
+)  # fmt: skip
+
+
+class Engines(NamedTuple):
+    request: SessionEngine
+    standalone: SessionEngine
+
+    @property
+    def config(self) -> SessionConfig:
+        return self.request.config
+
+
+_engines: Engines | None = None
+_mutex = threading.Lock()
+
+
+def default_store() -> str:
+    """The store used when ``SESSIONKIT["STORE"]`` is not set: files in a per-project
+    directory (``SESSION_FILE_PATH`` if set, else the temp directory). It needs no server
+    and no extra package, survives restarts and code reloads, is shared by every worker
+    process on the machine, and supports logout, per-user lists and revocation. For
+    several machines, configure Redis or a database."""
+    base = getattr(settings, "SESSION_FILE_PATH", None)
+    if base:
+        return f"file://{Path(base).resolve()}"
+    project = str(getattr(settings, "SETTINGS_MODULE", "") or "django")
+    name = "sessionkit-" + hashlib.sha256(project.encode()).hexdigest()[:12]
+    return f"file://{Path(tempfile.gettempdir()) / name}"
+
+
+def django_defaults() -> dict[str, Any]:
+    """sessionkit settings implied by Django's own session settings."""
+    keys = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", ())]
+    samesite = settings.SESSION_COOKIE_SAMESITE
+    age = float(settings.SESSION_COOKIE_AGE)
+    return {
+        "secret_key": keys,
+        "cookie_name": settings.SESSION_COOKIE_NAME,
+        "cookie_path": settings.SESSION_COOKIE_PATH,
+        "cookie_domain": settings.SESSION_COOKIE_DOMAIN or None,
+        "cookie_secure": bool(settings.SESSION_COOKIE_SECURE),
+        "cookie_httponly": bool(settings.SESSION_COOKIE_HTTPONLY),
+        "cookie_samesite": samesite.lower() if samesite else None,
+        # Django's age is counted from the last save: sessionkit's idle timeout.
+        "idle_timeout": age,
+        # sessionkit adds a fixed limit; never shorter than what Django promised.
+        "absolute_timeout": max(30.0 * DAY, age),
+        "browser_session": bool(settings.SESSION_EXPIRE_AT_BROWSER_CLOSE),
+        "touch_interval": 0.0 if settings.SESSION_SAVE_EVERY_REQUEST else 60.0,
+    }
+
+
+def build_config(overrides: Mapping[str, Any] | None = None) -> SessionConfig:
+    """Merge Django's settings with ``SESSIONKIT`` (which wins) and validate the result.
+    Raises ``ConfigError`` naming the setting at fault."""
+    user: Mapping[str, Any] = getattr(settings, "SESSIONKIT", None) or {}
+    if not isinstance(user, Mapping):
+        from sessionkit import ConfigError
+
+        raise ConfigError("SESSIONKIT", "must be a dict, e.g. {'STORE': 'redis://...'}")
+    merged = {key.upper(): value for key, value in django_defaults().items()}
+    merged["STORE"] = default_store()
+    merged.update({key.upper(): value for key, value in user.items()})
+    merged.update({key.upper(): value for key, value in (overrides or {}).items()})
+    return SessionConfig.from_mapping(merged)
+
+
+def engines() -> Engines:
+    """The process's engines, built on first use (and by the app's ``ready()``)."""
+    current = _engines
+    if current is not None:
+        return current
+    with _mutex:
+        if _engines is None:
+            _install(_build(build_config()))
+        assert _engines is not None
+        return _engines
+
+
+def get_engine() -> SessionEngine:
+    """The engine requests use: its ``store`` and ``events`` are the ones to reach for."""
+    return engines().request
+
+
+def _build(config: SessionConfig, engine: SessionEngine | None = None) -> Engines:
+    request = engine if engine is not None else SessionEngine(config)
+    standalone_config = request.config.replace(
+        fingerprint_user_agent=False, fingerprint_ip=False, store=request.store
+    )
+    standalone = SessionEngine(
+        standalone_config, store=request.store, clock=request.clock, events=request.events
+    )
+    return Engines(request, standalone)
+
+
+def _install(new: Engines | None) -> None:
+    global _engines
+    _engines = new
+
+
+@contextmanager
+def use_engine(engine: SessionEngine) -> Iterator[SessionEngine]:
+    """Serve sessions from ``engine`` inside the block (tests: a fake clock, a given
+    store object). The previous engines come back afterwards."""
+    with _mutex:
+        previous = _engines
+        _install(_build(engine.config, engine))
+    try:
+        yield engine
+    finally:
+        with _mutex:
+            _install(previous)
+
+
+def reset() -> None:
+    """Forget the engines; the next use rebuilds them from the current settings."""
+    with _mutex:
+        _install(None)
+
+
+@receiver(setting_changed)
+def _settings_changed(setting: str, **_: Any) -> None:
+    if setting in WATCHED:
+        reset()

@@ -1,0 +1,233 @@
+"""``sessionkit_django.middleware.SessionMiddleware``: replaces Django's, sync and async.
+
+Per request: ``engine.open()`` verifies the cookie with no I/O (a forged one never reaches
+the store), ``request.session`` is a managed ``SessionStore`` around the core session, and
+after the view ``engine.commit()`` decides the write, the cookie, ``Vary``/``Cache-Control``
+and the no-save-on-5xx rule; ``run()``/``arun()`` execute it. Under ASGI the store's async
+methods are awaited directly, with no thread hop. A save that finds the session deleted
+meanwhile (a concurrent logout) is not performed and the request ends in 400, as with
+Django's ``SessionInterrupted``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from http.cookies import Morsel
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.conf import settings
+from django.contrib.sessions.exceptions import SessionInterrupted
+from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
+from django.http import HttpRequest, HttpResponseBase
+from django.utils.cache import patch_vary_headers
+
+from sessionkit import CommitPlan, SessionEngine, add_cache_private
+from sessionkit.cookies import cookie_values
+from sessionkit_django.conf import engines
+from sessionkit_django.engine import _INTERRUPTED, SessionStore
+
+Handler = Callable[[HttpRequest], Any]
+_ATTRS = {"max-age", "expires", "path", "domain", "samesite"}
+_FLAGS = {"secure", "httponly"}
+
+
+class _SetCookie(Morsel[str, str]):
+    """A morsel that writes the core's Set-Cookie value verbatim (attributes included,
+    e.g. ``Partitioned``), while still reading like any other in ``response.cookies``."""
+
+    def __init__(self, header: str) -> None:
+        super().__init__()
+        pair, *attributes = header.split("; ")
+        name, _, value = pair.partition("=")
+        self.set(name, value, value)
+        for attribute in attributes:
+            key, _, val = attribute.partition("=")
+            lowered = key.lower()
+            if lowered in _ATTRS:
+                self[lowered] = val
+            elif lowered in _FLAGS:
+                self[lowered] = True
+        self._header = header
+
+    def OutputString(self, attrs: Any = None) -> str:  # noqa: N802 - Morsel's name
+        return self._header
+
+
+def client_of(engine: SessionEngine, request: HttpRequest) -> Any:
+    meta = request.META
+    return engine.client(
+        meta.get("REMOTE_ADDR"), meta.get("HTTP_USER_AGENT", ""),
+        secure=request.is_secure(), forwarded_for=meta.get("HTTP_X_FORWARDED_FOR"),
+    )  # fmt: skip
+
+
+class SessionMiddleware(DjangoSessionMiddleware):
+    """Subclasses Django's only so that checks and apps looking for it (``admin.E410``)
+    find it; none of its code runs."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Handler) -> None:  # noqa: D107
+        self.get_response = get_response  # type: ignore[assignment]
+        self.is_async = iscoroutinefunction(get_response)
+        engines()  # validate the settings now: a server refuses to start on a bad one
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self.__acall__(request)
+        engine = engines().request
+        store = self._open(engine, request)
+        try:
+            response = self.get_response(request)
+            session = request.session
+            if isinstance(session, SessionStore) and session._managed:
+                if settings.SESSION_SAVE_EVERY_REQUEST:
+                    session._data()
+                    session._core.accessed = True
+                plan = engine.commit(session._core, response.status_code)
+                ok = engine.run(plan)
+                self._finish(session, plan, ok, response)
+            return response
+        finally:
+            _release_sync(store)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        engine = engines().request
+        store = self._open(engine, request)
+        try:
+            if not store._core.loaded:  # a validly signed cookie: fetch it natively now
+                await store._adata()
+            response: HttpResponseBase = await self.get_response(request)
+            session = request.session
+            if isinstance(session, SessionStore) and session._managed:
+                if settings.SESSION_SAVE_EVERY_REQUEST:
+                    await session._adata()
+                    session._core.accessed = True
+                plan = engine.commit(session._core, response.status_code)
+                ok = await engine.arun(plan)
+                self._finish(session, plan, ok, response)
+            return response
+        finally:
+            await _release_async(store)
+
+    @staticmethod
+    def _open(engine: SessionEngine, request: HttpRequest) -> SessionStore:
+        header = request.META.get("HTTP_COOKIE")
+        core = engine.open(header, client_of(engine, request))
+        cookie = None
+        if not core.loaded:
+            cookie = cookie_values(header, engine.config.cookie_name)[0]
+        store = SessionStore.for_request(engine, core, cookie)
+        request.session = store
+        return store
+
+    @staticmethod
+    def _finish(
+        session: SessionStore, plan: CommitPlan, ok: bool, response: HttpResponseBase
+    ) -> None:
+        if not ok and plan.write is not None:
+            raise SessionInterrupted(_INTERRUPTED)
+        if plan.set_cookie is not None:
+            morsel = _SetCookie(plan.set_cookie)
+            response.cookies[morsel.key] = morsel
+            response.headers["Cache-Control"] = add_cache_private(
+                response.headers.get("Cache-Control")
+            )
+            session._key = morsel.value or None
+        if plan.vary_cookie or plan.set_cookie is not None:
+            patch_vary_headers(response, ("Cookie",))
+
+
+# -- @session_lock -------------------------------------------------------------------------
+_LOCK_ATTR = "_sessionkit_lock"
+
+
+def session_lock(
+    view: Callable[..., Any] | None = None, *, ttl: float = 30.0, wait: float = 10.0
+) -> Any:
+    """Run the decorated view alone for its session: concurrent requests of the same
+    session wait (up to ``wait`` seconds, then ``LockTimeout``) until this one has been
+    committed. The session is (re)loaded under the lock, so the view sees the last
+    committed data. Requests without a valid session cookie lock nothing.
+
+    Use ``@session_lock`` or ``@session_lock(ttl=60, wait=5)``; the store must support
+    locks (memory, Redis, SQL, file) and the sessionkit middleware must be installed.
+    """
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        import functools
+
+        if iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+                store = _managed(request)
+                engine = store._engine
+                held = engine.alock(_reopen(store), ttl=ttl, wait=wait)
+                await held.__aenter__()
+                setattr(store, _LOCK_ATTR, held)
+                return await func(request, *args, **kwargs)
+
+            return async_view
+
+        @functools.wraps(func)
+        def sync_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            store = _managed(request)
+            held = store._engine.lock(_reopen(store), ttl=ttl, wait=wait)
+            held.__enter__()
+            setattr(store, _LOCK_ATTR, held)
+            return func(request, *args, **kwargs)
+
+        return sync_view
+
+    return decorate(view) if view is not None else decorate
+
+
+def _managed(request: HttpRequest) -> SessionStore:
+    store = getattr(request, "session", None)
+    if not isinstance(store, SessionStore) or not store._managed:
+        raise RuntimeError(
+            "@session_lock needs sessionkit_django.middleware.SessionMiddleware in MIDDLEWARE"
+        )
+    return store
+
+
+def _reopen(store: SessionStore) -> Any:
+    """If something read the session before the view (e.g. CSRF_USE_SESSIONS), read it
+    again once the lock is held; it may have changed while we waited."""
+    core = store._core
+    if core.loaded and store._key is not None and not core.modified:
+        engine = store._engine
+        fresh = engine.open(f"{engine.config.cookie_name}={store._key}", core._ctx.client)
+        store._core = fresh
+        return fresh
+    return core
+
+
+def _release_sync(store: SessionStore) -> None:
+    held = store.__dict__.pop(_LOCK_ATTR, None)
+    if held is None:
+        return
+    if hasattr(held, "__aexit__"):
+        from asgiref.sync import async_to_sync
+
+        async_to_sync(held.__aexit__)(None, None, None)
+    else:
+        held.__exit__(None, None, None)
+
+
+async def _release_async(store: SessionStore) -> None:
+    held = store.__dict__.pop(_LOCK_ATTR, None)
+    if held is None:
+        return
+    if hasattr(held, "__aexit__"):
+        await held.__aexit__(None, None, None)
+    else:
+        await sync_to_async(held.__exit__, thread_sensitive=False)(None, None, None)
+
+
+AsyncHandler = Callable[[HttpRequest], Awaitable[HttpResponseBase]]

@@ -1,0 +1,90 @@
+"""Django for tests/django only: settings are configured when this directory is collected,
+from the test project's settings module, so the rest of the suite never sees Django.
+(pytest-django is installed for its ``db`` fixture; it picks the configuration up.)"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import django
+import pytest
+from django.conf import settings
+
+from sessionkit import SessionEngine, open_store
+from sessionkit.testing import FakeClock
+from tests import servers
+from tests.django.project import settings as project_settings
+
+if not settings.configured:
+    settings.configure(
+        **{name: getattr(project_settings, name) for name in dir(project_settings) if name.isupper()}
+    )
+    django.setup()
+
+from sessionkit_django import conf, use_engine  # noqa: E402 - needs configured settings
+
+#: Stores every adapter test runs on. ``sqlite``/``redis`` join when their stores land.
+STORES = ["memory", "cookie", "file"]
+
+
+def store_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if kind == "memory":
+        return "memory://"
+    if kind == "cookie":
+        return "cookie://"
+    if kind == "file":
+        return f"file://{tmp_path / 'sessions'}?fsync=false"
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'sessions.sqlite3'}"
+    if kind == "redis":
+        server: servers.Server = request.getfixturevalue("redis_server")
+        return f"redis://127.0.0.1:{server.port}/{_redis_db(request)}"
+    raise ValueError(kind)
+
+
+def _redis_db(request: pytest.FixtureRequest) -> int:
+    return 3
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(start=__import__("time").time())
+
+
+EngineFactory = Callable[..., SessionEngine]
+
+
+@pytest.fixture
+def make_sk(
+    tmp_path: Path, request: pytest.FixtureRequest, clock: FakeClock
+) -> Iterator[EngineFactory]:
+    """Install an engine built from the Django settings plus ``overrides``, on a store
+    of the given kind with the fake clock; restored at the end of the test."""
+    stack: list[object] = []
+
+    def make(kind: str = "memory", **overrides: object) -> SessionEngine:
+        url = store_url(kind, tmp_path, request)
+        store = open_store(url, clock=clock) if kind != "cookie" else open_store(url)
+        store.create_schema()
+        config = conf.build_config({"STORE": store, **overrides})
+        engine = SessionEngine(config, store=store, clock=clock)
+        context = use_engine(engine)
+        context.__enter__()
+        stack.append(context)
+        return engine
+
+    yield make
+    for context in reversed(stack):
+        context.__exit__(None, None, None)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(params=STORES)
+def sk(request: pytest.FixtureRequest, make_sk: EngineFactory) -> SessionEngine:
+    """The engine for one store kind (the test runs once per kind)."""
+    return make_sk(request.param)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
