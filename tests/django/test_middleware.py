@@ -1,0 +1,258 @@
+"""sessionkit's SessionMiddleware through Django's real handler, WSGI (Client) and ASGI
+(AsyncClient), on every store."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.test import AsyncClient, Client, override_settings
+
+from sessionkit import EventKind, SessionEngine
+from sessionkit.testing import FakeClock
+from sessionkit_django.signals import session_event
+from tests.django.project import views
+
+DJANGO_MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+
+def session_cookie(response):  # noqa: ANN001, ANN201
+    return response.cookies.get("sessionid")
+
+
+def test_counter_sync(sk: SessionEngine) -> None:
+    client = Client()
+    assert [client.get("/count/").json()["count"] for _ in range(3)] == [1, 2, 3]
+    assert client.get("/read/").json()["count"] == 3
+
+
+@pytest.mark.anyio
+async def test_counter_async(sk: SessionEngine) -> None:
+    client = AsyncClient()
+    assert (await client.get("/acount/")).json()["count"] == 1
+    assert (await client.get("/count/")).json()["count"] == 2  # sync view under ASGI
+    assert (await client.get("/acount/")).json()["count"] == 3
+
+
+@pytest.mark.anyio
+async def test_async_middleware_loads_natively(make_sk) -> None:
+    engine = make_sk("memory")
+    client = AsyncClient()
+    await client.get("/acount/")
+    used: list[str] = []
+    load, aload = engine.load, engine.aload
+
+    def sync_load(session):  # noqa: ANN001, ANN202
+        used.append("sync")
+        return load(session)
+
+    async def async_load(session):  # noqa: ANN001, ANN202
+        used.append("async")
+        return await aload(session)
+
+    engine.load, engine.aload = sync_load, async_load  # type: ignore[method-assign]
+    assert (await client.get("/acount/")).json()["count"] == 2
+    assert used == ["async"]
+
+
+def test_headers(sk: SessionEngine) -> None:
+    client = Client()
+    quiet = client.get("/nothing/")
+    assert "Vary" not in quiet and session_cookie(quiet) is None
+    made = client.get("/count/")
+    morsel = session_cookie(made)
+    assert morsel is not None and morsel["httponly"] and morsel["samesite"] == "Lax"
+    assert morsel["path"] == "/" and int(morsel["max-age"]) > 1_000_000
+    assert "Cookie" in made["Vary"] and "private" in made["Cache-Control"]
+    read = client.get("/read/")
+    assert "Cookie" in read["Vary"]
+
+
+@override_settings(SESSION_COOKIE_SECURE=True, SESSION_EXPIRE_AT_BROWSER_CLOSE=True)
+def test_django_cookie_settings_keep_their_meaning(make_sk) -> None:
+    make_sk("memory")
+    morsel = session_cookie(Client().get("/count/"))
+    assert morsel["secure"] and morsel["max-age"] == ""
+
+
+def test_no_save_on_5xx(sk: SessionEngine) -> None:
+    client = Client(raise_request_exception=False)
+    client.get("/count/")
+    assert client.get("/boom/").status_code == 500
+    assert client.get("/read/").json()["count"] == 1
+
+
+def test_forged_cookie_never_reaches_the_store(make_sk) -> None:
+    engine = make_sk("memory")
+    looked: list[str] = []
+    original = engine.store.load
+    engine.store.load = lambda d: looked.append(d) or original(d)  # type: ignore[method-assign]
+    client = Client()
+    client.cookies["sessionid"] = "A" * 43 + "." + "B" * 22
+    response = client.get("/read/")
+    assert response.json()["count"] is None
+    assert session_cookie(response)["max-age"] == "0"  # cleared
+    assert looked == [] and len(engine.store) == 0
+
+
+def test_unknown_signed_id_creates_nothing(make_sk) -> None:
+    engine = make_sk("memory")
+    client = Client()
+    client.get("/count/")
+    stale = client.cookies["sessionid"].value
+    engine.store.delete(next(iter(engine.store._records)))
+    fresh = Client()
+    fresh.cookies["sessionid"] = stale
+    for _ in range(5):
+        assert fresh.get("/read/").json()["count"] is None
+    assert len(engine.store) == 0
+    assert fresh.get("/count/").json()["count"] == 1
+    assert fresh.cookies["sessionid"].value != stale
+
+
+def test_fingerprint_change_invalidates(sk: SessionEngine) -> None:
+    client = Client(HTTP_USER_AGENT="Mozilla/5.0 Firefox/128.0")
+    client.get("/count/")
+    assert client.get("/read/").json()["count"] == 1
+    thief = Client(HTTP_USER_AGENT="curl/8.0")
+    thief.cookies["sessionid"] = client.cookies["sessionid"].value
+    assert thief.get("/read/").json()["count"] is None
+    if not sk.store.client_side:  # the server-side record is gone for the owner too
+        assert client.get("/read/").json()["count"] is None
+
+
+def test_absolute_timeout(make_sk, clock: FakeClock) -> None:
+    make_sk("memory", absolute_timeout=3600, idle_timeout=600)
+    client = Client()
+    client.get("/count/")
+    for _ in range(11):
+        clock.advance(300)  # busy: every idle/2
+        assert client.get("/count/").json()["count"] > 1
+    clock.advance(300)
+    assert client.get("/count/").json()["count"] == 1  # dead at the absolute limit
+
+
+def test_idle_timeout_from_cookie_age(make_sk, clock: FakeClock) -> None:
+    with override_settings(SESSION_COOKIE_AGE=600):
+        make_sk("memory")
+        client = Client()
+        client.get("/count/")
+        clock.advance(599)
+        assert client.get("/read/").json()["count"] == 1
+        clock.advance(601)
+        assert client.get("/read/").json()["count"] is None
+
+
+def test_save_every_request_refreshes_the_cookie(make_sk) -> None:
+    with override_settings(SESSION_SAVE_EVERY_REQUEST=True):
+        make_sk("memory")
+        client = Client()
+        client.get("/count/")
+        assert session_cookie(client.get("/nothing/")) is not None
+    make_sk("memory")
+    client = Client()
+    client.get("/count/")
+    assert session_cookie(client.get("/read/")) is None  # touched at most once a minute
+
+
+def test_messages_and_flash_show_once(sk: SessionEngine) -> None:
+    client = Client()
+    client.get("/messages/add/")
+    first = client.get("/messages/").content.decode()
+    assert "Saved!" in first and "flashed once" in first
+    second = client.get("/messages/").content.decode()
+    assert "Saved!" not in second and "flashed once" not in second
+
+
+@pytest.mark.anyio
+async def test_messages_async(sk: SessionEngine) -> None:
+    client = AsyncClient()
+    await client.get("/messages/add/")
+    assert "Saved!" in (await client.get("/messages/")).content.decode()
+    assert "Saved!" not in (await client.get("/messages/")).content.decode()
+
+
+def test_djangos_own_middleware_with_our_engine(sk: SessionEngine) -> None:
+    with override_settings(MIDDLEWARE=DJANGO_MIDDLEWARE):
+        client = Client()
+        assert [client.get("/count/").json()["count"] for _ in range(3)] == [1, 2, 3]
+        client.get("/messages/add/")
+        assert "Saved!" in client.get("/messages/").content.decode()
+
+
+@pytest.mark.anyio
+async def test_djangos_own_middleware_async(sk: SessionEngine) -> None:
+    with override_settings(MIDDLEWARE=DJANGO_MIDDLEWARE):
+        client = AsyncClient()
+        assert (await client.get("/acount/")).json()["count"] == 1
+        assert (await client.get("/acount/")).json()["count"] == 2
+
+
+@pytest.mark.parametrize("kind", ["memory", "file"])
+def test_session_lock_serialises_a_session(make_sk, kind: str) -> None:
+    make_sk(kind)
+    first = Client()
+    first.get("/count/")
+    cookie = first.cookies["sessionid"].value
+
+    def hit() -> None:
+        client = Client()
+        client.cookies["sessionid"] = cookie
+        for _ in range(5):
+            assert client.get("/locked/").status_code == 200
+
+    threads = [threading.Thread(target=hit) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert first.get("/read/").json()["count"] == 21
+
+
+@pytest.mark.anyio
+async def test_session_lock_async(make_sk) -> None:
+    import asyncio
+
+    make_sk("memory")
+    first = AsyncClient()
+    await first.get("/acount/")
+    cookie = first.cookies["sessionid"].value
+
+    async def hit() -> None:
+        client = AsyncClient()
+        client.cookies["sessionid"] = cookie
+        for _ in range(5):
+            assert (await client.get("/alocked/")).status_code == 200
+
+    await asyncio.gather(*(hit() for _ in range(4)))
+    assert (await first.get("/read/")).json()["count"] == 21
+
+
+def test_session_lock_needs_a_lockable_store(make_sk) -> None:
+    make_sk("cookie")
+    client = Client(raise_request_exception=False)
+    client.get("/count/")
+    assert client.get("/locked/").status_code == 500
+
+
+def test_core_events_become_a_django_signal(sk: SessionEngine) -> None:
+    seen: list[EventKind] = []
+
+    def receiver(sender: object, event, **_: object) -> None:  # noqa: ANN001
+        seen.append(event.kind)
+
+    session_event.connect(receiver)
+    try:
+        client = Client()
+        client.get("/count/")
+        client.cookies["sessionid"] = "forged"
+        client.get("/read/")
+    finally:
+        session_event.disconnect(receiver)
+    assert EventKind.CREATED in seen and EventKind.COOKIE_REJECTED in seen
+    assert not views.slow_gate.is_set()
