@@ -1,0 +1,182 @@
+"""Signals, a store that goes down, per-session locks and the ``flask sessionkit`` CLI."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import flask
+import httpx
+import pytest
+import sessionkit_flask
+from sessionkit_flask import SessionKit
+from werkzeug.serving import make_server
+
+from sessionkit import EventKind, StoreError, StoreUnavailable
+from sessionkit.testing import FakeClock
+from tests import servers
+from tests.flask.conftest import AppFactory, new_key, store_url
+from tests.flask.helpers import cookie_value, replay
+
+
+# -- signals ---------------------------------------------------------------------------------
+def test_events_arrive_as_blinker_signals(make_app: AppFactory) -> None:
+    clock = FakeClock()
+    app = make_app("cookie://", CLOCK=clock, SESSIONKIT_IDLE_TIMEOUT=60)
+    kit = app.extensions["sessionkit"]
+    assert not kit.events.active  # nobody listens yet: the engine builds no events
+    seen: list[tuple[Any, EventKind]] = []
+
+    def record(sender: Any, event: Any) -> None:
+        seen.append((sender, event.kind))
+
+    for signal in (sessionkit_flask.session_created, sessionkit_flask.session_expired,
+                   sessionkit_flask.cookie_rejected, sessionkit_flask.session_regenerated):  # fmt: skip
+        signal.connect(record, sender=app)
+    client = app.test_client()
+    client.get("/set/a/1")
+    client.get("/login/alice")
+    replay(app, "forged.cookie").get("/get/a")
+    clock.advance(61)
+    client.get("/get/a")
+    kinds = [kind for sender, kind in seen]
+    assert all(sender is app for sender, _ in seen)
+    assert kinds == [
+        EventKind.CREATED, EventKind.REGENERATED, EventKind.CREATED,
+        EventKind.COOKIE_REJECTED, EventKind.EXPIRED,
+    ]  # fmt: skip
+    for signal in sessionkit_flask.SIGNALS.values():
+        signal.disconnect(record)
+
+
+# -- a store that goes down ------------------------------------------------------------------
+@pytest.fixture
+def own_redis() -> Iterator[servers.Server]:
+    server = servers.redis_server()  # our own: this test stops it
+    yield server
+    server.close()
+
+
+def test_store_down_answers_503_and_logs(
+    make_app: AppFactory, own_redis: servers.Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(f"redis://127.0.0.1:{own_redis.port}/0", LOGIN=False, TESTING=False)
+    client = app.test_client()
+    client.get("/set/a/1")
+    own_redis.stop()
+    with caplog.at_level(logging.ERROR, logger="sessionkit.flask"):
+        loading = client.get("/get/a")  # the lazy load fails in the view
+        saving = app.test_client().get("/set/a/2")  # no cookie: the save fails
+        untouched = client.get("/none")  # no session use, no I/O
+    for response in (loading, saving):
+        assert response.status_code == 503
+        assert "session store cannot be reached" in response.text
+        assert response.headers["Retry-After"]
+    assert untouched.status_code == 200
+    lines = [r.getMessage() for r in caplog.records if r.name == "sessionkit.flask"]
+    assert len(lines) == 2
+    assert all("is unavailable" in line and "503" in line for line in lines)
+    own_redis.start()  # empty (no persistence): it works again, from a fresh session
+    assert client.get("/set/a/3").status_code == 200
+    assert client.get("/get/a").text == "3"
+
+
+def test_store_errors_can_propagate(own_redis: servers.Server) -> None:
+    app = flask.Flask(__name__)
+    app.config.update(SECRET_KEY=new_key(), TESTING=True)
+    app.config["SESSIONKIT_STORE"] = f"redis://127.0.0.1:{own_redis.port}/0"
+    SessionKit(app, handle_store_errors=False)
+
+    @app.get("/w")
+    def write() -> str:
+        flask.session["a"] = 1
+        return "ok"
+
+    own_redis.stop()
+    with pytest.raises(StoreUnavailable, match="127.0.0.1"):
+        app.test_client().get("/w")
+
+
+# -- locks -----------------------------------------------------------------------------------
+@pytest.fixture
+def serve() -> Iterator[Any]:
+    """Serve an app on a free loopback port with werkzeug's threaded server."""
+    running: list[Any] = []
+
+    def start(app: flask.Flask) -> str:
+        server = make_server("127.0.0.1", servers.free_port(), app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        running.append((server, thread))
+        return f"http://127.0.0.1:{server.port}"
+
+    yield start
+    for server, thread in running:
+        server.shutdown()
+        thread.join(5)
+
+
+def test_locked_view_serialises_one_sessions_requests(
+    make_app: AppFactory, server_store: str, serve: Any
+) -> None:
+    base = serve(make_app(server_store, TESTING=False))
+    with httpx.Client(base_url=base, timeout=30) as first:
+        first.get("/locked-incr")
+        cookies = dict(first.cookies)
+    requests = 24
+
+    def hit(_: int) -> int:
+        with httpx.Client(base_url=base, cookies=cookies, timeout=30) as client:
+            response = client.get("/locked-incr")
+            assert response.status_code == 200, response.text
+            return int(response.json()["n"])
+
+    with ThreadPoolExecutor(8) as pool:
+        counts = sorted(pool.map(hit, range(requests)))
+    assert counts == list(range(2, requests + 2))  # every increment counted, none twice
+    with httpx.Client(base_url=base, cookies=cookies, timeout=30) as client:
+        assert client.get("/get/n").text == str(requests + 1)
+
+
+def test_lock_after_reading_is_refused(make_app: AppFactory) -> None:
+    client = make_app("memory://").test_client()
+    client.get("/set/n/1")
+    with pytest.raises(RuntimeError, match="read before @locked"):
+        client.get("/read-then-locked")
+
+
+def test_cookie_store_cannot_lock(make_app: AppFactory) -> None:
+    client = make_app("cookie://").test_client()
+    client.get("/set/n/1")
+    with pytest.raises(StoreError, match="cannot lock"):
+        client.get("/locked-incr")
+
+
+# -- CLI -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["file", "sqlite", "redis"])
+def test_flask_sessionkit_cli(
+    make_app: AppFactory, kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    app = make_app(store_url(kind, tmp_path, request))
+    clients = [app.test_client() for _ in range(3)]
+    for client in clients:
+        client.get("/login/dave")
+    app.test_client().get("/set/a/1")  # an anonymous session
+    runner = app.test_cli_runner()
+
+    stats = runner.invoke(args=["sessionkit", "stats", "--json"])
+    assert stats.exit_code == 0, stats.output
+    assert '"sessions": 4' in stats.output and '"users": 1' in stats.output
+    listed = runner.invoke(args=["sessionkit", "list", "--user", "dave"])
+    assert listed.exit_code == 0 and len(listed.output.strip().splitlines()) == 3
+    captured = cookie_value(clients[0])
+    assert captured is not None and captured not in listed.output  # handles, never IDs
+    revoked = runner.invoke(args=["sessionkit", "revoke", "--user", "dave"])
+    assert revoked.exit_code == 0 and "revoked 3" in revoked.output
+    assert clients[0].get("/whoami").status_code == 401
+    gc = runner.invoke(args=["sessionkit", "gc", "--quiet"])
+    assert gc.exit_code == 0, gc.output
