@@ -1,0 +1,382 @@
+"""MemcachedStore: sessions in memcached, with ``cas`` for conditional writes and merges.
+
+Memcached is a cache: it evicts items when it runs out of memory and forgets everything on
+restart, so sessions kept there can vanish (the user is logged out). It cannot enumerate
+its keys, so there is no per-user index, no scan and no sweep (its own expiry and eviction
+do the sweeping). What it does give: one round trip for a read, ``add`` for a create that
+never overwrites, and ``gets``/``cas`` for writes that apply only to the record they read,
+so a save never resurrects a session deleted meanwhile and concurrent changes to
+different keys merge (a ``cas`` conflict re-reads and retries, a bounded number of times).
+
+Each record is one value: a versioned JSON document with the metadata list, the per-key
+tagged-JSON texts, a version and its expiry by the store's clock (checked on every load,
+whatever memcached's own TTL says). With several servers a key's server is chosen by
+rendezvous hashing, and a server that is down raises ``StoreUnavailable`` for its keys
+instead of quietly sending them elsewhere (which would log users out and back in at random).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import random
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+# pymemcache ships no type information (and typeshed has no stubs for it)
+from pymemcache.client.base import PooledClient  # type: ignore[import-untyped]
+from pymemcache.client.rendezvous import RendezvousHash  # type: ignore[import-untyped]
+from pymemcache.exceptions import (  # type: ignore[import-untyped]
+    MemcacheServerError,
+    MemcacheUnknownError,
+)
+
+from sessionkit.errors import ConfigError, LockTimeout, StoreUnavailable
+from sessionkit.events import security_log
+from sessionkit.ids import handle
+from sessionkit.stores.base import Record, RecordMeta, Store, Write
+
+FORMAT = "sessionkit.memcached"
+FORMAT_VERSION = 1
+DEFAULT_PORT = 11211
+THIRTY_DAYS = 30 * 24 * 3600  # memcached reads a larger expiry as a Unix timestamp
+TOMBSTONE = b"-"  # a record rotated away: reads as absent, blocks concurrent merges
+_FREE_LOCK = b"- 0"
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+_PREFIX = re.compile(r"[\x21-\x7e]{0,100}")  # printable ASCII, no spaces: memcached keys
+_POLL = 0.005
+log = logging.getLogger("sessionkit")
+Server = tuple[str, int] | str  # (host, port) or a Unix socket path
+
+
+def expire_for(ttl: float, now: float | None = None) -> int:
+    """Memcached's ``exptime`` for a TTL in seconds: whole seconds, at least one (zero
+    would mean "never"), and over 30 days an absolute Unix time, as memcached demands."""
+    if not math.isfinite(ttl):
+        return 0
+    seconds = max(1, math.ceil(ttl))
+    if seconds > THIRTY_DAYS:
+        return int(time.time() if now is None else now) + seconds
+    return seconds
+
+
+def encode(record: Record, expires_at: float) -> bytes:
+    document = {
+        "format": FORMAT, "v": FORMAT_VERSION, "meta": record.meta.to_list(),
+        "data": dict(record.items), "version": record.version, "expires_at": expires_at,
+    }  # fmt: skip
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def decode(raw: bytes) -> tuple[Record, float]:
+    """Parse a value, all or nothing; ``ValueError`` for anything not exactly ours."""
+    try:
+        document = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"not JSON ({type(exc).__name__})") from None
+    if type(document) is not dict or document.get("format") != FORMAT:
+        raise ValueError("not a sessionkit memcached record")
+    if document.get("v") != FORMAT_VERSION:
+        raise ValueError(f"unknown record format version {document.get('v')!r}")
+    meta = RecordMeta.from_list(document.get("meta"))
+    data, version = document.get("data"), document.get("version")
+    expires_at = document.get("expires_at")
+    if type(data) is not dict or not all(type(v) is str for v in data.values()):
+        raise ValueError("malformed record data")
+    if type(version) is not int or type(expires_at) not in (int, float):
+        raise ValueError("malformed record version or expiry")
+    return Record(data, meta, version), float(expires_at)  # type: ignore[arg-type]
+
+
+class MemcachedStore(Store):
+    supports_lock = True
+
+    def __init__(
+        self,
+        servers: Sequence[Server] = (("127.0.0.1", DEFAULT_PORT),),
+        *,
+        prefix: str = "sessionkit:",
+        clock: Callable[[], float] = time.time,
+        connect_timeout: float = 1.0,
+        timeout: float = 1.0,
+        max_pool_size: int | None = None,
+        max_retries: int = 16,
+        url: str | None = None,
+    ) -> None:
+        if not servers:
+            raise ConfigError("store", "memcached needs at least one server")
+        if _PREFIX.fullmatch(prefix) is None:
+            raise ConfigError(
+                "store", f"memcached prefix {prefix!r} must be at most 100 printable ASCII "
+                "characters without spaces (memcached keys allow nothing else)"
+            )  # fmt: skip
+        if max_retries < 1:
+            raise ConfigError("store", "max_retries must be at least 1")
+        self.prefix = prefix
+        self.max_retries = max_retries
+        self._clock = clock
+        names = [s if isinstance(s, str) else f"{s[0]}:{s[1]}" for s in servers]
+        self.url = url or "memcached://" + ",".join(names)
+        self._clients = {
+            name: PooledClient(
+                server, connect_timeout=connect_timeout, timeout=timeout, no_delay=True,
+                max_pool_size=max_pool_size, default_noreply=False,
+            )
+            for name, server in zip(names, servers, strict=True)
+        }  # fmt: skip
+        self._only = self._clients[names[0]] if len(names) == 1 else None
+        self._ring = RendezvousHash(nodes=names)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> MemcachedStore:
+        """``memcached://host[:port][,host2[:port2]...]`` or ``memcached:///path/to.sock``,
+        with ``?prefix=...&timeout=...&connect_timeout=...&max_pool_size=...``."""
+        parts = urlsplit(url)
+        if "@" in parts.netloc:
+            raise ConfigError(
+                "store", "memcached URLs take no user or password (memcached's text protocol "
+                "has no authentication); keep memcached on a private network instead"
+            )  # fmt: skip
+        servers: list[Server]
+        if parts.netloc:
+            servers = [_host_port(item, url) for item in parts.netloc.split(",")]
+        elif parts.path:
+            servers = [unquote(parts.path)]
+        else:
+            raise ConfigError("store", f"{url!r} names no server; e.g. memcached://127.0.0.1:11211")
+        kinds: dict[str, Callable[[str], Any]] = {
+            "prefix": str, "timeout": float, "connect_timeout": float, "max_pool_size": int,
+            "max_retries": int,
+        }  # fmt: skip
+        for key, values in parse_qs(parts.query, keep_blank_values=True).items():
+            if key not in kinds:
+                known = ", ".join(kinds)
+                raise ConfigError("store", f"{url!r}: unknown option {key!r} (known: {known})")
+            try:
+                options.setdefault(key, kinds[key](values[-1]))
+            except ValueError as exc:
+                raise ConfigError("store", f"{url!r}: {key} must be a number") from exc
+        return cls(servers, url=url, **options)
+
+    # -- the protocol --------------------------------------------------------------------
+    def load(self, digest: str) -> Record | None:
+        if not _is_digest(digest):
+            return None
+        key = self.prefix + digest
+        entry = self._decode(digest, self._run("get", key))
+        if entry is None or entry[1] <= self._clock():
+            return None
+        return entry[0]
+
+    def save(self, write: Write) -> bool:
+        digest, old = write.digest, write.rotated_from
+        if not _is_digest(digest) or (old is not None and not _is_digest(old)):
+            raise ValueError("MemcachedStore.save: digests must be 64 lowercase hex characters")
+        key = self.prefix + digest
+        now = self._clock()
+        expires_at, expire = now + write.ttl, expire_for(write.ttl)
+        if write.create:
+            value = encode(Record(dict(write.items), write.meta, 1), expires_at)
+            if old is None:
+                return bool(self._run("add", key, value, expire, noreply=False))
+            return self._rotate(old, key, value, expire)
+
+        def merged(current: Record) -> Record:
+            if write.replace:
+                items = dict(write.items)
+            else:
+                items = {k: v for k, v in current.items.items() if k not in write.removed}
+                items.update(write.items)
+            return Record(items, write.meta, current.version + 1)
+
+        return self._update(digest, merged, expires_at, expire)
+
+    def delete(self, digest: str) -> None:
+        if _is_digest(digest):
+            key = self.prefix + digest
+            self._run("delete", key, noreply=False)
+
+    def touch(self, digest: str, last_seen: int, ttl: float) -> bool:
+        if not _is_digest(digest):
+            return False
+        now = self._clock()
+        return self._update(
+            digest,
+            lambda current: current._replace(meta=current.meta._replace(last_seen=last_seen)),
+            now + ttl,
+            expire_for(ttl),
+        )
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+
+    # -- route locks ---------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, digest: str, *, ttl: float = 30.0, wait: float = 10.0) -> Iterator[None]:
+        token = _lock_token(digest)
+        deadline = time.monotonic() + wait
+        while not self._try_lock(digest, token, ttl):
+            if time.monotonic() >= deadline:
+                raise LockTimeout(handle(digest), wait)
+            time.sleep(_POLL)
+        try:
+            yield
+        finally:
+            self._unlock(digest, token)
+
+    @contextlib.asynccontextmanager
+    async def alock(
+        self, digest: str, *, ttl: float = 30.0, wait: float = 10.0
+    ) -> AsyncIterator[None]:
+        token = _lock_token(digest)
+        deadline = time.monotonic() + wait
+        while not await asyncio.to_thread(self._try_lock, digest, token, ttl):
+            if time.monotonic() >= deadline:
+                raise LockTimeout(handle(digest), wait)
+            await asyncio.sleep(_POLL)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(self._unlock, digest, token)
+
+    def _try_lock(self, digest: str, token: str, ttl: float) -> bool:
+        """``add`` takes a free lock. A held one names its expiry by the store's clock, so
+        it lapses after ``ttl`` exactly (memcached's own TTL, in whole seconds, is only a
+        backstop that cleans up); a lapsed or released one is taken over with ``cas``."""
+        key = f"{self.prefix}lock:{digest}"
+        now = self._clock()
+        value = f"{token} {now + ttl!r}".encode("ascii")
+        expire = expire_for(ttl) + 1
+        if self._run("add", key, value, expire, noreply=False):
+            return True
+        raw, cas = self._run("gets", key)
+        if raw is None or _lock_expiry(raw) > now:
+            return False
+        return bool(self._run("cas", key, value, cas, expire, noreply=False))
+
+    def _unlock(self, digest: str, token: str) -> None:
+        key = f"{self.prefix}lock:{digest}"
+        mine = token.encode("ascii") + b" "
+        try:
+            for _ in range(self.max_retries):
+                raw, cas = self._run("gets", key)
+                if raw is None or not raw.startswith(mine):
+                    return  # lapsed and taken over: not ours to release
+                if self._run("cas", key, _FREE_LOCK, cas, 1, noreply=False):
+                    return
+        except StoreUnavailable as exc:  # never mask the request's outcome; the ttl frees it
+            log.warning("sessionkit: could not release lock %s: %s", handle(digest), exc)
+
+    # -- internals -----------------------------------------------------------------------
+    def _run(self, command: str, key: str, *args: Any, **kwargs: Any) -> Any:
+        """One memcached command on the server that owns ``key``; I/O failures become
+        ``StoreUnavailable`` (the pool drops the broken connection, so the next call
+        reconnects: the store works again as soon as the server is back)."""
+        client = self._only or self._clients[self._ring.get_node(key)]
+        try:
+            return getattr(client, command)(key, *args, **kwargs)
+        except (OSError, MemcacheServerError, MemcacheUnknownError) as exc:
+            cause = exc if str(exc) else f"{type(exc).__name__} (connection closed)"
+            raise StoreUnavailable(self.url, cause) from exc
+
+    def _decode(self, digest: str, raw: bytes | None) -> tuple[Record, float] | None:
+        if raw is None or raw == TOMBSTONE:
+            return None
+        try:
+            return decode(raw)
+        except ValueError as exc:
+            security_log.warning(
+                "sessionkit record_rejected: unreadable memcached record (%s) (session %s)",
+                exc,
+                handle(digest),
+            )
+            return None
+
+    def _update(
+        self, digest: str, change: Callable[[Record], Record], expires_at: float, expire: int
+    ) -> bool:
+        """Read with ``gets``, write with ``cas``; re-read on a conflict. ``False`` when the
+        record is gone (deleted, rotated, expired): nothing is ever written back then."""
+        key = self.prefix + digest
+        for attempt in range(self.max_retries):
+            if attempt:  # lost a race: step aside for a random moment so writers interleave
+                time.sleep(random.uniform(0, 0.0005 * attempt))
+            raw, cas = self._run("gets", key)
+            entry = self._decode(digest, raw)
+            if entry is None or entry[1] <= self._clock():
+                return False
+            value = encode(change(entry[0]), expires_at)
+            stored = self._run("cas", key, value, cas, expire, noreply=False)
+            if stored is not False:
+                return bool(stored)  # True: written; None: deleted between gets and cas
+        raise StoreUnavailable(
+            self.url, f"{self.max_retries} concurrent writes to one session kept conflicting"
+        )
+
+    def _rotate(self, old: str, key: str, value: bytes, expire: int) -> bool:
+        """Tombstone the old record with ``cas`` (so it must still exist, unchanged, and a
+        concurrent save to it now fails), then ``add`` the new one and drop the old."""
+        old_key = self.prefix + old
+        for _ in range(self.max_retries):
+            raw, cas = self._run("gets", old_key)
+            entry = self._decode(old, raw)
+            if entry is None or entry[1] <= self._clock():
+                return False
+            stored = self._run("cas", old_key, TOMBSTONE, cas, 60, noreply=False)
+            if stored is None:
+                return False
+            if stored:
+                break
+        else:
+            raise StoreUnavailable(self.url, "the rotated session kept changing meanwhile")
+        if not self._run("add", key, value, expire, noreply=False):
+            remaining = entry[1] - self._clock()
+            self._run("set", old_key, raw, expire_for(remaining))
+            return False
+        self._run("delete", old_key, noreply=False)
+        return True
+
+
+def _is_digest(value: object) -> bool:
+    return type(value) is str and len(value) == 64 and _DIGEST.fullmatch(value) is not None
+
+
+def _lock_token(digest: str) -> str:
+    if not _is_digest(digest):
+        raise ValueError("MemcachedStore.lock: digests must be 64 lowercase hex characters")
+    return secrets.token_hex(16)
+
+
+def _lock_expiry(raw: bytes) -> float:
+    """The moment a held lock lapses; a released or damaged one is already free."""
+    try:
+        return float(raw.partition(b" ")[2])
+    except ValueError:
+        return 0.0
+
+
+def _host_port(item: str, url: str) -> tuple[str, int]:
+    if item.startswith("["):
+        host, _, rest = item[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else rest
+    elif item.count(":") > 1:
+        raise ConfigError("store", f"{url!r}: write IPv6 addresses in brackets, [::1]:11211")
+    else:
+        host, _, port_text = item.partition(":")
+    if not host:
+        raise ConfigError("store", f"{url!r}: a server has no host name")
+    try:
+        port = int(port_text) if port_text else DEFAULT_PORT
+    except ValueError:
+        port = 0
+    if not 0 < port < 65536:
+        raise ConfigError("store", f"{url!r}: bad port {port_text!r}")
+    return host, port
