@@ -215,11 +215,14 @@ class SessionMiddleware:
             raise ConfigError("store_error_status", f"{status!r}: use a 4xx/5xx status or None")
         self.store_error_status: int | None = status
         self._trusted = bool(config.trusted_networks)
+        self._owns_store = not isinstance(config.store, Store)  # opened here from a URL
 
     # ------------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
+            if kind == "lifespan" and self._owns_store:
+                send = self._closing_on_shutdown(send)
             await self.app(scope, receive, send)
             return
         if self.exclude_paths and scope["path"].startswith(self.exclude_paths):
@@ -305,6 +308,20 @@ class SessionMiddleware:
         )
         opened = self.engine.open(None if self.ephemeral else cookie, client)
         return Exchange(self, opened, cookie, client)
+
+    def _closing_on_shutdown(self, send: Send) -> Send:
+        """Close the store this middleware opened (its connection pools belong to the
+        server's event loop) when the app reports a finished shutdown."""
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                try:
+                    await self.engine.store.aclose()
+                except Exception:
+                    log.exception("sessionkit: closing the session store failed")
+            await send(message)
+
+        return send_wrapper
 
     def _plan(self, exchange: Exchange, status: int) -> CommitPlan:
         session = exchange.session

@@ -1,0 +1,64 @@
+"""FastAPI: the typed session dependency, the locked one, and WebSockets, in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import typing
+
+import pytest
+from fastapi import FastAPI
+from sessionkit_asgi import SessionDep
+
+from sessionkit import Session, SessionNotLoaded
+from tests.asgi.apps import KEY, TestClient, client
+from tests.asgi.fastapi_app import create_app
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_session_dependency_is_the_typed_session() -> None:
+    assert typing.get_args(SessionDep)[0] is Session
+    async with client(create_app("memory://", KEY)) as http:
+        assert (await http.get("/read")).json()["new"] is True
+        await http.get("/write", params={"value": "hello"})
+        body = (await http.get("/read")).json()
+        assert body["value"] == "hello" and body["new"] is False
+        assert (await http.post("/login", params={"user": "ada"})).json() == {"user": "ada"}
+
+
+async def test_locked_dependency_serialises_fifty_increments() -> None:
+    async with client(create_app("memory://", KEY)) as http:
+        await http.get("/write", params={"value": "x"})
+        results = await asyncio.gather(*(http.post("/count") for _ in range(50)))
+        assert sorted(r.json()["n"] for r in results) == list(range(1, 51))
+
+
+async def test_locked_dependency_answers_its_status_when_the_wait_runs_out() -> None:
+    async with client(create_app("memory://", KEY)) as http:
+        await http.get("/write", params={"value": "x"})
+        slow = asyncio.ensure_future(http.post("/count-slow"))
+        await asyncio.sleep(0.1)
+        refused = await http.post("/count-quick")
+        assert refused.status_code == 409
+        assert "is locked by another request" in refused.json()["detail"]
+        assert (await slow).json() == {"n": 1}
+        assert (await http.post("/count-quick")).json() == {"n": 2}
+
+
+def test_websocket_dependency_sees_the_handshake_session() -> None:
+    with TestClient(create_app("memory://", KEY)) as http:
+        http.get("/write", params={"value": "hi"})
+        with http.websocket_connect("/ws") as socket:
+            assert socket.receive_json() == {"value": "hi"}
+
+
+async def test_dependency_without_the_middleware_says_what_to_do() -> None:
+    app = FastAPI()
+
+    @app.get("/")
+    async def view(session: SessionDep) -> dict[str, str]:
+        return {}
+
+    async with client(app) as http:
+        with pytest.raises(SessionNotLoaded, match=r"add sessionkit_asgi\.SessionMiddleware"):
+            await http.get("/")
