@@ -27,7 +27,7 @@ _sha256 = hashlib.sha256
 
 
 _TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
-_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+_FROM_URLSAFE = bytes.maketrans(b"-_+/=", b"+/***")
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 # The last character of an unpadded encoding may only use the bits that carry data: with
 # 2 characters in the last group it encodes 4 bits, with 3 characters 2 bits.
@@ -47,15 +47,13 @@ def b64decode(text: str) -> bytes | None:
     rest = len(text) % 4
     if rest == 1 or (rest and text[-1] not in _CANONICAL_LAST[rest]):
         return None
-    if _STRICT:  # the C decoder checks the alphabet; '+' and '/' are not ours
-        if "+" in text or "/" in text or "=" in text or not text.isascii():
-            return None
-    elif _B64URL.fullmatch(text) is None:
-        return None
-    data = text.encode("ascii").translate(_FROM_URLSAFE) + _PADDING[rest]
     try:
+        # "+", "/" and "=" are not in our alphabet: they become "*", which the decoder refuses
+        data = text.encode("ascii").translate(_FROM_URLSAFE) + _PADDING[rest]
+        if not _STRICT and _B64URL.fullmatch(text) is None:
+            return None
         return binascii.a2b_base64(data, **_STRICT)
-    except binascii.Error:
+    except (binascii.Error, UnicodeEncodeError):
         return None
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 from sessionkit import serialization
@@ -21,7 +20,7 @@ from sessionkit.cookies import CookieWriter, cookie_values
 from sessionkit.crypto import Keyring
 from sessionkit.errors import StoreError, StoreUnavailable
 from sessionkit.events import Event, EventBus, EventKind
-from sessionkit.expiry import browser_session, deadline
+from sessionkit.expiry import browser_session, deadline_for
 from sessionkit.fingerprint import ClientInfo, client_address, fingerprint_material
 from sessionkit.ids import digest, handle, is_well_formed, new_id
 from sessionkit.session import Session
@@ -123,6 +122,7 @@ class SessionEngine:
         self._associated = CookieStore.associated_data(config.cookie_name)
         self._cookie_store = self.store if isinstance(self.store, CookieStore) else CookieStore()
         self._materials: dict[tuple[str, str | None], bytes | None] = {}
+        self._deadline = deadline_for(config)
 
     def client(
         self,
@@ -159,7 +159,7 @@ class SessionEngine:
                              "or sealed with a key that is no longer configured)")  # fmt: skip
                 return session
             ctx.plaintext, ctx.key_index = opened
-            session._pend(partial(self._load_payload, session))
+            session._pend(self._load_payload)
             return session
         session_id, _, tag = value.partition(".")
         key_index = None
@@ -171,7 +171,7 @@ class SessionEngine:
             return session
         ctx.cookie, ctx.session_id, ctx.key_index = value, session_id, key_index
         ctx.digest = digest(session_id)
-        session._pend(partial(self.load, session))
+        session._pend(self.load)
         return session
 
     def load(self, session: Session) -> None:
@@ -184,7 +184,7 @@ class SessionEngine:
         try:
             record = self.store.load(ctx.digest)
         except StoreUnavailable as exc:
-            session._pend(partial(self.load, session))
+            session._pend(self.load)
             self._store_error(exc)
             raise
         self._accept(session, record)
@@ -201,7 +201,7 @@ class SessionEngine:
         try:
             record = await self.store.aload(ctx.digest)
         except StoreUnavailable as exc:
-            session._pend(partial(self.load, session))
+            session._pend(self.load)
             self._store_error(exc)
             raise
         self._accept(session, record)
@@ -234,7 +234,7 @@ class SessionEngine:
         self, session: Session, ctx: _Context, data: dict[str, Any], meta: RecordMeta
     ) -> None:
         now = self.clock()
-        end = deadline(meta, self.config)
+        end = self._deadline(meta)
         if end <= now:
             self._forfeit(ctx)
             self._emit(EventKind.EXPIRED, ctx, "session expired", expired_at=end)
@@ -319,7 +319,7 @@ class SessionEngine:
             fresh = old is None or session._invalidated or session._user_changed
             created = int(now) if fresh else old.created  # type: ignore[union-attr]
             meta = self._meta(session, ctx, created, now, old)
-            end = deadline(meta, self.config)
+            end = self._deadline(meta)
             session_id = new_id()
             ctx.session_id, ctx.digest, ctx.cookie, ctx.key_index = (
                 session_id, None, None, 0,
@@ -345,7 +345,7 @@ class SessionEngine:
                 self._note(plan, EventKind.INVALIDATED, ctx)
                 return plan
             meta = self._meta(session, ctx, old.created, now, old)
-            end = deadline(meta, self.config)
+            end = self._deadline(meta)
             if end <= now:  # e.g. set_expiry() to a moment already past
                 if ctx.digest is not None:
                     plan.deletes.append(ctx.digest)
@@ -366,7 +366,7 @@ class SessionEngine:
 
         if session._accessed and now - old.last_seen >= self.config.touch_interval:
             meta = old._replace(last_seen=int(now))
-            end = deadline(meta, self.config)
+            end = self._deadline(meta)
             if not self._client_side:
                 plan.touch = (ctx.digest, meta.last_seen, end - now)  # type: ignore[assignment]
             if self._client_side or not browser_session(meta, self.config):

@@ -6,6 +6,8 @@ Max-Age, so a replayed cookie past its time is refused whatever the browser kept
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sessionkit.config import SessionConfig
 from sessionkit.stores.base import RecordMeta
 
@@ -14,13 +16,23 @@ FOREVER = float("inf")
 
 def deadline(meta: RecordMeta, config: SessionConfig) -> float:
     """The epoch second at which the session described by ``meta`` expires."""
-    idle = meta.idle if meta.idle is not None else config.idle_timeout
-    end = meta.last_seen + idle if idle is not None else FOREVER
-    if config.absolute_timeout is not None:
-        end = min(end, meta.created + config.absolute_timeout)
-    if meta.until is not None:
-        end = min(end, meta.until)
-    return end
+    return deadline_for(config)(meta)
+
+
+def deadline_for(config: SessionConfig) -> Callable[[RecordMeta], float]:
+    """``deadline`` with the configuration bound once (the engine calls it on every load
+    and every save)."""
+    idle_default, absolute = config.idle_timeout, config.absolute_timeout
+
+    def bound(meta: RecordMeta) -> float:
+        idle = meta.idle if meta.idle is not None else idle_default
+        end = meta.last_seen + idle if idle is not None else FOREVER
+        if absolute is not None and meta.created + absolute < end:
+            end = meta.created + absolute
+        until = meta.until
+        return until if until is not None and until < end else end
+
+    return bound
 
 
 def browser_session(meta: RecordMeta, config: SessionConfig) -> bool:

@@ -62,7 +62,7 @@ class Session(dict[str, Any]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._loader: Callable[[], None] | None = None
+        self._loader: Callable[[Session], None] | None = None
         self._ctx: Any = None
         self._accessed = False
         self._new = True
@@ -85,8 +85,8 @@ class Session(dict[str, Any]):
         self._expires: float | None = None
 
     # -- loading ---------------------------------------------------------------------------
-    def _pend(self, loader: Callable[[], None]) -> None:
-        """Defer loading to ``loader``, called on first use."""
+    def _pend(self, loader: Callable[[Session], None]) -> None:
+        """Defer loading to ``loader``, called with this session on first use."""
         self._loader = loader
         dict.__setitem__(self, _PENDING, True)
 
@@ -98,7 +98,7 @@ class Session(dict[str, Any]):
         loader = self._loader
         if loader is not None:
             self._unpend()
-            loader()
+            loader(self)
 
     def _read(self) -> None:
         if self._loader is not None:
@@ -423,12 +423,13 @@ class Session(dict[str, Any]):
 
     def _age_flash(self) -> None:
         """End of request: drop this request's flashed values, promote the next's."""
+        if not (self._flash_old or self._flash_new):
+            return
         for key in self._flash_old:
             if dict.__contains__(self, key):
                 dict.__delitem__(self, key)
                 self._forget(key)
-        if self._flash_old or self._flash_new:
-            self._meta_changed = True
+        self._meta_changed = True
         self._flash_old = self._flash_new
         self._flash_new = []
 

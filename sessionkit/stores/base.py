@@ -63,6 +63,18 @@ class RecordMeta(NamedTuple):
             tuple(flash_old),
         )  # fmt: skip
 
+    @classmethod
+    def from_sealed_list(cls, raw: Any) -> RecordMeta:
+        """Metadata out of an AEAD-authenticated cookie. Only a holder of our key can have
+        written it, so the layout is checked (format version, length, timestamps) but not
+        every optional field's type, which ``from_list`` checks for server-side records."""
+        if type(raw) is not list or len(raw) != 10 or raw[0] != serialization.FORMAT_VERSION:
+            raise ValueError("not a sessionkit v1 record")
+        if type(raw[1]) is not int or type(raw[2]) is not int:
+            raise ValueError("malformed record metadata")
+        return cls(raw[1], raw[2], raw[3], raw[4], raw[5], raw[6], raw[7], tuple(raw[8]),
+                   tuple(raw[9]))  # fmt: skip
+
 
 def _is_number(value: Any) -> bool:
     return type(value) in (int, float)

@@ -58,7 +58,7 @@ class CookieStore(Store):
         session_id, meta, data = payload
         if type(session_id) is not str or type(data) is not dict:
             raise ValueError("not a sessionkit cookie payload")
-        return session_id, RecordMeta.from_list(meta), data
+        return session_id, RecordMeta.from_sealed_list(meta), data
 
     # A cookie store keeps nothing server-side: the engine never calls these.
     def load(self, digest: str) -> None:

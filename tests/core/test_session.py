@@ -120,7 +120,7 @@ def test_lazy_loading_happens_once_on_first_use() -> None:
     calls = []
     session = Session()
 
-    def loader() -> None:
+    def loader(_: Session) -> None:
         calls.append(1)
         dict.update(session, {"a": 1})
 
@@ -136,7 +136,7 @@ def test_a_failed_load_is_retried_by_the_next_use() -> None:
     session = Session()
     attempts = []
 
-    def loader() -> None:
+    def loader(_: Session) -> None:
         attempts.append(1)
         if len(attempts) == 1:
             session._loader = loader  # what the engine does when the store is down
@@ -190,8 +190,8 @@ def test_invalidate_clears_user_and_expiry_overrides() -> None:
 def test_json_dumps_loads_a_pending_session() -> None:
     """json's C encoder skips items() for an empty dict; a pending session must still load."""
     session = Session()
-    session._pend(lambda: dict.update(session, {"a": 1}))
+    session._pend(lambda _: dict.update(session, {"a": 1}))
     assert json.loads(json.dumps(session)) == {"a": 1}
     empty = Session()
-    empty._pend(lambda: None)
+    empty._pend(lambda _: None)
     assert json.dumps(empty) == "{}" and dict(empty) == {} and empty.loaded
