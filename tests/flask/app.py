@@ -86,7 +86,7 @@ def create_app(store: str | None = None, **config: Any) -> flask.Flask:
         @locked(wait=20)
         def locked_incr() -> dict[str, Any]:
             session["n"] = session.get("n", 0) + 1
-            return {"n": session["n"]}
+            return {"n": session["n"], "pid": os.getpid()}
 
         @app.get("/read-then-locked")
         def read_then_locked() -> str:
