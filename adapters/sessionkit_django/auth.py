@@ -71,7 +71,9 @@ def _who(request: HttpRequest) -> tuple[str, str | None]:
     store = _store_of(request)
     user = getattr(request, "user", None)
     if store is None or user is None or not user.is_authenticated:
-        raise PermissionError("logout_other_sessions needs a logged-in user on a sessionkit session")
+        raise PermissionError(
+            "logout_other_sessions needs a logged-in user on a sessionkit session"
+        )
     return _user_key(user), store.digest
 
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning, register as register_check
+from django.core.checks import Error, Tags, Warning
+from django.core.checks import register as register_check
 
 from sessionkit import ConfigError, SessionConfig
 from sessionkit_django.conf import build_config
@@ -46,8 +47,8 @@ def _config() -> tuple[SessionConfig | None, list[Error]]:
         return None, [Error(str(exc), id="sessionkit.E001")]
 
 
-def check_settings(app_configs: Any = None, **_: Any) -> list[Error]:
-    _, errors = _config()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    errors = _config()[1]
     middleware = list(getattr(settings, "MIDDLEWARE", None) or ())
     if _OURS in middleware and _DJANGOS in middleware:
         errors.append(
@@ -60,7 +61,7 @@ def check_settings(app_configs: Any = None, **_: Any) -> list[Error]:
     return errors
 
 
-def check_deploy(app_configs: Any = None, **_: Any) -> list[Warning]:
+def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
     config, _errors = _config()
     if config is None:
         return []  # reported by check_settings

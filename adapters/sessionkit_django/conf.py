@@ -138,6 +138,10 @@ def _build(config: SessionConfig, engine: SessionEngine | None = None) -> Engine
 def _install(new: Engines | None) -> None:
     global _engines
     _engines = new
+    if new is not None:
+        from sessionkit_django.signals import rebridge
+
+        rebridge(new.request.events)
 
 
 @contextmanager

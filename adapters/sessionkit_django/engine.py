@@ -217,13 +217,13 @@ class SessionStore(SessionBase):
     @property
     def user_id(self) -> str | None:
         """The user this session is bound to (its entry in the per-user index)."""
-        return self._session.user_id
+        return self._get_session().user_id
 
     @property
     def handle(self) -> str | None:
         """An opaque name for this session, safe to show and log; never the ID."""
         if self._managed:
-            return self._session.handle
+            return self._get_session().handle
         return handle(digest(self._record_id)) if self._record_id and self._stored else None
 
     def bind_user(self, user_id: object) -> None:
@@ -459,9 +459,7 @@ class SessionStore(SessionBase):
         ok = True if write is None else self._engine.store.save(write)
         return self._settle(record_id, ok, write, meta)
 
-    async def _aput(
-        self, record_id: str, *, create: bool, rotated_from: str | None = None
-    ) -> bool:
+    async def _aput(self, record_id: str, *, create: bool, rotated_from: str | None = None) -> bool:
         write, meta = self._write(record_id, create, rotated_from)
         ok = True if write is None else await self._engine.store.asave(write)
         return self._settle(record_id, ok, write, meta)
@@ -505,9 +503,7 @@ class SessionStore(SessionBase):
             raise SessionTooLarge(size, engine.config.max_cookie_size)
         self._key = value
 
-    def _settle(
-        self, record_id: str, ok: bool, write: Write | None, meta: RecordMeta
-    ) -> bool:
+    def _settle(self, record_id: str, ok: bool, write: Write | None, meta: RecordMeta) -> bool:
         if not ok:
             return False
         core = self._core

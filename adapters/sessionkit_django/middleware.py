@@ -32,7 +32,7 @@ _ATTRS = {"max-age", "expires", "path", "domain", "samesite"}
 _FLAGS = {"secure", "httponly"}
 
 
-class _SetCookie(Morsel[str, str]):
+class _SetCookie(Morsel[str]):
     """A morsel that writes the core's Set-Cookie value verbatim (attributes included,
     e.g. ``Partitioned``), while still reading like any other in ``response.cookies``."""
 
@@ -50,7 +50,7 @@ class _SetCookie(Morsel[str, str]):
                 self[lowered] = True
         self._header = header
 
-    def OutputString(self, attrs: Any = None) -> str:  # noqa: N802 - Morsel's name
+    def OutputString(self, attrs: Any = None) -> str:
         return self._header
 
 
@@ -69,8 +69,8 @@ class SessionMiddleware(DjangoSessionMiddleware):
     sync_capable = True
     async_capable = True
 
-    def __init__(self, get_response: Handler) -> None:  # noqa: D107
-        self.get_response = get_response  # type: ignore[assignment]
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
         self.is_async = iscoroutinefunction(get_response)
         engines()  # validate the settings now: a server refuses to start on a bad one
         if self.is_async:

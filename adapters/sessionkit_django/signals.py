@@ -11,7 +11,7 @@ from typing import Any
 
 from django.dispatch import Signal
 
-from sessionkit import Event
+from sessionkit import Event, EventBus
 
 
 class _BridgedSignal(Signal):
@@ -31,11 +31,18 @@ def _forward(event: Event) -> None:
     session_event.send(sender=Event, event=event)
 
 
-def bridge() -> None:
-    """Subscribe the signal to the current engine's bus (again after a settings change)."""
-    from sessionkit_django.conf import engines
+def bridge(bus: EventBus | None = None) -> None:
+    """Subscribe the signal to the engine's bus; ``conf`` calls it again for every engine
+    it builds (settings changes), once anyone listens."""
+    if bus is None:
+        from sessionkit_django.conf import engines
 
-    bus = engines().request.events
+        bus = engines().request.events
     if not any(owner is bus for owner in _bridged):
         bus.subscribe(_forward)
         _bridged.append(bus)
+
+
+def rebridge(bus: EventBus) -> None:
+    if session_event.has_listeners():
+        bridge(bus)

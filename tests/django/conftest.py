@@ -18,11 +18,15 @@ from tests.django.project import settings as project_settings
 
 if not settings.configured:
     settings.configure(
-        **{name: getattr(project_settings, name) for name in dir(project_settings) if name.isupper()}
+        **{
+            name: getattr(project_settings, name)
+            for name in dir(project_settings)
+            if name.isupper()
+        }
     )
     django.setup()
 
-from sessionkit_django import conf, use_engine  # noqa: E402 - needs configured settings
+from sessionkit_django import conf, use_engine
 
 #: Stores every adapter test runs on. ``sqlite``/``redis`` join when their stores land.
 STORES = ["memory", "cookie", "file"]

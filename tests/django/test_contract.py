@@ -11,17 +11,17 @@ from django.contrib.sessions.exceptions import SessionInterrupted
 from django.core.management import call_command
 from django.test import override_settings
 from django.utils import timezone
+from sessionkit_django.engine import SessionStore
 
 from sessionkit import SessionConfig, SessionEngine, serialization
 from sessionkit.ids import digest
 from sessionkit.stores.base import RecordMeta
 from sessionkit.testing import FakeClock
-from sessionkit_django.engine import SessionStore
 
 SERVER_SIDE = ["memory", "file"]
 
 
-def record_of(engine: SessionEngine, key: str):  # noqa: ANN201
+def record_of(engine: SessionEngine, key: str):
     return engine.store.load(digest(key.partition(".")[0]))
 
 

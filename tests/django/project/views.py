@@ -10,7 +10,6 @@ from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
-
 from sessionkit_django.auth import logout_other_sessions, update_session_auth_hash
 from sessionkit_django.middleware import session_lock
 

@@ -1,0 +1,219 @@
+"""django.contrib.auth, messages, CSRF and admin with sessionkit: rotation on login, dead
+cookies after logout, revocation of other sessions, and no resurrection after a concurrent
+logout."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import AsyncClient, Client, override_settings
+from sessionkit_django import auth as sk_auth
+
+from sessionkit import SessionEngine, StoreError
+from tests.django.project import views
+
+pytestmark = pytest.mark.django_db(transaction=True)
+SERVER_SIDE = ["memory", "file"]
+
+
+@pytest.fixture
+def alice(db: None) -> User:
+    return User.objects.create_user("alice", password="pw-alice-1")
+
+
+def login(client: Client) -> str:
+    response = client.post("/login/", {"username": "alice", "password": "pw-alice-1"})
+    assert response.json() == {"ok": True}
+    return client.cookies["sessionid"].value
+
+
+def replay(cookie: str) -> Client:
+    client = Client()
+    client.cookies["sessionid"] = cookie
+    return client
+
+
+def test_login_rotates_the_id(sk: SessionEngine, alice: User) -> None:
+    client = Client()
+    client.get("/count/")
+    before = client.cookies["sessionid"].value
+    after = login(client)
+    assert after != before
+    assert client.get("/whoami/").json() == {"user": "alice"}
+    assert client.get("/read/").json()["count"] == 1  # data survives the rotation
+    if not sk.store.client_side:
+        assert replay(before).get("/whoami/").json() == {"user": None}
+        assert replay(before).get("/read/").json()["count"] is None
+
+
+@pytest.mark.parametrize("kind", SERVER_SIDE)
+def test_logout_kills_the_cookie_server_side(make_sk, kind: str, alice: User) -> None:
+    make_sk(kind)
+    client = Client()
+    cookie = login(client)
+    client.post("/logout/")
+    assert client.get("/whoami/").json() == {"user": None}
+    assert replay(cookie).get("/whoami/").json() == {"user": None}
+
+
+def test_cookie_store_logout_clears_the_cookie(make_sk, alice: User) -> None:
+    make_sk("cookie")
+    client = Client()
+    login(client)
+    response = client.post("/logout/")
+    assert response.cookies["sessionid"]["max-age"] == "0"
+    assert client.get("/whoami/").json() == {"user": None}
+
+
+@pytest.mark.parametrize("kind", SERVER_SIDE)
+def test_login_binds_the_session_to_the_user(make_sk, kind: str, alice: User) -> None:
+    make_sk(kind)
+    phone, laptop = Client(), Client()
+    login(phone)
+    login(laptop)
+    listed = sk_auth.user_sessions(alice)
+    assert len(listed) == 2
+    assert all(len(info.handle) == 16 for info in listed)
+    assert not any(info.handle in phone.cookies["sessionid"].value for info in listed)
+    assert sk_auth.revoke_session(alice, listed[0].handle)
+    states = {phone.get("/whoami/").json()["user"], laptop.get("/whoami/").json()["user"]}
+    assert states == {None, "alice"}
+
+
+@pytest.mark.parametrize("kind", SERVER_SIDE)
+def test_password_change_revokes_the_other_sessions(make_sk, kind: str, alice: User) -> None:
+    make_sk(kind)
+    mine, other = Client(), Client()
+    before = login(mine)
+    login(other)
+    assert mine.post("/password/", {"password": "pw-alice-2"}).json() == {"revoked": 1}
+    assert mine.cookies["sessionid"].value != before  # rotated, still logged in
+    assert mine.get("/whoami/").json() == {"user": "alice"}
+    assert other.get("/whoami/").json() == {"user": None}
+    assert len(sk_auth.user_sessions(alice)) == 1
+
+
+@pytest.mark.parametrize("kind", SERVER_SIDE)
+def test_log_out_my_other_sessions(make_sk, kind: str, alice: User) -> None:
+    make_sk(kind)
+    mine, others = Client(), [Client() for _ in range(3)]
+    for client in [mine, *others]:
+        login(client)
+    assert mine.post("/others/").json() == {"revoked": 3}
+    assert mine.get("/whoami/").json() == {"user": "alice"}
+    assert {c.get("/whoami/").json()["user"] for c in others} == {None}
+
+
+def test_cookie_store_cannot_list_sessions(make_sk, alice: User) -> None:
+    make_sk("cookie")
+    with pytest.raises(StoreError):
+        sk_auth.user_sessions(alice)
+
+
+@pytest.mark.parametrize("kind", SERVER_SIDE)
+def test_concurrent_logout_is_not_undone(make_sk, kind: str, alice: User) -> None:
+    """A slow request that read the session before a logout and writes after it ends in
+    400; the session stays dead (Rack CVE-2025-46336, starsessions #58)."""
+    make_sk(kind)
+    client = Client()
+    cookie = login(client)
+    views.slow_gate.clear()
+    views.slow_entered.clear()
+    result: dict[str, int] = {}
+
+    def slow() -> None:
+        slow_client = Client(raise_request_exception=False)
+        slow_client.cookies["sessionid"] = cookie
+        result["status"] = slow_client.post("/slow/").status_code
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    assert views.slow_entered.wait(10)
+    replay(cookie).post("/logout/")
+    views.slow_gate.set()
+    thread.join(10)
+    assert result["status"] == 400
+    assert replay(cookie).get("/whoami/").json() == {"user": None}
+    assert replay(cookie).get("/read/").json()["count"] is None
+    assert sk_auth.user_sessions(alice) == []
+
+
+def test_concurrent_logout_with_djangos_middleware(make_sk, alice: User) -> None:
+    from tests.django.test_middleware import DJANGO_MIDDLEWARE
+
+    make_sk("memory")
+    with override_settings(MIDDLEWARE=DJANGO_MIDDLEWARE):
+        client = Client()
+        cookie = login(client)
+        views.slow_gate.clear()
+        views.slow_entered.clear()
+        result: dict[str, int] = {}
+
+        def slow() -> None:
+            slow_client = Client(raise_request_exception=False)
+            slow_client.cookies["sessionid"] = cookie
+            result["status"] = slow_client.post("/slow/").status_code
+
+        thread = threading.Thread(target=slow)
+        thread.start()
+        assert views.slow_entered.wait(10)
+        replay(cookie).post("/logout/")
+        views.slow_gate.set()
+        thread.join(10)
+        assert result["status"] == 400
+        assert replay(cookie).get("/whoami/").json() == {"user": None}
+
+
+def test_test_client_login_logout_and_session(sk: SessionEngine, alice: User) -> None:
+    client = Client()
+    assert client.login(username="alice", password="pw-alice-1")
+    assert client.get("/whoami/").json() == {"user": "alice"}
+    if not sk.store.client_side:  # like signed_cookies, the cookie store's key is its data
+        session = client.session
+        session["count"] = 41
+        session.save()
+        assert client.get("/count/").json()["count"] == 42
+    client.logout()
+    assert client.get("/whoami/").json() == {"user": None}
+    client.force_login(alice)
+    assert client.get("/whoami/").json() == {"user": "alice"}
+
+
+@pytest.mark.anyio
+async def test_async_login_and_test_client(sk: SessionEngine, alice: User) -> None:
+    client = AsyncClient()
+    await client.get("/acount/")
+    before = client.cookies["sessionid"].value
+    assert (await client.post("/alogin/")).json() == {"ok": True}
+    assert client.cookies["sessionid"].value != before
+    assert (await client.get("/awhoami/")).json() == {"user": "alice"}
+    await client.alogout()
+    assert (await client.get("/awhoami/")).json() == {"user": None}
+    await client.aforce_login(alice)
+    assert (await client.get("/awhoami/")).json() == {"user": "alice"}
+
+
+@override_settings(CSRF_USE_SESSIONS=True)
+def test_csrf_use_sessions(sk: SessionEngine) -> None:
+    client = Client(enforce_csrf_checks=True)
+    page = client.get("/form/").content.decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    assert "csrftoken" not in client.cookies
+    assert client.post("/csrf/", {"csrfmiddlewaretoken": token}).status_code == 200
+    assert client.post("/csrf/", {"csrfmiddlewaretoken": "x" * 64}).status_code == 403
+
+
+def test_admin_login(sk: SessionEngine, db: None) -> None:
+    User.objects.create_superuser("root", "root@example.com", "pw-root-1")
+    client = Client(enforce_csrf_checks=True)
+    page = client.get("/admin/login/").content.decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    response = client.post(
+        "/admin/login/?next=/admin/",
+        {"username": "root", "password": "pw-root-1", "csrfmiddlewaretoken": token},
+    )
+    assert response.status_code == 302
+    assert client.get("/admin/").status_code == 200
