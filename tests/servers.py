@@ -12,6 +12,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -177,6 +178,19 @@ class Postgres(Server):
     @property
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT to the postmaster) disconnects clients at once, like a real
+        restart. SIGTERM via runuser is a smart shutdown that waits for every pooled client,
+        is SIGKILLed after 2 s and leaves a postmaster.pid that fails the next start()."""
+        pidfile = self.workdir / "data" / "postmaster.pid"
+        if self.proc is not None and self.proc.poll() is None and pidfile.exists():
+            try:
+                os.kill(int(pidfile.read_text().split()[0]), signal.SIGINT)
+                self.proc.wait(30)
+            except (ValueError, OSError, subprocess.TimeoutExpired):
+                pass  # fall back to the generic stop below
+        super().stop()
 
 
 def postgres_server(port: int | None = None) -> Postgres:

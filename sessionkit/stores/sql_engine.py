@@ -1,0 +1,255 @@
+"""The machinery under SQLStore: engines (sync and native async), SQLite pragmas, schema
+creation, and the translation of connection failures into ``StoreUnavailable``.
+
+Kept apart from ``sql.py`` so the store's operations read as a list of statements and
+decisions, and the pooling and error policy is in one place.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from sessionkit.errors import ConfigError, StoreUnavailable
+from sessionkit.stores.base import Store
+from sessionkit.stores.sql_schema import (
+    DEFAULT_TABLE,
+    IMMEDIATE,
+    Statements,
+    parse_url,
+    prepare_sqlite,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+T = TypeVar("T")
+_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError,
+                sa_exc.TimeoutError)  # fmt: skip
+
+
+class SQLEngines(Store):
+    """Engines, schema and error policy shared by every SQLStore operation."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        table: str | None = None,
+        clock: Callable[[], float] = time.time,
+        sweep_chunk: int | None = None,
+        busy_timeout: float | None = None,
+        engine_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``url``: ``sqlite:///path`` or ``postgresql://user:pw@host/db``. ``clock`` sets
+        expiry columns (a fake clock in tests). ``sweep_chunk`` rows per sweep transaction;
+        ``busy_timeout`` seconds SQLite waits for a lock; ``engine_options`` go to
+        ``create_engine`` (pool sizes...). Query-string options of the same names work too."""
+        target, query = parse_url(url)
+        try:
+            table = table or query.get("table", DEFAULT_TABLE)
+            chunk = sweep_chunk if sweep_chunk is not None else query.get("sweep_chunk", "1000")
+            busy = busy_timeout if busy_timeout is not None else query.get("busy_timeout", "5")
+            self.sweep_chunk, busy = int(chunk), float(busy)
+            options: dict[str, Any] = {
+                k: int(query[k]) for k in ("pool_size", "max_overflow") if k in query
+            }
+        except ValueError as exc:
+            raise ConfigError("store", f"bad SQL store option: {exc}") from exc
+        if self.sweep_chunk < 1:
+            raise ConfigError("sweep_chunk", "must be at least 1")
+        self.url = url
+        self.backend = target.backend
+        self._target = target
+        self._clock = clock
+        self._busy = busy
+        self._sql = Statements(table, target.backend, self.sweep_chunk)
+        if self.backend == "postgresql":
+            options.setdefault("connect_args", {"connect_timeout": 10})
+        options.update(engine_options or {})
+        options["hide_parameters"] = True  # session data never lands in logs or errors
+        self._options = options
+        self._engine = sa.create_engine(target.sync_url, **options)
+        self._single = self._prepare(self._engine)
+        self._aengine: AsyncEngine | None = None
+        self._asingle: AsyncEngine | None = None
+        self._schema_ready = False
+        self._schema_mutex = threading.Lock()
+
+    @property
+    def table(self) -> sa.Table:
+        """The sessions table (its name is ``<table>``; locks live in ``<table>_locks``)."""
+        return self._sql.sessions
+
+    def _prepare(self, engine: sa.Engine) -> sa.Engine:
+        """Hook up SQLite's pragmas; return the engine for one-statement work (autocommit on
+        PostgreSQL: one round trip, no BEGIN/COMMIT)."""
+        if self.backend == "sqlite":
+            prepare_sqlite(engine, self._busy)
+            return engine
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    def _async(self) -> tuple[AsyncEngine, AsyncEngine]:
+        """The async engines, made on first async use (only then is the driver needed)."""
+        if self._aengine is None or self._asingle is None:
+            from sqlalchemy.ext.asyncio import create_async_engine
+
+            try:
+                engine = create_async_engine(self._target.async_url, **self._options)
+            except ImportError as exc:
+                raise ConfigError(
+                    "store", f"async use of {self!r} needs {exc.name}; "
+                    "pip install 'sessionkit[sql]' (aiosqlite) or 'sessionkit[postgres]'",
+                ) from exc  # fmt: skip
+            single = self._prepare(engine.sync_engine)
+            self._aengine = engine
+            self._asingle = (
+                engine
+                if single is engine.sync_engine
+                else engine.execution_options(isolation_level="AUTOCOMMIT")
+            )
+        return self._aengine, self._asingle
+
+    # -- errors ------------------------------------------------------------------------------
+    def _unavailable(self, exc: Exception) -> StoreUnavailable:
+        cause = getattr(exc, "orig", None) or exc  # the driver's message, no SQL or parameters
+        return StoreUnavailable(self.url, cause)
+
+    def _call(self, op: Callable[[], T]) -> T:
+        """Run ``op``; retry once on a connection the pool found dead (the server restarted),
+        and turn connection failures into ``StoreUnavailable``."""
+        for attempt in (0, 1):
+            try:
+                return op()
+            except sa_exc.DBAPIError as exc:
+                if exc.connection_invalidated and attempt == 0:
+                    continue
+                if isinstance(exc, _UNAVAILABLE) or type(exc) is sa_exc.DatabaseError:
+                    raise self._unavailable(exc) from exc
+                raise
+            except _UNAVAILABLE as exc:
+                raise self._unavailable(exc) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _acall(self, op: Callable[[], Awaitable[T]]) -> T:
+        for attempt in (0, 1):
+            try:
+                return await op()
+            except sa_exc.DBAPIError as exc:
+                if exc.connection_invalidated and attempt == 0:
+                    continue
+                if isinstance(exc, _UNAVAILABLE) or type(exc) is sa_exc.DatabaseError:
+                    raise self._unavailable(exc) from exc
+                raise
+            except _UNAVAILABLE as exc:
+                raise self._unavailable(exc) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- schema ------------------------------------------------------------------------------
+    def create_schema(self) -> bool:
+        """Create the table, its indexes and the locks table if missing (``sessionkit
+        init``); ``True`` when the sessions table was created now."""
+
+        def run() -> bool:
+            with self._engine.connect() as conn:
+                conn.execution_options(**{IMMEDIATE: True})  # SQLite: one creator at a time
+                with conn.begin():
+                    if self.backend == "postgresql":
+                        conn.execute(
+                            sa.select(sa.func.pg_advisory_xact_lock(self._sql.ddl_lock_key))
+                        )
+                    existed = sa.inspect(conn).has_table(self._sql.sessions.name)
+                    for ddl in self._sql.ddl:
+                        conn.execute(ddl)
+                    return not existed
+
+        created = self._call(run)
+        self._schema_ready = True
+        return created
+
+    async def acreate_schema(self) -> bool:
+        engine, _ = self._async()
+
+        async def run() -> bool:
+            async with engine.connect() as conn:
+                await conn.execution_options(**{IMMEDIATE: True})
+                async with conn.begin():
+                    if self.backend == "postgresql":
+                        await conn.execute(
+                            sa.select(sa.func.pg_advisory_xact_lock(self._sql.ddl_lock_key))
+                        )
+                    name = self._sql.sessions.name
+                    existed = await conn.run_sync(lambda c: sa.inspect(c).has_table(name))
+                    for ddl in self._sql.ddl:
+                        await conn.execute(ddl)
+                    return not existed
+
+        created = await self._acall(run)
+        self._schema_ready = True
+        return created
+
+    def _ready(self) -> None:
+        if not self._schema_ready:
+            with self._schema_mutex:
+                if not self._schema_ready:
+                    self.create_schema()
+
+    async def _aready(self) -> None:
+        if not self._schema_ready:
+            await self.acreate_schema()
+
+    # -- one-statement helpers -----------------------------------------------------------
+    def _rowcount(self, stmt: sa.Executable, params: dict[str, Any]) -> int:
+        self._ready()
+
+        def run() -> int:
+            with self._single.begin() as conn:
+                return conn.execute(stmt, params).rowcount
+
+        return self._call(run)
+
+    def _rows(self, stmt: sa.Executable, params: dict[str, Any]) -> list[Any]:
+        self._ready()
+
+        def run() -> list[Any]:
+            with self._single.connect() as conn:
+                return list(conn.execute(stmt, params))
+
+        return self._call(run)
+
+    async def _arowcount(self, stmt: sa.Executable, params: dict[str, Any]) -> int:
+        await self._aready()
+        _, single = self._async()
+
+        async def run() -> int:
+            async with single.begin() as conn:
+                return (await conn.execute(stmt, params)).rowcount
+
+        return await self._acall(run)
+
+    async def _arows(self, stmt: sa.Executable, params: dict[str, Any]) -> list[Any]:
+        await self._aready()
+        _, single = self._async()
+
+        async def run() -> list[Any]:
+            async with single.connect() as conn:
+                return list(await conn.execute(stmt, params))
+
+        return await self._acall(run)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the sync pool. Call ``aclose()`` instead when the async side was used, so
+        its connections close on their own event loop."""
+        self._engine.dispose()
+
+    async def aclose(self) -> None:
+        self._engine.dispose()
+        if self._aengine is not None:
+            await self._aengine.dispose()
+            self._aengine = self._asingle = None

@@ -1,0 +1,254 @@
+"""The SQL store's URL handling, tables, prepared statements and row codec.
+
+Everything here is shared by the sync and the async side of ``SQLStore``, so the two cannot
+drift apart: they execute the same statements and read rows through the same codec.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.schema import CreateIndex, CreateTable, ExecutableDDLElement
+
+from sessionkit.errors import ConfigError
+from sessionkit.events import security_log
+from sessionkit.ids import handle
+from sessionkit.stores.base import Record, RecordMeta, Write, mask_url
+
+DEFAULT_TABLE = "sessionkit_sessions"
+#: Connection execution option that makes SQLite open the transaction with BEGIN IMMEDIATE.
+IMMEDIATE = "sessionkit_immediate"
+_TABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
+_OUR_OPTIONS = ("table", "sweep_chunk", "busy_timeout", "pool_size", "max_overflow")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a store URL points: the backend and the SQLAlchemy URLs of both flavours."""
+
+    backend: str  # "sqlite" or "postgresql"
+    sync_url: URL
+    async_url: URL
+
+
+def parse_url(url: str) -> tuple[Target, dict[str, str]]:
+    """``sqlite:///rel.db``, ``sqlite:////abs.db``, ``postgres(ql)://...`` → the target and
+    sessionkit's own options taken out of the query string (the rest goes to the driver,
+    e.g. ``?sslmode=require``)."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise ConfigError("store", f"{mask_url(url)!r} is not a valid SQL URL") from exc
+    scheme = parsed.drivername.lower()
+    query = dict(parsed.query)
+    ours = {k: str(query.pop(k)) for k in _OUR_OPTIONS if k in query}
+    parsed = parsed.set(query=query)
+    if scheme in ("sqlite", "sqlite+pysqlite", "sqlite+aiosqlite"):
+        if (
+            not parsed.database
+            or parsed.database == ":memory:"
+            or parsed.database.startswith("file:")
+        ):
+            raise ConfigError(
+                "store",
+                f"{mask_url(url)!r}: give SQLite a file, e.g. sqlite:///sessions.db or "
+                "sqlite:////var/lib/app/sessions.db (for sessions in memory use memory://)",
+            )
+        target = Target(
+            "sqlite",
+            parsed.set(drivername="sqlite+pysqlite"),
+            parsed.set(drivername="sqlite+aiosqlite"),
+        )
+    elif scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+        pg = parsed.set(drivername="postgresql+psycopg")
+        target = Target("postgresql", pg, pg)
+    else:
+        raise ConfigError(
+            "store",
+            f"{mask_url(url)!r}: SQLStore speaks sqlite:///path and postgresql://... (psycopg 3)",
+        )
+    return target, ours
+
+
+def check_table_name(name: str) -> str:
+    """Table names end up in DDL; accept plain identifiers only."""
+    if not _TABLE_RE.fullmatch(name):
+        raise ConfigError("table", f"{name!r} must be letters, digits and _ (at most 48)")
+    return name
+
+
+class Statements:
+    """The store's tables and every statement it runs, built once with bound parameters
+    (so each call only binds values; SQLAlchemy caches the compiled SQL)."""
+
+    def __init__(self, table: str, backend: str, sweep_chunk: int) -> None:
+        metadata = sa.MetaData()
+        self.backend = backend
+        self.sessions = t = sa.Table(
+            check_table_name(table), metadata,
+            sa.Column("digest", sa.String(64), primary_key=True),
+            sa.Column("user_id", sa.Text, nullable=True),
+            sa.Column("data", sa.Text, nullable=False),
+            sa.Column("meta", sa.Text, nullable=False),
+            sa.Column("version", sa.Integer, nullable=False),
+            sa.Column("created", sa.BigInteger, nullable=False),
+            sa.Column("last_seen", sa.BigInteger, nullable=False),
+            sa.Column("expires_at", sa.Float, nullable=False),
+            sa.Index(f"ix_{table}_user", "user_id"),
+            sa.Index(f"ix_{table}_expires", "expires_at"),
+        )  # fmt: skip
+        self.locks = lk = sa.Table(
+            f"{table}_locks", metadata,
+            sa.Column("digest", sa.String(64), primary_key=True),
+            sa.Column("token", sa.String(32), nullable=False),
+            sa.Column("expires_at", sa.Float, nullable=False),
+        )  # fmt: skip
+        self.ddl: list[ExecutableDDLElement] = [
+            CreateTable(t, if_not_exists=True),
+            *(CreateIndex(ix, if_not_exists=True) for ix in sorted(t.indexes, key=str)),
+            CreateTable(lk, if_not_exists=True),
+        ]
+        #: a constant per table, for pg_advisory_xact_lock around DDL (racing processes)
+        self.ddl_lock_key = zlib.crc32(table.encode())
+        insert = postgresql.insert if backend == "postgresql" else sqlite.insert
+        d: sa.BindParameter[str] = sa.bindparam("d")
+        now: sa.BindParameter[float] = sa.bindparam("now")
+        live = (t.c.digest == d) & (t.c.expires_at > now)
+        row: dict[str, Any] = {
+            "data": sa.bindparam("data"), "meta": sa.bindparam("meta"),
+            "user_id": sa.bindparam("user"), "created": sa.bindparam("created"),
+            "last_seen": sa.bindparam("last_seen"), "expires_at": sa.bindparam("exp"),
+        }  # fmt: skip
+
+        self.load = sa.select(t.c.data, t.c.meta, t.c.version, t.c.last_seen).where(live)
+        create = insert(t).values(digest=d, version=1, **row)
+        # absent, or present but expired (a row the sweep has not reached yet)
+        self.create = create.on_conflict_do_update(
+            index_elements=[t.c.digest],
+            set_={c: getattr(create.excluded, c) for c in (*row, "version")},
+            where=t.c.expires_at <= now,
+        ).execution_options(preserve_rowcount=True)  # SQLAlchemy keeps INSERT counts only so
+        self.delete_live = sa.delete(t).where(live)
+        self.replace = sa.update(t).where(live).values(version=t.c.version + 1, **row)
+        self.merge_read = sa.select(t.c.data, t.c.version).where(live).with_for_update()
+        old = sa.bindparam("old", type_=sa.Integer)
+        self.merge_write = (
+            sa.update(t).where(t.c.digest == d, t.c.version == old).values(version=old + 1, **row)
+        )
+        self.delete = sa.delete(t).where(t.c.digest == d)
+        self.touch = (
+            sa.update(t)
+            .where(live)
+            .values(last_seen=sa.bindparam("last_seen"), expires_at=sa.bindparam("exp"))
+        )
+        user = t.c.user_id == sa.bindparam("user")
+        self.user_sessions = (
+            sa.select(t.c.digest, t.c.created, t.c.last_seen)
+            .where(user, t.c.expires_at > now)
+            .order_by(t.c.digest)
+        )
+        self.revoke_user = sa.delete(t).where(user, t.c.digest != sa.bindparam("keep"))
+        self.revoke_handle = sa.delete(t).where(user, t.c.digest.like(sa.bindparam("prefix")))
+        expired = sa.select(t.c.digest).where(t.c.expires_at <= now).limit(sweep_chunk)
+        if backend == "postgresql":  # skip rows a concurrent merge holds; the next sweep gets them
+            expired = expired.with_for_update(skip_locked=True)
+        self.sweep = sa.delete(t).where(t.c.digest.in_(expired))
+        self.sweep_locks = sa.delete(lk).where(lk.c.expires_at <= now)
+        self.scan = sa.select(t.c.meta, t.c.last_seen)
+        take = insert(lk).values(
+            digest=d, token=sa.bindparam("token"), expires_at=sa.bindparam("exp")
+        )
+        self.lock_take = take.on_conflict_do_update(
+            index_elements=[lk.c.digest],
+            set_={"token": take.excluded.token, "expires_at": take.excluded.expires_at},
+            where=lk.c.expires_at <= now,
+        ).execution_options(preserve_rowcount=True)
+        self.lock_free = sa.delete(lk).where(lk.c.digest == d, lk.c.token == sa.bindparam("token"))
+
+
+def prepare_sqlite(engine: sa.Engine, busy_timeout: float) -> None:
+    """WAL (readers never block the writer, so several processes share one file), a busy
+    timeout on every connection, and BEGIN IMMEDIATE for read-modify-write transactions
+    (taking the write lock up front, so two merges never deadlock upgrading read locks).
+    The driver's own transaction handling is switched off so that we issue BEGIN ourselves,
+    as the SQLAlchemy docs recommend for pysqlite and aiosqlite."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.fetchall()
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(connection: sa.Connection) -> None:
+        immediate = connection.get_execution_options().get(IMMEDIATE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+# -- the row codec ------------------------------------------------------------------------
+def row_params(write: Write, data: Mapping[str, str], now: float) -> dict[str, Any]:
+    """The bound values of a row written for ``write``."""
+    meta = write.meta
+    return {
+        "d": write.digest, "data": encode_items(data), "meta": encode_meta(meta),
+        "user": meta.user, "created": meta.created, "last_seen": meta.last_seen,
+        "exp": now + write.ttl, "now": now,
+    }  # fmt: skip
+
+
+def encode_items(items: Mapping[str, str]) -> str:
+    return json.dumps(dict(items), ensure_ascii=False, separators=(",", ":"))
+
+
+def encode_meta(meta: RecordMeta) -> str:
+    return json.dumps(meta.to_list(), ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_items(text: Any) -> dict[str, str] | None:
+    """The ``data`` column as a dict of key → tagged-JSON text; ``None`` when it is not."""
+    try:
+        items = json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    if type(items) is not dict or any(type(v) is not str for v in items.values()):
+        return None
+    return items
+
+
+def decode_meta(text: Any, last_seen: Any) -> RecordMeta | None:
+    """The ``meta`` column; ``last_seen`` comes from its own column (``touch`` moves only that)."""
+    try:
+        meta = RecordMeta.from_list(json.loads(text))
+    except (TypeError, ValueError, RecursionError):
+        return None
+    if type(last_seen) is not int:
+        return None
+    return meta._replace(last_seen=last_seen)
+
+
+def decode_record(digest: str, row: Any) -> Record | None:
+    """A loaded row as a ``Record``, or ``None`` plus a security log line when it is
+    corrupted or foreign: never an exception, never partial data."""
+    data, meta_text, version, last_seen = row
+    items = decode_items(data)
+    meta = decode_meta(meta_text, last_seen) if items is not None else None
+    if items is None or meta is None or type(version) is not int:
+        reject(digest, "stored SQL row is corrupted or foreign; read as no session")
+        return None
+    return Record(items, meta, version)
+
+
+def reject(digest: str, reason: str) -> None:
+    security_log.warning("sessionkit record_rejected: %s (session %s)", reason, handle(digest))

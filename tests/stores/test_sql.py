@@ -1,0 +1,399 @@
+"""SQLStore on real SQLite files and a real PostgreSQL server: the conformance suite in both
+flavours, plus what only SQL has (schema, chunked sweep, shared SQLite files, corrupted rows,
+URL handling)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import pytest
+import sqlalchemy as sa
+
+from sessionkit import SessionConfig, SessionEngine
+from sessionkit.errors import ConfigError, LockTimeout, StoreUnavailable
+from sessionkit.ids import digest, handle, new_id
+from sessionkit.stores import open_store
+from sessionkit.stores.base import RecordMeta, Write
+from sessionkit.stores.sql import SQLStore
+from sessionkit.testing import (
+    Browser,
+    FakeClock,
+    LockConformance,
+    ScanConformance,
+    ServerStoreConformance,
+    SweepConformance,
+    UserIndexConformance,
+)
+from tests.servers import Postgres, free_port
+
+KEY = "tests-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def fresh_table() -> str:
+    return f"s_{uuid4().hex[:12]}"
+
+
+class TestSQLiteConformance(
+    ServerStoreConformance, UserIndexConformance, LockConformance, SweepConformance, ScanConformance
+):
+    @pytest.fixture(autouse=True)
+    def _directory(self, tmp_path: Path) -> None:
+        self.path = tmp_path / "sessions.db"
+
+    def make_store(self, clock: FakeClock) -> SQLStore:
+        return SQLStore(f"sqlite:///{self.path}", clock=clock)
+
+
+class TestPostgresConformance(
+    ServerStoreConformance, UserIndexConformance, LockConformance, SweepConformance, ScanConformance
+):
+    @pytest.fixture(autouse=True)
+    def _server(self, postgres_server: Postgres) -> None:
+        self.url = postgres_server.url
+
+    def make_store(self, clock: FakeClock) -> SQLStore:
+        return SQLStore(self.url, table=fresh_table(), clock=clock)
+
+
+# -- helpers for the SQL-specific tests ---------------------------------------------------
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[SQLStore]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'sessions.db'}"
+    else:
+        url = request.getfixturevalue("postgres_server").url
+    made = SQLStore(url, table=fresh_table(), clock=clock)
+    yield made
+    asyncio.run(made.aclose())
+
+
+def meta(clock: FakeClock, user: str | None = None) -> RecordMeta:
+    return RecordMeta(created=int(clock.now), last_seen=int(clock.now), user=user)
+
+
+def create(store: SQLStore, clock: FakeClock, items: dict[str, str], ttl: float = 600.0) -> str:
+    key = digest(new_id())
+    write = Write(key, items, frozenset(), meta(clock), ttl, create=True, replace=True)
+    assert store.save(write)
+    return key
+
+
+def count_rows(store: SQLStore) -> int:
+    with store._engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(store.table)).scalar_one())
+
+
+# -- URLs, construction, schema -----------------------------------------------------------
+def test_url_forms_pick_the_drivers(tmp_path: Path) -> None:
+    relative = SQLStore("sqlite:///relative/sessions.db?table=web&sweep_chunk=50")
+    assert relative._target.sync_url.drivername == "sqlite+pysqlite"
+    assert relative._target.async_url.drivername == "sqlite+aiosqlite"
+    assert relative._target.sync_url.database == "relative/sessions.db"
+    assert relative.table.name == "web" and relative.sweep_chunk == 50
+    assert relative._target.sync_url.query == {}  # our options never reach the driver
+    absolute = SQLStore(f"sqlite:///{tmp_path}/abs.db")
+    assert absolute._target.sync_url.database == f"{tmp_path}/abs.db"
+    for scheme in ("postgres", "postgresql"):
+        pg = open_store(f"{scheme}://app:s3cret@db.example:5433/web?sslmode=require")
+        assert isinstance(pg, SQLStore) and pg.backend == "postgresql"
+        assert pg._target.sync_url.drivername == "postgresql+psycopg"
+        assert pg._target.async_url.drivername == "postgresql+psycopg"
+        assert pg._target.sync_url.query == {"sslmode": "require"}
+        assert pg.table.name == "sessionkit_sessions"
+        assert "s3cret" not in repr(pg) and "***" in repr(pg)
+    for store_ in (relative, absolute):
+        store_.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite://", "sqlite:///:memory:", "mysql://x@y/z", "sqlite:///x.db?sweep_chunk=lots",
+     "sqlite:///x.db?sweep_chunk=0", "sqlite:///x.db?table=drop%20table"],
+)  # fmt: skip
+def test_bad_urls_are_named_config_errors(url: str) -> None:
+    with pytest.raises(ConfigError):
+        SQLStore(url)
+
+
+def test_down_server_is_unavailable_with_the_password_masked() -> None:
+    url = f"postgresql://app:s3cret@127.0.0.1:{free_port()}/db"
+    store = SQLStore(url)
+    with pytest.raises(StoreUnavailable) as caught:
+        store.load("0" * 64)
+    assert "s3cret" not in str(caught.value) and "app:***@127.0.0.1" in str(caught.value)
+    with pytest.raises(StoreUnavailable) as acaught:
+        asyncio.run(store.aload("0" * 64))
+    assert "s3cret" not in str(acaught.value)
+    asyncio.run(store.aclose())
+
+
+def test_unreachable_sqlite_file_is_unavailable(tmp_path: Path) -> None:
+    store = SQLStore(f"sqlite:///{tmp_path}/missing-dir/sessions.db")
+    with pytest.raises(StoreUnavailable):
+        store.load("0" * 64)
+    store.close()
+
+
+def test_create_schema_is_idempotent_and_also_happens_on_first_use(
+    store: SQLStore, clock: FakeClock
+) -> None:
+    assert not sa.inspect(store._engine).has_table(store.table.name)
+    assert store.create_schema() is True
+    assert store.create_schema() is False
+    twin = SQLStore(store.url, table=store.table.name, clock=clock)
+    assert twin.create_schema() is False
+    twin.close()
+    inspector = sa.inspect(store._engine)
+    indexed = {tuple(ix["column_names"]) for ix in inspector.get_indexes(store.table.name)}
+    assert {("user_id",), ("expires_at",)} <= indexed
+    assert inspector.get_pk_constraint(store.table.name)["constrained_columns"] == ["digest"]
+    lazy = SQLStore(store.url, table=fresh_table(), clock=clock)
+    assert lazy.load("0" * 64) is None  # a read creates the table, never a row
+    assert sa.inspect(store._engine).has_table(lazy.table.name)
+    assert count_rows(lazy) == 0
+    assert asyncio.run(_acreate_twice(lazy)) == (False, False)
+
+
+async def _acreate_twice(store: SQLStore) -> tuple[bool, bool]:
+    try:
+        return await store.acreate_schema(), await store.acreate_schema()
+    finally:
+        await store.aclose()
+
+
+# -- reads create nothing -------------------------------------------------------------------
+def test_thousands_of_random_cookies_create_no_rows(store: SQLStore, clock: FakeClock) -> None:
+    engine = SessionEngine(SessionConfig(secret_key=KEY), store=store, clock=clock)
+    store.create_schema()
+    prefix = engine.config.cookie_name.encode("ascii") + b"\x00"
+    for n in range(3000):
+        browser = Browser(engine)
+        session_id = new_id()
+        # every tenth cookie is validly signed (a well-formed ID we never issued)
+        tag = engine.keyring.tag(prefix + session_id.encode()) if n % 10 == 0 else "x" * 22
+        browser.cookie = f"{session_id}.{tag}"
+        assert browser.visit(lambda s: s.get("user")).result is None
+    assert count_rows(store) == 0
+
+
+# -- sweep ----------------------------------------------------------------------------------
+def test_sweep_of_twenty_thousand_rows_goes_in_chunks(store: SQLStore, clock: FakeClock) -> None:
+    store.create_schema()
+    body = {"data": "{}", "meta": "[]", "version": 1, "created": 1, "last_seen": 1}
+    expired = [{"digest": f"{n:064x}", "expires_at": clock.now - 1, **body} for n in range(20_000)]
+    with store._engine.begin() as conn:
+        conn.execute(store.table.insert(), expired)
+    live = create(store, clock, {"a": "1"})
+    seen: list[int] = []
+    started = time.perf_counter()
+    assert store.delete_expired(progress=seen.append) == 20_000
+    elapsed = time.perf_counter() - started
+    assert seen[:3] == [1000, 2000, 3000] and seen[-1] == 20_000
+    assert len(seen) in (20, 21)  # one call per 1000-row transaction
+    assert count_rows(store) == 1 and store.load(live) is not None
+    assert store.delete_expired() == 0
+    assert elapsed < 20
+
+
+def test_sweep_also_removes_lapsed_locks(store: SQLStore, clock: FakeClock) -> None:
+    crashed = store.lock("f" * 64, ttl=5)
+    crashed.__enter__()
+    clock.advance(10)
+    store.delete_expired()
+    with store._engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(store._sql.locks)).scalar() == 0
+
+
+# -- corrupted rows ---------------------------------------------------------------------------
+CORRUPTIONS = [
+    {"data": "{not json"},
+    {"data": "[1, 2]"},
+    {"data": '{"a": 1}'},  # values must be tagged-JSON text
+    {"data": ""},
+    {"meta": "garbage"},
+    {"meta": "[99, 1, 1, null, null, null, null, null, [], []]"},  # a foreign format version
+    {"meta": "[1, 2]"},
+    {"data": "[" * 100_000},  # nesting bomb
+]
+
+
+@pytest.mark.parametrize("corruption", CORRUPTIONS, ids=lambda c: next(iter(c)))
+def test_corrupted_rows_read_as_no_session(
+    store: SQLStore, clock: FakeClock, corruption: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    key = create(store, clock, {"a": "1"})
+    healthy = create(store, clock, {"b": "2"})
+    with store._engine.begin() as conn:
+        conn.execute(sa.update(store.table).where(store.table.c.digest == key).values(corruption))
+    with caplog.at_level(logging.WARNING, logger="sessionkit.security"):
+        assert store.load(key) is None
+        assert asyncio.run(store.aload(key)) is None
+    assert [r.name for r in caplog.records].count("sessionkit.security") == 2
+    assert handle(key) in caplog.text and key not in caplog.text
+    merge = Write(key, {"c": "3"}, frozenset(), meta(clock), 600.0)
+    if "data" in corruption:  # a merge must not build on data nobody can read
+        assert store.save(merge) is False
+    assert len(list(store.scan())) == (2 if "data" in corruption else 1)
+    loaded = store.load(healthy)
+    assert loaded is not None and dict(loaded.items) == {"b": "2"}
+    asyncio.run(store.aclose())
+
+
+# -- concurrency ---------------------------------------------------------------------------
+def test_threads_with_their_own_store_objects_merge_on_one_sqlite_file(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    first = SQLStore(url, clock=clock)
+    key = create(first, clock, {"start": "0"})
+    stores = [SQLStore(url, clock=clock) for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def worker(n: int, own: SQLStore) -> None:
+        try:
+            for i in range(25):
+                write = Write(key, {f"t{n}_{i}": str(i)}, frozenset(), meta(clock), 600.0)
+                assert own.save(write)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n, s)) for n, s in enumerate(stores)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    record = first.load(key)
+    assert record is not None and len(record.items) == 1 + 4 * 25
+    assert record.version == 1 + 4 * 25
+    for store_ in (first, *stores):
+        store_.close()
+
+
+WORKER = """
+import sys
+from sessionkit.stores.sql import SQLStore
+from sessionkit.stores.base import RecordMeta, Write
+store = SQLStore(sys.argv[1])
+meta = RecordMeta(created=int(float(sys.argv[3])), last_seen=int(float(sys.argv[3])))
+for i in range(30):
+    assert store.save(Write(sys.argv[2], {f"{sys.argv[4]}_{i}": "1"}, frozenset(), meta, 600.0))
+store.close()
+"""
+
+
+def test_processes_sharing_one_sqlite_file_all_merge(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    store = SQLStore(url)
+    now = FakeClock(time.time())
+    key = create(store, now, {})
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WORKER, url, key, str(now.now), f"p{n}"], cwd=ROOT)
+        for n in range(3)
+    ]
+    assert [p.wait(60) for p in procs] == [0, 0, 0]
+    record = store.load(key)
+    assert record is not None and len(record.items) == 90
+    with store._engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+    store.close()
+
+
+def test_lock_of_a_crashed_holder_lapses_in_real_time(store: SQLStore) -> None:
+    store._clock = time.time
+    key = digest(new_id())
+    crashed = store.lock(key, ttl=0.3)
+    crashed.__enter__()  # never released (the reference keeps the generator from cleanup)
+    with pytest.raises(LockTimeout), store.lock(key, wait=0.05):
+        pass  # pragma: no cover
+    started = time.monotonic()
+    with store.lock(key, ttl=5, wait=3):
+        assert 0.1 < time.monotonic() - started < 2.5
+    assert crashed is not None
+
+
+def test_revoke_handle_matches_exactly_one_wellformed_handle(
+    store: SQLStore, clock: FakeClock
+) -> None:
+    keys = []
+    for _ in range(3):
+        key = digest(new_id())
+        write = Write(key, {"a": "1"}, frozenset(), meta(clock, "alice"), 600.0, create=True)
+        assert store.save(write)
+        keys.append(key)
+    for hostile in ("", "%", "_" * 16, keys[0][:15] + "%", keys[0][:8], keys[0].upper()[:16]):
+        assert store.revoke_handle("alice", hostile) is False
+    assert len(store.user_sessions("alice")) == 3
+    assert store.revoke_handle("bob", handle(keys[0])) is False
+    assert asyncio.run(store.arevoke_handle("alice", handle(keys[0]))) is True
+    assert sorted(i.handle for i in store.user_sessions("alice")) == sorted(
+        handle(k) for k in keys[1:]
+    )
+
+
+def test_touch_moves_last_seen_and_expiry_only_for_live_rows(
+    store: SQLStore, clock: FakeClock
+) -> None:
+    key = create(store, clock, {"a": "1"}, ttl=100)
+    clock.advance(50)
+    assert store.touch(key, int(clock.now), 100) is True
+    clock.advance(99)
+    record = store.load(key)
+    assert record is not None and record.meta.last_seen == int(clock.now) - 99
+    clock.advance(2)
+    assert store.load(key) is None
+    assert store.touch(key, int(clock.now), 100) is False  # no resurrection by touch
+    assert store.save(Write(key, {"b": "2"}, frozenset(), meta(clock), 100.0)) is False
+    assert store.load(key) is None
+
+
+# -- faults on the real PostgreSQL --------------------------------------------------------
+def test_postgres_down_and_up_again_sync_and_async(postgres_server: Postgres) -> None:
+    store = SQLStore(postgres_server.url, table=fresh_table())
+    loop = asyncio.new_event_loop()
+    try:
+        key = create(store, FakeClock(time.time()), {"a": "1"})
+        assert store.load(key) is not None
+        assert loop.run_until_complete(store.aload(key)) is not None
+        postgres_server.stop()
+        try:
+            with pytest.raises(StoreUnavailable):
+                store.load(key)
+            with pytest.raises(StoreUnavailable):
+                loop.run_until_complete(store.aload(key))
+            with pytest.raises(StoreUnavailable):
+                store.touch(key, int(time.time()), 600)
+        finally:
+            postgres_server.start(timeout=60)
+        assert store.load(key) is not None  # the same object, no restart
+        assert loop.run_until_complete(store.aload(key)) is not None
+        assert loop.run_until_complete(store.atouch(key, int(time.time()), 600))
+    finally:
+        loop.run_until_complete(store.aclose())
+        loop.close()
+
+
+# -- the docs page's example runs --------------------------------------------------------------
+def test_docs_example_runs() -> None:
+    page = (ROOT / "docs" / "stores" / "sql.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", page, re.S)
+    assert blocks
+    for number, code in enumerate(blocks):
+        namespace: dict[str, Any] = {"SECRET_KEY": secrets.token_urlsafe(48)}
+        if "mypackage" in code:
+            compile(code, f"sql.md example {number + 1}", "exec")
+        else:
+            exec(compile(code, f"sql.md example {number + 1}", "exec"), namespace)  # noqa: S102
