@@ -98,6 +98,8 @@ class RedisStore(Store):
         self._clock = clock
         self._sync: Any = None
         self._async: Any = None
+        self._sync_helpers: list[Any] = []
+        self._async_helpers: list[Any] = []
         self._async_loop: asyncio.AbstractEventLoop | None = None
         self._mutex = threading.Lock()
 
@@ -131,7 +133,7 @@ class RedisStore(Store):
         if client is None:
             with self._mutex, self._guard():
                 if self._sync is None:
-                    self._sync = self.target.sync_client()
+                    self._sync, self._sync_helpers = self.target.sync_client()
                 client = self._sync
         return client
 
@@ -143,26 +145,27 @@ class RedisStore(Store):
         # Cluster client learns the slot map before its first command, once: concurrent
         # first commands would each rebuild it and drop each other's connections.
         with self._guard():
-            client = self.target.async_client()
+            client, helpers = self.target.async_client()
             if self.cluster:
                 await client.initialize()
         if self._async is None or self._async_loop is not loop:
-            self._async, self._async_loop = client, loop
-        elif self.cluster:
-            await client.aclose()
+            self._async, self._async_helpers, self._async_loop = client, helpers, loop
+        else:
+            await _aclose(client, helpers)
         return self._async
 
     def close(self) -> None:
         client, self._sync = self._sync, None
-        if client is not None:
-            client.close()
+        for each in (client, *self._sync_helpers) if client is not None else ():
+            each.close()
+        self._sync_helpers = []
 
     async def aclose(self) -> None:
         self.close()
         client, self._async = self._async, None
         if client is not None and self._async_loop is asyncio.get_running_loop():
-            with contextlib.suppress(*_DOWN):
-                await client.aclose()
+            await _aclose(client, self._async_helpers)
+        self._async_helpers = []
 
     # -- protocol: sync --------------------------------------------------------------------
     def load(self, digest: str) -> Record | None:
@@ -423,6 +426,12 @@ class RedisStore(Store):
         finally:
             with self._guard():
                 await _UNLOCK.arun(client, [key], [token])
+
+
+async def _aclose(client: Any, helpers: list[Any]) -> None:
+    for each in (client, *helpers):
+        with contextlib.suppress(*_DOWN):
+            await each.aclose()
 
 
 # -- decoding -------------------------------------------------------------------------------

@@ -67,8 +67,9 @@ class RedisTarget:
             common["ssl"] = True
         return common
 
-    def sync_client(self) -> Any:
-        """A redis-py client (``Redis``, ``RedisCluster`` or a Sentinel master proxy)."""
+    def sync_client(self) -> tuple[Any, list[Any]]:
+        """A redis-py client (``Redis``, ``RedisCluster`` or a Sentinel master proxy), and
+        the clients it leans on (the Sentinels), to be closed with it."""
         import redis
         from redis import cluster, sentinel
         from redis.backoff import ExponentialBackoff
@@ -82,15 +83,15 @@ class RedisTarget:
         common = self._common(retry)
         if self.kind == "cluster":
             nodes = [ClusterNode(host, port) for host, port in self.nodes]
-            return RedisCluster(startup_nodes=nodes, **common)
+            return RedisCluster(startup_nodes=nodes, **common), []
         if self.kind == "sentinel":
-            watchers = Sentinel(list(self.nodes), sentinel_kwargs=self._sentinel_kwargs(),
+            watchers = Sentinel(list(self.nodes), sentinel_kwargs=self._sentinel_kwargs(retry),
                                 **common)  # fmt: skip
-            return watchers.master_for(self.service, db=self.db)
+            return watchers.master_for(self.service, db=self.db), watchers.sentinels
         host, port = self.nodes[0]
-        return redis.Redis(host=host, port=port, db=self.db, **common)
+        return redis.Redis(host=host, port=port, db=self.db, **common), []
 
-    def async_client(self) -> Any:
+    def async_client(self) -> tuple[Any, list[Any]]:
         """The asyncio flavour of ``sync_client`` (native async, no worker thread)."""
         from redis.asyncio import Redis, cluster, sentinel
         from redis.asyncio.retry import Retry
@@ -104,16 +105,17 @@ class RedisTarget:
         common = self._common(retry)
         if self.kind == "cluster":
             nodes = [ClusterNode(host, port) for host, port in self.nodes]
-            return RedisCluster(startup_nodes=nodes, **common)
+            return RedisCluster(startup_nodes=nodes, **common), []
         if self.kind == "sentinel":
-            watchers = Sentinel(list(self.nodes), sentinel_kwargs=self._sentinel_kwargs(),
+            watchers = Sentinel(list(self.nodes), sentinel_kwargs=self._sentinel_kwargs(retry),
                                 **common)  # fmt: skip
-            return watchers.master_for(self.service, db=self.db)
+            return watchers.master_for(self.service, db=self.db), watchers.sentinels
         host, port = self.nodes[0]
-        return Redis(host=host, port=port, db=self.db, **common)
+        return Redis(host=host, port=port, db=self.db, **common), []
 
-    def _sentinel_kwargs(self) -> dict[str, Any]:
+    def _sentinel_kwargs(self, retry: Any) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
+            "retry": retry,
             "socket_timeout": self.socket_timeout,
             "socket_connect_timeout": self.socket_connect_timeout,
         }
