@@ -189,8 +189,17 @@ class SessionMiddleware:
         domain: str | None = None,
         partitioned: bool = False,
         store: str | Store | None = None,
+        *unexpected: Any,
         **options: Any,
     ) -> None:
+        # ``*unexpected`` exists only so that mypy matches this signature against
+        # Starlette's ``Middleware``/``add_middleware`` ParamSpec (it fails to with
+        # ``**options`` alone); nothing may be passed through it.
+        if unexpected:
+            raise TypeError(
+                "SessionMiddleware takes at most 10 positional arguments; pass store "
+                "settings as keywords (e.g. idle_timeout=3600)"
+            )
         adapter = {k: options.pop(k) for k in list(options) if k in _ADAPTER_OPTIONS}
         config = build_config(
             secret_key, session_cookie=session_cookie, max_age=max_age, path=path,

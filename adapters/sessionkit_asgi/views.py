@@ -13,7 +13,7 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
@@ -96,9 +96,15 @@ def locked_session(
     return dependency
 
 
+@overload
+def locked(endpoint: F, *, ttl: float = ..., wait: float = ..., status_code: int = ...) -> F: ...
+@overload
+def locked(
+    endpoint: None = None, *, ttl: float = ..., wait: float = ..., status_code: int = ...
+) -> Callable[[F], F]: ...
 def locked(
     endpoint: F | None = None, *, ttl: float = 30.0, wait: float = 10.0, status_code: int = 423
-) -> Any:
+) -> F | Callable[[F], F]:
     """Decorate an async Starlette endpoint (``async def view(request)``) so its session's
     requests run one at a time: ``@locked`` or ``@locked(wait=2.0)``."""
 

@@ -121,7 +121,7 @@ ROUTES = [
 ]
 
 
-def make_app(middleware: type, **options: Any) -> Starlette:
+def make_app(middleware: Any, **options: Any) -> Starlette:
     """The test app behind ``middleware`` (ours or Starlette's) configured with ``options``."""
     options.setdefault("secret_key", KEY)
     return Starlette(routes=ROUTES, middleware=[Middleware(middleware, **options)])

@@ -9,7 +9,14 @@ from typing import Any
 
 import httpx
 import pytest
-from sessionkit_asgi import CountEvents, LogEvents, SessionMiddleware, lock_session, locked
+from sessionkit_asgi import (
+    CountEvents,
+    LogEvents,
+    SessionMiddleware,
+    get_session,
+    lock_session,
+    locked,
+)
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -33,18 +40,19 @@ pytestmark = pytest.mark.anyio
 
 
 async def login(request: Request) -> Response:
-    request.session["user"] = request.query_params["user"]
-    request.session.regenerate()
+    session = get_session(request)  # typed: sessionkit's Session
+    session["user"] = request.query_params["user"]
+    session.regenerate()
     return PlainTextResponse("in")
 
 
 async def logout(request: Request) -> Response:
-    request.session.invalidate()
+    get_session(request).invalidate()
     return PlainTextResponse("out")
 
 
 async def flash(request: Request) -> Response:
-    request.session.flash("message", "saved!")
+    get_session(request).flash("message", "saved!")
     return PlainTextResponse("flashed")
 
 

@@ -139,7 +139,7 @@ async def test_root_path_does_not_change_the_cookie_path(middleware: type) -> No
 )
 async def test_bad_cookies_give_an_empty_session(middleware: type, value: str) -> None:
     async with client(make_app(middleware)) as http:
-        response = await http.get("/get", headers={"Cookie": f"session={value}".encode()})
+        response = await http.get("/get", headers=[(b"Cookie", f"session={value}".encode())])
         assert response.status_code == 200
         assert response.json() == {}
 
