@@ -4,7 +4,8 @@ from the test project's settings module, so the rest of the suite never sees Dja
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import django
@@ -28,8 +29,10 @@ if not settings.configured:
 
 from sessionkit_django import conf, use_engine
 
-#: Stores every adapter test runs on. ``sqlite``/``redis`` join when their stores land.
-STORES = ["memory", "cookie", "file"]
+#: Stores every adapter test runs on (real servers for Redis and memcached).
+STORES = ["memory", "cookie", "file", "sqlite", "redis", "memcached"]
+#: Server-side stores with a per-user index (login binding, revocation).
+INDEXED = ["memory", "file", "sqlite", "redis"]
 
 
 def store_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
@@ -43,12 +46,11 @@ def store_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
         return f"sqlite:///{tmp_path / 'sessions.sqlite3'}"
     if kind == "redis":
         server: servers.Server = request.getfixturevalue("redis_server")
-        return f"redis://127.0.0.1:{server.port}/{_redis_db(request)}"
+        return f"redis://127.0.0.1:{server.port}/0?prefix=dj{secrets.token_hex(4)}:"
+    if kind == "memcached":
+        mc: servers.Server = request.getfixturevalue("memcached_server")
+        return f"memcached://127.0.0.1:{mc.port}"
     raise ValueError(kind)
-
-
-def _redis_db(request: pytest.FixtureRequest) -> int:
-    return 3
 
 
 @pytest.fixture
@@ -66,6 +68,7 @@ def make_sk(
     """Install an engine built from the Django settings plus ``overrides``, on a store
     of the given kind with the fake clock; restored at the end of the test."""
     stack: list[object] = []
+    engines: list[SessionEngine] = []
 
     def make(kind: str = "memory", **overrides: object) -> SessionEngine:
         url = store_url(kind, tmp_path, request)
@@ -76,11 +79,15 @@ def make_sk(
         context = use_engine(engine)
         context.__enter__()
         stack.append(context)
+        engines.append(engine)
         return engine
 
+    make.engines = engines  # type: ignore[attr-defined]
     yield make
     for context in reversed(stack):
         context.__exit__(None, None, None)  # type: ignore[attr-defined]
+    for engine in engines:
+        engine.store.close()
 
 
 @pytest.fixture(params=STORES)
@@ -92,3 +99,11 @@ def sk(request: pytest.FixtureRequest, make_sk: EngineFactory) -> SessionEngine:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+async def aclosing(make_sk: EngineFactory) -> AsyncIterator[None]:
+    """Async tests: close the stores' async clients on the loop that opened them."""
+    yield
+    for engine in make_sk.engines:  # type: ignore[attr-defined]
+        await engine.store.aclose()

@@ -16,7 +16,7 @@ from sessionkit import SessionEngine, StoreError
 from tests.django.project import views
 
 pytestmark = pytest.mark.django_db(transaction=True)
-SERVER_SIDE = ["memory", "file"]
+SERVER_SIDE = ["memory", "file", "sqlite", "redis"]
 
 
 @pytest.fixture
@@ -183,6 +183,7 @@ def test_test_client_login_logout_and_session(sk: SessionEngine, alice: User) ->
 
 
 @pytest.mark.anyio
+@pytest.mark.usefixtures("aclosing")
 async def test_async_login_and_test_client(sk: SessionEngine, alice: User) -> None:
     client = AsyncClient()
     await client.get("/acount/")

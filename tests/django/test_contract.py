@@ -18,7 +18,7 @@ from sessionkit.ids import digest
 from sessionkit.stores.base import RecordMeta
 from sessionkit.testing import FakeClock
 
-SERVER_SIDE = ["memory", "file"]
+SERVER_SIDE = ["memory", "file", "sqlite", "redis"]
 
 
 def record_of(engine: SessionEngine, key: str):
@@ -311,7 +311,7 @@ def test_expiry_is_enforced_from_the_record(sk: SessionEngine, clock: FakeClock)
     assert SessionStore(session.session_key).get("x") is None
 
 
-@pytest.mark.parametrize("kind", SERVER_SIDE)
+@pytest.mark.parametrize("kind", ["memory", "file", "sqlite"])
 def test_clear_expired_and_clearsessions(make_sk, kind: str, clock: FakeClock) -> None:
     engine = make_sk(kind)
     keep, drop = SessionStore(), SessionStore()
@@ -331,6 +331,7 @@ def test_clear_expired_and_clearsessions(make_sk, kind: str, clock: FakeClock) -
 
 # -- async -------------------------------------------------------------------------------
 @pytest.mark.anyio
+@pytest.mark.usefixtures("aclosing")
 async def test_async_contract(sk: SessionEngine) -> None:
     session = SessionStore()
     assert await session.aget("cat") is None
@@ -369,6 +370,7 @@ async def test_async_contract(sk: SessionEngine) -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.usefixtures("aclosing")
 @pytest.mark.parametrize("kind", SERVER_SIDE)
 async def test_async_create_and_update_errors(make_sk, kind: str) -> None:
     make_sk(kind)

@@ -31,6 +31,7 @@ def test_counter_sync(sk: SessionEngine) -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.usefixtures("aclosing")
 async def test_counter_async(sk: SessionEngine) -> None:
     client = AsyncClient()
     assert (await client.get("/acount/")).json()["count"] == 1
@@ -39,6 +40,7 @@ async def test_counter_async(sk: SessionEngine) -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.usefixtures("aclosing")
 async def test_async_middleware_loads_natively(make_sk) -> None:
     engine = make_sk("memory")
     client = AsyncClient()
@@ -169,6 +171,7 @@ def test_messages_and_flash_show_once(sk: SessionEngine) -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.usefixtures("aclosing")
 async def test_messages_async(sk: SessionEngine) -> None:
     client = AsyncClient()
     await client.get("/messages/add/")
@@ -185,6 +188,7 @@ def test_djangos_own_middleware_with_our_engine(sk: SessionEngine) -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.usefixtures("aclosing")
 async def test_djangos_own_middleware_async(sk: SessionEngine) -> None:
     with override_settings(MIDDLEWARE=DJANGO_MIDDLEWARE):
         client = AsyncClient()
@@ -214,6 +218,7 @@ def test_session_lock_serialises_a_session(make_sk, kind: str) -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.usefixtures("aclosing")
 async def test_session_lock_async(make_sk) -> None:
     import asyncio
 
