@@ -89,13 +89,18 @@ class SessionKitInterface(SessionInterface):
         self._engines: dict[Any, SessionEngine] = {}
         self._stores: dict[str, Store] = {}
         self._last: tuple[tuple[Any, ...], SessionEngine] | None = None
+        self._keys: tuple[str, ...] = ()
+        self._size = -1
         self._mutex = threading.Lock()
 
     # -- engines ---------------------------------------------------------------------------
     def engine(self, app: Flask) -> SessionEngine | None:
         """The engine for ``app``'s current settings; ``None`` without a secret key."""
         config = app.config
-        key = settings.fingerprint(config)
+        size = len(config)
+        if size != self._size:  # a key was added or removed: look for SESSIONKIT_* again
+            self._keys, self._size = settings.relevant_keys(config), size
+        key = settings.fingerprint(config, self._keys)
         last = self._last
         if last is not None and last[0] == key:
             return last[1]
@@ -149,7 +154,7 @@ class SessionKitInterface(SessionInterface):
         return session
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
-        if not isinstance(session, FlaskSession):
+        if type(session) is not FlaskSession and not isinstance(session, FlaskSession):
             return
         engine = session._engine
         try:

@@ -32,11 +32,15 @@ FLASK_KEYS = (
 )
 
 
-def fingerprint(config: Mapping[str, Any]) -> tuple[Any, ...]:
-    """Everything in ``config`` that the engine depends on, compared by value."""
-    get = config.get
-    own = [(key, value) for key, value in config.items() if key.startswith(PREFIX)]
-    return (*[get(key) for key in FLASK_KEYS], own)
+def relevant_keys(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The names whose values the engine depends on: Flask's and every ``SESSIONKIT_*``."""
+    return FLASK_KEYS + tuple(sorted(key for key in config if key.startswith(PREFIX)))
+
+
+def fingerprint(config: Mapping[str, Any], keys: tuple[str, ...]) -> tuple[Any, ...]:
+    """The values of ``keys`` (from ``relevant_keys``), compared by value between requests;
+    the names tuple itself leads, so a key added or removed changes the fingerprint."""
+    return (keys, *map(config.get, keys))
 
 
 def freeze(value: Any) -> Hashable:

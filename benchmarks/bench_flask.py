@@ -1,0 +1,278 @@
+"""Per-request session overhead in Flask: sessionkit against Flask's own session and
+Flask-Session on Redis, in one process, as ratios.
+
+Every contestant is a tiny Flask app whose view increments a counter in the session. The
+WSGI app is called directly with a prebuilt environ (no HTTP server, no test client), the
+``Set-Cookie`` of one response becomes the ``Cookie`` of the next, and the cost of the same
+app with a view that never touches the session is subtracted: what is left is what the
+session costs per request. redis-server is started on a free loopback port and stopped.
+
+    python benchmarks/bench_flask.py            # 7 repeats x 5000 requests per contestant
+    python benchmarks/bench_flask.py --quick    # 5 x 500, a smoke run
+
+Results go to ``benchmarks/results/flask.json``. Speed is measured, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import secrets
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # `tests.servers` starts redis-server
+
+import flask  # noqa: E402
+import redis  # noqa: E402
+from werkzeug.test import EnvironBuilder  # noqa: E402
+
+import sessionkit  # noqa: E402
+from sessionkit_flask import SessionKit  # noqa: E402
+from tests import servers  # noqa: E402
+
+DEFAULT_OUTPUT = HERE / "results" / "flask.json"
+SECRET = secrets.token_urlsafe(36)
+USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/126.0.0.0 Safari/537.36"
+)
+#: Goals from issue 6: sessionkit's Redis overhead at most this fraction of Flask-Session's;
+#: the encrypted cookie's overhead no more than Flask's signed cookie.
+REDIS_GOAL = 0.5
+COOKIE_GOAL = 1.0
+
+
+@dataclass
+class Contestant:
+    key: str
+    label: str
+    step: Callable[[], int]  # one request; returns the counter the view saw (-1: none)
+
+
+def wsgi_contestant(key: str, label: str, app: flask.Flask) -> Contestant:
+    """Call ``app`` as a server would, carrying the session cookie between requests."""
+    environ = EnvironBuilder(
+        path="/", headers={"User-Agent": USER_AGENT}, environ_base={"REMOTE_ADDR": "10.1.2.3"}
+    ).get_environ()
+    name = app.config["SESSION_COOKIE_NAME"]
+    prefix = name + "="
+    cookie = ""
+    headers: list[tuple[str, str]] = []
+
+    def start_response(status: str, response_headers: list[tuple[str, str]], *_: Any) -> None:
+        headers[:] = response_headers
+
+    def step() -> int:
+        nonlocal cookie
+        env = environ.copy()
+        if cookie:
+            env["HTTP_COOKIE"] = cookie
+        body = app(env, start_response)
+        text = b"".join(body)
+        for header, value in headers:
+            if header == "Set-Cookie" and value.startswith(prefix):
+                cookie = value.split(";", 1)[0]
+        return int(text)
+
+    return Contestant(key, label, step)
+
+
+def counter_app(name: str, **config: Any) -> flask.Flask:
+    app = flask.Flask(name)
+    app.config.update(config)
+
+    @app.get("/")
+    def view() -> str:
+        if "SECRET_KEY" not in config:
+            return "-1"  # the baseline: the same app, the session never touched
+        n = flask.session.get("n", 0) + 1
+        flask.session["n"] = n
+        return str(n)
+
+    return app
+
+
+def contestants(redis_port: int) -> list[Contestant]:
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    field = [wsgi_contestant("none", "Flask, view without session", counter_app("none"))]
+    field.append(
+        wsgi_contestant("flask", "Flask signed cookie", counter_app("flask", SECRET_KEY=SECRET))
+    )
+
+    from flask_session import Session as FlaskSessionExtension
+
+    app = counter_app(
+        "flask_session",
+        SECRET_KEY=SECRET,
+        SESSION_TYPE="redis",
+        SESSION_REDIS=redis.Redis.from_url(redis_url),
+        SESSION_KEY_PREFIX="bench-fs:",
+    )
+    FlaskSessionExtension(app)
+    field.append(wsgi_contestant("flask_session_redis", "Flask-Session 0.8, Redis", app))
+
+    for key, label, store in [
+        ("sessionkit_cookie", "sessionkit cookie:// (AES-GCM)", "cookie://"),
+        ("sessionkit_redis", "sessionkit redis://", redis_url + "?prefix=bench-sk:"),
+        ("sessionkit_memory", "sessionkit memory://", "memory://"),
+    ]:
+        app = counter_app(key, SECRET_KEY=SECRET, SESSIONKIT_STORE=store)
+        SessionKit(app)
+        field.append(wsgi_contestant(key, label, app))
+    return field
+
+
+# ==========================================================================================
+def run(step: Callable[[], int], iterations: int) -> float:
+    start = time.perf_counter_ns()
+    for _ in range(iterations):
+        step()
+    return (time.perf_counter_ns() - start) / iterations / 1000.0
+
+
+def check_chain(contestant: Contestant, cycles: int) -> None:
+    """Each request must really carry the session on: the counter rises by one each time."""
+    first = contestant.step()
+    last = first
+    for _ in range(cycles):
+        last = contestant.step()
+    if first != -1 and last != first + cycles:
+        raise SystemExit(f"{contestant.label}: counter went {first} -> {last}; broken chain")
+
+
+def measure(field: list[Contestant], repeats: int, iterations: int) -> dict[str, list[float]]:
+    for contestant in field:
+        check_chain(contestant, max(100, iterations // 10))
+    samples: dict[str, list[float]] = {c.key: [] for c in field}
+    for repeat in range(repeats):
+        shift = repeat % len(field)  # rotate the order so drift is spread evenly
+        for contestant in field[shift:] + field[:shift]:
+            gc.collect()
+            samples[contestant.key].append(run(contestant.step, iterations))
+    for contestant in field:
+        check_chain(contestant, 10)
+    return samples
+
+
+def report(
+    field: list[Contestant], samples: dict[str, list[float]], args: argparse.Namespace
+) -> dict[str, Any]:
+    median = {key: statistics.median(values) for key, values in samples.items()}
+    base = median["none"]
+    overhead = {key: value - base for key, value in median.items()}
+    print(
+        f"sessionkit {sessionkit.__version__} | Python {platform.python_version()} | "
+        f"flask {version('flask')}, flask-session {version('flask-session')}, "
+        f"redis-py {version('redis')}\n{args.repeats} repeats x {args.iterations} requests "
+        "(median of repeats), WSGI app called directly, redis-server on loopback\n"
+    )
+    width = max(len(c.label) for c in field)
+    header = f"{'contestant':<{width}}  {'µs/request':>10}  {'overhead µs':>11}"
+    print(header + "\n" + "-" * len(header))
+    for c in field:
+        print(f"{c.label:<{width}}  {median[c.key]:>10.1f}  {overhead[c.key]:>11.1f}")
+    ratios = {
+        "sessionkit redis / Flask-Session redis (overhead)": (
+            overhead["sessionkit_redis"] / overhead["flask_session_redis"]
+        ),
+        "sessionkit cookie / Flask signed cookie (overhead)": (
+            overhead["sessionkit_cookie"] / overhead["flask"]
+        ),
+        "sessionkit memory / Flask signed cookie (overhead)": (
+            overhead["sessionkit_memory"] / overhead["flask"]
+        ),
+    }
+    print()
+    for label, value in ratios.items():
+        print(f"{label:<52} {value:5.2f}x")
+    goals = {
+        "redis": {
+            "description": "sessionkit Redis overhead <= 0.5 x Flask-Session Redis overhead",
+            "target_ratio": REDIS_GOAL,
+            "ratio": round(ratios["sessionkit redis / Flask-Session redis (overhead)"], 3),
+        },
+        "cookie": {
+            "description": "sessionkit cookie overhead <= Flask signed cookie overhead",
+            "target_ratio": COOKIE_GOAL,
+            "ratio": round(ratios["sessionkit cookie / Flask signed cookie (overhead)"], 3),
+        },
+    }
+    print()
+    for name, goal in goals.items():
+        goal["met"] = goal["ratio"] <= goal["target_ratio"]
+        verdict = "MET" if goal["met"] else "NOT MET"
+        print(f"Goal ({goal['description']}): {verdict} ({goal['ratio']:.2f}x)")
+    return {
+        "benchmark": "Flask per-request session overhead",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "environment": {
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "platform": platform.platform(),
+            "sessionkit": sessionkit.__version__,
+            **{name: version(name) for name in ("flask", "flask-session", "redis")},
+        },
+        "settings": {
+            "repeats": args.repeats,
+            "iterations": args.iterations,
+            "statistic": "median of repeats; overhead = contestant - view without session",
+        },
+        "results": [
+            {
+                "name": c.key,
+                "label": c.label,
+                "us_per_request": round(median[c.key], 2),
+                "overhead_us": round(overhead[c.key], 2),
+                "repeats_us_per_request": [round(v, 2) for v in samples[c.key]],
+            }
+            for c in field
+        ],
+        "ratios": [{"name": label, "value": round(value, 3)} for label, value in ratios.items()],
+        "goals": goals,
+    }
+
+
+@contextmanager
+def redis_server() -> Iterator[int]:
+    server = servers.redis_server()
+    try:
+        yield server.port
+    finally:
+        server.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="5 x 500 requests")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--iterations", type=int, default=None)
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--no-json", action="store_true")
+    args = parser.parse_args(argv)
+    args.repeats = args.repeats or (5 if args.quick else 7)
+    args.iterations = args.iterations or (500 if args.quick else 5000)
+    with redis_server() as port:
+        field = contestants(port)
+        samples = measure(field, args.repeats, args.iterations)
+    document = report(field, samples, args)
+    if not args.no_json:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(document, indent=2) + "\n", "utf-8")
+        print(f"\nwrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
