@@ -36,10 +36,10 @@ sys.path.insert(0, str(HERE.parent))  # `tests.servers` starts redis-server
 
 import flask  # noqa: E402
 import redis  # noqa: E402
+from sessionkit_flask import SessionKit  # noqa: E402
 from werkzeug.test import EnvironBuilder  # noqa: E402
 
 import sessionkit  # noqa: E402
-from sessionkit_flask import SessionKit  # noqa: E402
 from tests import servers  # noqa: E402
 
 DEFAULT_OUTPUT = HERE / "results" / "flask.json"
@@ -210,7 +210,7 @@ def report(
         },
     }
     print()
-    for name, goal in goals.items():
+    for goal in goals.values():
         goal["met"] = goal["ratio"] <= goal["target_ratio"]
         verdict = "MET" if goal["met"] else "NOT MET"
         print(f"Goal ({goal['description']}): {verdict} ({goal['ratio']:.2f}x)")
