@@ -69,8 +69,8 @@ class SQLEngines(Store):
         self._clock = clock
         self._busy = busy
         self._sql = Statements(table, target.backend, self.sweep_chunk)
-        if self.backend == "postgresql":
-            options.setdefault("connect_args", {"connect_timeout": 10})
+        if self.backend == "postgresql" and "connect_timeout" not in target.sync_url.query:
+            options["connect_args"] = {"connect_timeout": 10}  # never hang on a dead host
         options.update(engine_options or {})
         options["hide_parameters"] = True  # session data never lands in logs or errors
         self._options = options

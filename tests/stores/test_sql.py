@@ -368,6 +368,12 @@ def test_postgres_down_and_up_again_sync_and_async(postgres_server: Postgres) ->
         key = create(store, FakeClock(time.time()), {"a": "1"})
         assert store.load(key) is not None
         assert loop.run_until_complete(store.aload(key)) is not None
+        # a restart while the app is idle: both pools hold connections the server dropped
+        postgres_server.stop()
+        postgres_server.start(timeout=60)
+        assert store.load(key) is not None
+        assert loop.run_until_complete(store.aload(key)) is not None
+        # down in the middle of traffic, then back
         postgres_server.stop()
         try:
             with pytest.raises(StoreUnavailable):
