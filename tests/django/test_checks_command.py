@@ -1,0 +1,120 @@
+"""System checks and ``manage.py sessionkit`` (the shared CLI on the project's store)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from django.core import checks
+from django.core.management import CommandError, call_command
+from django.test import Client, override_settings
+
+from sessionkit import RecordMeta, Write
+from sessionkit.stores.file import FileStore
+from tests.django.test_middleware import DJANGO_MIDDLEWARE
+
+
+def ids(deploy: bool = True) -> set[str]:
+    return {message.id for message in checks.run_checks(include_deployment_checks=deploy)}
+
+
+def test_deploy_warnings_for_the_test_settings() -> None:
+    found = ids()
+    assert {"sessionkit.W001", "sessionkit.W003"} <= found
+    assert "sessionkit.W004" not in found  # STORE is set
+    assert "admin.E410" not in found  # our middleware counts as a session middleware
+    assert not {"sessionkit.W001", "sessionkit.W003"} & ids(deploy=False)
+
+
+@override_settings(SESSION_COOKIE_SECURE=True, SESSIONKIT={"STORE": "redis://localhost/0"})
+def test_a_safe_production_config_is_quiet() -> None:
+    assert not {i for i in ids() if i.startswith("sessionkit.")}
+
+
+@override_settings(SESSIONKIT={})
+def test_no_store_warns_and_names_the_default() -> None:
+    messages = [m for m in checks.run_checks(include_deployment_checks=True)
+                if m.id == "sessionkit.W004"]  # fmt: skip
+    assert messages and "file://" in messages[0].msg
+
+
+@override_settings(SECRET_KEY="short")
+def test_short_key_is_an_error() -> None:
+    errors = [m for m in checks.run_checks() if m.id == "sessionkit.E001"]
+    assert errors and "secret_key" in errors[0].msg
+
+
+@override_settings(SECRET_KEY="abababababababababababababababababababababababababab")
+def test_non_random_key_is_an_error() -> None:
+    assert "sessionkit.E001" in ids(deploy=False)
+
+
+@override_settings(SECRET_KEY="Zq8vN3kLp0xR7tY2wB5mC9dF1gH4jK6s")  # 32 bytes: allowed, short
+def test_short_but_valid_key_warns_on_deploy() -> None:
+    assert "sessionkit.W002" in ids()
+    assert "sessionkit.W002" not in ids(deploy=False)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"SESSION_COOKIE_NAME": "__Host-sid"},
+        {"SESSION_COOKIE_NAME": "__Host-sid", "SESSION_COOKIE_SECURE": True,
+         "SESSION_COOKIE_DOMAIN": "example.com"},
+        {"SESSION_COOKIE_NAME": "__Host-sid", "SESSION_COOKIE_SECURE": True,
+         "SESSION_COOKIE_PATH": "/app"},
+    ],
+)  # fmt: skip
+def test_host_prefix_misuse(settings: dict[str, object]) -> None:
+    with override_settings(**settings):
+        assert "sessionkit.E002" in ids(deploy=False)
+
+
+def test_host_prefix_done_right() -> None:
+    with override_settings(SESSION_COOKIE_NAME="__Host-sid", SESSION_COOKIE_SECURE=True):
+        assert not {i for i in ids(deploy=False) if i.startswith("sessionkit.E")}
+
+
+def test_both_middlewares_is_an_error() -> None:
+    with override_settings(MIDDLEWARE=["sessionkit_django.middleware.SessionMiddleware",
+                                       *DJANGO_MIDDLEWARE]):  # fmt: skip
+        assert "sessionkit.E003" in ids(deploy=False)
+
+
+# -- manage.py sessionkit ----------------------------------------------------------------
+@pytest.fixture
+def file_store(tmp_path: Path) -> str:
+    url = f"file://{tmp_path / 'sessions'}?fsync=false"
+    with override_settings(SESSIONKIT={"STORE": url}):
+        yield url
+
+
+@pytest.mark.django_db(transaction=True)
+def test_command(file_store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from django.contrib.auth.models import User
+
+    user = User.objects.create_user("bob", password="pw-bob-1")
+    for _ in range(2):
+        assert Client().login(username="bob", password="pw-bob-1")
+    Client().get("/count/")
+    past = FileStore(tmp_path / "sessions", clock=lambda: time.time() - 10_000, fsync=False)
+    meta = RecordMeta(int(time.time()) - 10_000, int(time.time()) - 10_000)
+    assert past.save(Write("ab" * 32, {}, frozenset(), meta, 60.0, create=True))
+
+    call_command("sessionkit", "stats")
+    assert "4 sessions, 1 signed-in users" in capsys.readouterr().out
+    call_command("sessionkit", "list", "--user", str(user.pk))
+    listed = capsys.readouterr().out.strip().splitlines()
+    assert len(listed) == 2
+    handle = listed[0].split()[0]
+    call_command("sessionkit", "revoke", "--user", str(user.pk), "--handle", handle)
+    assert "revoked session" in capsys.readouterr().out
+    call_command("sessionkit", "gc", "--quiet")
+    assert "removed 1 expired sessions" in capsys.readouterr().out
+    call_command("sessionkit", "revoke", "--user", str(user.pk))
+    assert "revoked 1 sessions" in capsys.readouterr().out
+    with pytest.raises(CommandError):
+        call_command("sessionkit", "revoke", "--user", str(user.pk), "--handle", "0" * 16)
+    with pytest.raises(CommandError):
+        call_command("sessionkit", "list")  # --user is required
