@@ -49,6 +49,7 @@ _MERGE: dict[str, Callable[[str | None], str]] = {
     "vary": add_vary_cookie,
     "cache-control": add_cache_private,
 }
+_MERGED = frozenset(name.encode("latin-1") for name in _MERGE)
 
 
 class Exchange:
@@ -396,17 +397,22 @@ def _merge(
     """The app's headers plus ours: ``Set-Cookie`` appended, ``Vary`` and ``Cache-Control``
     merged into the app's own values (so ``Vary: Accept`` becomes ``Accept, Cookie``)."""
     headers = list(existing)
+    found: dict[bytes, int] | None = None  # where the app's Vary / Cache-Control sit
     for name, value in ours:
         lowered = name.lower()
+        key = lowered.encode("latin-1")
         merge = _MERGE.get(lowered)
         if merge is not None:
-            key = lowered.encode("latin-1")
-            for index, (k, v) in enumerate(headers):
-                if k.lower() == key:
-                    headers[index] = (k, merge(v.decode("latin-1")).encode("latin-1"))
-                    break
-            else:
-                headers.append((key, value.encode("latin-1")))
-        else:
-            headers.append((lowered.encode("latin-1"), value.encode("latin-1")))
+            if found is None:
+                found = {}
+                for index, (k, _) in enumerate(headers):
+                    k = k.lower()
+                    if k in _MERGED and k not in found:
+                        found[k] = index
+            index = found.get(key, -1)
+            if index >= 0:
+                k, v = headers[index]
+                headers[index] = (k, merge(v.decode("latin-1")).encode("latin-1"))
+                continue
+        headers.append((key, value.encode("latin-1")))
     return headers
