@@ -18,6 +18,7 @@ from tests import servers
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "pw-alice-1"
+Project = tuple[str, str, dict[str, str]]
 
 
 def environment(store: str, db: Path) -> dict[str, str]:
@@ -58,7 +59,7 @@ def serve(argv: list[str], env: dict[str, str], port: int, log: Path) -> subproc
 
 
 @pytest.fixture(params=["file", "sqlite"])
-def project(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str, dict[str, str]]]:
+def project(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Project]:
     store = (
         f"file://{tmp_path / 'sessions'}" if request.param == "file"
         else f"sqlite:///{tmp_path / 'sessions.sqlite3'}"
@@ -83,7 +84,7 @@ def project(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[st
             proc.wait(10)
 
 
-def test_one_session_across_wsgi_and_asgi(project: tuple[str, str, dict[str, str]]) -> None:
+def test_one_session_across_wsgi_and_asgi(project: Project) -> None:
     wsgi, asgi, env = project
     with httpx.Client(base_url=wsgi) as browser:
         assert browser.get("/count/").json() == {"count": 1}
