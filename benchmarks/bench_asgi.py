@@ -133,7 +133,7 @@ class Contestant:
 
 
 def contestants(redis_url: str) -> list[Contestant]:
-    ours = dict(secret_key=SECRET)
+    ours: dict[str, Any] = {"secret_key": SECRET}
     return [
         Contestant("baseline", "no session middleware", Starlette(routes=[Route("/", plain_view)])),
         Contestant("starlette", "Starlette SessionMiddleware (signed cookie)",
