@@ -458,7 +458,7 @@ class SessionEngine:
         if not self.store.supports_lock:
             raise StoreError(
                 f"{type(self.store).__name__} cannot lock sessions; use a server-side store "
-                "that can (memory://, redis://, sqlite:///, postgresql://, file:///)"
+                "that can (memory://, redis://, sqlite:///, postgresql://, file:///, memcached://)"
             )
         ctx: _Context = session._ctx
         return ctx.digest

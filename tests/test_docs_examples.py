@@ -23,7 +23,7 @@ from sessionkit.testing import FakeClock
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 SYNTAX_ONLY = ("mypackage", "sessionkit_asgi", "sessionkit_django", "sessionkit_flask")
-PAGES = sorted(p for p in DOCS.glob("*.md") if BLOCK.search(p.read_text()))
+PAGES = sorted(p for p in DOCS.rglob("*.md") if BLOCK.search(p.read_text()))
 
 
 def seed() -> dict[str, Any]:
@@ -33,7 +33,7 @@ def seed() -> dict[str, Any]:
     return {"SECRET_KEY": key, "engine": engine, "session": session, "__name__": "docs"}
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(DOCS)))
 def test_examples_run(page: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SESSIONKIT_SECRET_KEY", secrets.token_urlsafe(48))
     namespace = seed()
