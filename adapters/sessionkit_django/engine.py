@@ -185,6 +185,35 @@ class SessionStore(SessionBase):
         (await self._aget_session()).update(dict_)
         self._modified = True
 
+    # Django 5.0 added the async API to SessionBase; defining it here gives it to 4.2 too.
+    async def aget(self, key: str, default: Any = None) -> Any:
+        return (await self._aget_session()).get(key, default)
+
+    async def asetdefault(self, key: str, value: Any) -> Any:
+        data = await self._aget_session()
+        if key in data:
+            return data[key]
+        await self.aset(key, value)
+        return value
+
+    async def ahas_key(self, key: str) -> bool:
+        return key in await self._aget_session()
+
+    async def akeys(self) -> Any:
+        return (await self._aget_session()).keys()
+
+    async def avalues(self) -> Any:
+        return (await self._aget_session()).values()
+
+    async def aitems(self) -> Any:
+        return (await self._aget_session()).items()
+
+    async def aset_test_cookie(self) -> None:
+        await self.aset(self.TEST_COOKIE_NAME, self.TEST_COOKIE_VALUE)
+
+    async def atest_cookie_worked(self) -> bool:
+        return bool(await self.aget(self.TEST_COOKIE_NAME) == self.TEST_COOKIE_VALUE)
+
     async def adelete_test_cookie(self) -> None:
         del (await self._aget_session())[self.TEST_COOKIE_NAME]
         self._modified = True

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import threading
 
+import django
 import pytest
 from django.contrib.auth.models import User
 from django.test import AsyncClient, Client, override_settings
@@ -182,19 +183,21 @@ def test_test_client_login_logout_and_session(sk: SessionEngine, alice: User) ->
     assert client.get("/whoami/").json() == {"user": "alice"}
 
 
-@pytest.mark.anyio
-@pytest.mark.usefixtures("aclosing")
-async def test_async_login_and_test_client(sk: SessionEngine, alice: User) -> None:
-    client = AsyncClient()
-    await client.get("/acount/")
-    before = client.cookies["sessionid"].value
-    assert (await client.post("/alogin/")).json() == {"ok": True}
-    assert client.cookies["sessionid"].value != before
-    assert (await client.get("/awhoami/")).json() == {"user": "alice"}
-    await client.alogout()
-    assert (await client.get("/awhoami/")).json() == {"user": None}
-    await client.aforce_login(alice)
-    assert (await client.get("/awhoami/")).json() == {"user": "alice"}
+if django.VERSION >= (5, 0):  # alogin, auser, aforce_login: Django 5.0+
+
+    @pytest.mark.anyio
+    @pytest.mark.usefixtures("aclosing")
+    async def test_async_login_and_test_client(sk: SessionEngine, alice: User) -> None:
+        client = AsyncClient()
+        await client.get("/acount/")
+        before = client.cookies["sessionid"].value
+        assert (await client.post("/alogin/")).json() == {"ok": True}
+        assert client.cookies["sessionid"].value != before
+        assert (await client.get("/awhoami/")).json() == {"user": "alice"}
+        await client.alogout()
+        assert (await client.get("/awhoami/")).json() == {"user": None}
+        await client.aforce_login(alice)
+        assert (await client.get("/awhoami/")).json() == {"user": "alice"}
 
 
 @override_settings(CSRF_USE_SESSIONS=True)

@@ -77,6 +77,11 @@ def whoami(request: HttpRequest) -> JsonResponse:
 
 
 async def awhoami(request: HttpRequest) -> JsonResponse:
+    if not hasattr(request, "auser"):  # Django 4.2
+        from asgiref.sync import sync_to_async
+
+        name = await sync_to_async(lambda: request.user.get_username())()
+        return JsonResponse({"user": name or None})
     user = await request.auser()
     return JsonResponse({"user": user.get_username() or None})
 

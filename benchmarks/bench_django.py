@@ -1,0 +1,273 @@
+"""Per-request session overhead in Django: sessionkit against Django's own backends, in one
+process, as ratios.
+
+Every contestant is Django's request handler (``BaseHandler.get_response``: the middleware
+chain, URL resolution and a view) with one session setup. The view increments a counter in
+``request.session``; the ``Set-Cookie`` of one response becomes the ``Cookie`` of the next.
+The same handler with no session middleware and a view that never touches a session is the
+baseline, and its cost is subtracted: what is left is what the session costs per request.
+redis-server is started on a free loopback port and stopped; SQLite files live in a
+temporary directory.
+
+    python benchmarks/bench_django.py            # 7 repeats x 2000 requests per contestant
+    python benchmarks/bench_django.py --quick    # 3 x 200, a smoke run
+
+Goals (issue 5): Redis-backed overhead at most 0.35x Django's cache backend on Redis; SQLite
+at most 0.5x Django's db backend on SQLite; the cookie store no more than ``signed_cookies``.
+Results go to ``benchmarks/results/django.json``. Speed is measured, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE.parent / "adapters")]
+
+import django  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+DEFAULT_OUTPUT = HERE / "results" / "django.json"
+SECRET = secrets.token_urlsafe(48)
+GOALS = {  # sessionkit contestant: (Django contestant, largest allowed overhead ratio)
+    "sessionkit redis": ("django cache (redis)", 0.35),
+    "sessionkit sqlite": ("django db (sqlite)", 0.5),
+    "sessionkit cookie": ("django signed_cookies", 1.0),
+}
+
+
+def count(request: Any) -> Any:
+    from django.http import HttpResponse
+
+    session = getattr(request, "session", None)
+    if session is None:
+        return HttpResponse("1")
+    value = session.get("n", 0) + 1
+    session["n"] = value
+    return HttpResponse(str(value))
+
+
+urlpatterns: list[Any] = []
+
+
+def configure(workdir: Path, redis_port: int) -> None:
+    from django.urls import path
+
+    settings.configure(
+        SECRET_KEY=SECRET,
+        DEBUG=False,
+        ALLOWED_HOSTS=["testserver"],
+        INSTALLED_APPS=["django.contrib.sessions", "sessionkit_django"],
+        ROOT_URLCONF=__name__,
+        MIDDLEWARE=[],
+        DATABASES={
+            "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(workdir / "db.sqlite3")}
+        },
+        CACHES={
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": f"redis://127.0.0.1:{redis_port}/1",
+            }
+        },
+        USE_TZ=True,
+        SESSIONKIT={"STORE": "memory://"},
+    )
+    django.setup()
+    urlpatterns.append(path("count/", count))
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+@dataclass
+class Contestant:
+    name: str
+    middleware: list[str]
+    engine: str | None = None  # SESSION_ENGINE for Django's middleware
+    store: str | None = None  # SESSIONKIT STORE for ours
+    handler: Any = None
+    sk_engine: Any = None
+    cookie: str = ""
+    last: int = 0
+
+    def setup(self) -> None:
+        from django.core.handlers.base import BaseHandler
+        from django.test.utils import override_settings
+        from sessionkit_django import conf
+
+        overrides: dict[str, Any] = {"MIDDLEWARE": self.middleware}
+        if self.engine is not None:
+            overrides["SESSION_ENGINE"] = self.engine
+        if self.store is not None:
+            overrides["SESSIONKIT"] = {"STORE": self.store}
+        with override_settings(**overrides):
+            self.handler = BaseHandler()
+            self.handler.load_middleware()
+            self.sk_engine = conf.get_engine() if self.store is not None else None
+        if self.sk_engine is not None:
+            self.sk_engine.store.create_schema()
+
+    def run(self, factory: Any, requests: int) -> float:
+        """Seconds for ``requests`` request cycles."""
+        from django.test.utils import override_settings
+        from sessionkit_django import conf
+
+        overrides: dict[str, Any] = {}
+        if self.engine is not None:
+            overrides["SESSION_ENGINE"] = self.engine
+        with override_settings(**overrides):
+            context = conf.use_engine(self.sk_engine) if self.sk_engine is not None else None
+            if context is not None:
+                context.__enter__()
+            try:
+                return self._loop(factory, requests)
+            finally:
+                if context is not None:
+                    context.__exit__(None, None, None)
+
+    def _loop(self, factory: Any, requests: int) -> float:
+        get_response = self.handler.get_response
+        cookie = self.cookie
+        start = time.perf_counter()
+        for _ in range(requests):
+            request = factory.get("/count/", HTTP_COOKIE=cookie)
+            response = get_response(request)
+            morsel = response.cookies.get("sessionid")
+            if morsel is not None:
+                cookie = f"sessionid={morsel.value}"
+        elapsed = time.perf_counter() - start
+        self.cookie = cookie
+        self.last = int(response.content)
+        return elapsed
+
+    def counter(self, factory: Any) -> int:
+        """The counter after one more request (to check that sessions really persist)."""
+        self.run(factory, 1)
+        return self.last
+
+
+DJANGO_MW = ["django.contrib.sessions.middleware.SessionMiddleware"]
+OUR_MW = ["sessionkit_django.middleware.SessionMiddleware"]
+
+
+def contestants(workdir: Path, redis_port: int) -> list[Contestant]:
+    return [
+        Contestant("no session (baseline)", []),
+        Contestant("django signed_cookies", DJANGO_MW,
+                   "django.contrib.sessions.backends.signed_cookies"),
+        Contestant("django cache (redis)", DJANGO_MW, "django.contrib.sessions.backends.cache"),
+        Contestant("django db (sqlite)", DJANGO_MW, "django.contrib.sessions.backends.db"),
+        Contestant("sessionkit cookie", OUR_MW, store="cookie://"),
+        Contestant("sessionkit memory", OUR_MW, store="memory://"),
+        Contestant("sessionkit redis", OUR_MW, store=f"redis://127.0.0.1:{redis_port}/0"),
+        Contestant("sessionkit sqlite", OUR_MW,
+                   store=f"sqlite:///{workdir / 'sessionkit.sqlite3'}"),
+    ]  # fmt: skip
+
+
+def measure(field: list[Contestant], repeats: int, requests: int) -> dict[str, list[float]]:
+    from django.test import RequestFactory
+
+    factory = RequestFactory()
+    for contestant in field:
+        contestant.setup()
+        contestant.run(factory, max(requests // 10, 20))  # warm up, get a cookie
+        before = contestant.counter(factory)
+        contestant.run(factory, 10)
+        after = contestant.counter(factory)
+        if contestant.middleware and after - before != 11:
+            raise SystemExit(f"{contestant.name}: the counter did not follow ({before}→{after})")
+    timings: dict[str, list[float]] = {c.name: [] for c in field}
+    for repeat in range(repeats):
+        shift = repeat % len(field)
+        for contestant in field[shift:] + field[:shift]:
+            gc.collect()
+            seconds = contestant.run(factory, requests)
+            timings[contestant.name].append(seconds / requests * 1e6)
+    return timings
+
+
+def report(timings: dict[str, list[float]], output: Path | None) -> None:
+    medians = {name: statistics.median(values) for name, values in timings.items()}
+    base = medians["no session (baseline)"]
+    overhead = {name: max(value - base, 0.01) for name, value in medians.items()}
+    print(f"Django {django.get_version()} | Python {platform.python_version()} | "
+          f"{platform.machine()}")  # fmt: skip
+    print(f"{'contestant':<24} {'µs/request':>11} {'overhead µs':>12} {'best':>8}")
+    for name, values in timings.items():
+        print(f"{name:<24} {medians[name]:>11.1f} {medians[name] - base:>12.1f} "
+              f"{min(values):>8.1f}")  # fmt: skip
+    goals = []
+    print()
+    for ours, (theirs, limit) in GOALS.items():
+        ratio = overhead[ours] / overhead[theirs]
+        met = ratio <= limit
+        goals.append({"ours": ours, "theirs": theirs, "ratio": round(ratio, 3), "goal": limit,
+                      "met": met})  # fmt: skip
+        print(f"{ours} / {theirs}: {ratio:.2f}x overhead (goal ≤ {limit}x) "
+              f"{'met' if met else 'MISSED'}")  # fmt: skip
+    if output is None:
+        return
+    document = {
+        "benchmark": "django per-request session overhead",
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "results": [
+            {
+                "name": name,
+                "us_per_request": round(medians[name], 2),
+                "overhead_us": round(medians[name] - base, 2),
+                "best_us": round(min(values), 2),
+            }
+            for name, values in timings.items()
+        ],
+        "goals": goals,
+        "environment": {
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "platform": platform.platform(),
+            "django": django.get_version(),
+            "redis-py": version("redis"),
+            "sqlalchemy": version("sqlalchemy"),
+        },
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", "utf-8")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3 repeats x 200 requests")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--no-json", action="store_true")
+    args = parser.parse_args(argv)
+    repeats, requests = (3, 200) if args.quick else (args.repeats, args.requests)
+    from tests import servers
+
+    redis_server = servers.redis_server()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-django-") as tmp:
+            workdir = Path(tmp)
+            configure(workdir, redis_server.port)
+            timings = measure(contestants(workdir, redis_server.port), repeats, requests)
+            report(timings, None if args.no_json else args.output)
+    finally:
+        redis_server.close()
+
+
+if __name__ == "__main__":
+    main()
