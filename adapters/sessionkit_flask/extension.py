@@ -6,16 +6,9 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from flask import session as flask_session
-
 from sessionkit import EventBus, EventKind, LockTimeout, SessionEngine, StoreUnavailable
 from sessionkit_flask import login, signals
-from sessionkit_flask.interface import (
-    STORE_DOWN_BODY,
-    FlaskSession,
-    SessionKitInterface,
-    release_lock,
-)
+from sessionkit_flask.interface import HELD, STORE_DOWN_BODY, SessionKitInterface, release_lock
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -86,8 +79,8 @@ class SessionKit:
 
 def _teardown(_: BaseException | None) -> None:
     # save_session releases the lock; this covers a request that never got that far.
-    session = flask_session._get_current_object()  # type: ignore[attr-defined]
-    if isinstance(session, FlaskSession):
+    session = HELD.get()
+    if session is not None:
         release_lock(session)
 
 

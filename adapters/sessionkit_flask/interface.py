@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from flask.sessions import SessionInterface, SessionMixin
@@ -171,10 +172,23 @@ class SessionKitInterface(SessionInterface):
             release_lock(session)
         headers = response.headers
         if plan.vary_cookie or plan.set_cookie is not None:
-            headers["Vary"] = add_vary_cookie(headers.get("Vary"))
+            vary = headers.get("Vary")
+            if vary is None:
+                headers.add("Vary", "Cookie")
+            else:
+                headers["Vary"] = add_vary_cookie(vary)
         if plan.set_cookie is not None:
             headers.add("Set-Cookie", plan.set_cookie)
-            headers["Cache-Control"] = add_cache_private(headers.get("Cache-Control"))
+            cache = headers.get("Cache-Control")
+            if cache is None:
+                headers.add("Cache-Control", "private")
+            else:
+                headers["Cache-Control"] = add_cache_private(cache)
+
+
+#: The session whose lock this request holds, for the teardown safety net: a request that
+#: fails before ``save_session`` must not keep the lock until its ttl runs out.
+HELD: ContextVar[FlaskSession | None] = ContextVar("sessionkit_flask_held", default=None)
 
 
 def release_lock(session: FlaskSession) -> None:
@@ -182,6 +196,7 @@ def release_lock(session: FlaskSession) -> None:
     release = session._release
     if release is not None:
         session._release = None
+        HELD.set(None)
         release()
 
 

@@ -13,7 +13,7 @@ from typing import Any, TypeVar, overload
 
 from flask import session as flask_session
 
-from sessionkit_flask.interface import FlaskSession
+from sessionkit_flask.interface import HELD, FlaskSession
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,3 +61,4 @@ def acquire(*, ttl: float = 30.0, wait: float = 10.0) -> None:
     lock = session._engine.lock(session, ttl=ttl, wait=wait)
     lock.__enter__()
     session._release = functools.partial(lock.__exit__, None, None, None)
+    HELD.set(session)

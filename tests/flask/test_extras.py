@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -140,6 +141,24 @@ def test_locked_view_serialises_one_sessions_requests(
     assert counts == list(range(2, requests + 2))  # every increment counted, none twice
     with httpx.Client(base_url=base, cookies=cookies, timeout=30) as client:
         assert client.get("/get/n").text == str(requests + 1)
+
+
+def test_lock_is_released_when_the_save_never_runs(make_app: AppFactory) -> None:
+    """An after_request hook that fails skips save_session; teardown still unlocks."""
+    app = make_app("memory://", TESTING=False)
+
+    @app.after_request
+    def fail_sometimes(response: flask.Response) -> flask.Response:
+        if flask.request.args.get("boom"):
+            raise RuntimeError("after_request failed")
+        return response
+
+    client = app.test_client()
+    client.get("/locked-incr")
+    assert client.get("/locked-incr?boom=1").status_code == 500
+    started = time.monotonic()
+    assert client.get("/locked-incr").status_code == 200  # not stuck behind the old lock
+    assert time.monotonic() - started < 5
 
 
 def test_lock_after_reading_is_refused(make_app: AppFactory) -> None:
