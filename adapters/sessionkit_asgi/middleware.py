@@ -226,6 +226,7 @@ class SessionMiddleware:
         self.store_error_status: int | None = status
         self._trusted = bool(config.trusted_networks)
         self._owns_store = not isinstance(config.store, Store)  # opened here from a URL
+        self._clients: dict[tuple[str | None, str, str | None, str | None], ClientInfo] = {}
 
     # ------------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -312,10 +313,14 @@ class SessionMiddleware:
                 text = value.decode("latin-1")
                 forwarded = text if forwarded is None else f"{forwarded}, {text}"
         peer = scope.get("client")
-        secure = scope.get("scheme") in ("https", "wss")
-        client = self.engine.client(
-            peer[0] if peer else None, user_agent, secure=secure, forwarded_for=forwarded
-        )
+        key = (peer[0] if peer else None, user_agent, scope.get("scheme"), forwarded)
+        client = self._clients.get(key)
+        if client is None:  # ClientInfo is immutable: one per distinct client, bounded
+            secure = key[2] in ("https", "wss")
+            client = self.engine.client(key[0], user_agent, secure=secure, forwarded_for=forwarded)
+            if len(self._clients) >= 4096:
+                self._clients.clear()
+            self._clients[key] = client
         opened = self.engine.open(None if self.ephemeral else cookie, client)
         return Exchange(self, opened, cookie, client)
 
