@@ -27,7 +27,7 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d site
 
 demo: $(STAMP)
-	$(PY) -m example_projects.core_demo
+	$(PY) -m example_projects.run $(if $(STORE),--store '$(STORE)')
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_core.py

@@ -137,7 +137,8 @@ def session_cookie(client: httpx.Client) -> str | None:
     return client.cookies.get(COOKIE)
 
 
-def replay(demo: Demo, url: str, value: str) -> httpx.Response:
+def replay(demo: Demo, url: str, value: str | None) -> httpx.Response:
     """A fresh client presenting only ``value`` as the session cookie."""
+    assert value, "no cookie to replay"
     with httpx.Client(headers={"User-Agent": AGENT, "Cookie": f"{COOKIE}={value}"}) as client:
         return client.get(url)
