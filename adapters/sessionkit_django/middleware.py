@@ -20,9 +20,8 @@ from django.conf import settings
 from django.contrib.sessions.exceptions import SessionInterrupted
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.http import HttpRequest, HttpResponseBase
-from django.utils.cache import patch_vary_headers
 
-from sessionkit import CommitPlan, SessionEngine, add_cache_private
+from sessionkit import CommitPlan, SessionEngine, add_cache_private, add_vary_cookie
 from sessionkit.cookies import cookie_values
 from sessionkit_django.conf import engines
 from sessionkit_django.engine import _INTERRUPTED, SessionStore
@@ -139,7 +138,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
             )
             session._key = morsel.value or None
         if plan.vary_cookie or plan.set_cookie is not None:
-            patch_vary_headers(response, ("Cookie",))
+            response.headers["Vary"] = add_vary_cookie(response.headers.get("Vary"))
 
 
 # -- @session_lock -------------------------------------------------------------------------
