@@ -4,8 +4,9 @@ process, as ratios.
 Every contestant is Django's WSGI handler (request_started, the middleware chain, URL
 resolution, a view, request_finished on close), called directly with a prebuilt environ (no
 HTTP server), with one session setup. The database connection is persistent
-(``CONN_MAX_AGE = None``), which spares Django's db backend a reconnect per request. The view increments a counter in
-``request.session``; the ``Set-Cookie`` of one response becomes the ``Cookie`` of the next.
+(``CONN_MAX_AGE = None``), which spares Django's db backend a reconnect per request. The
+view increments a counter in ``request.session``; the ``Set-Cookie`` of one response
+becomes the ``Cookie`` of the next.
 The same handler with no session middleware and a view that never touches a session is the
 baseline, and its cost is subtracted: what is left is what the session costs per request.
 redis-server is started on a free loopback port and stopped; SQLite files live in a
