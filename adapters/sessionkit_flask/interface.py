@@ -134,9 +134,6 @@ class SessionKitInterface(SessionInterface):
         engine.session_class = FlaskSession
         return engine
 
-    def stores(self) -> list[Store]:
-        return list(self._stores.values())
-
     # -- the two calls Flask makes ---------------------------------------------------------
     def open_session(self, app: Flask, request: Request) -> FlaskSession | None:
         engine = self.engine(app)
