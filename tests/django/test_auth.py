@@ -221,3 +221,26 @@ def test_admin_login(sk: SessionEngine, db: None) -> None:
     )
     assert response.status_code == 302
     assert client.get("/admin/").status_code == 200
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_admin_lists_and_revokes_a_users_sessions(make_sk, kind: str, alice: User) -> None:
+    make_sk(kind)
+    User.objects.create_superuser("root", "root@example.com", "pw-root-1")
+    staff = Client()
+    assert staff.login(username="root", password="pw-root-1")
+    phone, laptop = Client(), Client()
+    cookies = [login(phone), login(laptop)]
+    page = staff.get(f"/admin/auth/user/{alice.pk}/sessions/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    handles = re.findall(r"<code>([0-9a-f]{16})</code>", html)
+    assert len(handles) == 2
+    assert not any(cookie.partition(".")[0] in html for cookie in cookies)  # never an ID
+    assert staff.post(page.request["PATH_INFO"], {"handle": handles[0]}).status_code == 302
+    users = [phone.get("/whoami/").json()["user"], laptop.get("/whoami/").json()["user"]]
+    assert set(users) == {None, "alice"}
+    staff.post(page.request["PATH_INFO"])  # revoke all
+    assert {phone.get("/whoami/").json()["user"], laptop.get("/whoami/").json()["user"]} == {None}
+    assert staff.get("/admin/").status_code == 200  # the admin's own session survived
+    assert Client().get(f"/admin/auth/user/{alice.pk}/sessions/").status_code == 302  # login
