@@ -27,7 +27,6 @@ from sessionkit.ids import handle
 from sessionkit.stores.base import Record, RecordMeta, SessionInfo, Write
 from sessionkit.stores.sql_engine import SQLEngines
 from sessionkit.stores.sql_schema import (
-    IMMEDIATE,
     decode_items,
     decode_meta,
     decode_record,
@@ -73,7 +72,7 @@ class SQLStore(SQLEngines):
 
         def run() -> bool:
             with self._engine.connect() as conn:
-                conn.execution_options(**{IMMEDIATE: True})
+                conn.execution_options(**self._transaction)
                 for _ in range(_MERGE_ATTEMPTS):
                     with conn.begin() as tx:
                         outcome = self._transact_sync(conn, write, now)
@@ -111,11 +110,11 @@ class SQLStore(SQLEngines):
                 await self._arowcount(self._sql.replace, row_params(write, write.items, now)) == 1
             )
         await self._aready()
-        engine, _ = self._async()
+        engine = self._async()
 
         async def run() -> bool:
             async with engine.connect() as conn:
-                await conn.execution_options(**{IMMEDIATE: True})
+                await conn.execution_options(**self._transaction)
                 for _ in range(_MERGE_ATTEMPTS):
                     async with conn.begin() as tx:
                         outcome = await self._transact_async(conn, write, now)
@@ -220,9 +219,9 @@ class SQLStore(SQLEngines):
         self._ready()
         try:
             with self._engine.connect() as conn:
-                for meta_text, last_seen in conn.execution_options(yield_per=1000).execute(
-                    self._sql.scan
-                ):
+                for meta_text, last_seen in conn.execution_options(
+                    **self._transaction, yield_per=1000
+                ).execute(self._sql.scan):
                     meta = decode_meta(meta_text, last_seen)
                     if meta is not None:
                         yield meta

@@ -73,11 +73,20 @@ class SQLEngines(Store):
             options["connect_args"] = {"connect_timeout": 10}  # never hang on a dead host
         options.update(engine_options or {})
         options["hide_parameters"] = True  # session data never lands in logs or errors
+        if self.backend == "postgresql":  # one statement, one round trip: no BEGIN/COMMIT
+            options["isolation_level"] = "AUTOCOMMIT"
         self._options = options
+        #: what turns a connection into a real transaction (merges, rotations, DDL)
+        self._transaction = (
+            {IMMEDIATE: True} if self.backend == "sqlite" else {"isolation_level": "READ COMMITTED"}
+        )
+        #: a server-side cursor needs a transaction on PostgreSQL; a lone SQLite SELECT is its
+        #: own read snapshot (and BEGIN IMMEDIATE would block writers for the whole scan)
+        self._streaming = {} if self.backend == "sqlite" else self._transaction
         self._engine = sa.create_engine(target.sync_url, **options)
-        self._single = self._prepare(self._engine)
+        if self.backend == "sqlite":
+            prepare_sqlite(self._engine, busy)
         self._aengine: AsyncEngine | None = None
-        self._asingle: AsyncEngine | None = None
         self._schema_ready = False
         self._schema_mutex = threading.Lock()
 
@@ -86,17 +95,9 @@ class SQLEngines(Store):
         """The sessions table (its name is ``<table>``; locks live in ``<table>_locks``)."""
         return self._sql.sessions
 
-    def _prepare(self, engine: sa.Engine) -> sa.Engine:
-        """Hook up SQLite's pragmas; return the engine for one-statement work (autocommit on
-        PostgreSQL: one round trip, no BEGIN/COMMIT)."""
-        if self.backend == "sqlite":
-            prepare_sqlite(engine, self._busy)
-            return engine
-        return engine.execution_options(isolation_level="AUTOCOMMIT")
-
-    def _async(self) -> tuple[AsyncEngine, AsyncEngine]:
-        """The async engines, made on first async use (only then is the driver needed)."""
-        if self._aengine is None or self._asingle is None:
+    def _async(self) -> AsyncEngine:
+        """The async engine, made on first async use (only then is its driver needed)."""
+        if self._aengine is None:
             from sqlalchemy.ext.asyncio import create_async_engine
 
             try:
@@ -106,14 +107,10 @@ class SQLEngines(Store):
                     "store", f"async use of {self!r} needs {exc.name}; "
                     "pip install 'sessionkit[sql]' (aiosqlite) or 'sessionkit[postgres]'",
                 ) from exc  # fmt: skip
-            single = self._prepare(engine.sync_engine)
+            if self.backend == "sqlite":
+                prepare_sqlite(engine.sync_engine, self._busy)
             self._aengine = engine
-            self._asingle = (
-                engine
-                if single is engine.sync_engine
-                else engine.execution_options(isolation_level="AUTOCOMMIT")
-            )
-        return self._aengine, self._asingle
+        return self._aengine
 
     # -- errors ------------------------------------------------------------------------------
     def _unavailable(self, exc: Exception) -> StoreUnavailable:
@@ -157,7 +154,7 @@ class SQLEngines(Store):
 
         def run() -> bool:
             with self._engine.connect() as conn:
-                conn.execution_options(**{IMMEDIATE: True})  # SQLite: one creator at a time
+                conn.execution_options(**self._transaction)  # SQLite: one creator at a time
                 with conn.begin():
                     if self.backend == "postgresql":
                         conn.execute(
@@ -173,11 +170,11 @@ class SQLEngines(Store):
         return created
 
     async def acreate_schema(self) -> bool:
-        engine, _ = self._async()
+        engine = self._async()
 
         async def run() -> bool:
             async with engine.connect() as conn:
-                await conn.execution_options(**{IMMEDIATE: True})
+                await conn.execution_options(**self._transaction)
                 async with conn.begin():
                     if self.backend == "postgresql":
                         await conn.execute(
@@ -208,7 +205,7 @@ class SQLEngines(Store):
         self._ready()
 
         def run() -> int:
-            with self._single.begin() as conn:
+            with self._engine.begin() as conn:
                 return conn.execute(stmt, params).rowcount
 
         return self._call(run)
@@ -217,27 +214,27 @@ class SQLEngines(Store):
         self._ready()
 
         def run() -> list[Any]:
-            with self._single.connect() as conn:
+            with self._engine.connect() as conn:
                 return list(conn.execute(stmt, params))
 
         return self._call(run)
 
     async def _arowcount(self, stmt: sa.Executable, params: dict[str, Any]) -> int:
         await self._aready()
-        _, single = self._async()
+        engine = self._async()
 
         async def run() -> int:
-            async with single.begin() as conn:
+            async with engine.begin() as conn:
                 return (await conn.execute(stmt, params)).rowcount
 
         return await self._acall(run)
 
     async def _arows(self, stmt: sa.Executable, params: dict[str, Any]) -> list[Any]:
         await self._aready()
-        _, single = self._async()
+        engine = self._async()
 
         async def run() -> list[Any]:
-            async with single.connect() as conn:
+            async with engine.connect() as conn:
                 return list(await conn.execute(stmt, params))
 
         return await self._acall(run)
@@ -252,4 +249,4 @@ class SQLEngines(Store):
         self._engine.dispose()
         if self._aengine is not None:
             await self._aengine.dispose()
-            self._aengine = self._asingle = None
+            self._aengine = None

@@ -24,7 +24,8 @@ from sessionkit.ids import handle
 from sessionkit.stores.base import Record, RecordMeta, Write, mask_url
 
 DEFAULT_TABLE = "sessionkit_sessions"
-#: Connection execution option that makes SQLite open the transaction with BEGIN IMMEDIATE.
+#: Connection execution option that makes SQLite open a transaction (BEGIN IMMEDIATE);
+#: without it each statement commits by itself.
 IMMEDIATE = "sessionkit_immediate"
 _TABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
 _OUR_OPTIONS = ("table", "sweep_chunk", "busy_timeout", "pool_size", "max_overflow")
@@ -175,11 +176,12 @@ class Statements:
 
 
 def prepare_sqlite(engine: sa.Engine, busy_timeout: float) -> None:
-    """WAL (readers never block the writer, so several processes share one file), a busy
-    timeout on every connection, and BEGIN IMMEDIATE for read-modify-write transactions
-    (taking the write lock up front, so two merges never deadlock upgrading read locks).
-    The driver's own transaction handling is switched off so that we issue BEGIN ourselves,
-    as the SQLAlchemy docs recommend for pysqlite and aiosqlite."""
+    """WAL (readers never block the writer, so several processes share one file) and a busy
+    timeout on every connection. The driver's own transaction handling is switched off (as
+    the SQLAlchemy docs recommend for pysqlite and aiosqlite): a lone statement is atomic by
+    itself and runs without BEGIN/COMMIT, and a connection marked ``IMMEDIATE`` opens its
+    transaction with BEGIN IMMEDIATE, taking the write lock before it reads, so two
+    read-modify-write transactions never deadlock upgrading their read locks."""
 
     @sa.event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
@@ -193,8 +195,8 @@ def prepare_sqlite(engine: sa.Engine, busy_timeout: float) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _begin(connection: sa.Connection) -> None:
-        immediate = connection.get_execution_options().get(IMMEDIATE, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        if connection.get_execution_options().get(IMMEDIATE, False):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 # -- the row codec ------------------------------------------------------------------------
