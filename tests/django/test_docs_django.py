@@ -28,8 +28,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def docs() -> Iterator[dict[str, Any]]:
     namespace: dict[str, Any] = {"__name__": "docs_django"}
     for code in BLOCKS:
-        if "INSTALLED_APPS" in code or code.startswith("SESSIONKIT"):
-            continue  # settings: the test project has them
+        if "INSTALLED_APPS" in code or code.startswith("SESSIONKIT") or "mypackage" in code:
+            continue  # settings (the test project has them), or a reader's own package
         exec(compile(code, str(PAGE), "exec"), namespace)  # noqa: S102 - our own docs
     urls = types.ModuleType("docs_django_urls")
     urls.urlpatterns = [  # type: ignore[attr-defined]
