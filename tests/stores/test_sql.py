@@ -252,13 +252,10 @@ def test_corrupted_rows_read_as_no_session(
 
 
 # -- concurrency ---------------------------------------------------------------------------
-def test_threads_with_their_own_store_objects_merge_on_one_sqlite_file(
-    tmp_path: Path, clock: FakeClock
-) -> None:
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
-    first = SQLStore(url, clock=clock)
+def test_threads_with_their_own_store_objects_all_merge(store: SQLStore, clock: FakeClock) -> None:
+    first = store
     key = create(first, clock, {"start": "0"})
-    stores = [SQLStore(url, clock=clock) for _ in range(4)]
+    stores = [SQLStore(store.url, table=store.table.name, clock=clock) for _ in range(4)]
     errors: list[BaseException] = []
 
     def worker(n: int, own: SQLStore) -> None:
@@ -278,7 +275,7 @@ def test_threads_with_their_own_store_objects_merge_on_one_sqlite_file(
     record = first.load(key)
     assert record is not None and len(record.items) == 1 + 4 * 25
     assert record.version == 1 + 4 * 25
-    for store_ in (first, *stores):
+    for store_ in stores:
         store_.close()
 
 
@@ -338,6 +335,9 @@ def test_revoke_handle_matches_exactly_one_wellformed_handle(
         assert store.revoke_handle("alice", hostile) is False
     assert len(store.user_sessions("alice")) == 3
     assert store.revoke_handle("bob", handle(keys[0])) is False
+    listed = asyncio.run(store.auser_sessions("alice"))
+    assert sorted(i.handle for i in listed) == sorted(handle(k) for k in keys)
+    assert all(i.user == "alice" and i.created == int(clock.now) for i in listed)
     assert asyncio.run(store.arevoke_handle("alice", handle(keys[0]))) is True
     assert sorted(i.handle for i in store.user_sessions("alice")) == sorted(
         handle(k) for k in keys[1:]
