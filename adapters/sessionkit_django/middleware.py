@@ -11,7 +11,7 @@ Django's ``SessionInterrupted``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from http.cookies import Morsel
 from typing import Any
 
@@ -21,7 +21,7 @@ from django.contrib.sessions.exceptions import SessionInterrupted
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.http import HttpRequest, HttpResponseBase
 
-from sessionkit import CommitPlan, SessionEngine, add_cache_private, add_vary_cookie
+from sessionkit import ClientInfo, CommitPlan, SessionEngine, add_cache_private, add_vary_cookie
 from sessionkit.cookies import cookie_values
 from sessionkit_django.conf import engines
 from sessionkit_django.engine import _INTERRUPTED, SessionStore
@@ -53,7 +53,8 @@ class _SetCookie(Morsel[str]):
         return self._header
 
 
-def client_of(engine: SessionEngine, request: HttpRequest) -> Any:
+def client_of(engine: SessionEngine, request: HttpRequest) -> ClientInfo:
+    """What the core knows of the client: peer (or trusted proxy's XFF), agent, HTTPS."""
     meta = request.META
     return engine.client(
         meta.get("REMOTE_ADDR"), meta.get("HTTP_USER_AGENT", ""),
@@ -227,6 +228,3 @@ async def _release_async(store: SessionStore) -> None:
         await held.__aexit__(None, None, None)
     else:
         await sync_to_async(held.__exit__, thread_sensitive=False)(None, None, None)
-
-
-AsyncHandler = Callable[[HttpRequest], Awaitable[HttpResponseBase]]

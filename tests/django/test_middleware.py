@@ -259,3 +259,54 @@ def test_core_events_become_a_django_signal(sk: SessionEngine) -> None:
     finally:
         session_event.disconnect(receiver)
     assert EventKind.CREATED in seen and EventKind.COOKIE_REJECTED in seen
+
+
+@pytest.mark.parametrize("kind", ["memory", "file", "sqlite", "redis"])
+def test_concurrent_requests_changing_different_keys_both_survive(make_sk, kind: str) -> None:
+    from tests.django.project import views
+
+    make_sk(kind)
+    client = Client()
+    client.get("/count/")
+    cookie = client.cookies["sessionid"].value
+    views.slow_gate.clear()
+    views.slow_entered.clear()
+
+    def slow() -> None:
+        other = Client()
+        other.cookies["sessionid"] = cookie
+        assert other.post("/slow/").json() == {"count": 2}
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    assert views.slow_entered.wait(10)
+    assert client.get("/put/?colour=blue").json() == {"count": 1, "colour": "blue"}
+    views.slow_gate.set()
+    thread.join(10)
+    assert client.get("/put/").json() == {"count": 2, "colour": "blue"}
+
+
+def test_nested_mutation_is_saved(sk: SessionEngine) -> None:
+    client = Client()
+    client.get("/put/?a=1")
+    session = client.session
+    assert session["a"] == "1"
+    from django.test import RequestFactory
+    from sessionkit_django.middleware import SessionMiddleware
+
+    def view(request):
+        request.session.setdefault("cart", [])
+        request.session["cart"].append("apple")  # in place, no assignment
+        from django.http import HttpResponse
+
+        return HttpResponse("ok")
+
+    middleware = SessionMiddleware(view)
+    cookie = client.cookies["sessionid"].value
+    for _ in range(2):
+        request = RequestFactory().get("/", HTTP_COOKIE=f"sessionid={cookie}")
+        response = middleware(request)
+        if "sessionid" in response.cookies:
+            cookie = response.cookies["sessionid"].value
+    client.cookies["sessionid"] = cookie
+    assert client.get("/put/").json()["cart"] == ["apple", "apple"]
