@@ -430,3 +430,42 @@ def test_scan_skips_foreign_and_undecodable_keys(
     raw.set(store.prefix + "{unrelated}", "x")
     with store.lock(new_digest()):
         assert [m.user for m in store.scan()] == ["ann"]
+
+
+# -- the ACL the docs recommend is enough ---------------------------------------------------
+DOCS_ACL = (
+    "on >{password} resetkeys ~{prefix}* resetchannels -@all +ping "
+    "+hgetall +hmget +hget +evalsha +eval +set +del +smembers +srem +scan "
+    "+exists +type +hexists +hset +hdel +pexpire +pttl +sadd +get"
+)
+
+
+def test_the_documented_acl_is_enough(
+    redis_server: servers.Server, raw: redis.Redis, clock: FakeClock
+) -> None:
+    user, password, prefix = f"sk{secrets.token_hex(3)}", secrets.token_hex(8), unique_prefix()
+    raw.execute_command("ACL", "SETUSER", user, *DOCS_ACL.format(password=password,
+                                                              prefix=prefix).split())  # fmt: skip
+    store = RedisStore.from_url(
+        f"redis://{user}:{password}@127.0.0.1:{redis_server.port}/0?prefix={prefix}",
+        clock=clock,
+    )
+    try:
+        engine = SessionEngine(SessionConfig(secret_key=KEY), store=store, clock=clock)
+        browser = Browser(engine)
+        browser.visit(lambda s: s.bind_user("acl"))
+        browser.visit(lambda s: s.__setitem__("a", 1))
+        clock.advance(engine.config.touch_interval + 1)
+        assert browser.visit(lambda s: s["a"]).result == 1  # load + touch
+        with engine.lock(engine.open(browser.cookie_header, browser.client)):
+            pass
+        assert [m.user for m in store.scan()] == ["acl"]
+        assert len(store.user_sessions("acl")) == 1
+        assert run(store, store.arevoke_user("acl")) == 1
+        browser.visit(lambda s: s.__setitem__("b", 2))
+        browser.visit(lambda s: s.invalidate())
+        with pytest.raises(redis.ResponseError):  # and it really is confined to its prefix
+            store._client().get("other:key")
+    finally:
+        store.close()
+        raw.execute_command("ACL", "DELUSER", user)
