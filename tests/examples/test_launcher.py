@@ -3,13 +3,14 @@ and stop; a second run reuses the key; a busy port is refused with a clear messa
 
 from __future__ import annotations
 
+import signal
 import socket
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.examples.demo import PASSWORD, ROOT, USER
+from tests.examples.demo import PASSWORD, ROOT, USER, start_demo
 from tests.servers import free_port
 
 
@@ -60,3 +61,17 @@ def test_an_unreachable_store_is_named(tmp_path: Path) -> None:
                  "--ports", ",".join(str(free_port()) for _ in range(3)))  # fmt: skip
     assert result.returncode == 1
     assert "unreachable" in result.stderr and f"127.0.0.1:{dead}" in result.stderr
+
+
+def test_ctrl_c_stops_the_three_servers(tmp_path: Path) -> None:
+    demo = start_demo(tmp_path / "data")
+    ports = [
+        int(url.rsplit(":", 1)[1].strip("/")) for url in (demo.shop, demo.notes, demo.dashboard)
+    ]
+    demo.process.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends
+    assert demo.process.wait(timeout=20) == 0
+    assert demo.stop() == 0
+    assert "Stopping the three servers" in "".join(demo.output)
+    for port in ports:
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", port)) != 0
