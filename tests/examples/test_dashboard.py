@@ -122,3 +122,14 @@ def test_anonymous_visitors_see_a_sign_in_link(joined: Demo, client: TestClient)
     assert cookie is None  # no session stored for a visitor with no data
     refused, cookie = visit(client, None, "POST", "/revoke-others")
     assert refused.status_code == 303 and cookie is None
+
+
+@pytest.mark.parametrize("handle", ["zzzz", "0" * 16, "%2e%2e", "a" * 300])
+def test_a_bad_or_foreign_handle_revokes_nothing(
+    joined: Demo, client: TestClient, handle: str
+) -> None:
+    mine: str | None = login(joined)
+    done, mine = visit(client, mine, "POST", f"/revoke/{handle}")
+    assert done.status_code == 303
+    page, _ = visit(client, mine)
+    assert "had already ended" in page.text and signed_in_as(page.text) == "demo"
