@@ -18,7 +18,7 @@ from tests.flask.conftest import new_key
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_four_gunicorn_workers_share_sessions(redis_server: servers.Server) -> None:
+def test_four_gunicorn_workers_share_sessions(redis_server: servers.Server, tmp_path: Path) -> None:
     port = servers.free_port()
     prefix = "gunicorn" + secrets.token_hex(4) + ":"
     env = {
@@ -30,8 +30,7 @@ def test_four_gunicorn_workers_share_sessions(redis_server: servers.Server) -> N
         sys.executable, "-m", "gunicorn", "--workers", "4", "--bind", f"127.0.0.1:{port}",
         "--threads", "2", "--timeout", "30", "tests.flask.app:create_app()",
     ]  # fmt: skip
-    log = ROOT / ".pytest_cache" / f"gunicorn-{port}.log"
-    log.parent.mkdir(exist_ok=True)
+    log = tmp_path / "gunicorn.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
