@@ -432,6 +432,30 @@ class SessionEngine:
         session._new = False
 
     # ======================================================================================
+    # a user's other sessions
+    # ======================================================================================
+    def revoke_others(self, session: Session) -> int:
+        """"Log out everywhere else": delete every other session of the user this session
+        is bound to, keeping this one. Returns how many were revoked (0 when the session
+        is not bound to a user)."""
+        user, keep = self._others(session)
+        return 0 if user is None else self.store.revoke_user(user, keep=keep)
+
+    async def arevoke_others(self, session: Session) -> int:
+        """The async flavour of ``revoke_others``."""
+        if session._loader is not None:
+            await self.aload(session)
+        user, keep = self._others(session)
+        return 0 if user is None else await self.store.arevoke_user(user, keep=keep)
+
+    def _others(self, session: Session) -> tuple[str | None, str | None]:
+        user = session.user_id
+        ctx: _Context = session._ctx
+        if ctx.digest is None and ctx.session_id is not None and not self._client_side:
+            ctx.digest = digest(ctx.session_id)
+        return user, ctx.digest
+
+    # ======================================================================================
     # locks
     # ======================================================================================
     def lock(

@@ -332,3 +332,23 @@ def test_cookie_store_refuses_locks_with_a_clear_error(clock: FakeClock) -> None
     engine = make_engine(clock, store="cookie://")
     with pytest.raises(StoreError, match="cannot lock sessions"):
         engine.lock(engine.open(None))
+
+
+def test_revoke_others_keeps_only_this_session(clock: FakeClock) -> None:
+    import asyncio
+
+    engine = make_engine(clock)
+    laptop, phone, tablet, stranger = (Browser(engine) for _ in range(4))
+    for device in (laptop, phone, tablet):
+        device.visit(lambda s: s.bind_user("alice"))
+    stranger.visit(lambda s: s.bind_user("bob"))
+    assert laptop.visit(engine.revoke_others).result == 2
+    assert laptop.visit(lambda s: s.user_id).result == "alice"
+    assert phone.visit(lambda s: s.user_id).result is None
+    assert tablet.visit(lambda s: s.user_id).result is None
+    assert stranger.visit(lambda s: s.user_id).result == "bob"
+    anonymous = Browser(engine)
+    assert anonymous.visit(engine.revoke_others).result == 0
+    session = engine.open(laptop.cookie_header, laptop.client)  # pending: async loads it
+    assert asyncio.run(engine.arevoke_others(session)) == 0
+    assert session.user_id == "alice"
