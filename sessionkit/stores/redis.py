@@ -30,22 +30,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
-import math
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from redis import exceptions as _rx
 
-from sessionkit import serialization
+from sessionkit import ids, serialization
 from sessionkit.errors import LockTimeout, StoreUnavailable
-from sessionkit.events import security_log
 from sessionkit.ids import handle
-from sessionkit.stores import redis_scripts as scripts
+from sessionkit.stores import redis_records as records
 from sessionkit.stores.base import Record, RecordMeta, SessionInfo, Store, Write
+from sessionkit.stores.redis_records import now_ms, pttl_of
+from sessionkit.stores.redis_scripts import (
+    DELETE_SCRIPT,
+    INDEX_ADD_SCRIPT,
+    SAVE_SCRIPT,
+    TOUCH_SCRIPT,
+    UNLOCK_SCRIPT,
+)
 from sessionkit.stores.redis_url import RedisTarget, parse
 
 #: Failures that mean "the store cannot be reached right now" (not "the data is bad").
@@ -53,34 +58,7 @@ _DOWN: tuple[type[BaseException], ...] = (
     _rx.ConnectionError, _rx.TimeoutError, _rx.ClusterError, _rx.RedisClusterException,
     _rx.ReadOnlyError, _rx.OutOfMemoryError, _rx.TryAgainError, OSError,
 )  # fmt: skip
-_FIELDS = frozenset({b"m", b"v", b"t", b"u", b"x"})
-_MAX_PTTL = 10 * 365 * 86400 * 1000
-_json = json.JSONDecoder().decode  # json.loads minus its per-call argument handling
 _BATCH = 200
-
-
-class _Script:
-    """A Lua script run by SHA, sent in full only when the server does not know it yet."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis's script id
-
-    def run(self, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        try:
-            return client.evalsha(self.sha, len(keys), *keys, *args)
-        except _rx.NoScriptError:
-            return client.eval(self.source, len(keys), *keys, *args)
-
-    async def arun(self, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
-        except _rx.NoScriptError:
-            return await client.eval(self.source, len(keys), *keys, *args)
-
-
-_SAVE, _TOUCH, _DELETE = _Script(scripts.SAVE), _Script(scripts.TOUCH), _Script(scripts.DELETE)
-_INDEX_ADD, _UNLOCK = _Script(scripts.INDEX_ADD), _Script(scripts.UNLOCK)
 
 
 class RedisStore(Store):
@@ -176,45 +154,47 @@ class RedisStore(Store):
         except _DOWN as exc:
             raise StoreUnavailable(self.url, exc) from exc
         except _rx.ResponseError as exc:  # WRONGTYPE: something foreign under our key
-            return _reject(digest, f"not a session hash ({exc})")
-        return _decode(digest, fields)
+            return records.reject(digest, f"not a session hash ({exc})")
+        return records.decode(digest, fields)
 
     def save(self, write: Write) -> bool:
         client = self._client()
         keys, args, index = self._save_args(write)
         with self._guard():
             if self.cluster and write.rotated_from is not None:
-                deleted, old_index = _DELETE.run(
+                deleted, old_index = DELETE_SCRIPT.run(
                     client, [self.key(write.rotated_from)], [self._single, write.rotated_from]
                 )
                 if old_index:
                     client.srem(old_index, write.rotated_from)
                 if not deleted:
                     return False
-            ok, stale, update = _SAVE.run(client, keys, args)
+            ok, stale, update = SAVE_SCRIPT.run(client, keys, args)
             if ok and self.cluster:
                 if stale:
                     client.srem(stale, write.digest)
                 if update:
-                    _INDEX_ADD.run(client, [index], [write.digest, 2 * _pttl(write.ttl)])
+                    INDEX_ADD_SCRIPT.run(client, [index], [write.digest, 2 * pttl_of(write.ttl)])
         return bool(ok)
 
     def delete(self, digest: str) -> None:
         client = self._client()
         with self._guard():
-            _, index = _DELETE.run(client, [self.key(digest)], [self._single, digest])
+            _, index = DELETE_SCRIPT.run(client, [self.key(digest)], [self._single, digest])
             if index and self.cluster:
                 client.srem(index, digest)
 
     def touch(self, digest: str, last_seen: int, ttl: float) -> bool:
         client = self._client()
-        pttl = _pttl(ttl)
+        pttl = pttl_of(ttl)
         with self._guard():
-            done = _TOUCH.run(
-                client, [self.key(digest)], [self._single, last_seen, pttl, _now_ms(), digest]
+            done = TOUCH_SCRIPT.run(
+                client,
+                [self.key(digest)],
+                [self._single, last_seen, pttl, now_ms(), digest],
             )
             if isinstance(done, bytes):  # Cluster: the user index needs a longer TTL
-                _INDEX_ADD.run(client, [done.decode()], [digest, 2 * pttl])
+                INDEX_ADD_SCRIPT.run(client, [done.decode()], [digest, 2 * pttl])
         return bool(done)
 
     # -- protocol: async -------------------------------------------------------------------
@@ -225,45 +205,49 @@ class RedisStore(Store):
         except _DOWN as exc:
             raise StoreUnavailable(self.url, exc) from exc
         except _rx.ResponseError as exc:
-            return _reject(digest, f"not a session hash ({exc})")
-        return _decode(digest, fields)
+            return records.reject(digest, f"not a session hash ({exc})")
+        return records.decode(digest, fields)
 
     async def asave(self, write: Write) -> bool:
         client = await self._aclient()
         keys, args, index = self._save_args(write)
         with self._guard():
             if self.cluster and write.rotated_from is not None:
-                deleted, old_index = await _DELETE.arun(
+                deleted, old_index = await DELETE_SCRIPT.arun(
                     client, [self.key(write.rotated_from)], [self._single, write.rotated_from]
                 )
                 if old_index:
                     await client.srem(old_index, write.rotated_from)
                 if not deleted:
                     return False
-            ok, stale, update = await _SAVE.arun(client, keys, args)
+            ok, stale, update = await SAVE_SCRIPT.arun(client, keys, args)
             if ok and self.cluster:
                 if stale:
                     await client.srem(stale, write.digest)
                 if update:
-                    await _INDEX_ADD.arun(client, [index], [write.digest, 2 * _pttl(write.ttl)])
+                    await INDEX_ADD_SCRIPT.arun(
+                        client, [index], [write.digest, 2 * pttl_of(write.ttl)]
+                    )
         return bool(ok)
 
     async def adelete(self, digest: str) -> None:
         client = await self._aclient()
         with self._guard():
-            _, index = await _DELETE.arun(client, [self.key(digest)], [self._single, digest])
+            _, index = await DELETE_SCRIPT.arun(client, [self.key(digest)], [self._single, digest])
             if index and self.cluster:
                 await client.srem(index, digest)
 
     async def atouch(self, digest: str, last_seen: int, ttl: float) -> bool:
         client = await self._aclient()
-        pttl = _pttl(ttl)
+        pttl = pttl_of(ttl)
         with self._guard():
-            done = await _TOUCH.arun(
-                client, [self.key(digest)], [self._single, last_seen, pttl, _now_ms(), digest]
+            done = await TOUCH_SCRIPT.arun(
+                client,
+                [self.key(digest)],
+                [self._single, last_seen, pttl, now_ms(), digest],
             )
             if isinstance(done, bytes):
-                await _INDEX_ADD.arun(client, [done.decode()], [digest, 2 * pttl])
+                await INDEX_ADD_SCRIPT.arun(client, [done.decode()], [digest, 2 * pttl])
         return bool(done)
 
     def _save_args(self, write: Write) -> tuple[list[str], list[Any], str]:
@@ -283,8 +267,8 @@ class RedisStore(Store):
         removed = [] if write.replace else ["d:" + name for name in write.removed]
         args: list[Any] = [
             self._single, "1" if write.create else "0", "1" if write.replace else "0",
-            _pttl(write.ttl), meta, write.digest, old_key, write.rotated_from or "", index,
-            _now_ms(), len(removed), *removed,
+            pttl_of(write.ttl), meta, write.digest, old_key, write.rotated_from or "", index,
+            now_ms(), len(removed), *removed,
         ]  # fmt: skip
         for name, text in write.items.items():
             args.append("d:" + name)
@@ -300,7 +284,7 @@ class RedisStore(Store):
             for digest in members:
                 pipe.hmget(self.key(digest), "m", "t", "u")
             rows = pipe.execute(raise_on_error=False)
-            live, stale = _sift(user, index, members, rows)
+            live, stale = records.sift(user, index, members, rows)
             if stale:
                 client.srem(index, *stale)
         return live
@@ -319,13 +303,13 @@ class RedisStore(Store):
             for digest in members:
                 pipe.hget(self.key(digest), "u")
             owners = pipe.execute(raise_on_error=False)
-            doomed = [d for d, u in zip(members, owners, strict=True) if _owned(u, index)]
+            doomed = [d for d, u in zip(members, owners, strict=True) if records.owned(u, index)]
             doomed = [d for d in doomed if chosen(d)]
             pipe = client.pipeline(transaction=False)
             for digest in doomed:
                 pipe.delete(self.key(digest))
             deleted = pipe.execute() if doomed else []
-            gone = [d for d, u in zip(members, owners, strict=True) if not _owned(u, index)]
+            gone = [d for d, u in zip(members, owners, strict=True) if not records.owned(u, index)]
             if doomed or gone:
                 client.srem(index, *doomed, *gone)
         return sum(1 for n in deleted if n)
@@ -338,7 +322,7 @@ class RedisStore(Store):
             for digest in members:
                 pipe.hmget(self.key(digest), "m", "t", "u")
             rows = await pipe.execute(raise_on_error=False)
-            live, stale = _sift(user, index, members, rows)
+            live, stale = records.sift(user, index, members, rows)
             if stale:
                 await client.srem(index, *stale)
         return live
@@ -347,7 +331,7 @@ class RedisStore(Store):
         return await self._arevoke(user, lambda digest: digest != keep)
 
     async def arevoke_handle(self, user: str, handle: str) -> bool:
-        return await self._arevoke(user, lambda digest: _handle(digest) == handle) > 0
+        return await self._arevoke(user, lambda digest: ids.handle(digest) == handle) > 0
 
     async def _arevoke(self, user: str, chosen: Callable[[str], bool]) -> int:
         client, index = await self._aclient(), self.index_key(user)
@@ -357,13 +341,13 @@ class RedisStore(Store):
             for digest in members:
                 pipe.hget(self.key(digest), "u")
             owners = await pipe.execute(raise_on_error=False)
-            doomed = [d for d, u in zip(members, owners, strict=True) if _owned(u, index)]
+            doomed = [d for d, u in zip(members, owners, strict=True) if records.owned(u, index)]
             doomed = [d for d in doomed if chosen(d)]
             pipe = client.pipeline(transaction=False)
             for digest in doomed:
                 pipe.delete(self.key(digest))
             deleted = await pipe.execute() if doomed else []
-            gone = [d for d, u in zip(members, owners, strict=True) if not _owned(u, index)]
+            gone = [d for d, u in zip(members, owners, strict=True) if not records.owned(u, index)]
             if doomed or gone:
                 await client.srem(index, *doomed, *gone)
         return sum(1 for n in deleted if n)
@@ -372,7 +356,7 @@ class RedisStore(Store):
     def scan(self) -> Iterator[RecordMeta]:
         """Every decodable session's metadata, via SCAN (every master on a Cluster)."""
         client = self._client()
-        pattern = _glob_escape(self.prefix) + "{*}"
+        pattern = records.glob_escape(self.prefix) + "{*}"
         size = len(self.prefix) + 66
         with self._guard():
             batch: list[bytes] = []
@@ -393,7 +377,7 @@ class RedisStore(Store):
         for row in pipe.execute(raise_on_error=False):
             if isinstance(row, list) and row[0] is not None:
                 with contextlib.suppress(ValueError, TypeError):
-                    yield _meta(row[0], row[1])
+                    yield records.decode_meta(row[0], row[1])
 
     # -- locks -----------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -401,7 +385,7 @@ class RedisStore(Store):
         client, key, token = self._client(), self.lock_key(digest), secrets.token_hex(16)
         deadline, pause = time.monotonic() + wait, 0.002
         with self._guard():
-            while not client.set(key, token, nx=True, px=_pttl(ttl)):
+            while not client.set(key, token, nx=True, px=pttl_of(ttl)):
                 if time.monotonic() >= deadline:
                     raise LockTimeout(handle(digest), wait)
                 time.sleep(pause)
@@ -410,7 +394,7 @@ class RedisStore(Store):
             yield
         finally:
             with self._guard():
-                _UNLOCK.run(client, [key], [token])
+                UNLOCK_SCRIPT.run(client, [key], [token])
 
     @contextlib.asynccontextmanager
     async def alock(
@@ -419,7 +403,7 @@ class RedisStore(Store):
         client, key, token = await self._aclient(), self.lock_key(digest), secrets.token_hex(16)
         deadline, pause = time.monotonic() + wait, 0.002
         with self._guard():
-            while not await client.set(key, token, nx=True, px=_pttl(ttl)):
+            while not await client.set(key, token, nx=True, px=pttl_of(ttl)):
                 if time.monotonic() >= deadline:
                     raise LockTimeout(handle(digest), wait)
                 await asyncio.sleep(pause)
@@ -428,82 +412,10 @@ class RedisStore(Store):
             yield
         finally:
             with self._guard():
-                await _UNLOCK.arun(client, [key], [token])
+                await UNLOCK_SCRIPT.arun(client, [key], [token])
 
 
 async def _aclose(client: Any, helpers: list[Any]) -> None:
     for each in (client, *helpers):
         with contextlib.suppress(*_DOWN):
             await each.aclose()
-
-
-# -- decoding -------------------------------------------------------------------------------
-_handle = handle
-
-
-def _decode(digest: str, fields: dict[bytes, bytes]) -> Record | None:
-    """The record in a HGETALL reply, or None (with a security log line) if it is not ours."""
-    if not fields:
-        return None
-    raw_meta = fields.get(b"m")
-    if raw_meta is None:
-        return _reject(digest, "stored record has no metadata")
-    try:
-        meta = _meta(raw_meta, fields.get(b"t"))
-        version = int(fields.get(b"v", b""))
-        items = {}
-        for name, value in fields.items():
-            if name[:2] == b"d:":
-                items[name[2:].decode()] = value.decode()
-            elif name not in _FIELDS:
-                raise ValueError(f"unexpected field {name[:40]!r}")
-    except (ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
-        return _reject(digest, f"stored record is corrupted or foreign ({exc})")
-    return Record(items, meta, version)
-
-
-def _meta(raw: bytes, last_seen: bytes | None) -> RecordMeta:
-    meta = RecordMeta.from_list(_json(raw.decode()))
-    if last_seen is not None:
-        meta = meta._replace(last_seen=int(last_seen))
-    return meta
-
-
-def _reject(digest: str, reason: str) -> Record | None:
-    security_log.warning("sessionkit record_rejected: %s (session %s)", reason, handle(digest))
-    return None
-
-
-def _sift(
-    user: str, index: str, members: list[str], rows: list[Any]
-) -> tuple[list[SessionInfo], list[str]]:
-    """Split index members into live sessions of ``user`` and stale members to prune."""
-    live, stale = [], []
-    for digest, row in zip(members, rows, strict=True):
-        meta = None
-        if isinstance(row, list) and row[0] is not None and _owned(row[2], index):
-            with contextlib.suppress(ValueError, TypeError):
-                meta = _meta(row[0], row[1])
-        if meta is None or meta.user != user:
-            stale.append(digest)
-        else:
-            live.append(SessionInfo(handle(digest), user, meta.created, meta.last_seen))
-    return live, stale
-
-
-def _owned(owner: Any, index: str) -> bool:
-    return isinstance(owner, bytes) and owner == index.encode()
-
-
-def _pttl(ttl: float) -> int:
-    if not math.isfinite(ttl):
-        return _MAX_PTTL
-    return min(max(1, int(ttl * 1000)), _MAX_PTTL)
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

@@ -17,6 +17,12 @@ what the index needs and the store sends those commands separately.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from redis import exceptions as _rx
+
 # Shared helpers, prepended to the scripts that need them.
 _EXTEND_INDEX = """
 local function extend_index(ik, member, pttl)
@@ -141,3 +147,27 @@ UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+
+class Script:
+    """A Lua script run by SHA, sent in full only when the server does not know it yet."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis's script id
+
+    def run(self, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+        except _rx.NoScriptError:
+            return client.eval(self.source, len(keys), *keys, *args)
+
+    async def arun(self, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except _rx.NoScriptError:
+            return await client.eval(self.source, len(keys), *keys, *args)
+
+
+SAVE_SCRIPT, TOUCH_SCRIPT, DELETE_SCRIPT = Script(SAVE), Script(TOUCH), Script(DELETE)
+INDEX_ADD_SCRIPT, UNLOCK_SCRIPT = Script(INDEX_ADD), Script(UNLOCK)

@@ -278,7 +278,10 @@ GOOD_META = json.dumps(RecordMeta(created=1, last_seen=1).to_list())
     ids=lambda fields: "-".join(str(k) for k in fields),
 )
 def test_corrupted_records_read_as_no_session(
-    store: RedisStore, raw: redis.Redis, fields: dict[str, str | bytes], caplog: pytest.LogCaptureFixture
+    store: RedisStore,
+    raw: redis.Redis,
+    fields: dict[str, str | bytes],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     key = new_digest()
     for name, value in fields.items():
@@ -444,8 +447,9 @@ def test_the_documented_acl_is_enough(
     redis_server: servers.Server, raw: redis.Redis, clock: FakeClock
 ) -> None:
     user, password, prefix = f"sk{secrets.token_hex(3)}", secrets.token_hex(8), unique_prefix()
-    raw.execute_command("ACL", "SETUSER", user, *DOCS_ACL.format(password=password,
-                                                              prefix=prefix).split())  # fmt: skip
+    admin: Any = raw
+    admin.execute_command("ACL", "SETUSER", user, *DOCS_ACL.format(password=password,
+                                                                prefix=prefix).split())  # fmt: skip
     store = RedisStore.from_url(
         f"redis://{user}:{password}@127.0.0.1:{redis_server.port}/0?prefix={prefix}",
         clock=clock,
@@ -468,4 +472,4 @@ def test_the_documented_acl_is_enough(
             store._client().get("other:key")
     finally:
         store.close()
-        raw.execute_command("ACL", "DELUSER", user)
+        admin.execute_command("ACL", "DELUSER", user)

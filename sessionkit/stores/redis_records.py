@@ -1,0 +1,86 @@
+"""Reading RedisStore's records: a HASH reply becomes a ``Record``, or ``None`` with a
+security log line when it is damaged or foreign (never an exception, never partial data)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from typing import Any
+
+from sessionkit.events import security_log
+from sessionkit.ids import handle
+from sessionkit.stores.base import Record, RecordMeta, SessionInfo
+
+FIELDS = frozenset({b"m", b"v", b"t", b"u", b"x"})  # every field that is not "d:<key>"
+MAX_PTTL = 10 * 365 * 86400 * 1000
+_json = json.JSONDecoder().decode  # json.loads minus its per-call argument handling
+
+
+def decode(digest: str, fields: dict[bytes, bytes]) -> Record | None:
+    """The record in a HGETALL reply, or None (with a security log line) if it is not ours."""
+    if not fields:
+        return None
+    raw_meta = fields.get(b"m")
+    if raw_meta is None:
+        return reject(digest, "stored record has no metadata")
+    try:
+        meta = decode_meta(raw_meta, fields.get(b"t"))
+        version = int(fields.get(b"v", b""))
+        items = {}
+        for name, value in fields.items():
+            if name[:2] == b"d:":
+                items[name[2:].decode()] = value.decode()
+            elif name not in FIELDS:
+                raise ValueError(f"unexpected field {name[:40]!r}")
+    except (ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
+        return reject(digest, f"stored record is corrupted or foreign ({exc})")
+    return Record(items, meta, version)
+
+
+def decode_meta(raw: bytes, last_seen: bytes | None) -> RecordMeta:
+    meta = RecordMeta.from_list(_json(raw.decode()))
+    if last_seen is not None:
+        meta = meta._replace(last_seen=int(last_seen))
+    return meta
+
+
+def reject(digest: str, reason: str) -> Record | None:
+    security_log.warning("sessionkit record_rejected: %s (session %s)", reason, handle(digest))
+    return None
+
+
+def sift(
+    user: str, index: str, members: list[str], rows: list[Any]
+) -> tuple[list[SessionInfo], list[str]]:
+    """Split index members into live sessions of ``user`` and stale members to prune."""
+    live, stale = [], []
+    for digest, row in zip(members, rows, strict=True):
+        meta = None
+        if isinstance(row, list) and row[0] is not None and owned(row[2], index):
+            with contextlib.suppress(ValueError, TypeError):
+                meta = decode_meta(row[0], row[1])
+        if meta is None or meta.user != user:
+            stale.append(digest)
+        else:
+            live.append(SessionInfo(handle(digest), user, meta.created, meta.last_seen))
+    return live, stale
+
+
+def owned(owner: Any, index: str) -> bool:
+    return isinstance(owner, bytes) and owner == index.encode()
+
+
+def pttl_of(ttl: float) -> int:
+    if not math.isfinite(ttl):
+        return MAX_PTTL
+    return min(max(1, int(ttl * 1000)), MAX_PTTL)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
