@@ -23,16 +23,21 @@ from typing import Any
 
 from redis import exceptions as _rx
 
-# Shared helpers, prepended to the scripts that need them.
-_EXTEND_INDEX = """
+# Shared helpers, prepended to the scripts that need them. ``fields`` reads a session's
+# bookkeeping in one call and returns nil for anything that is not one of our HASHes
+# (missing, another type, no metadata), so a foreign key is never written to.
+_HELPERS = """
 local function extend_index(ik, member, pttl)
   redis.call('SADD', ik, member)
   local left = redis.call('PTTL', ik)
   if left == -1 or left < pttl then redis.call('PEXPIRE', ik, pttl) end
 end
-local function is_session(key)
-  return redis.call('TYPE', key).ok == 'hash' and redis.call('HEXISTS', key, 'm') == 1
+local function fields(key, ...)
+  local got = redis.pcall('HMGET', key, 'm', ...)
+  if type(got) ~= 'table' or got.err or not got[1] then return nil end
+  return got
 end
+local function ms(n) return string.format('%.0f', n) end
 """
 
 #: KEYS: session key, then (single server only) the rotated-away key and index keys.
@@ -40,61 +45,60 @@ end
 #:       index_key_or_'', now_ms, n_removed, removed..., field, value, ...
 #: Returns {ok, stale_index_or_'', index_needs_update} (the last two matter on a Cluster).
 SAVE = (
-    _EXTEND_INDEX
+    _HELPERS
     + """
 local key = KEYS[1]
 local single, create, replace = ARGV[1] == '1', ARGV[2] == '1', ARGV[3] == '1'
 local pttl, meta, digest = tonumber(ARGV[4]), ARGV[5], ARGV[6]
 local old_key, old_digest, index, now = ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10])
-local version = 1
-local stale, covered = '', 0
+local n_removed = tonumber(ARGV[11])
+local version, stale, covered, current = 1, '', 0, false
 if create then
   if redis.call('EXISTS', key) == 1 then return {0, '', 0} end
   if old_key ~= '' then
-    if not is_session(old_key) then return {0, '', 0} end
-    local old_index = redis.call('HGET', old_key, 'u')
+    local old = fields(old_key, 'u')
+    if not old then return {0, '', 0} end
     redis.call('DEL', old_key)
-    if old_index then redis.call('SREM', old_index, old_digest) end
+    if old[2] then redis.call('SREM', old[2], old_digest) end
   end
 else
-  if not is_session(key) then return {0, '', 0} end
-  local current = redis.call('HGET', key, 'u')
+  local got = fields(key, 'u', 'v', 'x')
+  if not got then return {0, '', 0} end
+  current = got[2]
+  version = (tonumber(got[3]) or 0) + 1
+  covered = tonumber(got[4]) or 0
   if current and current ~= index then
     stale = current
     if single then redis.call('SREM', current, digest) end
   end
-  version = tonumber(redis.call('HGET', key, 'v') or '0') + 1
-  covered = tonumber(redis.call('HGET', key, 'x') or '0')
   if replace then
     redis.call('DEL', key)
-  else
-    local n = tonumber(ARGV[11])
-    for i = 12, 11 + n, 200 do
-      redis.call('HDEL', key, unpack(ARGV, i, math.min(i + 199, 11 + n)))
+  else  -- drop the removed keys and the touch's last-seen (folded into the new metadata)
+    redis.call('HDEL', key, 't', unpack(ARGV, 12, math.min(11 + n_removed, 11 + 7000)))
+    for i = 11 + 7001, 11 + n_removed, 7000 do
+      redis.call('HDEL', key, unpack(ARGV, i, math.min(i + 6999, 11 + n_removed)))
     end
   end
 end
-local first = 12 + tonumber(ARGV[11])
-redis.call('HSET', key, 'm', meta, 'v', version)
-redis.call('HDEL', key, 't')
-for i = first, #ARGV, 200 do
-  redis.call('HSET', key, unpack(ARGV, i, math.min(i + 199, #ARGV)))
+local update = 0
+local head = {'m', meta, 'v', version}
+if index ~= '' then
+  head[5], head[6] = 'u', index
+  if not single then
+    if create or stale ~= '' or covered < now + pttl then
+      covered, update = now + 2 * pttl, 1
+    end
+    head[7], head[8] = 'x', ms(covered)
+  end
+elseif current then
+  redis.call('HDEL', key, 'u', 'x')
+end
+redis.call('HSET', key, unpack(head))
+for i = 12 + n_removed, #ARGV, 7000 do
+  redis.call('HSET', key, unpack(ARGV, i, math.min(i + 6999, #ARGV)))
 end
 redis.call('PEXPIRE', key, pttl)
-local update = 0
-if index == '' then
-  redis.call('HDEL', key, 'u', 'x')
-else
-  redis.call('HSET', key, 'u', index)
-  if single then
-    extend_index(index, digest, pttl)
-  elseif create or stale ~= '' or covered < now + pttl then
-    redis.call('HSET', key, 'x', string.format('%.0f', now + 2 * pttl))
-    update = 1
-  else
-    redis.call('HSET', key, 'x', string.format('%.0f', covered))
-  end
-end
+if index ~= '' and single then extend_index(index, digest, pttl) end
 return {1, stale, update}
 """
 )
@@ -102,31 +106,29 @@ return {1, stale, update}
 #: KEYS: session key. ARGV: single, last_seen, pttl, now_ms, digest.
 #: Returns 0 (gone), 1 (done), or on a Cluster the index key that must be extended.
 TOUCH = (
-    _EXTEND_INDEX
+    _HELPERS
     + """
 local key = KEYS[1]
-if not is_session(key) then return 0 end
-local pttl, now = tonumber(ARGV[3]), tonumber(ARGV[4])
+local got = fields(key, 'u', 'x')
+if not got then return 0 end
+local pttl, now, index = tonumber(ARGV[3]), tonumber(ARGV[4]), got[2]
+if index and ARGV[1] ~= '1' and (tonumber(got[3]) or 0) < now + pttl then
+  redis.call('HSET', key, 't', ARGV[2], 'x', ms(now + 2 * pttl))
+  redis.call('PEXPIRE', key, pttl)
+  return index  -- a Cluster: the caller extends the index, which lives in another slot
+end
 redis.call('HSET', key, 't', ARGV[2])
 redis.call('PEXPIRE', key, pttl)
-local index = redis.call('HGET', key, 'u')
-if not index then return 1 end
-if ARGV[1] == '1' then
-  extend_index(index, ARGV[5], pttl)
-  return 1
-end
-local covered = tonumber(redis.call('HGET', key, 'x') or '0')
-if covered >= now + pttl then return 1 end
-redis.call('HSET', key, 'x', string.format('%.0f', now + 2 * pttl))
-return index
+if index and ARGV[1] == '1' then extend_index(index, ARGV[5], pttl) end
+return 1
 """
 )
 
 #: KEYS: session key. ARGV: single, digest. Returns {deleted, index_or_''}.
 DELETE = """
 local key = KEYS[1]
-local index = false
-if redis.call('TYPE', key).ok == 'hash' then index = redis.call('HGET', key, 'u') end
+local got = redis.pcall('HGET', key, 'u')
+local index = type(got) == 'string' and got or false
 local deleted = redis.call('DEL', key)
 if not index then return {deleted, ''} end
 if ARGV[1] == '1' then redis.call('SREM', index, ARGV[2]) end
@@ -135,7 +137,7 @@ return {deleted, index}
 
 #: KEYS: index key. ARGV: digest, pttl. (Cluster: the index half of a save or touch.)
 INDEX_ADD = (
-    _EXTEND_INDEX
+    _HELPERS
     + """
 extend_index(KEYS[1], ARGV[1], tonumber(ARGV[2]))
 return 1

@@ -473,3 +473,14 @@ def test_the_documented_acl_is_enough(
     finally:
         store.close()
         admin.execute_command("ACL", "DELUSER", user)
+
+
+def test_big_sessions_are_written_in_chunks(store: RedisStore, clock: FakeClock) -> None:
+    key = new_digest()
+    many = {f"k{i}": str(i) for i in range(15_000)}  # more than one Lua unpack() can take
+    assert store.save(create(key, clock, **many))
+    doomed = frozenset(f"k{i}" for i in range(14_990))
+    assert store.save(Write(key, {"new": "1"}, doomed, meta_now(clock), 60.0))
+    record = store.load(key)
+    assert record is not None
+    assert dict(record.items) == {**{f"k{i}": str(i) for i in range(14_990, 15_000)}, "new": "1"}
