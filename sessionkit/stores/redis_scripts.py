@@ -93,8 +93,10 @@ if index ~= '' then
 elseif current then
   redis.call('HDEL', key, 'u', 'x')
 end
-redis.call('HSET', key, unpack(head))
-for i = 12 + n_removed, #ARGV, 7000 do
+local first = 12 + n_removed
+for i = first, math.min(#ARGV, first + 5999) do head[#head + 1] = ARGV[i] end
+redis.call('HSET', key, unpack(head))  -- metadata and (up to 3000) changed keys at once
+for i = first + 6000, #ARGV, 7000 do
   redis.call('HSET', key, unpack(ARGV, i, math.min(i + 6999, #ARGV)))
 end
 redis.call('PEXPIRE', key, pttl)
