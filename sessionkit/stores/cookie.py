@@ -26,6 +26,7 @@ class CookieStore(Store):
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> CookieStore:
+        options.pop("clock", None)  # the engine's clock governs expiry inside the cookie
         return cls(**options)
 
     @staticmethod

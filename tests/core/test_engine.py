@@ -352,3 +352,8 @@ def test_revoke_others_keeps_only_this_session(clock: FakeClock) -> None:
     session = engine.open(laptop.cookie_header, laptop.client)  # pending: async loads it
     assert asyncio.run(engine.arevoke_others(session)) == 0
     assert session.user_id == "alice"
+
+
+def test_every_store_url_accepts_a_clock(clock: FakeClock) -> None:
+    for url in ("cookie://", "memory://"):
+        assert open_store(url, clock=clock).url.startswith(url)
