@@ -118,3 +118,45 @@ def test_command(file_store: str, tmp_path: Path, capsys: pytest.CaptureFixture[
         call_command("sessionkit", "revoke", "--user", str(user.pk), "--handle", "0" * 16)
     with pytest.raises(CommandError):
         call_command("sessionkit", "list")  # --user is required
+
+
+# -- settings ----------------------------------------------------------------------------
+def test_bad_settings_stop_the_server_at_start() -> None:
+    from sessionkit_django.middleware import SessionMiddleware
+
+    from sessionkit import ConfigError
+
+    with override_settings(SESSIONKIT={"STORE": "memory://", "IDLE_TIMOUT": 5}):
+        with pytest.raises(ConfigError, match="IDLE_TIMEOUT"):
+            SessionMiddleware(lambda request: None)
+    with override_settings(SESSIONKIT={"STORE": "nope"}):
+        with pytest.raises(ConfigError, match="store"):
+            SessionMiddleware(lambda request: None)
+
+
+def test_django_settings_fill_in_and_sessionkit_wins() -> None:
+    from sessionkit_django.conf import build_config
+
+    with override_settings(
+        SESSION_COOKIE_NAME="sid", SESSION_COOKIE_AGE=600, SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_DOMAIN="example.com",
+        SESSIONKIT={"STORE": "memory://", "COOKIE_NAME": "__Secure-sid", "COOKIE_SECURE": True},
+    ):  # fmt: skip
+        config = build_config()
+    assert config.cookie_name == "__Secure-sid" and config.cookie_secure
+    assert config.idle_timeout == 600 and config.cookie_samesite == "strict"
+    assert config.cookie_domain == "example.com"
+    assert config.absolute_timeout == 30 * 24 * 3600
+
+
+def test_default_store_is_files(tmp_path: Path) -> None:
+    from sessionkit_django.conf import default_store, get_engine
+
+    with override_settings(SESSIONKIT={}):
+        assert default_store().startswith("file://") and "sessionkit-" in default_store()
+    with override_settings(SESSIONKIT={}, SESSION_FILE_PATH=str(tmp_path)):
+        assert type(get_engine().store).__name__ == "FileStore"
+        client = Client()
+        assert client.get("/count/").json() == {"count": 1}
+        assert client.get("/count/").json() == {"count": 2}
+        assert any(tmp_path.rglob("*"))
