@@ -20,6 +20,7 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "redis+cluster": ("sessionkit.stores.redis", "RedisStore"),
     "rediss+cluster": ("sessionkit.stores.redis", "RedisStore"),
     "redis+sentinel": ("sessionkit.stores.redis", "RedisStore"),
+    "rediss+sentinel": ("sessionkit.stores.redis", "RedisStore"),
     "sqlite": ("sessionkit.stores.sql", "SQLStore"),
     "postgresql": ("sessionkit.stores.sql", "SQLStore"),
     "postgres": ("sessionkit.stores.sql", "SQLStore"),
