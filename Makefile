@@ -29,8 +29,15 @@ docs: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m example_projects.run $(if $(STORE),--store '$(STORE)')
 
-bench: $(STAMP)
-	$(PY) benchmarks/bench_core.py
+# Every benchmarks/bench_*.py (QUICK=1: smoke runs), then the docs' charts and tables from
+# benchmarks/results/*.json. A failing script does not stop the others; make fails at the end.
+bench: $(STAMP) servers
+	@failed=""; for script in benchmarks/bench_*.py; do \
+	  echo "== $$script"; \
+	  $(PY) $$script $(if $(filter 1,$(QUICK)),--quick) || failed="$$failed $$script"; \
+	done; \
+	$(PY) benchmarks/report.py || failed="$$failed benchmarks/report.py"; \
+	if [ -n "$$failed" ]; then echo "failed:$$failed" >&2; exit 1; fi
 
 clean:
 	rm -rf $(VENV) site .mypy_cache .ruff_cache .hypothesis
