@@ -23,7 +23,7 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.http import HttpRequest
 
 from sessionkit import SessionInfo
-from sessionkit_django.conf import engines
+from sessionkit_django.conf import engines, user_key_getter
 from sessionkit_django.engine import SessionStore
 
 
@@ -33,7 +33,7 @@ def _store_of(request: HttpRequest | None) -> SessionStore | None:
 
 
 def _user_key(user: Any) -> str:
-    return str(user.pk)
+    return user_key_getter()(user)
 
 
 def bind_on_login(sender: Any, request: HttpRequest | None, user: Any, **_: Any) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -104,7 +104,40 @@ def build_config(overrides: Mapping[str, Any] | None = None) -> SessionConfig:
     merged["STORE"] = default_store()
     merged.update({key.upper(): value for key, value in user.items()})
     merged.update({key.upper(): value for key, value in (overrides or {}).items()})
+    user_key_getter(merged.pop("USER_KEY", "pk"))  # validated here, used by auth
     return SessionConfig.from_mapping(merged)
+
+
+def user_key_getter(how: Any = None) -> Callable[[Any], str]:
+    """How a Django user becomes the session's framework-neutral user key
+    (``session.user_id``, the per-user index). ``SESSIONKIT["USER_KEY"]``: ``"pk"`` (the
+    default), ``"username"`` (``get_username()``: what a Flask or FastAPI app sharing the
+    session is most likely to know), or a callable / dotted path taking the user."""
+    if how is None:
+        configured: Mapping[str, Any] = getattr(settings, "SESSIONKIT", None) or {}
+        how = next((v for k, v in configured.items() if k.upper() == "USER_KEY"), "pk")
+    if how == "pk":
+        return lambda user: str(user.pk)
+    if how == "username":
+        return lambda user: str(user.get_username())
+    if isinstance(how, str):
+        from django.utils.module_loading import import_string
+
+        try:
+            how = import_string(how)
+        except ImportError as exc:
+            from sessionkit import ConfigError
+
+            raise ConfigError(
+                "SESSIONKIT['USER_KEY']", f"{how!r} is not 'pk', 'username' or an importable "
+                f"callable ({exc})"
+            ) from exc  # fmt: skip
+    if not callable(how):
+        from sessionkit import ConfigError
+
+        raise ConfigError("SESSIONKIT['USER_KEY']", "use 'pk', 'username' or a callable")
+    getter = how
+    return lambda user: str(getter(user))
 
 
 def engines() -> Engines:

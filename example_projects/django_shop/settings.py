@@ -35,6 +35,8 @@ SESSIONKIT = {
     "STORE": config.store_url(),
     "IDLE_TIMEOUT": config.IDLE_TIMEOUT,
     "ABSOLUTE_TIMEOUT": config.ABSOLUTE_TIMEOUT,
+    # session.user_id is the username, the key the Flask and FastAPI apps know users by
+    "USER_KEY": "username",
 }
 # Messages live in the session, so they survive a redirect to another worker or app.
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"

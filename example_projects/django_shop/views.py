@@ -1,6 +1,6 @@
-"""The shop's views: plain Django. The only sessionkit-specific line is ``bind_user`` at
-login, which files the session under the framework-neutral user key that the Flask and
-FastAPI apps read (``session.user_id``)."""
+"""The shop's views: plain Django, nothing sessionkit-specific. ``login()`` binds the session
+to the user under the framework-neutral user key (``SESSIONKIT["USER_KEY"] = "username"`` in
+settings), which the Flask and FastAPI apps read as ``session.user_id``."""
 
 from __future__ import annotations
 
@@ -81,9 +81,7 @@ def login_view(request: HttpRequest) -> HttpResponse:
     target = request.POST.get("next") or request.GET.get("next") or ""
     if request.method == "POST" and form.is_valid():
         user = form.get_user()
-        login(request, user)  # Django rotates the ID (cycle_key); sessionkit kills the old
-        # The framework-neutral user key: the Flask and FastAPI apps read session.user_id.
-        request.session.bind_user(user.get_username())
+        login(request, user)  # rotates the ID, kills the old one, binds the user (by name)
         messages.success(request, f"Welcome, {user.get_username()}. Your session ID was renewed.")
         return HttpResponseRedirect(safe_next(request, target))
     return page(request, "shop/login.html", "Sign in", form=form, next=target)

@@ -244,3 +244,36 @@ def test_admin_lists_and_revokes_a_users_sessions(make_sk, kind: str, alice: Use
     assert {phone.get("/whoami/").json()["user"], laptop.get("/whoami/").json()["user"]} == {None}
     assert staff.get("/admin/").status_code == 200  # the admin's own session survived
     assert Client().get(f"/admin/auth/user/{alice.pk}/sessions/").status_code == 302  # login
+
+
+@pytest.mark.parametrize(
+    ("how", "expected"),
+    [("pk", None), ("username", "alice"), ("tests.django.test_auth.upper_name", "ALICE")],
+)
+def test_user_key_setting_chooses_the_neutral_user_key(
+    make_sk, how: str, expected: str | None, alice: User
+) -> None:
+    with override_settings(SESSIONKIT={"USER_KEY": how}):
+        engine = make_sk("memory")
+        client = Client()
+        login(client)
+        key = expected if expected is not None else str(alice.pk)
+        assert [len(i.handle) for i in engine.store.user_sessions(key)] == [16]
+        assert sk_auth.user_sessions(alice)[0].user == key
+
+
+def upper_name(user: User) -> str:
+    return user.get_username().upper()
+
+
+def test_a_bad_user_key_is_a_config_error() -> None:
+    from sessionkit_django.conf import build_config
+
+    from sessionkit import ConfigError
+
+    with override_settings(SESSIONKIT={"USER_KEY": "nope.nothing"}):
+        with pytest.raises(ConfigError, match="USER_KEY"):
+            build_config()
+    with override_settings(SESSIONKIT={"USER_KEY": 42}):
+        with pytest.raises(ConfigError, match="USER_KEY"):
+            build_config()
