@@ -1,12 +1,12 @@
 """SQLStore: sessions in SQLite or PostgreSQL, through SQLAlchemy Core (sync and async).
 
-One row per session, keyed by the ID digest. Saves are conditional (the row must exist and
-be live, so a logout is never undone) and merge key by key inside a transaction that holds
-the row (``SELECT ... FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so two
-requests changing different keys both survive. The async flavour is SQLAlchemy's native
-async engine (psycopg 3, aiosqlite), never a worker thread. Locks live in a small table
-with a token and a deadline, so a crashed holder's lock lapses after its ttl (see
-docs/stores/sql.md for why not session-bound advisory locks).
+One row per session, keyed by the ID digest. Every save is one statement: conditional (the
+row must exist and be live, so a logout is never undone) and, for a merge, computed by the
+database from the row it holds locked for that statement (``jsonb`` operators on PostgreSQL,
+``json_patch`` on SQLite), so two requests changing different keys both survive. The async
+flavour is SQLAlchemy's native async engine (psycopg 3, aiosqlite), never a worker thread.
+Locks live in a small table with a token and a deadline, so a crashed holder's lock lapses
+after its ttl (see docs/stores/sql.md for why not session-bound advisory locks).
 """
 
 from __future__ import annotations
@@ -17,28 +17,18 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from sessionkit.errors import LockTimeout, StoreError
+from sessionkit.errors import LockTimeout
 from sessionkit.ids import handle
 from sessionkit.stores.base import Record, RecordMeta, SessionInfo, Write
 from sessionkit.stores.sql_engine import SQLEngines
-from sessionkit.stores.sql_schema import (
-    decode_items,
-    decode_meta,
-    decode_record,
-    reject,
-    row_params,
-)
-
-if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+from sessionkit.stores.sql_schema import decode_meta, decode_record, reject, row_params
 
 _HANDLE_RE = re.compile(r"[0-9a-f]{16}")
-_MERGE_ATTEMPTS = 5
 
 
 class SQLStore(SQLEngines):
@@ -63,100 +53,38 @@ class SQLStore(SQLEngines):
         return decode_record(digest, rows[0]) if rows else None
 
     def save(self, write: Write) -> bool:
-        now = self._clock()
-        if write.create and write.rotated_from is None:
-            return self._rowcount(self._sql.create, row_params(write, write.items, now)) == 1
-        if write.replace and not write.create:
-            return self._rowcount(self._sql.replace, row_params(write, write.items, now)) == 1
-        self._ready()
-
-        def run() -> bool:
-            with self._engine.connect() as conn:
-                conn.execution_options(**self._transaction)
-                for _ in range(_MERGE_ATTEMPTS):
-                    with conn.begin() as tx:
-                        outcome = self._transact_sync(conn, write, now)
-                        if outcome is not None:
-                            return outcome
-                        tx.rollback()
-            raise StoreError(f"{self!r}: could not merge session {handle(write.digest)}")
-
-        return self._call(run)
-
-    def _transact_sync(self, conn: sa.Connection, write: Write, now: float) -> bool | None:
-        """One attempt of a rotation or a merge; ``None``: lost a version race, retry."""
-        sql = self._sql
-        if write.create:  # rotated_from: move the session only if the old row is still live
-            gone = conn.execute(sql.delete_live, {"d": write.rotated_from, "now": now})
-            created = gone.rowcount == 1 and (
-                conn.execute(sql.create, row_params(write, write.items, now)).rowcount == 1
-            )
-            if not created:
-                conn.rollback()
-            return created
-        row = conn.execute(sql.merge_read, {"d": write.digest, "now": now}).first()
-        params = self._merged(write, row, now)
-        if params is None:
-            conn.rollback()
-            return False
-        return True if conn.execute(sql.merge_write, params).rowcount == 1 else None
+        """One statement whatever the write (see ``Statements``): a changing request costs
+        its load and this, two round trips, and holds no transaction between them."""
+        stmt, params = self._write_statement(write)
+        if self._rowcount(stmt, params) == 1:
+            return True
+        if stmt is self._sql.merge:
+            self._report_unreadable(write.digest, self._rows(self._sql.live_data, params))
+        return False
 
     async def asave(self, write: Write) -> bool:
-        now = self._clock()
-        if write.create and write.rotated_from is None:
-            return await self._arowcount(self._sql.create, row_params(write, write.items, now)) == 1
-        if write.replace and not write.create:
-            return (
-                await self._arowcount(self._sql.replace, row_params(write, write.items, now)) == 1
-            )
-        await self._aready()
-        engine = self._async()
+        stmt, params = self._write_statement(write)
+        if await self._arowcount(stmt, params) == 1:
+            return True
+        if stmt is self._sql.merge:
+            rows = await self._arows(self._sql.live_data, params)
+            self._report_unreadable(write.digest, rows)
+        return False
 
-        async def run() -> bool:
-            async with engine.connect() as conn:
-                await conn.execution_options(**self._transaction)
-                for _ in range(_MERGE_ATTEMPTS):
-                    async with conn.begin() as tx:
-                        outcome = await self._transact_async(conn, write, now)
-                        if outcome is not None:
-                            return outcome
-                        await tx.rollback()
-            raise StoreError(f"{self!r}: could not merge session {handle(write.digest)}")
-
-        return await self._acall(run)
-
-    async def _transact_async(self, conn: AsyncConnection, write: Write, now: float) -> bool | None:
+    def _write_statement(self, write: Write) -> tuple[sa.Executable, dict[str, Any]]:
         sql = self._sql
+        params = row_params(write, self._clock(), self.backend)
         if write.create:
-            gone = await conn.execute(sql.delete_live, {"d": write.rotated_from, "now": now})
-            created = gone.rowcount == 1 and (
-                (await conn.execute(sql.create, row_params(write, write.items, now))).rowcount == 1
-            )
-            if not created:
-                await conn.rollback()
-            return created
-        row = (await conn.execute(sql.merge_read, {"d": write.digest, "now": now})).first()
-        params = self._merged(write, row, now)
-        if params is None:
-            await conn.rollback()
-            return False
-        return True if (await conn.execute(sql.merge_write, params)).rowcount == 1 else None
+            return (sql.create if write.rotated_from is None else sql.rotate), params
+        return (sql.replace if write.replace else sql.merge), params
 
-    def _merged(self, write: Write, row: Any, now: float) -> dict[str, Any] | None:
-        """The UPDATE parameters for merging ``write`` into ``row``; ``None`` when the row is
-        gone or corrupted (a merge must not build on data nobody can read)."""
-        if row is None:
-            return None
-        current = decode_items(row[0])
-        if current is None or type(row[1]) is not int:
-            reject(write.digest, "stored SQL row is corrupted; the save was refused")
-            return None
-        removed = write.removed
-        merged = {k: v for k, v in current.items() if k not in removed}
-        merged.update(write.items)
-        params = row_params(write, merged, now)
-        params["old"] = row[1]
-        return params
+    @staticmethod
+    def _report_unreadable(digest: str, rows: list[Any]) -> None:
+        """A merge that wrote nothing while the row is live: its data was unreadable (a merge
+        must not build on data nobody can read). A missing row is the ordinary no-resurrection
+        case and is not a security event."""
+        if rows:
+            reject(digest, "stored SQL row is corrupted; the save was refused")
 
     def delete(self, digest: str) -> None:
         self._rowcount(self._sql.delete, {"d": digest})
@@ -220,7 +148,7 @@ class SQLStore(SQLEngines):
         try:
             with self._engine.connect() as conn:
                 for meta_text, last_seen in conn.execution_options(
-                    **self._transaction, yield_per=1000
+                    **self._streaming, yield_per=1000
                 ).execute(self._sql.scan):
                     meta = decode_meta(meta_text, last_seen)
                     if meta is not None:

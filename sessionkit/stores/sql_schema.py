@@ -86,9 +86,20 @@ def check_table_name(name: str) -> str:
     return name
 
 
+#: ``data`` is JSONB on PostgreSQL (the server keeps it valid JSON and merges keys in place)
+#: and JSON text on SQLite (whose json1 functions work on text).
+DATA_TYPE = sa.Text().with_variant(postgresql.JSONB(), "postgresql")
+
+
 class Statements:
     """The store's tables and every statement it runs, built once with bound parameters
-    (so each call only binds values; SQLAlchemy caches the compiled SQL)."""
+    (so each call only binds values; SQLAlchemy caches the compiled SQL).
+
+    Every write is one statement, atomic by itself, so a changing request costs one round
+    trip for its save and no transaction is ever held open across round trips: a merge is
+    ``UPDATE ... SET data = <data without the removed keys, with the changed keys>`` on the
+    live row (``jsonb`` operators on PostgreSQL, ``json_patch`` on SQLite), and a rotation
+    moves the live row to its new digest with one ``UPDATE`` of the primary key."""
 
     def __init__(self, table: str, backend: str, sweep_chunk: int) -> None:
         metadata = sa.MetaData()
@@ -97,7 +108,7 @@ class Statements:
             check_table_name(table), metadata,
             sa.Column("digest", sa.String(64), primary_key=True),
             sa.Column("user_id", sa.Text, nullable=True),
-            sa.Column("data", sa.Text, nullable=False),
+            sa.Column("data", DATA_TYPE, nullable=False),
             sa.Column("meta", sa.Text, nullable=False),
             sa.Column("version", sa.Integer, nullable=False),
             sa.Column("created", sa.BigInteger, nullable=False),
@@ -124,7 +135,7 @@ class Statements:
         now: sa.BindParameter[float] = sa.bindparam("now")
         live = (t.c.digest == d) & (t.c.expires_at > now)
         row: dict[str, Any] = {
-            "data": sa.bindparam("data"), "meta": sa.bindparam("meta"),
+            "data": sa.bindparam("data", type_=DATA_TYPE), "meta": sa.bindparam("meta"),
             "user_id": sa.bindparam("user"), "created": sa.bindparam("created"),
             "last_seen": sa.bindparam("last_seen"), "expires_at": sa.bindparam("exp"),
         }  # fmt: skip
@@ -137,13 +148,29 @@ class Statements:
             set_={c: getattr(create.excluded, c) for c in (*row, "version")},
             where=t.c.expires_at <= now,
         ).execution_options(preserve_rowcount=True)  # SQLAlchemy keeps INSERT counts only so
-        self.delete_live = sa.delete(t).where(live)
         self.replace = sa.update(t).where(live).values(version=t.c.version + 1, **row)
-        self.merge_read = sa.select(t.c.data, t.c.version).where(live).with_for_update()
-        old = sa.bindparam("old", type_=sa.Integer)
-        self.merge_write = (
-            sa.update(t).where(t.c.digest == d, t.c.version == old).values(version=old + 1, **row)
+        # regenerate(): the live old row becomes the new one (new digest, data and meta) in
+        # one statement, so a rotation racing a logout cannot bring the session back, and a
+        # merge waiting on the old row finds it gone. An existing row under the new digest
+        # (a fresh 256-bit ID: never, in practice) makes it write nothing.
+        other = t.alias("taken")
+        self.rotate = (
+            sa.update(t)
+            .where(
+                t.c.digest == sa.bindparam("old", type_=sa.String),
+                t.c.expires_at > now,
+                ~sa.exists().where(other.c.digest == d),
+            )
+            .values(digest=d, version=1, **row)
         )
+        patch = {k: v for k, v in row.items() if k != "data"}
+        self.merge = (
+            sa.update(t)
+            .where(live, _readable(t.c.data, backend))
+            .values(data=_merged(t.c.data, backend), version=t.c.version + 1, **patch)
+        )
+        #: after a merge wrote nothing: is there a live row (so its data was unreadable)?
+        self.live_data = sa.select(t.c.data).where(live)
         self.delete = sa.delete(t).where(t.c.digest == d)
         self.touch = (
             sa.update(t)
@@ -175,6 +202,49 @@ class Statements:
         self.lock_free = sa.delete(lk).where(lk.c.digest == d, lk.c.token == sa.bindparam("token"))
 
 
+def _merged(data: sa.ColumnElement[Any], backend: str) -> sa.ColumnElement[Any]:
+    """``data`` without the ``removed`` keys and with ``items`` set, computed by the server.
+
+    PostgreSQL: ``(data - :removed) || :items`` on ``jsonb`` (the cast is a no-op on a
+    ``jsonb`` column and keeps a ``text`` column made by an early version working).
+    SQLite: ``json_patch(data, :patch)``, an RFC 7396 merge patch in which a JSON ``null``
+    deletes a key. That fits because every stored value is a JSON *string* (the tagged-JSON
+    text of the session value, so ``None`` is stored as the string ``"null"``): the only
+    nulls in a patch are the removals, and no value is an object to be merged recursively.
+    """
+    if backend == "postgresql":
+        jsonb = postgresql.JSONB()
+        removed = sa.bindparam("removed", type_=postgresql.ARRAY(sa.Text))
+        return (
+            sa.cast(data, jsonb)
+            .op("-", return_type=jsonb)(removed)
+            .op("||", return_type=jsonb)(sa.bindparam("items", type_=jsonb))
+        )
+    return sa.func.json_patch(data, sa.bindparam("patch", type_=sa.Text), type_=sa.Text)
+
+
+def _readable(data: sa.ColumnElement[Any], backend: str) -> sa.ColumnElement[bool]:
+    """The stored ``data`` is what a merge may build on: a JSON object whose values are all
+    strings. A merge into anything else writes nothing (the session reads as corrupted and
+    the engine drops it); it never quietly turns garbage into a "valid" record."""
+    if backend == "postgresql":
+        value = sa.cast(data, postgresql.JSONB())
+        return sa.and_(
+            sa.func.jsonb_typeof(value) == "object",
+            ~sa.func.jsonb_path_exists(
+                value, sa.literal_column("""'$.* ? (@.type() != "string")'::jsonpath""")
+            ),
+        )
+    each = sa.func.json_each(data).table_valued("type")
+    strings_only = ~sa.exists().where(each.c.type != "text")
+    # CASE fixes the order: json_type() and json_each() raise on text that is not JSON
+    return sa.case(
+        (sa.func.json_valid(data) == 0, sa.false()),
+        (sa.func.json_type(data) != "object", sa.false()),
+        else_=strings_only,
+    )
+
+
 def prepare_sqlite(engine: sa.Engine, busy_timeout: float) -> None:
     """WAL (readers never block the writer, so several processes share one file) and a busy
     timeout on every connection. The driver's own transaction handling is switched off (as
@@ -200,17 +270,30 @@ def prepare_sqlite(engine: sa.Engine, busy_timeout: float) -> None:
 
 
 # -- the row codec ------------------------------------------------------------------------
-def row_params(write: Write, data: Mapping[str, str], now: float) -> dict[str, Any]:
-    """The bound values of a row written for ``write``."""
+def row_params(write: Write, now: float, backend: str) -> dict[str, Any]:
+    """The bound values of a row written for ``write``: the whole record for a create, a
+    rotation or a replace, and for a merge the changes alone (the server merges them)."""
     meta = write.meta
-    return {
-        "d": write.digest, "data": encode_items(data), "meta": encode_meta(meta),
-        "user": meta.user, "created": meta.created, "last_seen": meta.last_seen,
-        "exp": now + write.ttl, "now": now,
+    params: dict[str, Any] = {
+        "d": write.digest, "meta": encode_meta(meta), "user": meta.user,
+        "created": meta.created, "last_seen": meta.last_seen, "exp": now + write.ttl,
+        "now": now,
     }  # fmt: skip
+    if write.create or write.replace:
+        params["data"] = dict(write.items) if backend == "postgresql" else encode_items(write.items)
+    elif backend == "postgresql":
+        params["removed"] = sorted(write.removed)
+        params["items"] = dict(write.items)
+    else:
+        patch: dict[str, str | None] = dict.fromkeys(write.removed)
+        patch.update(write.items)  # a key both removed and set again is set
+        params["patch"] = encode_items(patch)
+    if write.rotated_from is not None:
+        params["old"] = write.rotated_from
+    return params
 
 
-def encode_items(items: Mapping[str, str]) -> str:
+def encode_items(items: Mapping[str, str | None]) -> str:
     return json.dumps(dict(items), ensure_ascii=False, separators=(",", ":"))
 
 
@@ -218,12 +301,16 @@ def encode_meta(meta: RecordMeta) -> str:
     return json.dumps(meta.to_list(), ensure_ascii=False, separators=(",", ":"))
 
 
-def decode_items(text: Any) -> dict[str, str] | None:
-    """The ``data`` column as a dict of key → tagged-JSON text; ``None`` when it is not."""
-    try:
-        items = json.loads(text)
-    except (TypeError, ValueError, RecursionError):
-        return None
+def decode_items(stored: Any) -> dict[str, str] | None:
+    """The ``data`` column (JSON text, or on PostgreSQL the object psycopg already decoded)
+    as a dict of key → tagged-JSON text; ``None`` when it is not that."""
+    if type(stored) is dict:
+        items: Any = stored
+    else:
+        try:
+            items = json.loads(stored)
+        except (TypeError, ValueError, RecursionError):
+            return None
     if type(items) is not dict or any(type(v) is not str for v in items.values()):
         return None
     return items
