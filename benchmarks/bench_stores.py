@@ -735,7 +735,7 @@ def count_twin(
         probe.step = sync_steps[row.kind]
     else:
         probe.astep = async_steps[row.kind]
-    probe.run(res.loop, 5)  # warm up: connections, prepared statements
+    probe.run(res.loop, 10)  # warm up: connections, statements prepared after 5 runs
     counter.reset()
     probe.run(res.loop, cycles)
     if counter.trips is not None:

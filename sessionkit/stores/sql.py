@@ -45,7 +45,7 @@ class SQLStore(SQLEngines):
 
     # -- the protocol ------------------------------------------------------------------------
     def load(self, digest: str) -> Record | None:
-        rows = self._rows(self._sql.load, {"d": digest, "now": self._clock()})
+        rows = self._direct_rows(self._sql.load, {"d": digest, "now": self._clock()})
         return decode_record(digest, rows[0]) if rows else None
 
     async def aload(self, digest: str) -> Record | None:
@@ -56,10 +56,11 @@ class SQLStore(SQLEngines):
         """One statement whatever the write (see ``Statements``): a changing request costs
         its load and this, two round trips, and holds no transaction between them."""
         stmt, params = self._write_statement(write)
-        if self._rowcount(stmt, params) == 1:
+        if self._direct_rowcount(stmt, params) == 1:
             return True
         if stmt is self._sql.merge:
-            self._report_unreadable(write.digest, self._rows(self._sql.live_data, params))
+            rows = self._direct_rows(self._sql.live_data, params)
+            self._report_unreadable(write.digest, rows)
         return False
 
     async def asave(self, write: Write) -> bool:
@@ -71,7 +72,7 @@ class SQLStore(SQLEngines):
             self._report_unreadable(write.digest, rows)
         return False
 
-    def _write_statement(self, write: Write) -> tuple[sa.Executable, dict[str, Any]]:
+    def _write_statement(self, write: Write) -> tuple[sa.Update | sa.Insert, dict[str, Any]]:
         sql = self._sql
         params = row_params(write, self._clock(), self.backend)
         if write.create:
@@ -87,7 +88,7 @@ class SQLStore(SQLEngines):
             reject(digest, "stored SQL row is corrupted; the save was refused")
 
     def delete(self, digest: str) -> None:
-        self._rowcount(self._sql.delete, {"d": digest})
+        self._direct_rowcount(self._sql.delete, {"d": digest})
 
     async def adelete(self, digest: str) -> None:
         await self._arowcount(self._sql.delete, {"d": digest})
@@ -95,7 +96,7 @@ class SQLStore(SQLEngines):
     def touch(self, digest: str, last_seen: int, ttl: float) -> bool:
         now = self._clock()
         params = {"d": digest, "now": now, "last_seen": last_seen, "exp": now + ttl}
-        return self._rowcount(self._sql.touch, params) == 1
+        return self._direct_rowcount(self._sql.touch, params) == 1
 
     async def atouch(self, digest: str, last_seen: int, ttl: float) -> bool:
         now = self._clock()

@@ -7,13 +7,15 @@ decisions, and the pooling and error policy is in one place.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from sessionkit.errors import ConfigError, StoreUnavailable
 from sessionkit.stores.base import Store
@@ -89,6 +91,8 @@ class SQLEngines(Store):
         self._aengine: AsyncEngine | None = None
         self._schema_ready = False
         self._schema_mutex = threading.Lock()
+        self._compiled: dict[int, _Direct] = {}
+        self._dbapi_error: type[Exception] = self._engine.dialect.loaded_dbapi.Error
 
     @property
     def table(self) -> sa.Table:
@@ -200,6 +204,73 @@ class SQLEngines(Store):
         if not self._schema_ready:
             await self.acreate_schema()
 
+    # -- the request path: one statement on a pooled DBAPI connection ----------------------
+    def _direct(self, stmt: sa.ClauseElement) -> _Direct:
+        """``stmt`` compiled once for this engine's dialect (after the first connection, so
+        the dialect knows its server), with the values of SQLAlchemy's own literals."""
+        found = self._compiled.get(id(stmt))
+        if found is None:
+            compiled = stmt.compile(dialect=self._engine.dialect)
+            assert isinstance(compiled, SQLCompiler)
+            fixed = {n: b.effective_value for n, b in compiled.binds.items() if not b.required}
+            order = tuple(compiled.positiontup or ()) if compiled.positional else None
+            found = self._compiled[id(stmt)] = _Direct(compiled.string, order, fixed)
+        return found
+
+    def _run_direct(self, stmt: sa.ClauseElement, params: dict[str, Any], fetch: bool) -> Any:
+        """Run one request-path statement (load, save, touch, delete) on a pooled DBAPI
+        connection, without SQLAlchemy's per-execution machinery (which costs several times
+        the statement itself on SQLite, and about as much as the round trip on PostgreSQL).
+        The pool, the dialect, the compiled SQL and the error policy stay SQLAlchemy's:
+        driver errors become SQLAlchemy's exceptions, a dead connection is invalidated with
+        its pool, and ``_call`` retries once and reports ``StoreUnavailable``. Values are
+        plain (JSON as text): every statement casts what needs casting."""
+        self._ready()
+        direct = self._direct(stmt)
+        merged = {**direct.fixed, **params}
+        args: Any = [merged[n] for n in direct.order] if direct.order is not None else merged
+
+        def run() -> Any:
+            try:
+                conn = self._engine.raw_connection()
+            except self._dbapi_error as exc:  # could not connect: SQLAlchemy's wrapping
+                raise self._wrap(exc, direct.sql, None, None) from exc
+            cursor = None
+            try:
+                cursor = conn.cursor()
+                cursor.execute(direct.sql, args)
+                return cursor.fetchall() if fetch else cursor.rowcount
+            except self._dbapi_error as exc:
+                raise self._wrap(exc, direct.sql, conn, cursor) from exc
+            finally:
+                if cursor is not None:
+                    with contextlib.suppress(Exception):
+                        cursor.close()
+                conn.close()
+
+        return self._call(run)
+
+    def _wrap(self, exc: Any, sql: str, conn: Any, cursor: Any) -> sa_exc.StatementError:
+        """A driver error as the SQLAlchemy exception ``Connection.execute`` would raise; a
+        disconnect invalidates the connection and, as SQLAlchemy does, the whole pool (after
+        a server restart every pooled connection is dead)."""
+        dialect = self._engine.dialect
+        gone = conn is not None and dialect.is_disconnect(exc, conn.dbapi_connection, cursor)
+        if gone:
+            conn.invalidate(exc)
+            self._engine.dispose(close=False)
+        wrapped: sa_exc.StatementError = sa_exc.DBAPIError.instance(
+            sql, None, exc, self._dbapi_error, hide_parameters=True,
+            connection_invalidated=gone, dialect=dialect,
+        )  # fmt: skip
+        return wrapped
+
+    def _direct_rowcount(self, stmt: sa.ClauseElement, params: dict[str, Any]) -> int:
+        return int(self._run_direct(stmt, params, fetch=False))
+
+    def _direct_rows(self, stmt: sa.ClauseElement, params: dict[str, Any]) -> list[Any]:
+        return list(self._run_direct(stmt, params, fetch=True))
+
     # -- one-statement helpers -----------------------------------------------------------
     def _rowcount(self, stmt: sa.Executable, params: dict[str, Any]) -> int:
         self._ready()
@@ -250,3 +321,12 @@ class SQLEngines(Store):
         if self._aengine is not None:
             await self._aengine.dispose()
             self._aengine = None
+
+
+class _Direct(NamedTuple):
+    """A statement compiled for the request path: SQL text, the names of its positional
+    parameters in order (``None`` for named parameters) and SQLAlchemy's literal values."""
+
+    sql: str
+    order: tuple[str, ...] | None
+    fixed: dict[str, Any]

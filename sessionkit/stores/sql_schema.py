@@ -135,7 +135,7 @@ class Statements:
         now: sa.BindParameter[float] = sa.bindparam("now")
         live = (t.c.digest == d) & (t.c.expires_at > now)
         row: dict[str, Any] = {
-            "data": sa.bindparam("data", type_=DATA_TYPE), "meta": sa.bindparam("meta"),
+            "data": _json_in("data", backend), "meta": sa.bindparam("meta"),
             "user_id": sa.bindparam("user"), "created": sa.bindparam("created"),
             "last_seen": sa.bindparam("last_seen"), "expires_at": sa.bindparam("exp"),
         }  # fmt: skip
@@ -202,6 +202,13 @@ class Statements:
         self.lock_free = sa.delete(lk).where(lk.c.digest == d, lk.c.token == sa.bindparam("token"))
 
 
+def _json_in(name: str, backend: str) -> sa.ColumnElement[Any]:
+    """A JSON parameter, bound as text on both paths (SQLAlchemy's and the direct DBAPI
+    one) and cast by the server where the column is ``jsonb``."""
+    text = sa.bindparam(name, type_=sa.Text)
+    return sa.cast(text, postgresql.JSONB()) if backend == "postgresql" else text
+
+
 def _merged(data: sa.ColumnElement[Any], backend: str) -> sa.ColumnElement[Any]:
     """``data`` without the ``removed`` keys and with ``items`` set, computed by the server.
 
@@ -218,7 +225,7 @@ def _merged(data: sa.ColumnElement[Any], backend: str) -> sa.ColumnElement[Any]:
         return (
             sa.cast(data, jsonb)
             .op("-", return_type=jsonb)(removed)
-            .op("||", return_type=jsonb)(sa.bindparam("items", type_=jsonb))
+            .op("||", return_type=jsonb)(_json_in("items", backend))
         )
     return sa.func.json_patch(data, sa.bindparam("patch", type_=sa.Text), type_=sa.Text)
 
@@ -280,10 +287,10 @@ def row_params(write: Write, now: float, backend: str) -> dict[str, Any]:
         "now": now,
     }  # fmt: skip
     if write.create or write.replace:
-        params["data"] = dict(write.items) if backend == "postgresql" else encode_items(write.items)
+        params["data"] = encode_items(write.items)
     elif backend == "postgresql":
         params["removed"] = sorted(write.removed)
-        params["items"] = dict(write.items)
+        params["items"] = encode_items(write.items)
     else:
         patch: dict[str, str | None] = dict.fromkeys(write.removed)
         patch.update(write.items)  # a key both removed and set again is set

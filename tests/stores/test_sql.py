@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -277,33 +278,29 @@ def corrupt(store: SQLStore, key: str, corruption: dict[str, str]) -> bool:
 # -- one statement per operation ----------------------------------------------------------
 @contextlib.contextmanager
 def statements(store: SQLStore) -> Iterator[list[str]]:
-    """The SQL each operation sends, and proof that it ran in autocommit mode (no BEGIN or
-    COMMIT: on SQLite a statement SQLite itself traced, on PostgreSQL psycopg's
-    ``autocommit`` flag at the time of the statement)."""
+    """The SQL each operation sends to the driver, and proof that it ran in autocommit mode
+    (no BEGIN or COMMIT): on SQLite every statement SQLite itself ran (its trace callback),
+    on PostgreSQL every psycopg cursor execution, with psycopg's ``autocommit`` flag."""
     sent: list[str] = []
 
-    def before(conn: Any, cursor: Any, sql: str, *_: Any) -> None:
-        raw = conn.connection.driver_connection
-        if store.backend == "postgresql":
-            assert raw.autocommit is True, "a statement ran inside a transaction"
-            sent.append(sql)
-
-    def traced(sql: str) -> None:
-        sent.append(sql)
+    class Recording(psycopg.Cursor[Any]):
+        def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+            assert self.connection.autocommit is True, "a statement ran inside a transaction"
+            sent.append(str(query))
+            return super().execute(query, *args, **kwargs)
 
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.set_trace_callback(traced)
+        if store.backend == "sqlite":
+            dbapi_connection.set_trace_callback(sent.append)
+        else:
+            dbapi_connection.cursor_factory = Recording
 
-    store._engine.dispose()  # fresh connections, so the trace callback is on every one
-    sa.event.listen(store._engine, "before_cursor_execute", before)
-    if store.backend == "sqlite":
-        sa.event.listen(store._engine, "connect", on_connect)
+    store._engine.dispose()  # fresh connections, so every one is watched
+    sa.event.listen(store._engine, "connect", on_connect)
     try:
         yield sent
     finally:
-        sa.event.remove(store._engine, "before_cursor_execute", before)
-        if store.backend == "sqlite":
-            sa.event.remove(store._engine, "connect", on_connect)
+        sa.event.remove(store._engine, "connect", on_connect)
         store._engine.dispose()
 
 
