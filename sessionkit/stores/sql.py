@@ -49,7 +49,7 @@ class SQLStore(SQLEngines):
         return decode_record(digest, rows[0]) if rows else None
 
     async def aload(self, digest: str) -> Record | None:
-        rows = await self._arows(self._sql.load, {"d": digest, "now": self._clock()})
+        rows = await self._adirect_rows(self._sql.load, {"d": digest, "now": self._clock()})
         return decode_record(digest, rows[0]) if rows else None
 
     def save(self, write: Write) -> bool:
@@ -65,10 +65,10 @@ class SQLStore(SQLEngines):
 
     async def asave(self, write: Write) -> bool:
         stmt, params = self._write_statement(write)
-        if await self._arowcount(stmt, params) == 1:
+        if await self._adirect_rowcount(stmt, params) == 1:
             return True
         if stmt is self._sql.merge:
-            rows = await self._arows(self._sql.live_data, params)
+            rows = await self._adirect_rows(self._sql.live_data, params)
             self._report_unreadable(write.digest, rows)
         return False
 
@@ -91,7 +91,7 @@ class SQLStore(SQLEngines):
         self._direct_rowcount(self._sql.delete, {"d": digest})
 
     async def adelete(self, digest: str) -> None:
-        await self._arowcount(self._sql.delete, {"d": digest})
+        await self._adirect_rowcount(self._sql.delete, {"d": digest})
 
     def touch(self, digest: str, last_seen: int, ttl: float) -> bool:
         now = self._clock()
@@ -101,7 +101,7 @@ class SQLStore(SQLEngines):
     async def atouch(self, digest: str, last_seen: int, ttl: float) -> bool:
         now = self._clock()
         params = {"d": digest, "now": now, "last_seen": last_seen, "exp": now + ttl}
-        return await self._arowcount(self._sql.touch, params) == 1
+        return await self._adirect_rowcount(self._sql.touch, params) == 1
 
     # -- per-user index ----------------------------------------------------------------------
     def user_sessions(self, user: str) -> list[SessionInfo]:

@@ -71,6 +71,8 @@ class SQLEngines(Store):
         self._clock = clock
         self._busy = busy
         self._sql = Statements(table, target.backend, self.sweep_chunk)
+        if self.backend == "sqlite":  # autocommit: nothing to roll back when a connection
+            options["pool_reset_on_return"] = None  # returns (aiosqlite: a thread hop saved)
         if self.backend == "postgresql" and "connect_timeout" not in target.sync_url.query:
             options["connect_args"] = {"connect_timeout": 10}  # never hang on a dead host
         options.update(engine_options or {})
@@ -91,7 +93,7 @@ class SQLEngines(Store):
         self._aengine: AsyncEngine | None = None
         self._schema_ready = False
         self._schema_mutex = threading.Lock()
-        self._compiled: dict[int, _Direct] = {}
+        self._compiled: dict[tuple[int, int], _Direct] = {}
         self._dbapi_error: type[Exception] = self._engine.dialect.loaded_dbapi.Error
 
     @property
@@ -205,16 +207,17 @@ class SQLEngines(Store):
             await self.acreate_schema()
 
     # -- the request path: one statement on a pooled DBAPI connection ----------------------
-    def _direct(self, stmt: sa.ClauseElement) -> _Direct:
-        """``stmt`` compiled once for this engine's dialect (after the first connection, so
-        the dialect knows its server), with the values of SQLAlchemy's own literals."""
-        found = self._compiled.get(id(stmt))
+    def _direct(self, stmt: sa.ClauseElement, dialect: sa.Dialect) -> _Direct:
+        """``stmt`` compiled once for ``dialect`` (after the first connection, so the dialect
+        knows its server), with the values of SQLAlchemy's own literals."""
+        found = self._compiled.get((id(stmt), id(dialect)))
         if found is None:
-            compiled = stmt.compile(dialect=self._engine.dialect)
+            compiled = stmt.compile(dialect=dialect)
             assert isinstance(compiled, SQLCompiler)
             fixed = {n: b.effective_value for n, b in compiled.binds.items() if not b.required}
             order = tuple(compiled.positiontup or ()) if compiled.positional else None
-            found = self._compiled[id(stmt)] = _Direct(compiled.string, order, fixed)
+            found = _Direct(compiled.string, order, fixed)
+            self._compiled[(id(stmt), id(dialect))] = found
         return found
 
     def _run_direct(self, stmt: sa.ClauseElement, params: dict[str, Any], fetch: bool) -> Any:
@@ -226,9 +229,8 @@ class SQLEngines(Store):
         its pool, and ``_call`` retries once and reports ``StoreUnavailable``. Values are
         plain (JSON as text): every statement casts what needs casting."""
         self._ready()
-        direct = self._direct(stmt)
-        merged = {**direct.fixed, **params}
-        args: Any = [merged[n] for n in direct.order] if direct.order is not None else merged
+        direct = self._direct(stmt, self._engine.dialect)
+        args = direct.args(params)
 
         def run() -> Any:
             try:
@@ -259,6 +261,11 @@ class SQLEngines(Store):
         if gone:
             conn.invalidate(exc)
             self._engine.dispose(close=False)
+        return self._wrapped(exc, sql, dialect, gone)
+
+    def _wrapped(
+        self, exc: Any, sql: str, dialect: sa.Dialect, gone: bool
+    ) -> sa_exc.StatementError:
         wrapped: sa_exc.StatementError = sa_exc.DBAPIError.instance(
             sql, None, exc, self._dbapi_error, hide_parameters=True,
             connection_invalidated=gone, dialect=dialect,
@@ -270,6 +277,45 @@ class SQLEngines(Store):
 
     def _direct_rows(self, stmt: sa.ClauseElement, params: dict[str, Any]) -> list[Any]:
         return list(self._run_direct(stmt, params, fetch=True))
+
+    async def _arun_direct(
+        self, stmt: sa.ClauseElement, params: dict[str, Any], fetch: bool
+    ) -> Any:
+        """The async twin of ``_run_direct``: a connection from the async engine's pool, and
+        the statement run with the native driver's own coroutines (psycopg's
+        ``AsyncConnection``, aiosqlite), skipping SQLAlchemy's greenlet-wrapped execution."""
+        await self._aready()
+        engine = self._async()
+        direct = self._direct(stmt, engine.dialect)
+        args = direct.args(params)
+
+        async def run() -> Any:
+            async with engine.connect() as conn:
+                raw = await conn.get_raw_connection()
+                driver: Any = raw.driver_connection
+                try:
+                    if self.backend == "sqlite":  # each aiosqlite call is a hop to its thread
+                        if fetch:
+                            return await driver.execute_fetchall(direct.sql, args)
+                        async with driver.execute(direct.sql, args) as cursor:
+                            return cursor.rowcount
+                    async with driver.cursor() as cursor:
+                        await cursor.execute(direct.sql, args)
+                        return await cursor.fetchall() if fetch else cursor.rowcount
+                except engine.dialect.loaded_dbapi.Error as exc:
+                    gone = engine.dialect.is_disconnect(exc, raw.dbapi_connection, None)
+                    if gone:
+                        await conn.invalidate(exc)
+                        await engine.dispose(close=False)
+                    raise self._wrapped(exc, direct.sql, engine.dialect, gone) from exc
+
+        return await self._acall(run)
+
+    async def _adirect_rowcount(self, stmt: sa.ClauseElement, params: dict[str, Any]) -> int:
+        return int(await self._arun_direct(stmt, params, fetch=False))
+
+    async def _adirect_rows(self, stmt: sa.ClauseElement, params: dict[str, Any]) -> list[Any]:
+        return list(await self._arun_direct(stmt, params, fetch=True))
 
     # -- one-statement helpers -----------------------------------------------------------
     def _rowcount(self, stmt: sa.Executable, params: dict[str, Any]) -> int:
@@ -330,3 +376,7 @@ class _Direct(NamedTuple):
     sql: str
     order: tuple[str, ...] | None
     fixed: dict[str, Any]
+
+    def args(self, params: dict[str, Any]) -> Any:
+        merged = {**self.fixed, **params}
+        return [merged[n] for n in self.order] if self.order is not None else merged
