@@ -45,13 +45,15 @@ from sessionkit.stores import redis_records as records
 from sessionkit.stores.base import Record, RecordMeta, SessionInfo, Store, Write
 from sessionkit.stores.redis_records import now_ms, pttl_of
 from sessionkit.stores.redis_scripts import (
+    CREATE_SCRIPT,
     DELETE_SCRIPT,
     INDEX_ADD_SCRIPT,
-    SAVE_SCRIPT,
     TOUCH_SCRIPT,
     UNLOCK_SCRIPT,
+    UPDATE_SCRIPT,
 )
 from sessionkit.stores.redis_url import RedisTarget, parse
+from sessionkit.stores.redis_wire import AsyncLane, Lane
 
 #: Failures that mean "the store cannot be reached right now" (not "the data is bad").
 _DOWN: tuple[type[BaseException], ...] = (
@@ -77,6 +79,12 @@ class RedisStore(Store):
         self._clock = clock
         self._sync: Any = None
         self._async: Any = None
+        # ``_call``/``_acall`` send one command: a Lane's (single server, Sentinel), or the
+        # client's own ``execute_command`` (Cluster: routing and redirections).
+        self._call: Callable[..., Any] | None = None
+        self._acall: Callable[..., Any] | None = None
+        self._lane: Lane | None = None
+        self._alane: AsyncLane | None = None
         self._sync_helpers: list[Any] = []
         self._async_helpers: list[Any] = []
         self._async_loop: asyncio.AbstractEventLoop | None = None
@@ -112,9 +120,20 @@ class RedisStore(Store):
         if client is None:
             with self._mutex, self._guard():
                 if self._sync is None:
-                    self._sync, self._sync_helpers = self.target.sync_client()
+                    client, self._sync_helpers = self.target.sync_client()
+                    if self.cluster:
+                        self._call = client.execute_command
+                    else:
+                        self._lane = Lane(client)
+                        self._call = self._lane.call
+                    self._sync = client
                 client = self._sync
         return client
+
+    def _connect(self) -> Callable[..., Any]:
+        self._client()
+        assert self._call is not None
+        return self._call
 
     async def _aclient(self) -> Any:
         loop = asyncio.get_running_loop()
@@ -128,152 +147,204 @@ class RedisStore(Store):
             if self.cluster:
                 await client.initialize()
         if self._async is None or self._async_loop is not loop:
+            lane = None if self.cluster else AsyncLane(client)
             self._async, self._async_helpers, self._async_loop = client, helpers, loop
+            self._alane = lane
+            self._acall = client.execute_command if lane is None else lane.call
         else:
             await _aclose(client, helpers)
         return self._async
 
+    async def _aconnect(self) -> Callable[..., Any]:
+        if self._async is None or self._async_loop is not asyncio.get_running_loop():
+            await self._aclient()
+        assert self._acall is not None
+        return self._acall
+
     def close(self) -> None:
-        client, self._sync = self._sync, None
+        client, self._sync, self._call = self._sync, None, None
+        lane, self._lane = self._lane, None
+        if lane is not None:
+            lane.close()
         for each in (client, *self._sync_helpers) if client is not None else ():
             each.close()
         self._sync_helpers = []
 
     async def aclose(self) -> None:
         self.close()
-        client, self._async = self._async, None
+        client, self._async, self._acall = self._async, None, None
+        lane, self._alane = self._alane, None
         if client is not None and self._async_loop is asyncio.get_running_loop():
+            if lane is not None:
+                with contextlib.suppress(*_DOWN):
+                    await lane.aclose()
             await _aclose(client, self._async_helpers)
         self._async_helpers = []
 
     # -- protocol: sync --------------------------------------------------------------------
     def load(self, digest: str) -> Record | None:
-        client = self._sync or self._client()
+        call = self._call or self._connect()
         try:  # inline rather than _guard(): this is the hot path of every request
-            fields = client.hgetall(f"{self.prefix}{{{digest}}}")
+            reply = call("HGETALL", f"{self.prefix}{{{digest}}}")
         except _DOWN as exc:
             raise StoreUnavailable(self.url, exc) from exc
         except _rx.ResponseError as exc:  # WRONGTYPE: something foreign under our key
             return records.reject(digest, f"not a session hash ({exc})")
-        return records.decode(digest, fields)
+        return records.decode(digest, reply)
 
     def save(self, write: Write) -> bool:
-        client = self._client()
-        keys, args, index = self._save_args(write)
+        call = self._call or self._connect()
         with self._guard():
+            if not write.create:
+                keys, args = self._update_args(write)
+                done = UPDATE_SCRIPT.run(call, keys, args)
+                if type(done) is list:  # a Cluster: the user index needs our help
+                    done, stale, update = done
+                    if stale:
+                        call("SREM", stale, write.digest)
+                    if update:
+                        self._index_add(call, args[2], write)
+                return bool(done)
             if self.cluster and write.rotated_from is not None:
                 deleted, old_index = DELETE_SCRIPT.run(
-                    client, [self.key(write.rotated_from)], [self._single, write.rotated_from]
+                    call, [self.key(write.rotated_from)], ["0", write.rotated_from]
                 )
                 if old_index:
-                    client.srem(old_index, write.rotated_from)
+                    call("SREM", old_index, write.rotated_from)
                 if not deleted:
                     return False
-            ok, stale, update = SAVE_SCRIPT.run(client, keys, args)
-            if ok and self.cluster:
-                if stale:
-                    client.srem(stale, write.digest)
-                if update:
-                    INDEX_ADD_SCRIPT.run(client, [index], [write.digest, 2 * pttl_of(write.ttl)])
-        return bool(ok)
+            keys, args = self._create_args(write)
+            done = CREATE_SCRIPT.run(call, keys, args)
+            if done and self.cluster and args[2]:
+                self._index_add(call, args[2], write)
+        return bool(done)
+
+    def _index_add(self, call: Callable[..., Any], index: str, write: Write) -> None:
+        INDEX_ADD_SCRIPT.run(call, [index], [write.digest, 2 * pttl_of(write.ttl)])
 
     def delete(self, digest: str) -> None:
-        client = self._client()
+        call = self._call or self._connect()
         with self._guard():
-            _, index = DELETE_SCRIPT.run(client, [self.key(digest)], [self._single, digest])
+            _, index = DELETE_SCRIPT.run(call, [self.key(digest)], [self._single, digest])
             if index and self.cluster:
-                client.srem(index, digest)
+                call("SREM", index, digest)
 
     def touch(self, digest: str, last_seen: int, ttl: float) -> bool:
-        client = self._client()
+        call = self._call or self._connect()
         pttl = pttl_of(ttl)
         with self._guard():
             done = TOUCH_SCRIPT.run(
-                client,
-                [self.key(digest)],
-                [self._single, last_seen, pttl, now_ms(), digest],
+                call, [self.key(digest)], [self._single, last_seen, pttl, now_ms(), digest]
             )
             if isinstance(done, bytes):  # Cluster: the user index needs a longer TTL
-                INDEX_ADD_SCRIPT.run(client, [done.decode()], [digest, 2 * pttl])
+                INDEX_ADD_SCRIPT.run(call, [done.decode()], [digest, 2 * pttl])
         return bool(done)
 
     # -- protocol: async -------------------------------------------------------------------
     async def aload(self, digest: str) -> Record | None:
-        client = await self._aclient()
+        call = await self._aconnect()
         try:
-            fields = await client.hgetall(self.key(digest))
+            reply = await call("HGETALL", f"{self.prefix}{{{digest}}}")
         except _DOWN as exc:
             raise StoreUnavailable(self.url, exc) from exc
         except _rx.ResponseError as exc:
             return records.reject(digest, f"not a session hash ({exc})")
-        return records.decode(digest, fields)
+        return records.decode(digest, reply)
 
     async def asave(self, write: Write) -> bool:
-        client = await self._aclient()
-        keys, args, index = self._save_args(write)
+        call = await self._aconnect()
         with self._guard():
+            if not write.create:
+                keys, args = self._update_args(write)
+                done = await UPDATE_SCRIPT.arun(call, keys, args)
+                if type(done) is list:
+                    done, stale, update = done
+                    if stale:
+                        await call("SREM", stale, write.digest)
+                    if update:
+                        await self._aindex_add(call, args[2], write)
+                return bool(done)
             if self.cluster and write.rotated_from is not None:
                 deleted, old_index = await DELETE_SCRIPT.arun(
-                    client, [self.key(write.rotated_from)], [self._single, write.rotated_from]
+                    call, [self.key(write.rotated_from)], ["0", write.rotated_from]
                 )
                 if old_index:
-                    await client.srem(old_index, write.rotated_from)
+                    await call("SREM", old_index, write.rotated_from)
                 if not deleted:
                     return False
-            ok, stale, update = await SAVE_SCRIPT.arun(client, keys, args)
-            if ok and self.cluster:
-                if stale:
-                    await client.srem(stale, write.digest)
-                if update:
-                    await INDEX_ADD_SCRIPT.arun(
-                        client, [index], [write.digest, 2 * pttl_of(write.ttl)]
-                    )
-        return bool(ok)
+            keys, args = self._create_args(write)
+            done = await CREATE_SCRIPT.arun(call, keys, args)
+            if done and self.cluster and args[2]:
+                await self._aindex_add(call, args[2], write)
+        return bool(done)
+
+    async def _aindex_add(self, call: Callable[..., Any], index: str, write: Write) -> None:
+        await INDEX_ADD_SCRIPT.arun(call, [index], [write.digest, 2 * pttl_of(write.ttl)])
 
     async def adelete(self, digest: str) -> None:
-        client = await self._aclient()
+        call = await self._aconnect()
         with self._guard():
-            _, index = await DELETE_SCRIPT.arun(client, [self.key(digest)], [self._single, digest])
+            _, index = await DELETE_SCRIPT.arun(call, [self.key(digest)], [self._single, digest])
             if index and self.cluster:
-                await client.srem(index, digest)
+                await call("SREM", index, digest)
 
     async def atouch(self, digest: str, last_seen: int, ttl: float) -> bool:
-        client = await self._aclient()
+        call = await self._aconnect()
         pttl = pttl_of(ttl)
         with self._guard():
             done = await TOUCH_SCRIPT.arun(
-                client,
-                [self.key(digest)],
-                [self._single, last_seen, pttl, now_ms(), digest],
+                call, [self.key(digest)], [self._single, last_seen, pttl, now_ms(), digest]
             )
             if isinstance(done, bytes):
-                await INDEX_ADD_SCRIPT.arun(client, [done.decode()], [digest, 2 * pttl])
+                await INDEX_ADD_SCRIPT.arun(call, [done.decode()], [digest, 2 * pttl])
         return bool(done)
 
-    def _save_args(self, write: Write) -> tuple[list[str], list[Any], str]:
-        """Keys and arguments of the SAVE script, and the user-index key ('' for none)."""
-        index = self.index_key(write.meta.user) if write.meta.user is not None else ""
+    # -- script arguments (layouts documented in redis_scripts) ----------------------------
+    def _update_args(self, write: Write) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of UPDATE: a merge (or ``replace``) into an existing record."""
+        user = write.meta.user
+        index = "" if user is None else self.index_key(user)
+        keys = [f"{self.prefix}{{{write.digest}}}"]
+        if not self.cluster:  # one server: declare the other keys the script may touch
+            if index:
+                keys.append(index)
+            if write.previous_user is not None and write.previous_user != user:
+                keys.append(self.index_key(write.previous_user))
+        removed = () if write.replace else write.removed
+        args: list[Any] = [
+            self._single, pttl_of(write.ttl), index, write.digest, now_ms(),
+            "1" if write.replace else "0", 1 + len(removed), "t",
+        ]  # fmt: skip
+        args.extend("d:" + name for name in removed)
+        args += ("v", "", "m", serialization.dumps_plain(write.meta.to_list()))
+        for name, text in write.items.items():
+            args += ("d:" + name, text)
+        return keys, args
+
+    def _create_args(self, write: Write) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of CREATE: a new record, maybe replacing the one it rotates from
+        (single server; a Cluster deletes that one first, in its own slot)."""
+        user, pttl = write.meta.user, pttl_of(write.ttl)
+        index = "" if user is None else self.index_key(user)
         keys = [self.key(write.digest)]
         old_key = ""
-        if not self.cluster:  # one server: declare every key the script touches
+        if not self.cluster:
             if write.rotated_from is not None:
                 old_key = self.key(write.rotated_from)
                 keys.append(old_key)
             if index:
                 keys.append(index)
-            if write.previous_user is not None and write.previous_user != write.meta.user:
+            if write.previous_user is not None and write.previous_user != user:
                 keys.append(self.index_key(write.previous_user))
-        meta = serialization.dumps_plain(write.meta.to_list())
-        removed = [] if write.replace else ["d:" + name for name in write.removed]
         args: list[Any] = [
-            self._single, "1" if write.create else "0", "1" if write.replace else "0",
-            pttl_of(write.ttl), meta, write.digest, old_key, write.rotated_from or "", index,
-            now_ms(), len(removed), *removed,
+            self._single, pttl, index, write.digest, old_key, write.rotated_from or "",
+            "v", 1, "m", serialization.dumps_plain(write.meta.to_list()),
         ]  # fmt: skip
+        if index:
+            args += ("u", index, "x", now_ms() + 2 * pttl)
         for name, text in write.items.items():
-            args.append("d:" + name)
-            args.append(text)
-        return keys, args, index
+            args += ("d:" + name, text)
+        return keys, args
 
     # -- user index ------------------------------------------------------------------------
     def user_sessions(self, user: str) -> list[SessionInfo]:
@@ -394,7 +465,7 @@ class RedisStore(Store):
             yield
         finally:
             with self._guard():
-                UNLOCK_SCRIPT.run(client, [key], [token])
+                UNLOCK_SCRIPT.run(self._connect(), [key], [token])
 
     @contextlib.asynccontextmanager
     async def alock(
@@ -412,7 +483,7 @@ class RedisStore(Store):
             yield
         finally:
             with self._guard():
-                await UNLOCK_SCRIPT.arun(client, [key], [token])
+                await UNLOCK_SCRIPT.arun(await self._aconnect(), [key], [token])
 
 
 async def _aclose(client: Any, helpers: list[Any]) -> None:

@@ -18,25 +18,40 @@ MAX_PTTL = 10 * 365 * 86400 * 1000
 _json = json.JSONDecoder().decode  # json.loads minus its per-call argument handling
 
 
-def decode(digest: str, fields: dict[bytes, bytes]) -> Record | None:
-    """The record in a HGETALL reply, or None (with a security log line) if it is not ours."""
-    if not fields:
+def decode(digest: str, reply: list[bytes] | dict[bytes, bytes]) -> Record | None:
+    """The record in a HGETALL reply, or None (with a security log line) if it is not ours.
+
+    ``reply`` is the raw flat list ``[name, value, name, value, ...]`` (a ``Lane``), or the
+    dict redis-py's Cluster client makes of it. One pass over the fields, no dict built
+    but the session's items."""
+    if not reply:
         return None
-    raw_meta = fields.get(b"m")
-    if raw_meta is None:
-        return reject(digest, "stored record has no metadata")
+    if isinstance(reply, dict):
+        pairs: Any = reply.items()
+    else:
+        rest = iter(reply)
+        pairs = zip(rest, rest, strict=True)  # an odd length is a ValueError: rejected
+    raw_meta = version = last_seen = None
+    items = {}
     try:
-        meta = decode_meta(raw_meta, fields.get(b"t"))
-        version = int(fields.get(b"v", b""))
-        items = {}
-        for name, value in fields.items():
+        for name, value in pairs:
             if name[:2] == b"d:":
                 items[name[2:].decode()] = value.decode()
+            elif name == b"m":
+                raw_meta = value
+            elif name == b"v":
+                version = value
+            elif name == b"t":
+                last_seen = value
             elif name not in FIELDS:
                 raise ValueError(f"unexpected field {name[:40]!r}")
+        if raw_meta is None:
+            return reject(digest, "stored record has no metadata")
+        meta = decode_meta(raw_meta, last_seen)
+        number = int(version if version is not None else b"")
     except (ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
         return reject(digest, f"stored record is corrupted or foreign ({exc})")
-    return Record(items, meta, version)
+    return Record(items, meta, number)
 
 
 def decode_meta(raw: bytes, last_seen: bytes | None) -> RecordMeta:

@@ -6,19 +6,25 @@ A session is one HASH under ``<prefix>{<digest>}``:
     v        version, incremented by every save
     t        last_seen written by ``touch`` (newer than the one in ``m``; a save clears it)
     u        name of the user-index key this session is listed in (absent: no user)
-    x        Cluster only: until when (epoch ms) the user index is known to outlive us
+    x        until when (epoch ms) the user index is known to outlive us (with ``u``)
     d:<key>  one field per session key: the tagged-JSON text the engine gives us
 
-``ARGV[1]`` of every script is ``1`` on a single server (or a Sentinel-managed master) and
-``0`` on a Cluster. On a single server the scripts also maintain the user index, whose key
-lives elsewhere; on a Cluster a script may only touch keys of one hash slot, so they return
-what the index needs and the store sends those commands separately.
+``ARGV[1]`` of every session script is ``1`` on a single server (or a Sentinel-managed
+master) and ``0`` on a Cluster. On a single server the scripts also maintain the user
+index, whose key lives elsewhere; on a Cluster a script may only touch keys of one hash
+slot, so they return what the index needs and the store sends those commands separately.
+
+The scripts call Redis as few times as they can: each ``redis.call`` costs the server about
+a microsecond, and each argument a little more, so a save is split by case (``CREATE``,
+``UPDATE``) rather than one script with every argument, and no script parses JSON.
+Arguments reach ``redis.call`` as the strings they arrived as where possible: a Lua number
+is formatted back to text with ``%.17g`` on every call, which costs about as much again.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis import exceptions as _rx
@@ -26,6 +32,9 @@ from redis import exceptions as _rx
 # Shared helpers, prepended to the scripts that need them. ``fields`` reads a session's
 # bookkeeping in one call and returns nil for anything that is not one of our HASHes
 # (missing, another type, no metadata), so a foreign key is never written to.
+# ``extend_index`` lists a session in its user's index and keeps the index alive at least
+# ``pttl`` ms. ``bulk`` sends ARGV[first..last] as the arguments of one command, in chunks:
+# Lua's unpack() takes at most ~8000 values.
 _HELPERS = """
 local function extend_index(ik, member, pttl)
   redis.call('SADD', ik, member)
@@ -37,70 +46,95 @@ local function fields(key, ...)
   if type(got) ~= 'table' or got.err or not got[1] then return nil end
   return got
 end
+local function bulk(command, key, first, last)
+  for i = first, last, 7000 do
+    redis.call(command, key, unpack(ARGV, i, math.min(i + 6999, last)))
+  end
+end
 local function ms(n) return string.format('%.0f', n) end
 """
 
-#: KEYS: session key, then (single server only) the rotated-away key and index keys.
-#: ARGV: single, create, replace, pttl, meta, digest, old_key_or_'', old_digest,
-#:       index_key_or_'', now_ms, n_removed, removed..., field, value, ...
-#: Returns {ok, stale_index_or_'', index_needs_update} (the last two matter on a Cluster).
-SAVE = (
+# The user index and its coverage mark. A session bound to a user keeps ``u`` (its index
+# key) and ``x`` (until when, in epoch ms, the index is known to live). A save or touch
+# that finds ``x`` far enough ahead leaves the index alone; otherwise it lists the session
+# in the index again and keeps the index alive for twice the session's TTL, so a busy
+# session pays for index upkeep about once per TTL rather than on every request. On a
+# Cluster the index lives in another slot: the script says so, and the store sends the
+# index commands itself (INDEX_ADD, SREM).
+
+#: A new session (a first save, or a rotation to a new ID: ``regenerate()``, login).
+#: KEYS: session key, then on a single server the rotated-away key and the index key
+#:       (declared; a Cluster passes the session key only and rotates in two steps).
+#: ARGV: single, pttl, index_or_'', digest, old_key_or_'', old_digest, then the fields to
+#:       write as name, value pairs: 'v', 1, 'm', meta, ['u', index, 'x', covered,]
+#:       'd:<key>', value, ...
+#: Returns 1, or 0 when the key is taken or the rotated-away session is gone (a logout
+#: won the race: nothing is created).
+CREATE = (
     _HELPERS
     + """
-local key = KEYS[1]
-local single, create, replace = ARGV[1] == '1', ARGV[2] == '1', ARGV[3] == '1'
-local pttl, meta, digest = tonumber(ARGV[4]), ARGV[5], ARGV[6]
-local old_key, old_digest, index, now = ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10])
-local n_removed = tonumber(ARGV[11])
-local version, stale, covered, current = 1, '', 0, false
-if create then
-  if redis.call('EXISTS', key) == 1 then return {0, '', 0} end
-  if old_key ~= '' then
-    local old = fields(old_key, 'u')
-    if not old then return {0, '', 0} end
-    redis.call('DEL', old_key)
-    if old[2] then redis.call('SREM', old[2], old_digest) end
-  end
-else
-  local got = fields(key, 'u', 'v', 'x')
-  if not got then return {0, '', 0} end
-  current = got[2]
-  version = (tonumber(got[3]) or 0) + 1
-  covered = tonumber(got[4]) or 0
-  if current and current ~= index then
-    stale = current
-    if single then redis.call('SREM', current, digest) end
-  end
-  if replace then
-    redis.call('DEL', key)
-  else  -- drop the removed keys and the touch's last-seen (folded into the new metadata)
-    redis.call('HDEL', key, 't', unpack(ARGV, 12, math.min(11 + n_removed, 11 + 7000)))
-    for i = 11 + 7001, 11 + n_removed, 7000 do
-      redis.call('HDEL', key, unpack(ARGV, i, math.min(i + 6999, 11 + n_removed)))
-    end
+local key, single, pttl, index = KEYS[1], ARGV[1] == '1', tonumber(ARGV[2]), ARGV[3]
+local digest, old_key, old_digest = ARGV[4], ARGV[5], ARGV[6]
+if redis.call('EXISTS', key) == 1 then return 0 end
+if old_key ~= '' then  -- rotation: the old record must still exist, and goes
+  local old = fields(old_key, 'u')
+  if not old then return 0 end
+  redis.call('DEL', old_key)
+  if old[2] then redis.call('SREM', old[2], old_digest) end
+end
+bulk('HSET', key, 7, #ARGV)
+redis.call('PEXPIRE', key, ARGV[2])
+if index ~= '' and single then extend_index(index, digest, 2 * pttl) end
+return 1
+"""
+)
+
+#: A change to an existing session: merge the changed keys in (or, ``replace``, swap the
+#: whole record), refresh the TTL. The common case is three server calls: HMGET (the
+#: condition), HSET (metadata, version and changed keys at once), PEXPIRE. HDEL joins
+#: only when keys were removed or a touch left its last-seen; index work only when the
+#: user changed or the coverage mark ran out.
+#: KEYS: session key, then on a single server the index keys (declared only).
+#: ARGV: single, pttl, index_or_'', digest, now_ms, replace, n, 't', removed field...,
+#:       'v', <placeholder for the version>, 'm', meta, 'd:<key>', value, ...
+#:       (n counts 't' and the removed fields: 't', a touch's last-seen, is always
+#:       dropped, because the new metadata holds a newer one)
+#: Returns 0 (gone or foreign: nothing written), 1, or on a Cluster when the index needs
+#: the store's help {1, stale_index_or_'', index_needs_update}.
+UPDATE = (
+    _HELPERS
+    + """
+local key, single, pttl, index = KEYS[1], ARGV[1] == '1', tonumber(ARGV[2]), ARGV[3]
+local digest, now, replace, n = ARGV[4], tonumber(ARGV[5]), ARGV[6] == '1', tonumber(ARGV[7])
+local got = fields(key, 'v', 't', 'u', 'x')
+if not got then return 0 end
+local first = 8 + n                        -- ARGV[first] is 'v'
+ARGV[first + 1] = (tonumber(got[2]) or 0) + 1
+local current, covered = got[4] or '', tonumber(got[5]) or 0
+local stale, update, owner = '', 0, replace
+if current ~= index then                   -- the session moved to another user, or none
+  stale, covered, owner = current, 0, true
+  if single and current ~= '' then redis.call('SREM', current, digest) end
+end
+if index ~= '' and covered < now + pttl then
+  covered, owner = now + 2 * pttl, true
+  if single then extend_index(index, digest, 2 * pttl) else update = 1 end
+end
+if replace then
+  redis.call('DEL', key)
+elseif n > 1 or got[3] then
+  bulk('HDEL', key, 8, first - 1)
+end
+bulk('HSET', key, first, #ARGV)
+if owner then
+  if index ~= '' then
+    redis.call('HSET', key, 'u', index, 'x', ms(covered))
+  elseif current ~= '' then
+    redis.call('HDEL', key, 'u', 'x')
   end
 end
-local update = 0
-local head = {'m', meta, 'v', version}
-if index ~= '' then
-  head[5], head[6] = 'u', index
-  if not single then
-    if create or stale ~= '' or covered < now + pttl then
-      covered, update = now + 2 * pttl, 1
-    end
-    head[7], head[8] = 'x', ms(covered)
-  end
-elseif current then
-  redis.call('HDEL', key, 'u', 'x')
-end
-local first = 12 + n_removed
-for i = first, math.min(#ARGV, first + 5999) do head[#head + 1] = ARGV[i] end
-redis.call('HSET', key, unpack(head))  -- metadata and (up to 3000) changed keys at once
-for i = first + 6000, #ARGV, 7000 do
-  redis.call('HSET', key, unpack(ARGV, i, math.min(i + 6999, #ARGV)))
-end
-redis.call('PEXPIRE', key, pttl)
-if index ~= '' and single then extend_index(index, digest, pttl) end
+redis.call('PEXPIRE', key, ARGV[2])
+if single or (stale == '' and update == 0) then return 1 end
 return {1, stale, update}
 """
 )
@@ -110,18 +144,19 @@ return {1, stale, update}
 TOUCH = (
     _HELPERS
     + """
-local key = KEYS[1]
+local key, single, pttl, now = KEYS[1], ARGV[1] == '1', tonumber(ARGV[3]), tonumber(ARGV[4])
 local got = fields(key, 'u', 'x')
 if not got then return 0 end
-local pttl, now, index = tonumber(ARGV[3]), tonumber(ARGV[4]), got[2]
-if index and ARGV[1] ~= '1' and (tonumber(got[3]) or 0) < now + pttl then
+local index = got[2]
+if index and (tonumber(got[3]) or 0) < now + pttl then
   redis.call('HSET', key, 't', ARGV[2], 'x', ms(now + 2 * pttl))
-  redis.call('PEXPIRE', key, pttl)
-  return index  -- a Cluster: the caller extends the index, which lives in another slot
+  redis.call('PEXPIRE', key, ARGV[3])
+  if not single then return index end  -- a Cluster: the caller extends the index
+  extend_index(index, ARGV[5], 2 * pttl)
+  return 1
 end
 redis.call('HSET', key, 't', ARGV[2])
-redis.call('PEXPIRE', key, pttl)
-if index and ARGV[1] == '1' then extend_index(index, ARGV[5], pttl) end
+redis.call('PEXPIRE', key, ARGV[3])
 return 1
 """
 )
@@ -154,24 +189,29 @@ return 0
 
 
 class Script:
-    """A Lua script run by SHA, sent in full only when the server does not know it yet."""
+    """A Lua script run by SHA, sent in full only when the server does not know it yet
+    (a restarted server has an empty script cache)."""
 
     def __init__(self, source: str) -> None:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis's script id
 
-    def run(self, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    def run(self, call: Callable[..., Any], keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """``call`` sends one command: a ``Lane``'s ``call`` or a client's
+        ``execute_command``."""
         try:
-            return client.evalsha(self.sha, len(keys), *keys, *args)
+            return call("EVALSHA", self.sha, len(keys), *keys, *args)
         except _rx.NoScriptError:
-            return client.eval(self.source, len(keys), *keys, *args)
+            return call("EVAL", self.source, len(keys), *keys, *args)
 
-    async def arun(self, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def arun(
+        self, call: Callable[..., Awaitable[Any]], keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
         try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
+            return await call("EVALSHA", self.sha, len(keys), *keys, *args)
         except _rx.NoScriptError:
-            return await client.eval(self.source, len(keys), *keys, *args)
+            return await call("EVAL", self.source, len(keys), *keys, *args)
 
 
-SAVE_SCRIPT, TOUCH_SCRIPT, DELETE_SCRIPT = Script(SAVE), Script(TOUCH), Script(DELETE)
-INDEX_ADD_SCRIPT, UNLOCK_SCRIPT = Script(INDEX_ADD), Script(UNLOCK)
+CREATE_SCRIPT, UPDATE_SCRIPT, TOUCH_SCRIPT = Script(CREATE), Script(UPDATE), Script(TOUCH)
+DELETE_SCRIPT, INDEX_ADD_SCRIPT, UNLOCK_SCRIPT = Script(DELETE), Script(INDEX_ADD), Script(UNLOCK)
