@@ -8,6 +8,7 @@ decisions, and the pooling and error policy is in one place.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 T = TypeVar("T")
+#: SQLite learnt ``RETURNING`` in 3.35 (2021); before that a write costs aiosqlite two hops
+_SQLITE_RETURNING = sqlite3.sqlite_version_info >= (3, 35)
 _UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError,
                 sa_exc.TimeoutError)  # fmt: skip
 
@@ -297,6 +300,9 @@ class SQLEngines(Store):
                     if self.backend == "sqlite":  # each aiosqlite call is a hop to its thread
                         if fetch:
                             return await driver.execute_fetchall(direct.sql, args)
+                        if _SQLITE_RETURNING:  # a write and its count in one hop
+                            rows = await driver.execute_fetchall(direct.returning, args)
+                            return len(list(rows))
                         async with driver.execute(direct.sql, args) as cursor:
                             return cursor.rowcount
                     async with driver.cursor() as cursor:
@@ -376,6 +382,11 @@ class _Direct(NamedTuple):
     sql: str
     order: tuple[str, ...] | None
     fixed: dict[str, Any]
+
+    @property
+    def returning(self) -> str:
+        """The write with ``RETURNING 1``: one row per row it changed."""
+        return f"{self.sql} RETURNING 1"
 
     def args(self, params: dict[str, Any]) -> Any:
         merged = {**self.fixed, **params}

@@ -370,7 +370,7 @@ def test_values_that_look_like_json_null_or_objects_survive_merges(
 def test_none_round_trips_through_the_engine_and_a_merge(store: SQLStore, clock: FakeClock) -> None:
     engine = SessionEngine(SessionConfig(secret_key=KEY), store=store, clock=clock)
     browser = Browser(engine)
-    odd = "NUL \x00, quote \", backslash \\, \u2028"  # jsonb refuses a raw \u0000 escape
+    odd = 'NUL \x00, quote ", backslash \\, \u2028'  # jsonb refuses a raw \u0000 escape
     browser.visit(lambda s: s.update(empty=None, nested={"k": None}, n=0))
     browser.visit(lambda s: s.update(n=1, odd=odd))  # a merge of two keys
     expected = {"empty": None, "nested": {"k": None}, "n": 1, "odd": odd}
@@ -601,3 +601,25 @@ def test_docs_example_runs() -> None:
             compile(code, f"sql.md example {number + 1}", "exec")
         else:
             exec(compile(code, f"sql.md example {number + 1}", "exec"), namespace)  # noqa: S102
+
+
+def test_async_sqlite_writes_without_returning(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite before 3.35 has no RETURNING: async writes then read the cursor's rowcount."""
+    monkeypatch.setattr("sessionkit.stores.sql_engine._SQLITE_RETURNING", False)
+    store = SQLStore(f"sqlite:///{tmp_path / 'old.db'}", clock=clock)
+
+    async def scenario() -> None:
+        key = digest(new_id())
+        m = meta(clock)
+        assert await store.asave(Write(key, {"a": "1"}, frozenset(), m, 60.0, create=True))
+        assert await store.asave(Write(key, {"b": "2"}, frozenset({"a"}), m, 60.0))
+        assert await store.atouch(key, int(clock.now), 60.0)
+        record = await store.aload(key)
+        assert record is not None and dict(record.items) == {"b": "2"}
+        await store.adelete(key)
+        assert await store.asave(Write(key, {"c": "3"}, frozenset(), m, 60.0)) is False
+        await store.aclose()
+
+    asyncio.run(scenario())
