@@ -4,6 +4,13 @@ Plain JSON values pass through untouched. Values JSON cannot express are written
 one-key object whose key starts with a space (``{" t": [...]}`` for a tuple), a key that no
 ordinary code produces; a user dict that happens to look like a tag is escaped with ``" di"``.
 Nothing is ever unpickled, so a forged record can at worst produce plain data.
+
+With ``orjson`` installed (``sessionkit[speed]``, part of ``sessionkit[all]``) encoding and
+parsing run in it, several times faster than the standard library; the output is the same
+JSON and either side reads what the other wrote. Where orjson would differ, the standard
+library takes over: integers beyond 64 bits (orjson refuses to write them and reads them as
+floats), and anything orjson refuses. Non-finite floats are tagged, so neither turns NaN
+into ``null``.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import json.scanner
+import math
 import uuid
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
@@ -19,9 +27,16 @@ from typing import Any
 
 from sessionkit.errors import SessionDataError
 
+_orjson: Any
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - exercised by forcing the fallback in the tests
+    _orjson = None
+
 FORMAT_VERSION = 1
 
-_PLAIN = frozenset({str, int, float, bool, type(None)})
+# Floats are not "plain": NaN and infinities need a tag (JSON has no spelling for them).
+_PLAIN = frozenset({str, int, bool, type(None)})
 _markup_class: Any = None
 
 
@@ -41,6 +56,8 @@ def _tag(value: Any) -> Any:
     kind = type(value)
     if kind in _PLAIN:
         return value
+    if kind is float:
+        return value if math.isfinite(value) else {" f": repr(value)}
     if kind is list:
         return [v if type(v) in _PLAIN else _tag(v) for v in value]
     if kind is dict:
@@ -96,6 +113,7 @@ def _tag(value: Any) -> Any:
 
 _UNTAG: dict[str, Callable[[Any], Any]] = {
     " di": lambda v: {v[0]: v[1]},
+    " f": lambda v: float(v) if v in ("nan", "inf", "-inf") else float("x"),
     " t": tuple,
     " dt": datetime.fromisoformat,
     " d": date.fromisoformat,
@@ -144,8 +162,21 @@ def _make_scan() -> Callable[[str, int], tuple[Any, int]]:
     return scanner
 
 
-_dumps = _make_dumps()
+_std_dumps = _make_dumps()
 _scan = _make_scan()
+# orjson reads integers beyond 64 bits as floats: text with a run of 19 or more digits (any
+# integer outside the signed 64-bit range has one) goes to the standard library.
+# (one translate plus a substring search: ten times cheaper than a regular expression)
+_DIGITS_AS_ZERO = bytes(48 if 48 <= c <= 57 else 46 for c in range(256))
+_DIGIT_RUN = b"0" * 19
+
+
+def _has_long_number(raw: bytes) -> bool:
+    return _DIGIT_RUN in raw.translate(_DIGITS_AS_ZERO)
+
+
+# every tag, and every escaped user dict, starts like this: text without it has no tags
+_TAG_OPENING = b'{" '
 
 
 def tag(value: Any) -> Any:
@@ -161,19 +192,65 @@ def tag(value: Any) -> Any:
         ) from None
 
 
+def dumps_plain_bytes(value: Any) -> bytes:
+    """Encode a value that is already plain JSON (or already tagged), as UTF-8."""
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(value)
+        except TypeError:  # a 65-bit integer, a lone surrogate: the standard library decides
+            pass
+    return _std_dumps(value).encode("utf-8")
+
+
 def dumps_plain(value: Any) -> str:
     """Encode a value that is already plain JSON (or already tagged)."""
-    return _dumps(value)
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(value).decode("utf-8")
+        except TypeError:
+            pass
+    return _std_dumps(value)
 
 
 def dumps(value: Any) -> str:
     """Serialize one value as tagged JSON text."""
-    return _dumps(tag(value))
+    return dumps_plain(tag(value))
 
 
 def loads(text: str | bytes) -> Any:
     """Parse tagged JSON text. Raises ``ValueError`` on anything malformed (including
     malformed tags); callers treat that as a corrupted record."""
+    if _orjson is not None:
+        raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+        if not _has_long_number(raw):
+            try:
+                value = _orjson.loads(raw)
+            except ValueError:
+                pass  # not JSON to orjson (NaN from an old record?): the standard library says
+            else:
+                if _TAG_OPENING in raw:
+                    try:
+                        return _untag_tree(value)
+                    except Exception as exc:
+                        raise ValueError(f"malformed tagged JSON: {exc!r}") from exc
+                return value
+    return _std_loads(text)
+
+
+def _untag_tree(value: Any) -> Any:
+    """What the standard library's object hook does while parsing, done after orjson."""
+    kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
+            if type(item) is dict or type(item) is list:
+                value[key] = _untag_tree(item)
+        return _untag(value)
+    if kind is list:
+        return [_untag_tree(v) if type(v) is dict or type(v) is list else v for v in value]
+    return value
+
+
+def _std_loads(text: str | bytes) -> Any:
     try:
         if isinstance(text, bytes):
             text = text.decode("utf-8")

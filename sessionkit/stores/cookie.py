@@ -38,8 +38,8 @@ class CookieStore(Store):
         data: dict[str, Any],
     ) -> str:  # fmt: skip
         tagged = serialization.tag(data)
-        payload = serialization.dumps_plain([session_id, meta.to_list(), tagged])
-        return PREFIX + b64encode(keyring.seal(payload.encode("utf-8"), associated))
+        payload = serialization.dumps_plain_bytes([session_id, meta.to_list(), tagged])
+        return PREFIX + b64encode(keyring.seal(payload, associated))
 
     def unseal(self, keyring: Keyring, associated: bytes, value: str) -> tuple[bytes, int] | None:
         """Authenticate and decrypt; ``None`` for anything forged, truncated or foreign."""

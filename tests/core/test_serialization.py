@@ -8,6 +8,7 @@ import contextlib
 import json
 import math
 import uuid
+from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -23,9 +24,22 @@ from sessionkit import serialization
 from sessionkit.errors import SessionDataError
 
 # Every tag the format defines: a one-key dict with one of these keys is special on the wire.
-TAGS = (" di", " t", " dt", " d", " tm", " td", " b", " u", " dec", " s", " fs", " m")
+TAGS = (" di", " t", " dt", " d", " tm", " td", " b", " u", " dec", " s", " fs", " m", " f")
 
 SETTINGS = settings(max_examples=200, deadline=None, database=None)
+
+
+@pytest.fixture(autouse=True, scope="module", params=["orjson", "stdlib"])
+def codec(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs with orjson doing the JSON work and with the standard library
+    alone (what users without ``sessionkit[speed]`` get)."""
+    saved = serialization._orjson
+    if request.param == "stdlib":
+        serialization._orjson = None
+    else:
+        assert saved is not None, "orjson is part of sessionkit[all]; install it"
+    yield request.param
+    serialization._orjson = saved
 
 
 def same(a: Any, b: Any) -> bool:
@@ -60,7 +74,7 @@ json_scalars = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(),
-    st.floats(allow_nan=False),
+    st.floats(allow_nan=False, allow_infinity=False),
     st.text(),
 )
 hashable_scalars = st.one_of(
@@ -72,6 +86,7 @@ hashable_scalars = st.one_of(
 )
 rich_scalars = st.one_of(
     json_scalars,
+    st.floats(allow_nan=False),  # infinities are not JSON: they travel tagged
     st.datetimes(),
     st.datetimes(timezones=fixed_zones),
     st.dates(),
@@ -186,6 +201,7 @@ TAG_LOOKALIKES = {
     " s": [1, 2],
     " fs": ["a"],
     " m": "<b>x</b>",
+    " f": "nan",
 }
 
 
@@ -374,3 +390,49 @@ def test_namedtuple_comes_back_as_a_tuple() -> None:
     point = namedtuple("point", "x y")
     assert serialization.loads(serialization.dumps(point(1, 2))) == (1, 2)
     assert type(serialization.loads(serialization.dumps(point(1, 2)))) is tuple
+
+
+# -- the orjson accelerator and the standard library agree ----------------------------------
+@pytest.mark.parametrize(
+    "value",
+    [
+        float("nan"), float("inf"), -float("inf"), [1.5, float("inf")],
+        2**63, 2**64, 2**70, -(2**63) - 1, -(2**80), [2**100, {"k": -(2**65)}],
+        9223372036854775807, 0.12345678901234567, 1e300,
+    ],
+    ids=repr,
+)  # fmt: skip
+def test_numbers_orjson_cannot_hold_round_trip_exactly(value: Any) -> None:
+    back = serialization.loads(serialization.dumps(value))
+    if isinstance(value, float) and math.isnan(value):
+        assert isinstance(back, float) and math.isnan(back)
+    else:
+        assert same(back, value)
+
+
+def test_non_finite_floats_are_tagged_not_nulled() -> None:
+    assert serialization.dumps(float("nan")) == '{" f":"nan"}'
+    assert serialization.dumps([float("-inf")]) == '[{" f":"-inf"}]'
+
+
+@pytest.mark.parametrize("text", ['{" f":"1.5"}', '{" f":1}', '{" f":"nanx"}'])
+def test_malformed_float_tags_are_rejected(text: str) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        serialization.loads(text)
+
+
+@SETTINGS
+@given(session_values)
+def test_what_one_codec_writes_the_other_reads(value: Any) -> None:
+    saved = serialization._orjson
+    if saved is None:  # the stdlib run: nothing to compare against here
+        return
+    written_fast = serialization.dumps(value)
+    serialization._orjson = None
+    try:
+        written_std = serialization.dumps(value)
+        assert same(serialization.loads(written_fast), value)
+    finally:
+        serialization._orjson = saved
+    assert same(serialization.loads(written_std), value)
+    assert json.loads(written_fast) == json.loads(written_std)
