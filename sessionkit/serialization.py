@@ -196,7 +196,8 @@ def dumps_plain_bytes(value: Any) -> bytes:
     """Encode a value that is already plain JSON (or already tagged), as UTF-8."""
     if _orjson is not None:
         try:
-            return _orjson.dumps(value)
+            encoded: bytes = _orjson.dumps(value)
+            return encoded
         except TypeError:  # a 65-bit integer, a lone surrogate: the standard library decides
             pass
     return _std_dumps(value).encode("utf-8")
@@ -206,7 +207,8 @@ def dumps_plain(value: Any) -> str:
     """Encode a value that is already plain JSON (or already tagged)."""
     if _orjson is not None:
         try:
-            return _orjson.dumps(value).decode("utf-8")
+            text: str = _orjson.dumps(value).decode("utf-8")
+            return text
         except TypeError:
             pass
     return _std_dumps(value)
