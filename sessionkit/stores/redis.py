@@ -3,8 +3,12 @@
 Each session is one HASH (layout in ``redis_scripts``) under ``<prefix>{<digest>}``, with a
 native TTL. Per-key fields let a save write only what changed, so two requests that change
 different keys both survive. Every store operation is one round trip: ``load`` is one
-``HGETALL``; ``save``, ``touch`` and ``delete`` are one Lua script each (``EVALSHA``, falling
-back to ``EVAL`` once after a server restart empties the script cache).
+``HGETALL``; ``save`` (``CREATE`` or ``UPDATE``), ``touch`` and ``delete`` are one Lua script
+each (``EVALSHA``, falling back to ``EVAL`` once after a server restart empties the script
+cache). On a single server and behind Sentinel the commands go through a ``Lane``
+(``redis_wire``): redis-py's own connections, without its per-command machinery, which
+costs more client CPU than the session work itself. A Cluster uses redis-py's full client,
+which routes by slot and follows redirections.
 
 What is atomic where:
 
@@ -19,9 +23,9 @@ What is atomic where:
   prunes the stale ones, so the index is exact when read.
 
 The user index is a SET of digests under ``<prefix>user:{<sha256(user)>}``: user names never
-appear in key names. Its TTL is kept at least as long as its longest-lived member (on a
-Cluster with a 2x margin, so a touch extends it only once per TTL), so an abandoned index
-expires by itself. Locks are ``SET <prefix>lock:{<digest>} <token> NX PX`` with a checked
+appear in key names. Its TTL is kept at least as long as its longest-lived member, with a 2x
+margin recorded in the session (``x``), so saves and touches extend it only once per TTL;
+an abandoned index expires by itself. Locks are ``SET <prefix>lock:{<digest>} <token> NX PX`` with a checked
 release.
 """
 
