@@ -25,8 +25,8 @@ What is atomic where:
 The user index is a SET of digests under ``<prefix>user:{<sha256(user)>}``: user names never
 appear in key names. Its TTL is kept at least as long as its longest-lived member, with a 2x
 margin recorded in the session (``x``), so saves and touches extend it only once per TTL;
-an abandoned index expires by itself. Locks are ``SET <prefix>lock:{<digest>} <token> NX PX`` with a checked
-release.
+an abandoned index expires by itself. Locks are ``SET <prefix>lock:{<digest>} <token> NX
+PX`` with a checked release.
 """
 
 from __future__ import annotations
