@@ -110,10 +110,11 @@ async def test_max_age_none_is_a_browser_session_cookie(middleware: type) -> Non
         assert (await http.get("/get")).json() == {"a": "1"}
 
 
-@BOTH
 @pytest.mark.parametrize("max_age", [0, -60])
-async def test_max_age_zero_or_negative_keeps_nothing(middleware: type, max_age: int) -> None:
-    async with client(make_app(middleware, max_age=max_age)) as http:
+async def test_max_age_zero_or_negative_keeps_nothing(max_age: int) -> None:
+    # Ours only: Starlette itself changed here (up to 1.7 a max_age of 0 gave a
+    # browser-session cookie; later versions keep nothing). We follow the later behaviour.
+    async with client(make_app(OurMiddleware, max_age=max_age)) as http:
         first = await http.get("/set", params={"a": "1"})
         assert first.json() == {"a": "1"}  # usable within the request
         assert "session" not in http.cookies  # but the browser keeps no cookie
