@@ -222,7 +222,7 @@ class SessionEngine:
             ctx.rejected = True  # expired and swept, revoked, or never ours: start afresh
             return
         try:
-            data = {key: serialization.loads(text) for key, text in record.items.items()}
+            data = serialization.loads_items(record.items)
         except Exception:
             ctx.doomed = (*ctx.doomed, ctx.digest)
             ctx.rejected = True

@@ -20,7 +20,7 @@ import json
 import json.scanner
 import math
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -237,6 +237,23 @@ def loads(text: str | bytes) -> Any:
                         raise ValueError(f"malformed tagged JSON: {exc!r}") from exc
                 return value
     return _std_loads(text)
+
+
+def loads_items(items: Mapping[str, str]) -> dict[str, Any]:
+    """Decode a record's per-key values in one parse: the values, each a JSON text, are
+    joined into one JSON array. Raises ``ValueError`` if any value is malformed (then the
+    whole record is, and callers reject it): a truncated or foreign value breaks the array
+    or its length. Values crafted to pair up across keys could parse; only someone who can
+    already write any record into the store could craft them."""
+    texts = list(items.values())
+    if not texts:
+        return {}
+    if not all(type(t) is str for t in texts):
+        return {key: loads(text) for key, text in items.items()}
+    values = loads("[" + ",".join(texts) + "]")
+    if type(values) is not list or len(values) != len(texts):
+        raise ValueError("a stored value is not one JSON value")
+    return dict(zip(items.keys(), values, strict=True))
 
 
 def _untag_tree(value: Any) -> Any:

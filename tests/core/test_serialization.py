@@ -436,3 +436,29 @@ def test_what_one_codec_writes_the_other_reads(value: Any) -> None:
         serialization._orjson = saved
     assert same(serialization.loads(written_std), value)
     assert json.loads(written_fast) == json.loads(written_std)
+
+
+# -- a record's values, decoded in one parse -------------------------------------------------
+@SETTINGS
+@given(st.dictionaries(plain_keys, session_values, max_size=6))
+def test_loads_items_matches_one_by_one_decoding(data: dict[str, Any]) -> None:
+    items = {key: serialization.dumps(value) for key, value in data.items()}
+    assert same(serialization.loads_items(items), data)
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        {"a": "1,2"},  # two values where one belongs
+        {"a": "[1", "b": "2]"},  # values that only parse together
+        {"a": '{"x":1', "b": '"y":2}'},
+        {"a": ""},
+        {"a": "1", "b": "{not json"},
+    ],
+    ids=repr,
+)
+def test_loads_items_rejects_values_that_are_not_one_json_value_each(
+    items: dict[str, str],
+) -> None:
+    with pytest.raises(ValueError):
+        serialization.loads_items(items)
