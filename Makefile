@@ -21,6 +21,7 @@ lint: $(STAMP)
 
 test: $(STAMP) servers lint
 	$(PY) -m pytest -n auto
+	$(PY) benchmarks/report.py --check
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet -d site
 
 docs: $(STAMP)
