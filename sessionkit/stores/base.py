@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -218,6 +219,41 @@ class Store:
 
 
 # Helpers shared by stores ----------------------------------------------------------------
+
+DOCUMENT_VERSION = 1
+
+
+def encode_document(record: Record, expires_at: float, kind: str) -> bytes:
+    """A whole record as one JSON document (stores that keep one value per session: files,
+    memcached). ``data`` holds each key's tagged-JSON text unchanged; ``kind`` names the
+    store, so one store never mistakes another's document for its own."""
+    document = {
+        "format": kind, "v": DOCUMENT_VERSION, "meta": record.meta.to_list(),
+        "data": dict(record.items), "version": record.version, "expires_at": expires_at,
+    }  # fmt: skip
+    return serialization.dumps_plain_bytes(document)
+
+
+def decode_document(raw: bytes, kind: str) -> tuple[Record, float]:
+    """Parse what ``encode_document`` wrote, all or nothing: ``ValueError`` for anything
+    that is not exactly a ``kind`` document (the caller reads that as "no session")."""
+    try:
+        document = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"not JSON ({type(exc).__name__})") from None
+    if type(document) is not dict or document.get("format") != kind:
+        raise ValueError(f"not a {kind} record")
+    if document.get("v") != DOCUMENT_VERSION:
+        raise ValueError(f"unknown record format version {document.get('v')!r}")
+    meta = RecordMeta.from_list(document.get("meta"))
+    data, version = document.get("data"), document.get("version")
+    expires_at = document.get("expires_at")
+    if type(data) is not dict or not all(type(v) is str for v in data.values()):
+        raise ValueError("malformed record data")
+    if type(version) is not int or type(expires_at) not in (int, float):
+        raise ValueError("malformed record version or expiry")
+    return Record(data, meta, version), float(expires_at)  # type: ignore[arg-type]
+
 
 _PASSWORD_RE = re.compile(r"(?P<head>[a-z0-9+.-]+://[^:/@]*:)(?P<password>[^@]*)(?=@)", re.I)
 

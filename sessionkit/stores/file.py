@@ -24,7 +24,6 @@ import contextlib
 import errno
 import fcntl
 import hashlib
-import json
 import os
 import re
 import secrets
@@ -38,10 +37,17 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from sessionkit.errors import ConfigError, LockTimeout, StoreUnavailable
 from sessionkit.events import security_log
 from sessionkit.ids import handle
-from sessionkit.stores.base import Record, RecordMeta, SessionInfo, Store, Write
+from sessionkit.stores.base import (
+    Record,
+    RecordMeta,
+    SessionInfo,
+    Store,
+    Write,
+    decode_document,
+    encode_document,
+)
 
 FORMAT = "sessionkit.file"
-FORMAT_VERSION = 1
 STALE_TEMP_SECONDS = 60.0  # a temporary file this old belongs to a writer that died
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _SHARD = re.compile(r"[0-9a-f]{2}")
@@ -57,34 +63,13 @@ def is_digest(value: object) -> bool:
 
 
 def encode(record: Record, expires_at: float) -> bytes:
-    """The on-disk document; ``data`` holds each key's tagged-JSON text unchanged."""
-    document = {
-        "format": FORMAT, "v": FORMAT_VERSION, "meta": record.meta.to_list(),
-        "data": dict(record.items), "version": record.version, "expires_at": expires_at,
-    }  # fmt: skip
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """The stored file: one JSON document (see ``encode_document``)."""
+    return encode_document(record, expires_at, FORMAT)
 
 
 def decode(raw: bytes) -> tuple[Record, float]:
-    """Parse a document, all or nothing; ``ValueError`` for anything not exactly ours."""
-    try:
-        document = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise ValueError(f"not JSON ({type(exc).__name__})") from None
-    if type(document) is not dict or document.get("format") != FORMAT:
-        raise ValueError("not a sessionkit file record")
-    if document.get("v") != FORMAT_VERSION:
-        raise ValueError(f"unknown record format version {document.get('v')!r}")
-    meta = RecordMeta.from_list(document.get("meta"))
-    data, version = document.get("data"), document.get("version")
-    expires_at = document.get("expires_at")
-    if type(data) is not dict or not all(type(v) is str for v in data.values()):
-        raise ValueError("malformed record data")
-    if type(version) is not int or not isinstance(expires_at, (int, float)):
-        raise ValueError("malformed record version or expiry")
-    if type(expires_at) is bool:
-        raise ValueError("malformed record expiry")
-    return Record(data, meta, version), float(expires_at)
+    """Parse a stored file, all or nothing; ``ValueError`` for anything not ours."""
+    return decode_document(raw, FORMAT)
 
 
 class FileStore(Store):

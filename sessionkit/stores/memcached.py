@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import random
@@ -41,10 +40,15 @@ from pymemcache.exceptions import (  # type: ignore[import-untyped]
 from sessionkit.errors import ConfigError, LockTimeout, StoreUnavailable
 from sessionkit.events import security_log
 from sessionkit.ids import handle
-from sessionkit.stores.base import Record, RecordMeta, Store, Write
+from sessionkit.stores.base import (
+    Record,
+    Store,
+    Write,
+    decode_document,
+    encode_document,
+)
 
 FORMAT = "sessionkit.memcached"
-FORMAT_VERSION = 1
 DEFAULT_PORT = 11211
 THIRTY_DAYS = 30 * 24 * 3600  # memcached reads a larger expiry as a Unix timestamp
 TOMBSTONE = b"-"  # a record rotated away: reads as absent, blocks concurrent merges
@@ -68,31 +72,13 @@ def expire_for(ttl: float, now: float | None = None) -> int:
 
 
 def encode(record: Record, expires_at: float) -> bytes:
-    document = {
-        "format": FORMAT, "v": FORMAT_VERSION, "meta": record.meta.to_list(),
-        "data": dict(record.items), "version": record.version, "expires_at": expires_at,
-    }  # fmt: skip
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """The stored memcached value: one JSON document (see ``encode_document``)."""
+    return encode_document(record, expires_at, FORMAT)
 
 
 def decode(raw: bytes) -> tuple[Record, float]:
-    """Parse a value, all or nothing; ``ValueError`` for anything not exactly ours."""
-    try:
-        document = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise ValueError(f"not JSON ({type(exc).__name__})") from None
-    if type(document) is not dict or document.get("format") != FORMAT:
-        raise ValueError("not a sessionkit memcached record")
-    if document.get("v") != FORMAT_VERSION:
-        raise ValueError(f"unknown record format version {document.get('v')!r}")
-    meta = RecordMeta.from_list(document.get("meta"))
-    data, version = document.get("data"), document.get("version")
-    expires_at = document.get("expires_at")
-    if type(data) is not dict or not all(type(v) is str for v in data.values()):
-        raise ValueError("malformed record data")
-    if type(version) is not int or type(expires_at) not in (int, float):
-        raise ValueError("malformed record version or expiry")
-    return Record(data, meta, version), float(expires_at)  # type: ignore[arg-type]
+    """Parse a stored memcached value, all or nothing; ``ValueError`` for anything not ours."""
+    return decode_document(raw, FORMAT)
 
 
 class MemcachedStore(Store):
