@@ -11,12 +11,15 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
 from sessionkit import serialization
-from sessionkit.errors import StoreError
+from sessionkit.errors import LockTimeout, StoreError
+from sessionkit.ids import handle
 
 
 class RecordMeta(NamedTuple):
@@ -219,6 +222,60 @@ class Store:
 
 
 # Helpers shared by stores ----------------------------------------------------------------
+
+
+class PollingLocks:
+    """``lock``/``alock`` for stores whose lock is "try to take it; if taken, poll until
+    the wait runs out". A store mixes this in before ``Store`` and provides ``_try_lock``
+    (take the lock for ``token`` unless someone else holds a live one) and ``_unlock``
+    (release it only if ``token`` still holds it). The async flavour calls
+    ``_atry_lock``/``_aunlock``, by default the sync ones (override them when those block)."""
+
+    lock_poll: ClassVar[float] = 0.002
+
+    def _lock_token(self, digest: str) -> str:
+        return secrets.token_hex(16)
+
+    def _try_lock(self, digest: str, token: str, ttl: float) -> bool:
+        raise NotImplementedError
+
+    def _unlock(self, digest: str, token: str) -> None:
+        raise NotImplementedError
+
+    async def _atry_lock(self, digest: str, token: str, ttl: float) -> bool:
+        return self._try_lock(digest, token, ttl)
+
+    async def _aunlock(self, digest: str, token: str) -> None:
+        self._unlock(digest, token)
+
+    @contextlib.contextmanager
+    def lock(self, digest: str, *, ttl: float = 30.0, wait: float = 10.0) -> Iterator[None]:
+        token = self._lock_token(digest)
+        deadline = time.monotonic() + wait
+        while not self._try_lock(digest, token, ttl):
+            if time.monotonic() >= deadline:
+                raise LockTimeout(handle(digest), wait)
+            time.sleep(self.lock_poll)
+        try:
+            yield
+        finally:
+            self._unlock(digest, token)
+
+    @contextlib.asynccontextmanager
+    async def alock(
+        self, digest: str, *, ttl: float = 30.0, wait: float = 10.0
+    ) -> AsyncIterator[None]:
+        token = self._lock_token(digest)
+        deadline = time.monotonic() + wait
+        while not await self._atry_lock(digest, token, ttl):
+            if time.monotonic() >= deadline:
+                raise LockTimeout(handle(digest), wait)
+            await asyncio.sleep(self.lock_poll)
+        try:
+            yield
+        finally:
+            await self._aunlock(digest, token)
+
 
 DOCUMENT_VERSION = 1
 

@@ -29,15 +29,16 @@ import re
 import secrets
 import stat
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from sessionkit.errors import ConfigError, LockTimeout, StoreUnavailable
+from sessionkit.errors import ConfigError, StoreUnavailable
 from sessionkit.events import security_log
 from sessionkit.ids import handle
 from sessionkit.stores.base import (
+    PollingLocks,
     Record,
     RecordMeta,
     SessionInfo,
@@ -53,7 +54,6 @@ _DIGEST = re.compile(r"[0-9a-f]{64}")
 _SHARD = re.compile(r"[0-9a-f]{2}")
 _TEMP = ".tmp-"
 _LOCK_SUFFIX = ".lock"
-_POLL = 0.002
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
@@ -72,7 +72,7 @@ def decode(raw: bytes) -> tuple[Record, float]:
     return decode_document(raw, FORMAT)
 
 
-class FileStore(Store):
+class FileStore(PollingLocks, Store):
     supports_user_index = True
     supports_lock = True
     supports_sweep = True
@@ -240,44 +240,16 @@ class FileStore(Store):
         return created
 
     # -- route locks ---------------------------------------------------------------------
-    @contextlib.contextmanager
-    def lock(self, digest: str, *, ttl: float = 30.0, wait: float = 10.0) -> Iterator[None]:
-        token = self._lock_token(digest)
-        deadline = time.monotonic() + wait
-        while not self._try_lock(digest, token, ttl, blocking=True):
-            if time.monotonic() >= deadline:
-                raise LockTimeout(handle(digest), wait)
-            time.sleep(_POLL)
-        try:
-            yield
-        finally:
-            self._unlock(digest, token)
+    async def _atry_lock(self, digest: str, token: str, ttl: float) -> bool:
+        # non-blocking attempts: a busy shard lock never stalls the event loop
+        return self._try_lock(digest, token, ttl, blocking=False)
 
-    @contextlib.asynccontextmanager
-    async def alock(
-        self, digest: str, *, ttl: float = 30.0, wait: float = 10.0
-    ) -> AsyncIterator[None]:
-        import asyncio
-
-        token = self._lock_token(digest)
-        deadline = time.monotonic() + wait
-        # Non-blocking attempts: a busy shard lock never stalls the event loop.
-        while not self._try_lock(digest, token, ttl, blocking=False):
-            if time.monotonic() >= deadline:
-                raise LockTimeout(handle(digest), wait)
-            await asyncio.sleep(_POLL)
-        try:
-            yield
-        finally:
-            self._unlock(digest, token)
-
-    @staticmethod
-    def _lock_token(digest: str) -> str:
+    def _lock_token(self, digest: str) -> str:
         if not is_digest(digest):
             raise ValueError("FileStore.lock: digests must be 64 lowercase hex characters")
         return secrets.token_hex(16)
 
-    def _try_lock(self, digest: str, token: str, ttl: float, *, blocking: bool) -> bool:
+    def _try_lock(self, digest: str, token: str, ttl: float, *, blocking: bool = True) -> bool:
         with self._locked(digest, blocking=blocking) as got:
             if not got:
                 return False

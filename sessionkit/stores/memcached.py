@@ -18,14 +18,13 @@ instead of quietly sending them elsewhere (which would log users out and back in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import random
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -37,10 +36,11 @@ from pymemcache.exceptions import (  # type: ignore[import-untyped]
     MemcacheUnknownError,
 )
 
-from sessionkit.errors import ConfigError, LockTimeout, StoreUnavailable
+from sessionkit.errors import ConfigError, StoreUnavailable
 from sessionkit.events import security_log
 from sessionkit.ids import handle
 from sessionkit.stores.base import (
+    PollingLocks,
     Record,
     Store,
     Write,
@@ -55,7 +55,6 @@ TOMBSTONE = b"-"  # a record rotated away: reads as absent, blocks concurrent me
 _FREE_LOCK = b"- 0"
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _PREFIX = re.compile(r"[\x21-\x7e]{0,100}")  # printable ASCII, no spaces: memcached keys
-_POLL = 0.005
 log = logging.getLogger("sessionkit")
 Server = tuple[str, int] | str  # (host, port) or a Unix socket path
 
@@ -81,7 +80,7 @@ def decode(raw: bytes) -> tuple[Record, float]:
     return decode_document(raw, FORMAT)
 
 
-class MemcachedStore(Store):
+class MemcachedStore(PollingLocks, Store):
     supports_lock = True
 
     def __init__(
@@ -205,33 +204,16 @@ class MemcachedStore(Store):
             client.close()
 
     # -- route locks ---------------------------------------------------------------------
-    @contextlib.contextmanager
-    def lock(self, digest: str, *, ttl: float = 30.0, wait: float = 10.0) -> Iterator[None]:
-        token = _lock_token(digest)
-        deadline = time.monotonic() + wait
-        while not self._try_lock(digest, token, ttl):
-            if time.monotonic() >= deadline:
-                raise LockTimeout(handle(digest), wait)
-            time.sleep(_POLL)
-        try:
-            yield
-        finally:
-            self._unlock(digest, token)
+    lock_poll = 0.005
 
-    @contextlib.asynccontextmanager
-    async def alock(
-        self, digest: str, *, ttl: float = 30.0, wait: float = 10.0
-    ) -> AsyncIterator[None]:
-        token = _lock_token(digest)
-        deadline = time.monotonic() + wait
-        while not await asyncio.to_thread(self._try_lock, digest, token, ttl):
-            if time.monotonic() >= deadline:
-                raise LockTimeout(handle(digest), wait)
-            await asyncio.sleep(_POLL)
-        try:
-            yield
-        finally:
-            await asyncio.to_thread(self._unlock, digest, token)
+    def _lock_token(self, digest: str) -> str:
+        return _lock_token(digest)
+
+    async def _atry_lock(self, digest: str, token: str, ttl: float) -> bool:
+        return await asyncio.to_thread(self._try_lock, digest, token, ttl)
+
+    async def _aunlock(self, digest: str, token: str) -> None:
+        await asyncio.to_thread(self._unlock, digest, token)
 
     def _try_lock(self, digest: str, token: str, ttl: float) -> bool:
         """``add`` takes a free lock. A held one names its expiry by the store's clock, so

@@ -8,21 +8,18 @@ Sessions vanish with the process and are not shared between worker processes.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import parse_qs, urlsplit
 
-from sessionkit.errors import ConfigError, LockTimeout
+from sessionkit.errors import ConfigError
 from sessionkit.ids import handle
-from sessionkit.stores.base import Record, RecordMeta, SessionInfo, Store, Write
+from sessionkit.stores.base import PollingLocks, Record, RecordMeta, SessionInfo, Store, Write
 
 
-class MemoryStore(Store):
+class MemoryStore(PollingLocks, Store):
     supports_user_index = True
     supports_lock = True
     supports_sweep = True
@@ -196,34 +193,6 @@ class MemoryStore(Store):
             held = self._locks.get(digest)
             if held is not None and held[0] == token:
                 del self._locks[digest]
-
-    @contextlib.contextmanager
-    def lock(self, digest: str, *, ttl: float = 30.0, wait: float = 10.0) -> Iterator[None]:
-        token = secrets.token_hex(16)
-        deadline = time.monotonic() + wait
-        while not self._try_lock(digest, token, ttl):
-            if time.monotonic() >= deadline:
-                raise LockTimeout(handle(digest), wait)
-            time.sleep(0.002)
-        try:
-            yield
-        finally:
-            self._unlock(digest, token)
-
-    @contextlib.asynccontextmanager
-    async def alock(
-        self, digest: str, *, ttl: float = 30.0, wait: float = 10.0
-    ) -> AsyncIterator[None]:
-        token = secrets.token_hex(16)
-        deadline = time.monotonic() + wait
-        while not self._try_lock(digest, token, ttl):
-            if time.monotonic() >= deadline:
-                raise LockTimeout(handle(digest), wait)
-            await asyncio.sleep(0.002)
-        try:
-            yield
-        finally:
-            self._unlock(digest, token)
 
     # -- internals (caller holds the mutex) ------------------------------------------------
     def _drop(self, digest: str) -> None:
