@@ -61,11 +61,11 @@ class Contestant:
     step: Callable[[], int]  # one request; returns the counter the view saw (-1: none)
 
 
-def wsgi_contestant(key: str, label: str, app: flask.Flask) -> Contestant:
-    """Call ``app`` as a server would, carrying the session cookie between requests."""
-    environ = EnvironBuilder(
-        path="/", headers={"User-Agent": USER_AGENT}, environ_base={"REMOTE_ADDR": "10.1.2.3"}
-    ).get_environ()
+def wsgi_contestant(key: str, label: str, app: flask.Flask, read_only: bool = False) -> Contestant:
+    """Call ``app`` as a server would, carrying the session cookie between requests.
+
+    ``read_only``: one request to ``/`` writes the counter, then every measured request goes
+    to ``/read``, whose view only reads it; each one checks that it still sees that value."""
     name = app.config["SESSION_COOKIE_NAME"]
     prefix = name + "="
     cookie = ""
@@ -74,7 +74,7 @@ def wsgi_contestant(key: str, label: str, app: flask.Flask) -> Contestant:
     def start_response(status: str, response_headers: list[tuple[str, str]], *_: Any) -> None:
         headers[:] = response_headers
 
-    def step() -> int:
+    def request(environ: dict[str, Any]) -> int:
         nonlocal cookie
         env = environ.copy()
         if cookie:
@@ -86,7 +86,24 @@ def wsgi_contestant(key: str, label: str, app: flask.Flask) -> Contestant:
                 cookie = value.split(";", 1)[0]
         return int(text)
 
-    return Contestant(key, label, step)
+    write_environ = _environ("/")
+    if not read_only:
+        return Contestant(key, label, lambda: request(write_environ))
+    seen = request(write_environ)
+    read_environ = _environ("/read")
+
+    def read() -> int:
+        if request(read_environ) != seen:
+            raise SystemExit(f"{label}: a read-only request lost the session")
+        return -1  # the counter does not move; check_chain accepts -1
+
+    return Contestant(key, label, read)
+
+
+def _environ(path: str) -> dict[str, Any]:
+    return EnvironBuilder(
+        path=path, headers={"User-Agent": USER_AGENT}, environ_base={"REMOTE_ADDR": "10.1.2.3"}
+    ).get_environ()
 
 
 def counter_app(name: str, **config: Any) -> flask.Flask:
@@ -100,6 +117,10 @@ def counter_app(name: str, **config: Any) -> flask.Flask:
         n = flask.session.get("n", 0) + 1
         flask.session["n"] = n
         return str(n)
+
+    @app.get("/read")
+    def read() -> str:  # a read-only request: the session is loaded, never changed
+        return str(flask.session.get("n", 0))
 
     return app
 
@@ -137,6 +158,13 @@ def contestants(redis_port: int) -> list[Contestant]:
     )
     FlaskSessionExtension(app)
     field.append(wsgi_contestant("flask_session_redis", "Flask-Session 0.8, Redis", app))
+    # Flask-Session writes on every request (SESSION_REFRESH_EACH_REQUEST, its default), so
+    # a request that only reads is a second, separately reported shape.
+    field.append(
+        wsgi_contestant(
+            "flask_session_redis_read", "Flask-Session 0.8, Redis, read-only", app, read_only=True
+        )
+    )
     field.append(
         wsgi_contestant("redis_floor", "floor: bare redis-py GET + SET", floor_app(redis_url))
     )
@@ -149,6 +177,9 @@ def contestants(redis_port: int) -> list[Contestant]:
         app = counter_app(key, SECRET_KEY=SECRET, SESSIONKIT_STORE=store)
         SessionKit(app)
         field.append(wsgi_contestant(key, label, app))
+        if key == "sessionkit_redis":
+            read_label = label + ", read-only"
+            field.append(wsgi_contestant(key + "_read", read_label, app, read_only=True))
     return field
 
 
@@ -214,6 +245,11 @@ def report(field: list[Contestant], samples: Samples, args: argparse.Namespace) 
         )
     pairs = [
         ("sessionkit redis / Flask-Session redis", "sessionkit_redis", "flask_session_redis"),
+        (
+            "sessionkit redis / Flask-Session redis, read-only requests",
+            "sessionkit_redis_read",
+            "flask_session_redis_read",
+        ),
         ("sessionkit cookie / Flask signed cookie", "sessionkit_cookie", "flask"),
         ("sessionkit memory / Flask signed cookie", "sessionkit_memory", "flask"),
     ]
