@@ -8,6 +8,14 @@ never overwrites, and ``gets``/``cas`` for writes that apply only to the record 
 so a save never resurrects a session deleted meanwhile and concurrent changes to
 different keys merge (a ``cas`` conflict re-reads and retries, a bounded number of times).
 
+A load reads with ``gets`` (as cheap as ``get``) and remembers the record with its ``cas``
+token, in a small bounded table per store; the save that follows, for the same digest,
+merges into that record and writes with one ``cas``: a change costs two round trips, not
+three. ``cas`` succeeds only if the stored value is still exactly the one loaded, so the
+merge is as exact as a fresh ``gets`` would make it; when the token is missing (evicted,
+used, another process loaded) or stale (``cas`` reports a conflict) the save re-reads with
+``gets`` as before, and a record deleted meanwhile still makes ``cas`` fail.
+
 Each record is one value: a versioned JSON document with the metadata list, the per-key
 tagged-JSON texts, a version and its expiry by the store's clock (checked on every load,
 whatever memcached's own TTL says). With several servers a key's server is chosen by
@@ -23,6 +31,7 @@ import math
 import random
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -55,6 +64,7 @@ TOMBSTONE = b"-"  # a record rotated away: reads as absent, blocks concurrent me
 _FREE_LOCK = b"- 0"
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _PREFIX = re.compile(r"[\x21-\x7e]{0,100}")  # printable ASCII, no spaces: memcached keys
+TOKENS = 1024  # loaded records kept for the save that follows (per store, oldest dropped)
 log = logging.getLogger("sessionkit")
 Server = tuple[str, int] | str  # (host, port) or a Unix socket path
 
@@ -118,6 +128,9 @@ class MemcachedStore(PollingLocks, Store):
         }  # fmt: skip
         self._only = self._clients[names[0]] if len(names) == 1 else None
         self._ring = RendezvousHash(nodes=names)
+        # digest -> (record, expires_at, cas) from the latest load: see the module docstring
+        self._tokens: dict[str, tuple[Record, float, bytes]] = {}
+        self._tokens_lock = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> MemcachedStore:
@@ -155,10 +168,14 @@ class MemcachedStore(PollingLocks, Store):
         if not _is_digest(digest):
             return None
         key = self.prefix + digest
-        entry = self._decode(digest, self._run("get", key))
+        raw, cas = self._run("gets", key)
+        entry = self._decode(digest, raw)
         if entry is None or entry[1] <= self._clock():
             return None
-        return entry[0]
+        record = entry[0]
+        # the copy keeps what memcached holds, whatever the caller does with its record
+        self._remember(digest, (record._replace(items=dict(record.items)), entry[1], cas))
+        return record
 
     def save(self, write: Write) -> bool:
         digest, old = write.digest, write.rotated_from
@@ -185,6 +202,7 @@ class MemcachedStore(PollingLocks, Store):
 
     def delete(self, digest: str) -> None:
         if _is_digest(digest):
+            self._recall(digest)
             key = self.prefix + digest
             self._run("delete", key, noreply=False)
 
@@ -268,12 +286,32 @@ class MemcachedStore(PollingLocks, Store):
             )
             return None
 
+    def _remember(self, digest: str, token: tuple[Record, float, bytes]) -> None:
+        with self._tokens_lock:
+            tokens = self._tokens
+            tokens.pop(digest, None)  # re-inserted last: the oldest are dropped first
+            tokens[digest] = token
+            if len(tokens) > TOKENS:
+                del tokens[next(iter(tokens))]
+
+    def _recall(self, digest: str) -> tuple[Record, float, bytes] | None:
+        """The token of the latest load of ``digest``, used at most once."""
+        with self._tokens_lock:
+            return self._tokens.pop(digest, None)
+
     def _update(
         self, digest: str, change: Callable[[Record], Record], expires_at: float, expire: int
     ) -> bool:
-        """Read with ``gets``, write with ``cas``; re-read on a conflict. ``False`` when the
-        record is gone (deleted, rotated, expired): nothing is ever written back then."""
+        """Write with ``cas``: first on the record and token of the latest load, if there
+        is one; then read with ``gets`` and retry on a conflict. ``False`` when the record
+        is gone (deleted, rotated, expired): nothing is ever written back then."""
         key = self.prefix + digest
+        token = self._recall(digest)
+        if token is not None and token[1] > self._clock():
+            value = encode(change(token[0]), expires_at)
+            stored = self._run("cas", key, value, token[2], expire, noreply=False)
+            if stored is not False:
+                return bool(stored)  # True: written; None: deleted since the load
         for attempt in range(self.max_retries):
             if attempt:  # lost a race: step aside for a random moment so writers interleave
                 time.sleep(random.uniform(0, 0.0005 * attempt))

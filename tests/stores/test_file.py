@@ -409,3 +409,39 @@ def _different_keys(url: str, cookie: str, number: int, start: object) -> None:
         session = engine.open(f"{engine.config.cookie_name}={cookie}", CLIENT)
         session[f"p{number}-{i}"] = i
         assert engine.run(engine.commit(session, 200))
+
+
+# -- the document codec: orjson when installed, the standard library's answers always ------
+@pytest.mark.parametrize("with_orjson", [True, False])
+def test_documents_read_the_same_with_or_without_orjson(
+    store: FileStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, with_orjson: bool
+) -> None:
+    import sessionkit.stores.base as base
+
+    if not with_orjson:
+        monkeypatch.setattr(base, "_orjson", None)
+    assert base._orjson is not None or not with_orjson  # orjson is installed in the dev env
+    key = digest(new_id())
+    items = {
+        " t": '"a session key that looks like a tag"',  # data keys are never untagged
+        "lone": '"\\ud800"',  # a lone surrogate, escaped as the tagged JSON text has it
+        "big": str(2**70),
+    }
+    assert store.save(Write(key, items, frozenset(), meta(clock), 600.0, create=True))
+    record = store.load(key)
+    assert record is not None and dict(record.items) == items
+    # a version past 64 bits: orjson would read a float; the record still loads exactly
+    record_path(store, key).write_bytes(encode(Record(items, meta(clock), 2**70), clock.now + 60))
+    again = store.load(key)
+    assert again is not None and again.version == 2**70 and dict(again.items) == items
+    for bad in (b'{"format": "sessionkit.file", "v": 1, "meta": NaN}', b"\xff", b"[1]"):
+        with pytest.raises(ValueError):
+            decode(bad)
+
+
+def test_a_large_record_reads_whole(store: FileStore, clock: FakeClock) -> None:
+    key = digest(new_id())
+    items = {f"k{i}": '"' + "x" * 1000 + '"' for i in range(200)}  # ~200 KB: several reads
+    assert store.save(Write(key, items, frozenset(), meta(clock), 600.0, create=True))
+    record = store.load(key)
+    assert record is not None and dict(record.items) == items

@@ -260,3 +260,93 @@ def test_several_servers_share_keys_and_a_dead_one_fails_loudly(
 def test_value_codec_is_versioned_json(clock: FakeClock) -> None:
     value = encode(Record({"a": "1"}, meta(clock), 3), clock.now + 60)
     assert value.startswith(b'{"format":"sessionkit.memcached","v":1,"meta":[1,')
+
+
+# -- a change in two round trips: the cas token from the load ------------------------------
+def stats(raw: Client) -> dict[str, int]:
+    wanted = (b"cmd_get", b"cmd_set", b"cas_hits", b"cas_badval", b"cas_misses")
+    values = raw.stats()
+    return {name.decode(): int(values[name]) for name in wanted}
+
+
+def delta(raw: Client, before: dict[str, int]) -> dict[str, int]:
+    after = stats(raw)
+    return {name: after[name] - before[name] for name in after if after[name] != before[name]}
+
+
+def change(key: str, clock: FakeClock, **items: str) -> Write:
+    return Write(key, items, frozenset(), meta(clock), 600.0)
+
+
+def test_load_then_save_is_one_gets_and_one_cas(
+    store: MemcachedStore, clock: FakeClock, raw: Client
+) -> None:
+    key = digest(new_id())
+    assert store.save(create(key, clock, a='"1"'))
+    before = stats(raw)
+    record = store.load(key)
+    assert record is not None
+    assert store.save(change(key, clock, b='"2"'))
+    # cmd_set counts the cas too: one read, one conditional write, nothing else
+    assert delta(raw, before) == {"cmd_get": 1, "cmd_set": 1, "cas_hits": 1}
+    again = store.load(key)
+    assert again is not None and dict(again.items) == {"a": '"1"', "b": '"2"'}
+    assert again.version == 2
+
+
+def test_a_stale_token_rereads_and_merges(
+    store: MemcachedStore, url: str, clock: FakeClock, raw: Client
+) -> None:
+    key = digest(new_id())
+    assert store.save(create(key, clock, a='"1"'))
+    assert store.load(key) is not None
+    other = MemcachedStore.from_url(url, clock=clock)  # another process, in effect
+    assert other.save(change(key, clock, theirs='"x"'))
+    before = stats(raw)
+    assert store.save(change(key, clock, mine='"y"'))
+    assert delta(raw, before) == {"cmd_get": 1, "cmd_set": 2, "cas_badval": 1, "cas_hits": 1}
+    record = store.load(key)
+    assert record is not None
+    assert dict(record.items) == {"a": '"1"', "theirs": '"x"', "mine": '"y"'}
+    other.close()
+
+
+def test_a_token_never_brings_a_deleted_session_back(
+    store: MemcachedStore, url: str, clock: FakeClock, raw: Client
+) -> None:
+    key = digest(new_id())
+    assert store.save(create(key, clock, a='"1"'))
+    assert store.load(key) is not None
+    other = MemcachedStore.from_url(url, clock=clock)
+    other.delete(key)  # a logout elsewhere, between this request's load and its save
+    assert not store.save(change(key, clock, b='"2"'))
+    assert store.load(key) is None and raw.get(store.prefix + key) is None
+    other.close()
+
+
+def test_a_token_is_used_once_and_tracks_only_the_loaded_value(
+    store: MemcachedStore, clock: FakeClock
+) -> None:
+    key = digest(new_id())
+    assert store.save(create(key, clock, a='"1"'))
+    record = store.load(key)
+    assert record is not None
+    record.items["injected"] = '"no"'  # type: ignore[index]  # a caller scribbling on it
+    assert store.save(change(key, clock, b='"2"'))
+    assert store.save(change(key, clock, c='"3"'))  # no token left: gets + cas
+    stored = store.load(key)
+    assert stored is not None and dict(stored.items) == {"a": '"1"', "b": '"2"', "c": '"3"'}
+
+
+def test_the_token_table_is_bounded(
+    store: MemcachedStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sessionkit.stores.memcached.TOKENS", 3)
+    keys = [digest(new_id()) for _ in range(5)]
+    for key in keys:
+        assert store.save(create(key, clock, a='"1"'))
+        assert store.load(key) is not None
+    assert list(store._tokens) == keys[2:]  # the oldest were dropped
+    assert store.save(change(keys[0], clock, b='"2"'))  # no token: still exact
+    first = store.load(keys[0])
+    assert first is not None and dict(first.items) == {"a": '"1"', "b": '"2"'}
