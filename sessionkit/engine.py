@@ -388,10 +388,10 @@ class SessionEngine:
             fingerprint = old.fingerprint
         else:
             fingerprint = self.keyring.fingerprint(material)
-        return RecordMeta(
+        return RecordMeta._make((  # _make: no keyword handling, and this runs on every save
             created, int(now), session._idle, session._browser, session._until, session._user,
             fingerprint, tuple(session._flash_new), tuple(session._flash_old),
-        )  # fmt: skip
+        ))  # fmt: skip
 
     def _cookie(
         self, session: Session, ctx: _Context, meta: RecordMeta, end: float, now: float,
@@ -435,7 +435,7 @@ class SessionEngine:
     # a user's other sessions
     # ======================================================================================
     def revoke_others(self, session: Session) -> int:
-        """"Log out everywhere else": delete every other session of the user this session
+        """ "Log out everywhere else": delete every other session of the user this session
         is bound to, keeping this one. Returns how many were revoked (0 when the session
         is not bound to a user)."""
         user, keep = self._others(session)

@@ -61,12 +61,13 @@ class Session(dict[str, Any]):
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        if args or kwargs:  # the engine builds every session empty: skip dict's init then
+            super().__init__(*args, **kwargs)
         self._loader: Callable[[Session], None] | None = None
         self._ctx: Any = None
         self._accessed = False
         self._new = True
-        self._changed: set[str] = set(dict.keys(self))
+        self._changed: set[str] = set(dict.keys(self)) if args or kwargs else set()
         self._removed: set[str] = set()
         self._cleared = False
         self._force = False
