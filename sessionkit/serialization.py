@@ -171,10 +171,6 @@ _DIGITS_AS_ZERO = bytes(48 if 48 <= c <= 57 else 46 for c in range(256))
 _DIGIT_RUN = b"0" * 19
 
 
-def _has_long_number(raw: bytes) -> bool:
-    return _DIGIT_RUN in raw.translate(_DIGITS_AS_ZERO)
-
-
 # every tag, and every escaped user dict, starts like this: text without it has no tags
 _TAG_OPENING = b'{" '
 
@@ -224,7 +220,7 @@ def loads(text: str | bytes) -> Any:
     malformed tags); callers treat that as a corrupted record."""
     if _orjson is not None:
         raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
-        if not _has_long_number(raw):
+        if _DIGIT_RUN not in raw.translate(_DIGITS_AS_ZERO):  # no long number: orjson is exact
             try:
                 value = _orjson.loads(raw)
             except ValueError:

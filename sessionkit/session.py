@@ -98,7 +98,8 @@ class Session(dict[str, Any]):
     def _ensure(self) -> None:
         loader = self._loader
         if loader is not None:
-            self._unpend()
+            self._loader = None  # what _unpend does, without the call: on every first use
+            dict.pop(self, _PENDING, None)
             loader(self)
 
     def _read(self) -> None:
