@@ -331,6 +331,7 @@ class MemcachedStore(PollingLocks, Store):
         """Tombstone the old record with ``cas`` (so it must still exist, unchanged, and a
         concurrent save to it now fails), then ``add`` the new one and drop the old."""
         old_key = self.prefix + old
+        self._recall(old)  # its token can never serve again: drop the copy of its data now
         for _ in range(self.max_retries):
             raw, cas = self._run("gets", old_key)
             entry = self._decode(old, raw)

@@ -350,3 +350,17 @@ def test_the_token_table_is_bounded(
     assert store.save(change(keys[0], clock, b='"2"'))  # no token: still exact
     first = store.load(keys[0])
     assert first is not None and dict(first.items) == {"a": '"1"', "b": '"2"'}
+
+
+def test_delete_and_rotation_drop_the_token(store: MemcachedStore, clock: FakeClock) -> None:
+    gone, old, new = (digest(new_id()) for _ in range(3))
+    for key in (gone, old):
+        assert store.save(create(key, clock, a='"1"'))
+        assert store.load(key) is not None
+    store.delete(gone)
+    rotate = Write(
+        new, {"a": '"1"'}, frozenset(), meta(clock), 600.0, create=True, rotated_from=old
+    )
+    assert store.save(rotate)
+    assert gone not in store._tokens and old not in store._tokens  # no copies left behind
+    assert store.load(old) is None and store.load(gone) is None
