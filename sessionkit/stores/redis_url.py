@@ -72,46 +72,35 @@ class RedisTarget:
         the clients it leans on (the Sentinels), to be closed with it."""
         import redis
         from redis import cluster, sentinel
-        from redis.backoff import ExponentialBackoff
         from redis.retry import Retry
 
-        ClusterNode: Any = cluster.ClusterNode
-        RedisCluster: Any = cluster.RedisCluster
-        Sentinel: Any = sentinel.Sentinel
-
-        retry = Retry(ExponentialBackoff(cap=0.2, base=0.02), self.retries)
-        common = self._common(retry)
-        if self.kind == "cluster":
-            nodes = [ClusterNode(host, port) for host, port in self.nodes]
-            return RedisCluster(startup_nodes=nodes, **common), []
-        if self.kind == "sentinel":
-            watchers = Sentinel(list(self.nodes), sentinel_kwargs=self._sentinel_kwargs(retry),
-                                **common)  # fmt: skip
-            return watchers.master_for(self.service, db=self.db), watchers.sentinels
-        host, port = self.nodes[0]
-        return redis.Redis(host=host, port=port, db=self.db, **common), []
+        return self._client(redis.Redis, cluster, sentinel, Retry)
 
     def async_client(self) -> tuple[Any, list[Any]]:
         """The asyncio flavour of ``sync_client`` (native async, no worker thread)."""
         from redis.asyncio import Redis, cluster, sentinel
         from redis.asyncio.retry import Retry
+
+        return self._client(Redis, cluster, sentinel, Retry)
+
+    def _client(
+        self, redis_class: Any, cluster: Any, sentinel: Any, retry_class: Any
+    ) -> tuple[Any, list[Any]]:
+        """One construction for both flavours: redis-py mirrors its sync API in asyncio."""
         from redis.backoff import ExponentialBackoff
 
-        ClusterNode: Any = cluster.ClusterNode
-        RedisCluster: Any = cluster.RedisCluster
-        Sentinel: Any = sentinel.Sentinel
-
-        retry = Retry(ExponentialBackoff(cap=0.2, base=0.02), self.retries)
+        retry = retry_class(ExponentialBackoff(cap=0.2, base=0.02), self.retries)
         common = self._common(retry)
         if self.kind == "cluster":
-            nodes = [ClusterNode(host, port) for host, port in self.nodes]
-            return RedisCluster(startup_nodes=nodes, **common), []
+            nodes = [cluster.ClusterNode(host, port) for host, port in self.nodes]
+            return cluster.RedisCluster(startup_nodes=nodes, **common), []
         if self.kind == "sentinel":
-            watchers = Sentinel(list(self.nodes), sentinel_kwargs=self._sentinel_kwargs(retry),
-                                **common)  # fmt: skip
+            watchers = sentinel.Sentinel(
+                list(self.nodes), sentinel_kwargs=self._sentinel_kwargs(retry), **common
+            )
             return watchers.master_for(self.service, db=self.db), watchers.sentinels
         host, port = self.nodes[0]
-        return Redis(host=host, port=port, db=self.db, **common), []
+        return redis_class(host=host, port=port, db=self.db, **common), []
 
     def _sentinel_kwargs(self, retry: Any) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
