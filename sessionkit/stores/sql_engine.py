@@ -11,6 +11,7 @@ import contextlib
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -91,6 +92,9 @@ class SQLEngines(Store):
         #: own read snapshot (and BEGIN IMMEDIATE would block writers for the whole scan)
         self._streaming = {} if self.backend == "sqlite" else self._transaction
         self._engine = sa.create_engine(target.sync_url, **options)
+        # A store dropped without close() (an app torn down in tests, a config reloaded)
+        # still closes its pooled connections rather than leaving them to the collector.
+        weakref.finalize(self, self._engine.dispose)
         if self.backend == "sqlite":
             prepare_sqlite(self._engine, busy)
         self._aengine: AsyncEngine | None = None
