@@ -133,32 +133,36 @@ class SQLEngines(Store):
     def _call(self, op: Callable[[], T]) -> T:
         """Run ``op``; retry once on a connection the pool found dead (the server restarted),
         and turn connection failures into ``StoreUnavailable``."""
-        for attempt in (0, 1):
-            try:
-                return op()
-            except sa_exc.DBAPIError as exc:
-                if exc.connection_invalidated and attempt == 0:
-                    continue
-                if isinstance(exc, _UNAVAILABLE) or type(exc) is sa_exc.DatabaseError:
-                    raise self._unavailable(exc) from exc
-                raise
-            except _UNAVAILABLE as exc:
-                raise self._unavailable(exc) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+        try:
+            return op()
+        except (sa_exc.DBAPIError, *_UNAVAILABLE) as exc:
+            self._judge(exc, first_attempt=True)
+        try:
+            return op()
+        except (sa_exc.DBAPIError, *_UNAVAILABLE) as exc:
+            self._judge(exc, first_attempt=False)
+            raise  # pragma: no cover - _judge always raises on a second attempt
 
     async def _acall(self, op: Callable[[], Awaitable[T]]) -> T:
-        for attempt in (0, 1):
-            try:
-                return await op()
-            except sa_exc.DBAPIError as exc:
-                if exc.connection_invalidated and attempt == 0:
-                    continue
-                if isinstance(exc, _UNAVAILABLE) or type(exc) is sa_exc.DatabaseError:
-                    raise self._unavailable(exc) from exc
-                raise
-            except _UNAVAILABLE as exc:
-                raise self._unavailable(exc) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+        """``_call`` for the async engine: the same policy."""
+        try:
+            return await op()
+        except (sa_exc.DBAPIError, *_UNAVAILABLE) as exc:
+            self._judge(exc, first_attempt=True)
+        try:
+            return await op()
+        except (sa_exc.DBAPIError, *_UNAVAILABLE) as exc:
+            self._judge(exc, first_attempt=False)
+            raise  # pragma: no cover - _judge always raises on a second attempt
+
+    def _judge(self, exc: Exception, *, first_attempt: bool) -> None:
+        """Return (retry) only for a connection the pool invalidated, on the first attempt;
+        raise ``StoreUnavailable`` for connection failures and the error itself otherwise."""
+        if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated and first_attempt:
+            return
+        if isinstance(exc, _UNAVAILABLE) or type(exc) is sa_exc.DatabaseError:
+            raise self._unavailable(exc) from exc
+        raise exc
 
     # -- schema ------------------------------------------------------------------------------
     def create_schema(self) -> bool:
