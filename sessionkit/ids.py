@@ -15,6 +15,8 @@ ID_BYTES = 32
 ID_LENGTH = 43  # base64url of 32 bytes, no padding
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{43}")
 HANDLE_LENGTH = 16
+_DIGEST_RE = re.compile(r"[0-9a-f]{64}")
+_HANDLE_RE = re.compile(r"[0-9a-f]{16}")
 
 
 def new_id() -> str:
@@ -35,3 +37,18 @@ def digest(session_id: str) -> str:
 def handle(session_digest: str) -> str:
     """An opaque, short name for a session that is safe to show and log."""
     return session_digest[:HANDLE_LENGTH]
+
+
+def is_digest(value: object) -> bool:
+    """True only for the exact shape ``digest`` produces (64 lowercase hex characters):
+    the one shape a store may turn into a file name or a key."""
+    return type(value) is str and len(value) == 64 and _DIGEST_RE.fullmatch(value) is not None
+
+
+def is_handle(value: object) -> bool:
+    """True only for the exact shape ``handle`` produces (no ``%``, no empty prefix)."""
+    return (
+        type(value) is str
+        and len(value) == HANDLE_LENGTH
+        and _HANDLE_RE.fullmatch(value) is not None
+    )

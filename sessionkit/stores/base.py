@@ -19,6 +19,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from sessionkit import serialization
 from sessionkit.errors import LockTimeout, StoreError
+from sessionkit.events import security_log
 from sessionkit.ids import handle
 
 _orjson: Any
@@ -285,6 +286,12 @@ class PollingLocks:
 
 
 DOCUMENT_VERSION = 1
+
+
+def reject_record(digest: str, reason: str) -> None:
+    """Log a stored record that cannot be read as a session (the caller then reads it as
+    "no session"): one line on the ``sessionkit.security`` logger, with the handle only."""
+    security_log.warning("sessionkit record_rejected: %s (session %s)", reason, handle(digest))
 
 
 def encode_document(record: Record, expires_at: float, kind: str) -> bytes:

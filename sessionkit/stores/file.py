@@ -35,8 +35,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from sessionkit.errors import ConfigError, StoreUnavailable
-from sessionkit.events import security_log
-from sessionkit.ids import handle
+from sessionkit.ids import handle, is_digest
 from sessionkit.stores.base import (
     PollingLocks,
     Record,
@@ -46,20 +45,15 @@ from sessionkit.stores.base import (
     Write,
     decode_document,
     encode_document,
+    reject_record,
 )
 
 FORMAT = "sessionkit.file"
 STALE_TEMP_SECONDS = 60.0  # a temporary file this old belongs to a writer that died
-_DIGEST = re.compile(r"[0-9a-f]{64}")
 _SHARD = re.compile(r"[0-9a-f]{2}")
 _TEMP = ".tmp-"
 _LOCK_SUFFIX = ".lock"
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
-
-
-def is_digest(value: object) -> bool:
-    """True only for 64 lowercase hex characters: the one shape that may become a name."""
-    return type(value) is str and len(value) == 64 and _DIGEST.fullmatch(value) is not None
 
 
 def encode(record: Record, expires_at: float) -> bytes:
@@ -298,11 +292,7 @@ class FileStore(PollingLocks, Store):
             return decode(raw)
         except ValueError as exc:
             if warn:
-                security_log.warning(
-                    "sessionkit record_rejected: unreadable file record (%s) (session %s)",
-                    exc,
-                    handle(digest),
-                )
+                reject_record(digest, f"unreadable file record ({exc})")
             return None
 
     def _live(self, digest: str, now: float) -> Record | None:

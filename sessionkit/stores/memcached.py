@@ -46,8 +46,7 @@ from pymemcache.exceptions import (  # type: ignore[import-untyped]
 )
 
 from sessionkit.errors import ConfigError, StoreUnavailable
-from sessionkit.events import security_log
-from sessionkit.ids import handle
+from sessionkit.ids import handle, is_digest
 from sessionkit.stores.base import (
     PollingLocks,
     Record,
@@ -55,6 +54,7 @@ from sessionkit.stores.base import (
     Write,
     decode_document,
     encode_document,
+    reject_record,
 )
 
 FORMAT = "sessionkit.memcached"
@@ -62,7 +62,6 @@ DEFAULT_PORT = 11211
 THIRTY_DAYS = 30 * 24 * 3600  # memcached reads a larger expiry as a Unix timestamp
 TOMBSTONE = b"-"  # a record rotated away: reads as absent, blocks concurrent merges
 _FREE_LOCK = b"- 0"
-_DIGEST = re.compile(r"[0-9a-f]{64}")
 _PREFIX = re.compile(r"[\x21-\x7e]{0,100}")  # printable ASCII, no spaces: memcached keys
 TOKENS = 1024  # loaded records kept for the save that follows (per store, oldest dropped)
 log = logging.getLogger("sessionkit")
@@ -165,7 +164,7 @@ class MemcachedStore(PollingLocks, Store):
 
     # -- the protocol --------------------------------------------------------------------
     def load(self, digest: str) -> Record | None:
-        if not _is_digest(digest):
+        if not is_digest(digest):
             return None
         key = self.prefix + digest
         raw, cas = self._run("gets", key)
@@ -179,7 +178,7 @@ class MemcachedStore(PollingLocks, Store):
 
     def save(self, write: Write) -> bool:
         digest, old = write.digest, write.rotated_from
-        if not _is_digest(digest) or (old is not None and not _is_digest(old)):
+        if not is_digest(digest) or (old is not None and not is_digest(old)):
             raise ValueError("MemcachedStore.save: digests must be 64 lowercase hex characters")
         key = self.prefix + digest
         now = self._clock()
@@ -201,13 +200,13 @@ class MemcachedStore(PollingLocks, Store):
         return self._update(digest, merged, expires_at, expire)
 
     def delete(self, digest: str) -> None:
-        if _is_digest(digest):
+        if is_digest(digest):
             self._recall(digest)
             key = self.prefix + digest
             self._run("delete", key, noreply=False)
 
     def touch(self, digest: str, last_seen: int, ttl: float) -> bool:
-        if not _is_digest(digest):
+        if not is_digest(digest):
             return False
         now = self._clock()
         return self._update(
@@ -279,11 +278,7 @@ class MemcachedStore(PollingLocks, Store):
         try:
             return decode(raw)
         except ValueError as exc:
-            security_log.warning(
-                "sessionkit record_rejected: unreadable memcached record (%s) (session %s)",
-                exc,
-                handle(digest),
-            )
+            reject_record(digest, f"unreadable memcached record ({exc})")
             return None
 
     def _remember(self, digest: str, token: tuple[Record, float, bytes]) -> None:
@@ -352,12 +347,8 @@ class MemcachedStore(PollingLocks, Store):
         return True
 
 
-def _is_digest(value: object) -> bool:
-    return type(value) is str and len(value) == 64 and _DIGEST.fullmatch(value) is not None
-
-
 def _lock_token(digest: str) -> str:
-    if not _is_digest(digest):
+    if not is_digest(digest):
         raise ValueError("MemcachedStore.lock: digests must be 64 lowercase hex characters")
     return secrets.token_hex(16)
 

@@ -46,9 +46,10 @@ from sessionkit import ids, serialization
 from sessionkit.errors import LockTimeout, StoreUnavailable
 from sessionkit.ids import handle
 from sessionkit.stores import redis_records as records
-from sessionkit.stores.base import Record, RecordMeta, SessionInfo, Store, Write
+from sessionkit.stores.base import Record, RecordMeta, SessionInfo, Store, Write, reject_record
 from sessionkit.stores.redis_records import now_ms, pttl_of
 from sessionkit.stores.redis_scripts import (
+    ALL_SCRIPTS,
     CREATE_SCRIPT,
     DELETE_SCRIPT,
     INDEX_ADD_SCRIPT,
@@ -65,6 +66,14 @@ _DOWN: tuple[type[BaseException], ...] = (
     _rx.ReadOnlyError, _rx.OutOfMemoryError, _rx.TryAgainError, OSError,
 )  # fmt: skip
 _BATCH = 200
+
+
+def _preload(load: Callable[[str], Any]) -> None:
+    """SCRIPT LOAD every script (on a Cluster, redis-py sends it to every primary). Best
+    effort: an ACL without SCRIPT LOAD still works, through the EVAL fallback."""
+    for script in ALL_SCRIPTS:
+        with contextlib.suppress(_rx.ResponseError):
+            load(script.source)
 
 
 class RedisStore(Store):
@@ -120,11 +129,14 @@ class RedisStore(Store):
             raise StoreUnavailable(self.url, exc) from exc
 
     def _client(self) -> Any:
+        """The sync client, made on first use. Its scripts are loaded on every node then,
+        so no request pays a second round trip for a node's first EVALSHA."""
         client = self._sync
         if client is None:
             with self._mutex, self._guard():
                 if self._sync is None:
                     client, self._sync_helpers = self.target.sync_client()
+                    _preload(lambda source: client.script_load(source))
                     if self.cluster:
                         self._call = client.execute_command
                     else:
@@ -150,6 +162,9 @@ class RedisStore(Store):
             client, helpers = self.target.async_client()
             if self.cluster:
                 await client.initialize()
+            for script in ALL_SCRIPTS:
+                with contextlib.suppress(_rx.ResponseError):
+                    await client.script_load(script.source)
         if self._async is None or self._async_loop is not loop:
             lane = None if self.cluster else AsyncLane(client)
             self._async, self._async_helpers, self._async_loop = client, helpers, loop
@@ -193,7 +208,8 @@ class RedisStore(Store):
         except _DOWN as exc:
             raise StoreUnavailable(self.url, exc) from exc
         except _rx.ResponseError as exc:  # WRONGTYPE: something foreign under our key
-            return records.reject(digest, f"not a session hash ({exc})")
+            reject_record(digest, f"not a session hash ({exc})")
+            return None
         return records.decode(digest, reply)
 
     def save(self, write: Write) -> bool:
@@ -256,7 +272,8 @@ class RedisStore(Store):
         except _DOWN as exc:
             raise StoreUnavailable(self.url, exc) from exc
         except _rx.ResponseError as exc:
-            return records.reject(digest, f"not a session hash ({exc})")
+            reject_record(digest, f"not a session hash ({exc})")
+            return None
         return records.decode(digest, reply)
 
     async def asave(self, write: Write) -> bool:

@@ -9,9 +9,8 @@ import math
 import time
 from typing import Any
 
-from sessionkit.events import security_log
 from sessionkit.ids import handle
-from sessionkit.stores.base import Record, RecordMeta, SessionInfo
+from sessionkit.stores.base import Record, RecordMeta, SessionInfo, reject_record
 
 FIELDS = frozenset({b"m", b"v", b"t", b"u", b"x"})  # every field that is not "d:<key>"
 MAX_PTTL = 10 * 365 * 86400 * 1000
@@ -46,11 +45,13 @@ def decode(digest: str, reply: list[bytes] | dict[bytes, bytes]) -> Record | Non
             elif name not in FIELDS:
                 raise ValueError(f"unexpected field {name[:40]!r}")
         if raw_meta is None:
-            return reject(digest, "stored record has no metadata")
+            reject_record(digest, "stored record has no metadata")
+            return None
         meta = decode_meta(raw_meta, last_seen)
         number = int(version if version is not None else b"")
     except (ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
-        return reject(digest, f"stored record is corrupted or foreign ({exc})")
+        reject_record(digest, f"stored record is corrupted or foreign ({exc})")
+        return None
     return Record(items, meta, number)
 
 
@@ -59,11 +60,6 @@ def decode_meta(raw: bytes, last_seen: bytes | None) -> RecordMeta:
     if last_seen is not None:
         meta = meta._replace(last_seen=int(last_seen))
     return meta
-
-
-def reject(digest: str, reason: str) -> Record | None:
-    security_log.warning("sessionkit record_rejected: %s (session %s)", reason, handle(digest))
-    return None
 
 
 def sift(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -23,12 +22,10 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from sessionkit.errors import LockTimeout
-from sessionkit.ids import handle
-from sessionkit.stores.base import Record, RecordMeta, SessionInfo, Write
+from sessionkit.ids import handle, is_handle
+from sessionkit.stores.base import Record, RecordMeta, SessionInfo, Write, reject_record
 from sessionkit.stores.sql_engine import SQLEngines
-from sessionkit.stores.sql_schema import decode_meta, decode_record, reject, row_params
-
-_HANDLE_RE = re.compile(r"[0-9a-f]{16}")
+from sessionkit.stores.sql_schema import decode_meta, decode_record, row_params
 
 
 class SQLStore(SQLEngines):
@@ -85,7 +82,7 @@ class SQLStore(SQLEngines):
         must not build on data nobody can read). A missing row is the ordinary no-resurrection
         case and is not a security event."""
         if rows:
-            reject(digest, "stored SQL row is corrupted; the save was refused")
+            reject_record(digest, "stored SQL row is corrupted; the save was refused")
 
     def delete(self, digest: str) -> None:
         self._direct_rowcount(self._sql.delete, {"d": digest})
@@ -119,12 +116,12 @@ class SQLStore(SQLEngines):
         return await self._arowcount(self._sql.revoke_user, {"user": user, "keep": keep or ""})
 
     def revoke_handle(self, user: str, handle: str) -> bool:
-        if not _HANDLE_RE.fullmatch(handle):  # never let "%" or "" match every session
+        if not is_handle(handle):  # never let "%" or "" match every session
             return False
         return self._rowcount(self._sql.revoke_handle, {"user": user, "prefix": handle + "%"}) > 0
 
     async def arevoke_handle(self, user: str, handle: str) -> bool:
-        if not _HANDLE_RE.fullmatch(handle):
+        if not is_handle(handle):
             return False
         params = {"user": user, "prefix": handle + "%"}
         return await self._arowcount(self._sql.revoke_handle, params) > 0

@@ -19,9 +19,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.schema import CreateIndex, CreateTable, ExecutableDDLElement
 
 from sessionkit.errors import ConfigError
-from sessionkit.events import security_log
-from sessionkit.ids import handle
-from sessionkit.stores.base import Record, RecordMeta, Write, mask_url
+from sessionkit.stores.base import Record, RecordMeta, Write, mask_url, reject_record
 
 DEFAULT_TABLE = "sessionkit_sessions"
 #: Connection execution option that makes SQLite open a transaction (BEGIN IMMEDIATE);
@@ -341,10 +339,6 @@ def decode_record(digest: str, row: Any) -> Record | None:
     items = decode_items(data)
     meta = decode_meta(meta_text, last_seen) if items is not None else None
     if items is None or meta is None or type(version) is not int:
-        reject(digest, "stored SQL row is corrupted or foreign; read as no session")
+        reject_record(digest, "stored SQL row is corrupted or foreign; read as no session")
         return None
     return Record(items, meta, version)
-
-
-def reject(digest: str, reason: str) -> None:
-    security_log.warning("sessionkit record_rejected: %s (session %s)", reason, handle(digest))
