@@ -215,6 +215,21 @@ def dumps(value: Any) -> str:
     return dumps_plain(tag(value))
 
 
+def loads_plain(raw: bytes) -> Any:
+    """Parse plain JSON (no untagging: for documents whose keys are the user's own), with
+    orjson where it reads exactly what the standard library would. ``ValueError`` for
+    anything malformed."""
+    if _orjson is not None and _DIGIT_RUN not in raw.translate(_DIGITS_AS_ZERO):
+        try:
+            return _orjson.loads(raw)
+        except ValueError:
+            pass  # the standard library has the last word (and names the problem)
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"not JSON ({type(exc).__name__})") from None
+
+
 def loads(text: str | bytes) -> Any:
     """Parse tagged JSON text. Raises ``ValueError`` on anything malformed (including
     malformed tags); callers treat that as a corrupted record."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 import secrets
 import time
@@ -21,12 +20,6 @@ from sessionkit import serialization
 from sessionkit.errors import LockTimeout, StoreError
 from sessionkit.events import security_log
 from sessionkit.ids import handle
-
-_orjson: Any
-try:  # documents parse several times faster in orjson (``sessionkit[speed]``)
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - the standard library does the same, slower
-    _orjson = None
 
 
 class RecordMeta(NamedTuple):
@@ -309,20 +302,10 @@ def decode_document(raw: bytes, kind: str) -> tuple[Record, float]:
     """Parse what ``encode_document`` wrote, all or nothing: ``ValueError`` for anything
     that is not exactly a ``kind`` document (the caller reads that as "no session").
 
-    orjson parses when installed; whatever it refuses or reads differently (NaN, lone
-    surrogates, integers beyond 64 bits, which it turns into floats) goes to the standard
-    library, so the outcome never depends on whether orjson is there. ``data`` is parsed as
-    plain JSON, never untagged: its keys are the user's session keys."""
-    if _orjson is not None:
-        try:
-            return _document_fields(_orjson.loads(raw), kind)
-        except (ValueError, RecursionError):
-            pass  # the standard library has the last word (and names the problem)
-    try:
-        document = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise ValueError(f"not JSON ({type(exc).__name__})") from None
-    return _document_fields(document, kind)
+    Parsed by ``serialization.loads_plain`` (orjson only where it is exact, so the outcome
+    never depends on whether orjson is there), never untagged: ``data``'s keys are the
+    user's session keys."""
+    return _document_fields(serialization.loads_plain(raw), kind)
 
 
 def _document_fields(document: Any, kind: str) -> tuple[Record, float]:

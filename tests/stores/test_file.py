@@ -416,11 +416,11 @@ def _different_keys(url: str, cookie: str, number: int, start: object) -> None:
 def test_documents_read_the_same_with_or_without_orjson(
     store: FileStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, with_orjson: bool
 ) -> None:
-    import sessionkit.stores.base as base
+    import sessionkit.serialization as codec  # where the orjson handle lives
 
     if not with_orjson:
-        monkeypatch.setattr(base, "_orjson", None)
-    assert base._orjson is not None or not with_orjson  # orjson is installed in the dev env
+        monkeypatch.setattr(codec, "_orjson", None)
+    assert codec._orjson is not None or not with_orjson  # orjson is installed in the dev env
     key = digest(new_id())
     items = {
         " t": '"a session key that looks like a tag"',  # data keys are never untagged
