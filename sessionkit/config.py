@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 MIN_KEY_BYTES = 32
 DAY = 24 * 3600.0
+#: The default absolute timeout; adapters never let it cut a session below its max_age.
+DEFAULT_ABSOLUTE_TIMEOUT = 30 * DAY
 SameSite = Literal["lax", "strict", "none"]
 FingerprintAction = Literal["log", "regenerate", "invalidate"]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -45,7 +47,7 @@ class SessionConfig:
     #: Sliding: a session unused this long dies. ``None``: no idle limit.
     idle_timeout: float | None = 14 * DAY
     #: Fixed: a session dies this long after it was created, however busy. ``None``: none.
-    absolute_timeout: float | None = 30 * DAY
+    absolute_timeout: float | None = DEFAULT_ABSOLUTE_TIMEOUT
     #: Cookies without Max-Age, dropped when the browser closes (server expiry still applies).
     browser_session: bool = False
     #: A read-only request extends the expiry at most this often (seconds).

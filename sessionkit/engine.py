@@ -406,10 +406,13 @@ class SessionEngine:
         elif ctx.cookie is not None and ctx.key_index == 0:
             value = ctx.cookie
         else:
-            session_id: str = ctx.session_id  # type: ignore[assignment]
-            tag = self.keyring.tag(self._sign_prefix + session_id.encode("ascii"))
-            value = ctx.cookie = f"{session_id}.{tag}"
+            value = ctx.cookie = self.sign(ctx.session_id)  # type: ignore[arg-type]
         return self._cookies.set(value, max_age, secure=secure)
+
+    def sign(self, session_id: str) -> str:
+        """The cookie value of a server-side session: ``ID.TAG``, the HMAC tag binding the ID
+        to this cookie name under the newest key (what ``open`` verifies)."""
+        return f"{session_id}.{self.keyring.tag(self._sign_prefix + session_id.encode('ascii'))}"
 
     def _material(self, ctx: _Context) -> bytes | None:
         material = ctx.material

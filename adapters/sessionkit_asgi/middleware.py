@@ -29,6 +29,7 @@ from sessionkit import (
     add_cache_private,
     add_vary_cookie,
 )
+from sessionkit.config import DEFAULT_ABSOLUTE_TIMEOUT
 from sessionkit.events import Subscriber
 
 Scope = MutableMapping[str, Any]
@@ -42,7 +43,6 @@ EXCHANGE_KEY = "sessionkit"
 log = logging.getLogger("sessionkit.asgi")
 
 _FOURTEEN_DAYS = 14 * 24 * 3600
-_THIRTY_DAYS = 30 * 24 * 3600.0
 _ADAPTER_OPTIONS = frozenset({"exclude_paths", "store_error_status", "clock", "events", "on_event"})
 # Header name → how our value merges into one the app already set.
 _MERGE: dict[str, Callable[[str | None], str]] = {
@@ -157,8 +157,8 @@ def build_config(
         values["browser_session"] = True
     elif max_age > 0:
         values["idle_timeout"] = float(max_age)
-        if max_age > _THIRTY_DAYS:
-            values["absolute_timeout"] = float(max_age)
+        # the absolute timeout never cuts a session shorter than the max_age asked for
+        values["absolute_timeout"] = max(DEFAULT_ABSOLUTE_TIMEOUT, float(max_age))
     values.update(options or {})
     return SessionConfig.from_mapping(values)
 

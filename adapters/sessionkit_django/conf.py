@@ -30,8 +30,8 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from sessionkit import SessionConfig, SessionEngine
+from sessionkit.config import DEFAULT_ABSOLUTE_TIMEOUT
 
-DAY = 24 * 3600
 #: Django settings whose change (``override_settings`` in tests) rebuilds the engine.
 WATCHED = frozenset(
     {
@@ -86,7 +86,7 @@ def django_defaults() -> dict[str, Any]:
         # Django's age is counted from the last save: sessionkit's idle timeout.
         "idle_timeout": age,
         # sessionkit adds a fixed limit; never shorter than what Django promised.
-        "absolute_timeout": max(30.0 * DAY, age),
+        "absolute_timeout": max(DEFAULT_ABSOLUTE_TIMEOUT, age),
         "browser_session": bool(settings.SESSION_EXPIRE_AT_BROWSER_CLOSE),
         "touch_interval": 0.0 if settings.SESSION_SAVE_EVERY_REQUEST else 60.0,
     }

@@ -46,12 +46,6 @@ _INTERRUPTED = (
 )
 
 
-def _sign(engine: SessionEngine, session_id: str) -> str:
-    """The cookie value of a server-side session: the engine's ``ID.TAG`` format."""
-    prefix = engine.config.cookie_name.encode("ascii") + b"\x00"
-    return f"{session_id}.{engine.keyring.tag(prefix + session_id.encode('ascii'))}"
-
-
 class SessionStore(SessionBase):
     """Django's session backend contract, sync and async, on a sessionkit engine."""
 
@@ -88,7 +82,7 @@ class SessionStore(SessionBase):
         self._stored = False
         self._record_id = None
         if self._key is not None and not self._engine.store.client_side:
-            self._record_id = self._key.partition(".")[0]
+            self._record_id = core._ctx.session_id  # verified by open()
 
     session_key = property(_get_session_key)
     _session_key = property(_get_session_key, _set_session_key)
@@ -539,7 +533,7 @@ class SessionStore(SessionBase):
         core._meta, core._new = meta, False
         self._record_id, self._stored = record_id, True
         if write is not None:
-            self._key = _sign(self._engine, record_id)
+            self._key = self._engine.sign(record_id)
             if write.ttl <= _EXPIRED_TTL:  # saved already expired (set_expiry in the past)
                 self._engine.store.delete(write.digest)
                 self._stored = False

@@ -169,18 +169,10 @@ class SessionKitInterface(SessionInterface):
             release_lock(session)
         headers = response.headers
         if plan.vary_cookie or plan.set_cookie is not None:
-            vary = headers.get("Vary")
-            if vary is None:
-                headers.add("Vary", "Cookie")
-            else:
-                headers["Vary"] = add_vary_cookie(vary)
+            headers["Vary"] = add_vary_cookie(headers.get("Vary"))
         if plan.set_cookie is not None:
             headers.add("Set-Cookie", plan.set_cookie)
-            cache = headers.get("Cache-Control")
-            if cache is None:
-                headers.add("Cache-Control", "private")
-            else:
-                headers["Cache-Control"] = add_cache_private(cache)
+            headers["Cache-Control"] = add_cache_private(headers.get("Cache-Control"))
 
 
 #: The session whose lock this request holds, for the teardown safety net: a request that
