@@ -18,6 +18,9 @@ def cookie_values(header: str | None, name: str) -> list[str]:
     """Every value sent for cookie ``name``, in header order (usually zero or one)."""
     if not header or name not in header:
         return []
+    if ";" not in header:  # the usual request: our cookie alone
+        key, sep, value = header.partition("=")
+        return [value.strip()] if sep and key.strip() == name else []
     found = []
     for pair in header.split(";"):
         key, sep, value = pair.partition("=")
@@ -52,8 +55,11 @@ class CookieWriter:
 
         Raises ``SessionTooLarge`` rather than produce a header browsers would drop.
         """
-        age = "" if max_age is None else f"; Max-Age={max(max_age, 0)}"
-        header = f"{self._name}={value}{age}{self._tail_secure if secure else self._tail}"
+        tail = self._tail_secure if secure else self._tail
+        if max_age is None:
+            header = f"{self._name}={value}{tail}"
+        else:
+            header = f"{self._name}={value}; Max-Age={max_age if max_age > 0 else 0}{tail}"
         if len(header) > self._limit:
             raise SessionTooLarge(len(header), self._limit)
         return header

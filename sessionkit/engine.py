@@ -29,6 +29,9 @@ from sessionkit.stores.base import Record, RecordMeta, Store, Write
 from sessionkit.stores.cookie import CookieStore
 
 _NO_CLIENT = ClientInfo()
+_new_meta = tuple.__new__
+_ABSENT: Any = object()
+_PLAIN = frozenset({str, int, bool, type(None)})  # what serialization.tag passes through
 _TAG_LENGTH = 22
 
 
@@ -46,6 +49,7 @@ class _Context:
     doomed: tuple[str, ...] = ()  # digests to delete (expired, corrupt, compromised)
     fingerprint = ""  # "keep": the record's fingerprint stays as it is
     material: bytes | bool | None = False  # False: not computed yet
+    plain = False  # the cookie's data held no tag: its values are plain JSON as parsed
 
     def __init__(self, client: ClientInfo) -> None:
         self.client = client
@@ -55,6 +59,23 @@ class _Context:
         if self.digest is None and self.session_id is not None:
             self.digest = digest(self.session_id)
         return handle(self.digest) if self.digest is not None else None
+
+
+def _tagged(session: Session, ctx: _Context) -> dict[str, Any]:
+    """The session's data ready for the cookie's JSON. When the cookie it came in held no
+    tag, the values this request did not change are still plain JSON and only the changed
+    ones go through ``serialization.tag`` (in-place changes were promoted to changes by
+    then; a forced full save, or a lone key that could read as a tag, takes the full path)."""
+    data = dict(dict.items(session))  # dict.copy would go through Session's own methods
+    if not ctx.plain or session._force or len(data) == 1:
+        return serialization.tag(data)  # type: ignore[no-any-return]
+    for key in session._changed:
+        if type(key) is not str:
+            return serialization.tag(data)  # type: ignore[no-any-return]  # it says why not
+        value = data.get(key, _ABSENT)
+        if value is not _ABSENT and type(value) not in _PLAIN:
+            data[key] = serialization.tag(value)
+    return data
 
 
 class CommitPlan:
@@ -123,6 +144,8 @@ class SessionEngine:
         self._cookie_store = self.store if isinstance(self.store, CookieStore) else CookieStore()
         self._materials: dict[tuple[str, str | None], bytes | None] = {}
         self._deadline = deadline_for(config)
+        self._always_secure = config.cookie_secure
+        self._browser_default = config.browser_session
 
     def client(
         self,
@@ -209,7 +232,7 @@ class SessionEngine:
     def _load_payload(self, session: Session) -> None:
         ctx = session._ctx
         try:
-            session_id, meta, data = CookieStore.parse(ctx.plaintext)
+            session_id, meta, data, ctx.plain = CookieStore.parse(ctx.plaintext)
         except Exception:
             self._reject(ctx, "authenticated cookie holds no readable session (old format?)")
             return
@@ -283,15 +306,16 @@ class SessionEngine:
     def commit(self, session: Session, status: int = 200) -> CommitPlan:
         """Decide, without I/O, what this request does to the session and the response."""
         ctx: _Context = session._ctx
-        plan = CommitPlan(vary_cookie=session._accessed)
+        plan = CommitPlan(session._accessed)
         if status >= 500:
             return plan  # never save what a failing view may have half-changed
         if session._loader is not None:  # nobody touched it: no I/O, no cookie
             return plan
-        secure = plan.secure = self.config.cookie_secure or ctx.client.secure
-        if session._accessed:
+        secure = plan.secure = self._always_secure or ctx.client.secure
+        if session._accessed and (session._flash_old or session._flash_new):
             session._age_flash()
-        session._nested_changes()
+        if session._snapshots:
+            session._nested_changes()
         if ctx.key_index:  # the cookie was made with an older key: re-issue under the newest
             session._meta_changed = True
         if ctx.doomed:
@@ -359,9 +383,10 @@ class SessionEngine:
                     ctx.digest, items, frozenset(session._removed), meta,  # type: ignore[arg-type]
                     end - now, replace=full, previous_user=old.user,
                 )  # fmt: skip
-            self._note(plan, EventKind.SAVED, ctx)
+            if self.events.active:
+                self._note(plan, EventKind.SAVED, ctx)
             plan.set_cookie = self._cookie(session, ctx, meta, end, now, secure)
-            self._settle(session, meta, end)
+            session._meta, session._expires, session._new = meta, end, False
             return plan
 
         if session._accessed and now - old.last_seen >= self.config.touch_interval:
@@ -380,15 +405,17 @@ class SessionEngine:
     def _meta(
         self, session: Session, ctx: _Context, created: int, now: float, old: RecordMeta | None
     ) -> RecordMeta:
-        material = self._material(ctx)
+        material = ctx.material
+        if material is False:
+            material = self._material(ctx)
         if material is None:
             fingerprint = None
         elif old is not None and old.fingerprint is not None and ctx.fingerprint == "keep":
             # unchanged, or a mismatch we only log: keep what the record holds
             fingerprint = old.fingerprint
         else:
-            fingerprint = self.keyring.fingerprint(material)
-        return RecordMeta._make((  # _make: no keyword handling, and this runs on every save
+            fingerprint = self.keyring.fingerprint(material)  # type: ignore[arg-type]
+        return _new_meta(RecordMeta, (  # no keyword handling nor length check: on every save
             created, int(now), session._idle, session._browser, session._until, session._user,
             fingerprint, tuple(session._flash_new), tuple(session._flash_old),
         ))  # fmt: skip
@@ -397,11 +424,14 @@ class SessionEngine:
         self, session: Session, ctx: _Context, meta: RecordMeta, end: float, now: float,
         secure: bool,
     ) -> str:  # fmt: skip
-        max_age = None if browser_session(meta, self.config) else int(end - now)
+        browser = meta.browser
+        if browser is None:
+            browser = self._browser_default
+        max_age = None if browser else int(end - now)
         if self._client_side:
             value = self._cookie_store.seal(
                 self.keyring, self._associated, ctx.session_id,  # type: ignore[arg-type]
-                meta, dict(dict.items(session)),
+                meta, _tagged(session, ctx),
             )  # fmt: skip
         elif ctx.cookie is not None and ctx.key_index == 0:
             value = ctx.cookie

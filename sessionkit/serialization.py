@@ -250,6 +250,38 @@ def loads(text: str | bytes) -> Any:
     return _std_loads(text)
 
 
+def dumps_marked(value: Any) -> bytes:
+    """Encode a plain (or already tagged) value as UTF-8 JSON whose first byte says which
+    encoder wrote it: ``[`` or ``{`` when orjson did, so the text holds no integer orjson
+    cannot read back exactly; a space (JSON whitespace) when the standard library did.
+    ``loads_marked`` then needs no scan for long numbers."""
+    if _orjson is not None:
+        try:
+            encoded: bytes = _orjson.dumps(value)
+            return encoded
+        except TypeError:
+            pass
+    return b" " + _std_dumps(value).encode("utf-8")
+
+
+def loads_marked(raw: bytes) -> tuple[Any, bool]:
+    """Parse what ``dumps_marked`` wrote, with its tags restored. Also says whether the text
+    held no tag at all (then every value in it is plain JSON as parsed). Text that starts
+    with whitespace takes the fully checked path of ``loads``."""
+    if _orjson is not None and raw and raw[0] != 32:
+        try:
+            value = _orjson.loads(raw)
+        except ValueError as exc:
+            raise ValueError(f"not JSON ({exc})") from None
+        if _TAG_OPENING not in raw:
+            return value, True
+        try:
+            return _untag_tree(value), False
+        except Exception as exc:
+            raise ValueError(f"malformed tagged JSON: {exc!r}") from exc
+    return loads(raw.lstrip(b" \t\n\r")), False
+
+
 def loads_items(items: Mapping[str, str]) -> dict[str, Any]:
     """Decode a record's per-key values in one parse: the values, each a JSON text, are
     joined into one JSON array. Raises ``ValueError`` if any value is malformed (then the

@@ -173,8 +173,11 @@ class Session(dict[str, Any]):
         return dict.items(self)
 
     def copy(self) -> dict[str, Any]:
-        """A plain ``dict`` copy (shallow), detached from the session."""
+        """A plain ``dict`` copy (shallow). Its values are the session's own objects, so a
+        value changed in place through the copy is still saved, as through ``items()``."""
         self._read()
+        for key, value in dict.items(self):
+            self._watch(key, value)
         return dict(dict.items(self))
 
     def __eq__(self, other: object) -> bool:

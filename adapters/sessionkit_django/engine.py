@@ -519,8 +519,9 @@ class SessionStore(SessionBase):
         engine = self._engine
         name = engine.config.cookie_name
         value = CookieStore().seal(
-            engine.keyring, CookieStore.associated_data(name), record_id, meta, data
-        )
+            engine.keyring, CookieStore.associated_data(name), record_id, meta,
+            serialization.tag(data),
+        )  # fmt: skip
         size = len(name) + 1 + len(value)
         if size > engine.config.max_cookie_size:
             raise SessionTooLarge(size, engine.config.max_cookie_size)

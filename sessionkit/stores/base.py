@@ -39,11 +39,7 @@ class RecordMeta(NamedTuple):
     def to_list(self) -> list[Any]:
         """Positional and plain JSON: ``[version, created, last_seen, idle, browser, until,
         user, fingerprint, flash_new, flash_old]``."""
-        return [
-            serialization.FORMAT_VERSION, self.created, self.last_seen, self.idle,
-            self.browser, self.until, self.user, self.fingerprint, list(self.flash_new),
-            list(self.flash_old),
-        ]  # fmt: skip
+        return [serialization.FORMAT_VERSION, *self]  # JSON writes the flash tuples as arrays
 
     @classmethod
     def from_list(cls, raw: Any) -> RecordMeta:
@@ -76,9 +72,12 @@ class RecordMeta(NamedTuple):
             raise ValueError("not a sessionkit v1 record")
         if type(raw[1]) is not int or type(raw[2]) is not int:
             raise ValueError("malformed record metadata")
-        # _make skips the keyword handling of the generated __new__: it is on every request
-        return cls._make((raw[1], raw[2], raw[3], raw[4], raw[5], raw[6], raw[7],
-                          tuple(raw[8]), tuple(raw[9])))  # fmt: skip
+        # tuple.__new__: no keyword handling and no length check, on every request
+        return _new_meta(cls, (raw[1], raw[2], raw[3], raw[4], raw[5], raw[6], raw[7],
+                               tuple(raw[8]), tuple(raw[9])))  # fmt: skip
+
+
+_new_meta = tuple.__new__
 
 
 def _is_number(value: Any) -> bool:

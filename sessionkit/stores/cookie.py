@@ -1,9 +1,10 @@
 """CookieStore: the whole session in an AES-256-GCM encrypted cookie.
 
-Format of the cookie value: ``"1" + base64url(nonce ‖ ciphertext ‖ tag)``. The plaintext
-is tagged JSON ``[id, metadata, data]`` (metadata laid out as ``RecordMeta.to_list``);
-the associated data binds the format version and the cookie name, so a token cannot be
-replayed under another cookie.
+Format of the cookie value: ``"2" + base64url(nonce ‖ ciphertext ‖ tag)``. The plaintext
+is tagged JSON ``[id, metadata, data]`` (metadata laid out as ``RecordMeta.to_list``),
+written by ``serialization.dumps_marked`` (its first byte says which JSON encoder wrote it);
+format ``"1"`` cookies, from before that mark, are still read. The associated data binds
+the cookie name, so a token cannot be replayed under another cookie.
 Expiry lives inside the ciphertext. Needs no server, so it works across any number of
 workers; the price is that a copied cookie stays valid until it expires (a stateless token
 cannot be revoked), and the session must fit in 4096 bytes.
@@ -17,7 +18,9 @@ from sessionkit import serialization
 from sessionkit.crypto import Keyring, b64decode, b64encode
 from sessionkit.stores.base import RecordMeta, Store, Write
 
-PREFIX = "1"
+PREFIX = "2"
+#: The first format: the same, but the plaintext carries no mark of its encoder.
+PREFIX_V1 = "1"
 
 
 class CookieStore(Store):
@@ -35,31 +38,40 @@ class CookieStore(Store):
 
     def seal(
         self, keyring: Keyring, associated: bytes, session_id: str, meta: RecordMeta,
-        data: dict[str, Any],
+        tagged: dict[str, Any],
     ) -> str:  # fmt: skip
-        tagged = serialization.tag(data)
-        payload = serialization.dumps_plain_bytes([session_id, meta.to_list(), tagged])
+        """The cookie value for ``tagged`` (the session data, already through
+        ``serialization.tag``)."""
+        payload = serialization.dumps_marked([session_id, meta.to_list(), tagged])
         return PREFIX + b64encode(keyring.seal(payload, associated))
 
     def unseal(self, keyring: Keyring, associated: bytes, value: str) -> tuple[bytes, int] | None:
         """Authenticate and decrypt; ``None`` for anything forged, truncated or foreign."""
-        if len(value) < 40 or value[0] != PREFIX:
+        if len(value) < 40:
+            return None
+        prefix = value[0]
+        if prefix != PREFIX and prefix != PREFIX_V1:
             return None
         raw = b64decode(value[1:])
         if raw is None:
             return None
-        return keyring.unseal(raw, associated)
+        opened = keyring.unseal(raw, associated)
+        if opened is not None and prefix == PREFIX_V1:  # no mark: the fully checked parse
+            return b" " + opened[0], opened[1]
+        return opened
 
     @staticmethod
-    def parse(plaintext: bytes) -> tuple[str, RecordMeta, dict[str, Any]]:
-        """Raises ``ValueError`` if the authenticated payload is not a v1 session."""
-        payload = serialization.loads(plaintext)
+    def parse(plaintext: bytes) -> tuple[str, RecordMeta, dict[str, Any], bool]:
+        """``(id, metadata, data, plain)``; ``plain``: the data held no tag, so every value
+        in it is plain JSON. Raises ``ValueError`` if the authenticated payload is not a
+        sessionkit session."""
+        payload, plain = serialization.loads_marked(plaintext)
         if type(payload) is not list or len(payload) != 3:
             raise ValueError("not a sessionkit cookie payload")
         session_id, meta, data = payload
         if type(session_id) is not str or type(data) is not dict:
             raise ValueError("not a sessionkit cookie payload")
-        return session_id, RecordMeta.from_sealed_list(meta), data
+        return session_id, RecordMeta.from_sealed_list(meta), data, plain
 
     # A cookie store keeps nothing server-side: the engine never calls these.
     def load(self, digest: str) -> None:

@@ -134,6 +134,21 @@ def test_round_trip_preserves_value_and_types(value: Any) -> None:
 
 
 @SETTINGS
+@given(session_values)
+def test_marked_round_trip_preserves_value_and_says_when_it_held_no_tag(value: Any) -> None:
+    """The cookie's codec: ``dumps_marked`` of tagged data, read back by ``loads_marked``,
+    which also reports text with no tag in it (its values then need no re-tagging)."""
+    tagged = serialization.tag(value)
+    raw = serialization.dumps_marked(tagged)
+    parsed, plain = serialization.loads_marked(raw)
+    assert same(parsed, value)
+    if plain:
+        assert b'{" ' not in raw and same(parsed, tagged)
+    if serialization._orjson is not None and b'{" ' not in raw and raw[:1] != b" ":
+        assert plain  # orjson wrote it and it holds no tag: reported as plain
+
+
+@SETTINGS
 @given(st.recursive(
     json_scalars,
     lambda c: st.one_of(st.lists(c, max_size=4), st.dictionaries(plain_keys, c, max_size=4)),
