@@ -111,12 +111,14 @@ def _derive(secret: bytes, purpose: bytes) -> bytes:
 class Keyring:
     """Sub-keys for each configured secret, newest first."""
 
-    __slots__ = ("_aeads", "_fingerprint_keys", "_fingerprints", "_sign_keys")
+    __slots__ = ("_aeads", "_fingerprint_keys", "_fingerprints", "_sign_keys", "_signers")
 
     def __init__(self, secrets: Sequence[bytes]) -> None:
         if not secrets:
             raise ValueError("a keyring needs at least one secret")
         self._sign_keys = tuple(_derive(s, b"sign") for s in secrets)
+        # keyed once: a copy of a keyed HMAC skips the key schedule on every tag
+        self._signers = tuple(hmac.new(key, digestmod="sha256") for key in self._sign_keys)
         self._aeads = tuple(AESGCM(_derive(s, b"encrypt")) for s in secrets)
         self._fingerprint_keys = tuple(_derive(s, b"fingerprint") for s in secrets)
         self._fingerprints: dict[bytes, str] = {}  # newest-key digests of recent clients
@@ -127,8 +129,9 @@ class Keyring:
     # -- HMAC tags -------------------------------------------------------------------------
     def tag(self, message: bytes, index: int = 0) -> str:
         """A 128-bit HMAC-SHA256 tag of ``message`` under key ``index`` (base64url)."""
-        mac = hmac.digest(self._sign_keys[index], message, "sha256")  # one-shot, in C
-        return b64encode(mac[:TAG_BYTES])
+        mac = self._signers[index].copy()
+        mac.update(message)
+        return b64encode(mac.digest()[:TAG_BYTES])
 
     def verify(self, message: bytes, tag: str) -> int | None:
         """The index of the key whose tag matches, compared in constant time, or ``None``."""

@@ -288,15 +288,16 @@ def loads_items(items: Mapping[str, str]) -> dict[str, Any]:
     whole record is, and callers reject it): a truncated or foreign value breaks the array
     or its length. Values crafted to pair up across keys could parse; only someone who can
     already write any record into the store could craft them."""
-    texts = list(items.values())
-    if not texts:
+    if not items:
         return {}
-    if not all(type(t) is str for t in texts):
+    try:
+        joined = ",".join(items.values())
+    except TypeError:  # not all text (bytes from a store): one parse per value
         return {key: loads(text) for key, text in items.items()}
-    values = loads("[" + ",".join(texts) + "]")
-    if type(values) is not list or len(values) != len(texts):
+    values = loads(f"[{joined}]")
+    if type(values) is not list or len(values) != len(items):
         raise ValueError("a stored value is not one JSON value")
-    return dict(zip(items.keys(), values, strict=True))
+    return dict(zip(items.keys(), values, strict=False))  # lengths checked just above
 
 
 def _untag_tree(value: Any) -> Any:

@@ -42,26 +42,30 @@ class RecordMeta(NamedTuple):
         return [serialization.FORMAT_VERSION, *self]  # JSON writes the flash tuples as arrays
 
     @classmethod
-    def from_list(cls, raw: Any) -> RecordMeta:
+    def from_list(cls, raw: Any, last_seen: int | None = None) -> RecordMeta:
+        """Metadata out of a stored record, every field's type checked. ``last_seen``, when
+        the store keeps it apart (a touch moves only that), replaces the list's."""
         if type(raw) is not list or len(raw) != 10 or raw[0] != serialization.FORMAT_VERSION:
             raise ValueError("not a sessionkit v1 record")
         _, created, seen, idle, browser, until, user, fingerprint, flash_new, flash_old = raw
+        if last_seen is not None:
+            seen = last_seen
         if (
             type(created) is not int
             or type(seen) is not int
-            or (idle is not None and not _is_number(idle))
-            or (until is not None and not _is_number(until))
-            or (browser is not None and type(browser) is not bool)
-            or (user is not None and type(user) is not str)
-            or (fingerprint is not None and type(fingerprint) is not str)
+            or type(idle) not in _NUMBER_OR_NONE
+            or type(until) not in _NUMBER_OR_NONE
+            or type(browser) not in _BOOL_OR_NONE
+            or type(user) not in _STR_OR_NONE
+            or type(fingerprint) not in _STR_OR_NONE
             or not _is_str_list(flash_new)
             or not _is_str_list(flash_old)
         ):
             raise ValueError("malformed record metadata")
-        return cls(
+        return _new_meta(cls, (
             created, seen, idle, browser, until, user, fingerprint, tuple(flash_new),
             tuple(flash_old),
-        )  # fmt: skip
+        ))  # fmt: skip
 
     @classmethod
     def from_sealed_list(cls, raw: Any) -> RecordMeta:
@@ -80,12 +84,13 @@ class RecordMeta(NamedTuple):
 _new_meta = tuple.__new__
 
 
-def _is_number(value: Any) -> bool:
-    return type(value) in (int, float)
+_NUMBER_OR_NONE = frozenset({int, float, type(None)})
+_BOOL_OR_NONE = frozenset({bool, type(None)})
+_STR_OR_NONE = frozenset({str, type(None)})
 
 
 def _is_str_list(value: Any) -> bool:
-    return type(value) is list and all(type(v) is str for v in value)
+    return type(value) is list and (not value or all(type(v) is str for v in value))
 
 
 class Record(NamedTuple):

@@ -4,17 +4,16 @@ security log line when it is damaged or foreign (never an exception, never parti
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 from typing import Any
 
+from sessionkit import serialization
 from sessionkit.ids import handle
 from sessionkit.stores.base import Record, RecordMeta, SessionInfo, reject_record
 
 FIELDS = frozenset({b"m", b"v", b"t", b"u", b"x"})  # every field that is not "d:<key>"
 MAX_PTTL = 10 * 365 * 86400 * 1000
-_json = json.JSONDecoder().decode  # json.loads minus its per-call argument handling
 
 
 def decode(digest: str, reply: list[bytes] | dict[bytes, bytes]) -> Record | None:
@@ -56,10 +55,9 @@ def decode(digest: str, reply: list[bytes] | dict[bytes, bytes]) -> Record | Non
 
 
 def decode_meta(raw: bytes, last_seen: bytes | None) -> RecordMeta:
-    meta = RecordMeta.from_list(_json(raw.decode()))
-    if last_seen is not None:
-        meta = meta._replace(last_seen=int(last_seen))
-    return meta
+    return RecordMeta.from_list(
+        serialization.loads_plain(raw), None if last_seen is None else int(last_seen)
+    )
 
 
 def sift(

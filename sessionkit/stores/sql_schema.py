@@ -323,13 +323,12 @@ def decode_items(stored: Any) -> dict[str, str] | None:
 
 def decode_meta(text: Any, last_seen: Any) -> RecordMeta | None:
     """The ``meta`` column; ``last_seen`` comes from its own column (``touch`` moves only that)."""
-    try:
-        meta = RecordMeta.from_list(json.loads(text))
-    except (TypeError, ValueError, RecursionError):
-        return None
     if type(last_seen) is not int:
         return None
-    return meta._replace(last_seen=last_seen)
+    try:
+        return RecordMeta.from_list(json.loads(text), last_seen)
+    except (TypeError, ValueError, RecursionError):
+        return None
 
 
 def decode_record(digest: str, row: Any) -> Record | None:
