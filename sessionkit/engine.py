@@ -102,9 +102,15 @@ class CommitPlan:
             f"deletes={self.deletes!r}, touch={self.touch!r}, vary={self.vary_cookie})"
         )
 
+    @property
+    def varies(self) -> bool:
+        """Whether the response depends on the Cookie header: the session was read, or the
+        response sets (or clears) the session cookie."""
+        return self.vary_cookie or self.set_cookie is not None
+
     def headers(self) -> list[tuple[str, str]]:
         out = []
-        if self.vary_cookie:
+        if self.vary_cookie or self.set_cookie is not None:
             out.append(("Vary", "Cookie"))
         if self.set_cookie is not None:
             out.append(("Set-Cookie", self.set_cookie))

@@ -138,7 +138,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
                 response.headers.get("Cache-Control")
             )
             session._key = morsel.value or None
-        if plan.vary_cookie or plan.set_cookie is not None:
+        if plan.varies:
             response.headers["Vary"] = add_vary_cookie(response.headers.get("Vary"))
 
 

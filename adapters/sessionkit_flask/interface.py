@@ -168,7 +168,7 @@ class SessionKitInterface(SessionInterface):
         finally:
             release_lock(session)
         headers = response.headers
-        if plan.vary_cookie or plan.set_cookie is not None:
+        if plan.varies:
             headers["Vary"] = add_vary_cookie(headers.get("Vary"))
         if plan.set_cookie is not None:
             headers.add("Set-Cookie", plan.set_cookie)

@@ -117,6 +117,20 @@ def store(request: pytest.FixtureRequest, clock: FakeClock) -> Any:
 
 
 # -- lifecycle ----------------------------------------------------------------------------
+async def test_clearing_a_bad_cookie_varies_on_cookie_like_django_and_flask(
+    store: Any, clock: FakeClock
+) -> None:
+    """A forged cookie is cleared even on a route that never touches the session; that
+    response depends on the Cookie header, so it says ``Vary: Cookie`` (as the Django and
+    Flask adapters do, from the same ``CommitPlan``)."""
+    async with client(make_app(store=store, clock=clock)) as http:
+        response = await http.get("/untouched", headers={"Cookie": "session=" + "A" * 60})
+        cleared = set_cookie(response)
+        assert cleared is not None and cleared["max-age"] == "0"
+        assert response.headers["vary"] == "Cookie"
+        assert response.headers["cache-control"] == "private"
+
+
 async def test_regenerate_keeps_data_and_kills_the_old_cookie(clock: FakeClock) -> None:
     app = make_app(store=MemoryStore(clock=clock), clock=clock)
     async with client(app) as http:

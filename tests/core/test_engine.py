@@ -85,6 +85,11 @@ def test_malformed_cookies_never_reach_the_store(bad: str, store: str, clock: Fa
     plan = engine.commit(session)
     assert calls == []
     assert plan.set_cookie is not None and "Max-Age=0" in plan.set_cookie
+    assert ("Vary", "Cookie") in plan.headers() and plan.varies
+    untouched = engine.open(f"session={bad}")  # nobody reads it; the cookie is still
+    cleared = engine.commit(untouched)  # cleared, so the response depends on the Cookie
+    assert not untouched.accessed and cleared.set_cookie is not None
+    assert ("Vary", "Cookie") in cleared.headers() and cleared.varies
 
 
 def test_nameless_cookie_cannot_smuggle_a_session(signed_in: Browser) -> None:
