@@ -447,7 +447,11 @@ def file_floor(res: Resources) -> dict[str, SyncStep]:
 
 
 def memcached_floor(res: Resources) -> dict[str, SyncStep]:
-    client = MemcacheClient(("127.0.0.1", res.memcached_port()), no_delay=True)
+    # default_noreply=False: pymemcache's default sends set without waiting for the reply,
+    # which is no round trip at all; a session store must know whether its write landed.
+    client = MemcacheClient(
+        ("127.0.0.1", res.memcached_port()), no_delay=True, default_noreply=False
+    )
     key, value = "bench:floor:" + secrets.token_hex(8), json.dumps(PAYLOAD)
     client.set(key, value, expire=600)
 

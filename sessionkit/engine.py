@@ -188,6 +188,7 @@ class SessionEngine:
                              "or sealed with a key that is no longer configured)")  # fmt: skip
                 return session
             ctx.plaintext, ctx.key_index = opened
+            ctx.cookie = value
             session._pend(self._load_payload)
             return session
         session_id, _, tag = value.partition(".")

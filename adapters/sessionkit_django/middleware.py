@@ -22,7 +22,6 @@ from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessio
 from django.http import HttpRequest, HttpResponseBase
 
 from sessionkit import ClientInfo, CommitPlan, SessionEngine, add_cache_private, add_vary_cookie
-from sessionkit.cookies import cookie_values
 from sessionkit_django.conf import engines
 from sessionkit_django.engine import _INTERRUPTED, SessionStore
 
@@ -31,22 +30,39 @@ _ATTRS = {"max-age", "expires", "path", "domain", "samesite"}
 _FLAGS = {"secure", "httponly"}
 
 
-class _SetCookie(Morsel[str]):
-    """A morsel that writes the core's Set-Cookie value verbatim (attributes included,
-    e.g. ``Partitioned``), while still reading like any other in ``response.cookies``."""
+_BLANK = dict.fromkeys(Morsel._reserved, "")  # type: ignore[attr-defined]
+_parsed_tails: dict[str, dict[str, str | bool]] = {}
 
-    def __init__(self, header: str) -> None:
-        super().__init__()
-        pair, *attributes = header.split("; ")
-        name, _, value = pair.partition("=")
-        self.set(name, value, value)
-        for attribute in attributes:
+
+def _attributes(tail: str) -> dict[str, str | bool]:
+    """The morsel attributes of a Set-Cookie tail (``Max-Age=...; Path=/; HttpOnly``),
+    parsed once per distinct tail: an app sends only a handful."""
+    parsed = _parsed_tails.get(tail)
+    if parsed is None:
+        parsed = dict(_BLANK)
+        for attribute in tail.split("; ") if tail else ():
             key, _, val = attribute.partition("=")
             lowered = key.lower()
             if lowered in _ATTRS:
-                self[lowered] = val
+                parsed[lowered] = val
             elif lowered in _FLAGS:
-                self[lowered] = True
+                parsed[lowered] = True
+        if len(_parsed_tails) >= 64:  # bounded
+            _parsed_tails.clear()
+        _parsed_tails[tail] = parsed
+    return parsed
+
+
+class _SetCookie(Morsel[str]):
+    """A morsel that writes the core's Set-Cookie value verbatim (attributes included,
+    e.g. ``Partitioned``), while still reading like any other in ``response.cookies``.
+    The core made the header, so name and value need no re-validation here."""
+
+    def __init__(self, header: str) -> None:
+        pair, _, tail = header.partition("; ")
+        name, _, value = pair.partition("=")
+        dict.update(self, _attributes(tail))
+        self._key, self._value, self._coded_value = name, value, value
         self._header = header
 
     def OutputString(self, attrs: Any = None) -> str:
@@ -118,10 +134,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
     def _open(engine: SessionEngine, request: HttpRequest) -> SessionStore:
         header = request.META.get("HTTP_COOKIE")
         core = engine.open(header, client_of(engine, request))
-        cookie = None
-        if not core.loaded:
-            cookie = cookie_values(header, engine.config.cookie_name)[0]
-        store = SessionStore.for_request(engine, core, cookie)
+        store = SessionStore.for_request(engine, core, core._ctx.cookie)
         request.session = store
         return store
 
