@@ -136,16 +136,18 @@ def build_group(get_store: Callable[[], Store] | None = None, *, name: str = "se
         sessions = store.user_sessions(user)
         if as_json:
             rows = [
-                {"handle": s.handle, "created": s.created, "last_seen": s.last_seen}
+                {"handle": s.handle, "device": s.device, "created": s.created,
+                 "last_seen": s.last_seen}
                 for s in sessions
-            ]
+            ]  # fmt: skip
             click.echo(json.dumps(rows))
             return
         if not sessions:
             click.echo(f"no sessions for user {user!r}")
         for info in sessions:
             created, seen = _when(info.created), _when(info.last_seen)
-            click.echo(f"{info.handle}  created {created}  last seen {seen}")
+            device = info.device or "unknown device"
+            click.echo(f"{info.handle}  {device}  created {created}  last seen {seen}")
 
     @group.command(help="Revoke all of a user's sessions, or one by its handle.")
     @click.option("--user", required=True, help="The user whose sessions to revoke.")

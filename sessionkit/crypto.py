@@ -13,7 +13,6 @@ import hmac
 import os
 import re
 import sys
-from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -80,28 +79,6 @@ def b64decode(text: str) -> bytes | None:
         return None
 
 
-_nonces: deque[bytes] = deque()
-_NONCE_BLOCK = 256  # nonces per urandom call
-
-
-def _nonce() -> bytes:
-    """A fresh random 96-bit nonce. GCM nonces are public (they travel in the cookie) and
-    must only never repeat, so they are drawn from the OS in blocks: one ``urandom`` call
-    per 256 nonces. ``popleft`` is atomic, so no two threads get the same one, and a
-    forked child starts with an empty pool (it must not reuse its parent's)."""
-    try:
-        return _nonces.popleft()
-    except IndexError:
-        block = os.urandom(NONCE_BYTES * _NONCE_BLOCK)
-        step = NONCE_BYTES
-        _nonces.extend([block[i : i + step] for i in range(step, len(block), step)])
-        return block[:NONCE_BYTES]
-
-
-if hasattr(os, "register_at_fork"):  # pragma: no branch - every POSIX Python has it
-    os.register_at_fork(after_in_child=_nonces.clear)
-
-
 def _derive(secret: bytes, purpose: bytes) -> bytes:
     return HKDF(
         algorithm=hashes.SHA256(), length=32, salt=None, info=b"sessionkit/v1/" + purpose
@@ -145,7 +122,7 @@ class Keyring:
     # -- AEAD ------------------------------------------------------------------------------
     def seal(self, plaintext: bytes, associated: bytes) -> bytes:
         """AES-256-GCM under the newest key with a fresh random 96-bit nonce."""
-        nonce = _nonce()
+        nonce = os.urandom(NONCE_BYTES)  # per seal: no pool a fork or a VM snapshot could copy
         return nonce + self._aeads[0].encrypt(nonce, plaintext, associated)
 
     def unseal(self, sealed: bytes, associated: bytes) -> tuple[bytes, int] | None:

@@ -21,7 +21,7 @@ from sessionkit.crypto import Keyring
 from sessionkit.errors import StoreError, StoreUnavailable
 from sessionkit.events import Event, EventBus, EventKind
 from sessionkit.expiry import browser_session, deadline_for
-from sessionkit.fingerprint import ClientInfo, client_address, fingerprint_material
+from sessionkit.fingerprint import ClientInfo, client_address, device_label, fingerprint_material
 from sessionkit.ids import digest, handle, is_well_formed, new_id
 from sessionkit.session import Session
 from sessionkit.stores import open_store
@@ -31,7 +31,6 @@ from sessionkit.stores.cookie import CookieStore
 _NO_CLIENT = ClientInfo()
 _new_meta = tuple.__new__
 _ABSENT: Any = object()
-_PLAIN = frozenset({str, int, bool, type(None)})  # what serialization.tag passes through
 _TAG_LENGTH = 22
 
 
@@ -49,7 +48,6 @@ class _Context:
     doomed: tuple[str, ...] = ()  # digests to delete (expired, corrupt, compromised)
     fingerprint = ""  # "keep": the record's fingerprint stays as it is
     material: bytes | bool | None = False  # False: not computed yet
-    plain = False  # the cookie's data held no tag: its values are plain JSON as parsed
 
     def __init__(self, client: ClientInfo) -> None:
         self.client = client
@@ -59,23 +57,6 @@ class _Context:
         if self.digest is None and self.session_id is not None:
             self.digest = digest(self.session_id)
         return handle(self.digest) if self.digest is not None else None
-
-
-def _tagged(session: Session, ctx: _Context) -> dict[str, Any]:
-    """The session's data ready for the cookie's JSON. When the cookie it came in held no
-    tag, the values this request did not change are still plain JSON and only the changed
-    ones go through ``serialization.tag`` (in-place changes were promoted to changes by
-    then; a forced full save, or a lone key that could read as a tag, takes the full path)."""
-    data = dict(dict.items(session))  # dict.copy would go through Session's own methods
-    if not ctx.plain or session._force or len(data) == 1:
-        return serialization.tag(data)  # type: ignore[no-any-return]
-    for key in session._changed:
-        if type(key) is not str:
-            return serialization.tag(data)  # type: ignore[no-any-return]  # it says why not
-        value = data.get(key, _ABSENT)
-        if value is not _ABSENT and type(value) not in _PLAIN:
-            data[key] = serialization.tag(value)
-    return data
 
 
 class CommitPlan:
@@ -149,6 +130,7 @@ class SessionEngine:
         self._associated = CookieStore.associated_data(config.cookie_name)
         self._cookie_store = self.store if isinstance(self.store, CookieStore) else CookieStore()
         self._materials: dict[tuple[str, str | None], bytes | None] = {}
+        self._devices: dict[str, str | None] = {}  # User-Agent -> device label, bounded
         self._deadline = deadline_for(config)
         self._always_secure = config.cookie_secure
         self._browser_default = config.browser_session
@@ -239,7 +221,7 @@ class SessionEngine:
     def _load_payload(self, session: Session) -> None:
         ctx = session._ctx
         try:
-            session_id, meta, data, ctx.plain = CookieStore.parse(ctx.plaintext)
+            session_id, meta, data = CookieStore.parse(ctx.plaintext)
         except Exception:
             self._reject(ctx, "authenticated cookie holds no readable session (old format?)")
             return
@@ -422,9 +404,19 @@ class SessionEngine:
             fingerprint = old.fingerprint
         else:
             fingerprint = self.keyring.fingerprint(material)  # type: ignore[arg-type]
+        agent = ctx.client.user_agent
+        if agent:
+            device = self._devices.get(agent, _ABSENT)
+            if device is _ABSENT:
+                device = device_label(agent)
+                if len(self._devices) >= 4096:  # bounded
+                    self._devices.clear()
+                self._devices[agent] = device
+        else:  # nothing said (a script, a test): keep what the record knows
+            device = old.device if old is not None else None
         return _new_meta(RecordMeta, (  # no keyword handling nor length check: on every save
             created, int(now), session._idle, session._browser, session._until, session._user,
-            fingerprint, tuple(session._flash_new), tuple(session._flash_old),
+            fingerprint, tuple(session._flash_new), tuple(session._flash_old), device,
         ))  # fmt: skip
 
     def _cookie(
@@ -438,7 +430,7 @@ class SessionEngine:
         if self._client_side:
             value = self._cookie_store.seal(
                 self.keyring, self._associated, ctx.session_id,  # type: ignore[arg-type]
-                meta, _tagged(session, ctx),
+                meta, serialization.tag(dict(dict.items(session))),
             )  # fmt: skip
         elif ctx.cookie is not None and ctx.key_index == 0:
             value = ctx.cookie

@@ -1,4 +1,5 @@
-"""Who is asking: the client address behind trusted proxies, and a fingerprint of the client.
+"""Who is asking: the client address behind trusted proxies, a fingerprint of the client, and
+a coarse label of its device for device lists.
 
 The fingerprint is deliberately coarse. The user agent is reduced to its words (browser and
 platform family) with every version number removed, so a browser update does not log anyone
@@ -87,3 +88,35 @@ def fingerprint_material(client: ClientInfo, config: SessionConfig) -> bytes | N
     if config.fingerprint_ip:
         parts.append("ip:" + network_of(client.remote_addr, config))
     return "\n".join(parts).encode("utf-8", "replace")
+
+
+# First match wins, so the order matters: Edge and Opera also say "Chrome" and "Safari",
+# Chrome says "Safari", an iPhone says "like Mac OS X" and Android says "Linux".
+_BROWSERS = (
+    ("Edg", "Edge"), ("EdgA", "Edge"), ("EdgiOS", "Edge"), ("OPR", "Opera"),
+    ("SamsungBrowser", "Samsung Internet"), ("Firefox", "Firefox"), ("FxiOS", "Firefox"),
+    ("HeadlessChrome", "Chrome (headless)"), ("CriOS", "Chrome"), ("Chrome", "Chrome"),
+    ("Safari", "Safari"),
+)  # fmt: skip
+_PLATFORMS = (
+    ("iPhone", "iOS"), ("iPad", "iPadOS"), ("Android", "Android"), ("CrOS", "ChromeOS"),
+    ("Windows", "Windows"), ("Macintosh", "macOS"), ("Linux", "Linux"),
+)  # fmt: skip
+_WORDS = re.compile(r"[A-Za-z]+")
+_PRODUCT = re.compile(r"[A-Za-z][\w.-]{0,31}")
+
+
+def device_label(user_agent: str) -> str | None:
+    """``"Firefox on Linux"``: a browser and platform family, from a User-Agent header. A
+    client that is no browser gets the first word it names itself by (``"curl"``), none
+    ``None``. Only this label is ever stored, never the header."""
+    head = user_agent[:512]
+    words = set(_WORDS.findall(head))
+    browser = next((name for token, name in _BROWSERS if token in words), None)
+    platform = next((name for token, name in _PLATFORMS if token in words), None)
+    if browser is None:
+        product = _PRODUCT.match(head.strip())
+        browser = product.group(0) if product is not None else None
+    if browser is not None and platform is not None:
+        return f"{browser} on {platform}"
+    return browser or platform

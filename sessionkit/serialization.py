@@ -196,7 +196,7 @@ def dumps_plain_bytes(value: Any) -> bytes:
             return encoded
         except TypeError:  # a 65-bit integer, a lone surrogate: the standard library decides
             pass
-    return _std_dumps(value).encode("utf-8")
+    return _utf8(_std_dumps(value))
 
 
 def dumps_plain(value: Any) -> str:
@@ -261,25 +261,34 @@ def dumps_marked(value: Any) -> bytes:
             return encoded
         except TypeError:
             pass
-    return b" " + _std_dumps(value).encode("utf-8")
+    return b" " + _utf8(_std_dumps(value))
 
 
-def loads_marked(raw: bytes) -> tuple[Any, bool]:
-    """Parse what ``dumps_marked`` wrote, with its tags restored. Also says whether the text
-    held no tag at all (then every value in it is plain JSON as parsed). Text that starts
-    with whitespace takes the fully checked path of ``loads``."""
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800"): no UTF-8 spells it
+        raise SessionDataError(
+            "a session string holds a lone surrogate, which cannot be stored as UTF-8; "
+            "store text that came from a valid encoding"
+        ) from None
+
+
+def loads_marked(raw: bytes) -> Any:
+    """Parse what ``dumps_marked`` wrote, with its tags restored. Text that starts with
+    whitespace takes the fully checked path of ``loads``."""
     if _orjson is not None and raw and raw[0] != 32:
         try:
             value = _orjson.loads(raw)
         except ValueError as exc:
             raise ValueError(f"not JSON ({exc})") from None
         if _TAG_OPENING not in raw:
-            return value, True
+            return value
         try:
-            return _untag_tree(value), False
+            return _untag_tree(value)
         except Exception as exc:
             raise ValueError(f"malformed tagged JSON: {exc!r}") from exc
-    return loads(raw.lstrip(b" \t\n\r")), False
+    return loads(raw.lstrip(b" \t\n\r"))
 
 
 def loads_items(items: Mapping[str, str]) -> dict[str, Any]:

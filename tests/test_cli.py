@@ -63,10 +63,12 @@ def test_list_shows_handles_never_ids(clock: FakeClock) -> None:
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 2 and all("created" in line for line in lines)
+    assert all("Chrome on Linux" in line for line in lines)  # the testing Browser's agent
     for browser in browsers:
         assert (browser.cookie or "x").partition(".")[0] not in result.output
     rows = json.loads(invoke(store, "list", "--user", "alice", "--json").output)
     assert {len(row["handle"]) for row in rows} == {16}
+    assert {row["device"] for row in rows} == {"Chrome on Linux"}
 
 
 def test_revoke_a_user_or_one_handle(clock: FakeClock) -> None:

@@ -48,8 +48,8 @@ class UserSessionsAdminMixin:
                 messages.info(request, f"{count} session(s) revoked.")
             return HttpResponseRedirect(request.path)
         rows = [
-            {"handle": info.handle, "created": _when(info.created),
-             "last_seen": _when(info.last_seen)}
+            {"handle": info.handle, "device": info.device or "unknown device",
+             "created": _when(info.created), "last_seen": _when(info.last_seen)}
             for info in (user_sessions(user) if store.supports_user_index else [])
         ]  # fmt: skip
         context = {

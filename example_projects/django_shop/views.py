@@ -33,9 +33,7 @@ def page(request: HttpRequest, template: str, title: str, **context: Any) -> Htt
     stored = session.session_key is not None
     user = request.user.get_username() if request.user.is_authenticated else None
     if user and stored:
-        devices.remember(
-            handle, request.headers.get("User-Agent", ""), request.META.get("REMOTE_ADDR")
-        )
+        devices.remember(handle, request.META.get("REMOTE_ADDR"))
     info = panel.build(
         "shop",
         user=user,

@@ -62,7 +62,7 @@ def create_app() -> FastAPI:
         user = session.user_id  # the framework-neutral user key, whoever signed in
         rows: list[dict[str, Any]] = []
         if user:
-            devices.remember(session.handle, _agent(request), _peer(request))
+            devices.remember(session.handle, _peer(request))
             store = get_engine(request).store
             infos = sorted(
                 await store.auser_sessions(user), key=lambda i: i.last_seen, reverse=True
@@ -128,22 +128,15 @@ def _back() -> RedirectResponse:
     return RedirectResponse("/", status_code=303)
 
 
-def _agent(request: Request) -> str:
-    return request.headers.get("user-agent", "")
-
-
 def _peer(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def _row(
-    info: SessionInfo, known: dict[str, tuple[str, str]], current: str | None
-) -> dict[str, Any]:
-    device, place = known.get(info.handle, ("Unknown device", "unknown network"))
+def _row(info: SessionInfo, known: dict[str, str], current: str | None) -> dict[str, Any]:
     return {
         "handle": info.handle,
-        "device": device,
-        "place": place,
+        "device": info.device or "Unknown device",  # the core's label, from the User-Agent
+        "place": known.get(info.handle, "unknown network"),
         "created": _when(info.created),
         "last_seen": _when(info.last_seen),
         "current": info.handle == current,

@@ -102,7 +102,7 @@ def page(template: str, title: str, **context: Any) -> str:
     handle = session.handle
     stored = not session.new
     if user and stored:
-        devices.remember(handle, request.headers.get("User-Agent", ""), request.remote_addr)
+        devices.remember(handle, request.remote_addr)
     info = panel.build(
         "notes", user=user, handle=handle, stored=stored, expires=session.expires,
         flashed=[f"{len(shown)} message(s)"] if shown else [],

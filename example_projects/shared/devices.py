@@ -1,53 +1,21 @@
-"""Device and place labels for the "your active sessions" page.
+"""Place labels for the "your active sessions" page.
 
-The core's ``SessionInfo`` lists a user's sessions by opaque handle with their created and
-last-seen times, but keeps nothing about the device (``detail`` is empty for every store).
-Until the core records that itself, the example apps note, the first time they serve a
-signed-in page on a session, which device and network it came from: one row per handle in
-a small SQLite file in the data folder. Only a label and an address *prefix* are kept, no
-full user agent and no full address, which is all a "was this me?" list needs.
+The core's ``SessionInfo`` lists a user's sessions by opaque handle, with their created and
+last-seen times and a device label ("Firefox on Linux") that the core derives from the
+User-Agent. Where a session was used from is deliberately not kept by the core (an address
+is personal data that most apps need not store). The example apps show it anyway, to make
+"was this me?" answerable: the first time they serve a signed-in page on a session, they
+note its network *prefix* (never the full address) in a small SQLite file in the data folder.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
 import sqlite3
 from collections.abc import Iterable
 from contextlib import closing
 
 from example_projects.shared.config import data_dir
-
-_BROWSERS = (
-    ("Edg/", "Edge"),
-    ("Firefox/", "Firefox"),
-    ("HeadlessChrome/", "Chrome (headless)"),
-    ("Chrome/", "Chrome"),
-    ("Safari/", "Safari"),
-    ("curl/", "curl"),
-    ("python-httpx/", "httpx"),
-    ("python-requests/", "requests"),
-)
-_SYSTEMS = (
-    ("Android", "Android"),
-    ("iPhone", "iPhone"),
-    ("iPad", "iPad"),
-    ("Windows", "Windows"),
-    ("Mac OS X", "macOS"),
-    ("CrOS", "ChromeOS"),
-    ("Linux", "Linux"),
-)
-_WORD = re.compile(r"[A-Za-z][\w.-]{0,30}")
-
-
-def device_label(user_agent: str) -> str:
-    """ "Firefox on Linux", from a User-Agent header; the first word of anything unknown."""
-    browser = next((name for token, name in _BROWSERS if token in user_agent), None)
-    system = next((name for token, name in _SYSTEMS if token in user_agent), None)
-    if browser is None:
-        match = _WORD.match(user_agent)
-        browser = match.group(0) if match else "Unknown browser"
-    return f"{browser} on {system}" if system else browser
 
 
 def place_label(address: str | None) -> str:
@@ -68,27 +36,21 @@ def place_label(address: str | None) -> str:
 
 
 def _connect() -> sqlite3.Connection:
-    conn = sqlite3.connect(data_dir() / "devices.sqlite3", timeout=5)
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS devices (handle TEXT PRIMARY KEY, device TEXT NOT NULL, "
-        "place TEXT NOT NULL)"
-    )
+    conn = sqlite3.connect(data_dir() / "places.sqlite3", timeout=5)
+    conn.execute("CREATE TABLE IF NOT EXISTS places (handle TEXT PRIMARY KEY, place TEXT NOT NULL)")
     return conn
 
 
-def remember(handle: str | None, user_agent: str, address: str | None) -> None:
-    """Note the device of session ``handle``, once (a handle's device never changes)."""
+def remember(handle: str | None, address: str | None) -> None:
+    """Note the network session ``handle`` was first used from, once."""
     if not handle:
         return
     with closing(_connect()) as conn, conn:
-        conn.execute(
-            "INSERT OR IGNORE INTO devices VALUES (?, ?, ?)",
-            (handle, device_label(user_agent), place_label(address)),
-        )
+        conn.execute("INSERT OR IGNORE INTO places VALUES (?, ?)", (handle, place_label(address)))
 
 
-def lookup(handles: Iterable[str]) -> dict[str, tuple[str, str]]:
-    """handle → (device, place) for the handles this registry has seen."""
+def lookup(handles: Iterable[str]) -> dict[str, str]:
+    """handle → place, for the handles this registry has seen."""
     wanted = list(handles)
     if not wanted:
         return {}
@@ -96,7 +58,7 @@ def lookup(handles: Iterable[str]) -> dict[str, tuple[str, str]]:
     with closing(_connect()) as conn:
         rows = conn.execute(
             # Only "?" placeholders are formatted in; the handles are bound parameters.
-            f"SELECT handle, device, place FROM devices WHERE handle IN ({marks})",  # noqa: S608
+            f"SELECT handle, place FROM places WHERE handle IN ({marks})",  # noqa: S608
             wanted,
         ).fetchall()
-    return {handle: (device, place) for handle, device, place in rows}
+    return dict(rows)

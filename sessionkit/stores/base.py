@@ -13,7 +13,7 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 from sessionkit import serialization
@@ -35,19 +35,24 @@ class RecordMeta(NamedTuple):
     fingerprint: str | None = None
     flash_new: tuple[str, ...] = ()
     flash_old: tuple[str, ...] = ()
+    device: str | None = None  # "Firefox on Linux": a coarse label for device lists
 
     def to_list(self) -> list[Any]:
         """Positional and plain JSON: ``[version, created, last_seen, idle, browser, until,
-        user, fingerprint, flash_new, flash_old]``."""
+        user, fingerprint, flash_new, flash_old, device]``. Readers also take the first ten
+        alone (records written before ``device`` existed)."""
         return [serialization.FORMAT_VERSION, *self]  # JSON writes the flash tuples as arrays
 
     @classmethod
     def from_list(cls, raw: Any, last_seen: int | None = None) -> RecordMeta:
         """Metadata out of a stored record, every field's type checked. ``last_seen``, when
         the store keeps it apart (a touch moves only that), replaces the list's."""
-        if type(raw) is not list or len(raw) != 10 or raw[0] != serialization.FORMAT_VERSION:
+        if type(raw) is not list or len(raw) not in _META_LENGTHS or raw[0] != _FORMAT:
             raise ValueError("not a sessionkit v1 record")
-        _, created, seen, idle, browser, until, user, fingerprint, flash_new, flash_old = raw
+        _, created, seen, idle, browser, until, user, fingerprint, flash_new, flash_old = raw[:10]
+        device = raw[10] if len(raw) == 11 else None
+        if type(seen) is not int:  # checked even when the store keeps a newer one apart
+            raise ValueError("malformed record metadata")
         if last_seen is not None:
             seen = last_seen
         if (
@@ -60,11 +65,12 @@ class RecordMeta(NamedTuple):
             or type(fingerprint) not in _STR_OR_NONE
             or not _is_str_list(flash_new)
             or not _is_str_list(flash_old)
+            or type(device) not in _STR_OR_NONE
         ):
             raise ValueError("malformed record metadata")
         return _new_meta(cls, (
             created, seen, idle, browser, until, user, fingerprint, tuple(flash_new),
-            tuple(flash_old),
+            tuple(flash_old), device,
         ))  # fmt: skip
 
     @classmethod
@@ -72,16 +78,19 @@ class RecordMeta(NamedTuple):
         """Metadata out of an AEAD-authenticated cookie. Only a holder of our key can have
         written it, so the layout is checked (format version, length, timestamps) but not
         every optional field's type, which ``from_list`` checks for server-side records."""
-        if type(raw) is not list or len(raw) != 10 or raw[0] != serialization.FORMAT_VERSION:
+        if type(raw) is not list or len(raw) not in _META_LENGTHS or raw[0] != _FORMAT:
             raise ValueError("not a sessionkit v1 record")
         if type(raw[1]) is not int or type(raw[2]) is not int:
             raise ValueError("malformed record metadata")
         # tuple.__new__: no keyword handling and no length check, on every request
         return _new_meta(cls, (raw[1], raw[2], raw[3], raw[4], raw[5], raw[6], raw[7],
-                               tuple(raw[8]), tuple(raw[9])))  # fmt: skip
+                               tuple(raw[8]), tuple(raw[9]),
+                               raw[10] if len(raw) == 11 else None))  # fmt: skip
 
 
 _new_meta = tuple.__new__
+_FORMAT = serialization.FORMAT_VERSION
+_META_LENGTHS = frozenset({10, 11})  # without and with ``device``
 
 
 _NUMBER_OR_NONE = frozenset({int, float, type(None)})
@@ -131,7 +140,14 @@ class SessionInfo:
     user: str | None
     created: float
     last_seen: float
-    detail: Mapping[str, Any] = field(default_factory=dict)
+    #: "Chrome on Windows": what the session's browser said it was when last saved (a coarse
+    #: label from its User-Agent, never the header itself); None when it sent none
+    device: str | None = None
+
+    @classmethod
+    def of(cls, digest: str, meta: RecordMeta) -> SessionInfo:
+        """The device-list entry of a stored session (its handle, never the digest)."""
+        return cls(handle(digest), meta.user, meta.created, meta.last_seen, meta.device)
 
 
 class Store:

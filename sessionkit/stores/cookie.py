@@ -4,7 +4,8 @@ Format of the cookie value: ``"2" + base64url(nonce ‖ ciphertext ‖ tag)``. T
 is tagged JSON ``[id, metadata, data]`` (metadata laid out as ``RecordMeta.to_list``),
 written by ``serialization.dumps_marked`` (its first byte says which JSON encoder wrote it);
 format ``"1"`` cookies, from before that mark, are still read. The associated data binds
-the cookie name, so a token cannot be replayed under another cookie.
+the format and the cookie name, so a token cannot be replayed under another cookie name
+nor relabelled as another format (the prefix itself is outside the ciphertext).
 Expiry lives inside the ciphertext. Needs no server, so it works across any number of
 workers; the price is that a copied cookie stays valid until it expires (a stateless token
 cannot be revoked), and the session must fit in 4096 bytes.
@@ -12,6 +13,7 @@ cannot be revoked), and the session must fit in 4096 bytes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sessionkit import serialization
@@ -33,45 +35,50 @@ class CookieStore(Store):
         return cls(**options)
 
     @staticmethod
-    def associated_data(cookie_name: str) -> bytes:
-        return b"sessionkit/cookie/1/" + cookie_name.encode("ascii")
+    def associated_data(cookie_name: str) -> dict[str, bytes]:
+        """The AEAD associated data of each format, by prefix."""
+        name = cookie_name.encode("ascii")
+        return {prefix: b"sessionkit/cookie/%s/%s" % (prefix.encode(), name)
+                for prefix in (PREFIX, PREFIX_V1)}  # fmt: skip
 
     def seal(
-        self, keyring: Keyring, associated: bytes, session_id: str, meta: RecordMeta,
-        tagged: dict[str, Any],
+        self, keyring: Keyring, associated: Mapping[str, bytes], session_id: str,
+        meta: RecordMeta, tagged: dict[str, Any],
     ) -> str:  # fmt: skip
         """The cookie value for ``tagged`` (the session data, already through
-        ``serialization.tag``)."""
+        ``serialization.tag``); ``associated`` as ``associated_data`` gives it."""
         payload = serialization.dumps_marked([session_id, meta.to_list(), tagged])
-        return PREFIX + b64encode(keyring.seal(payload, associated))
+        return PREFIX + b64encode(keyring.seal(payload, associated[PREFIX]))
 
-    def unseal(self, keyring: Keyring, associated: bytes, value: str) -> tuple[bytes, int] | None:
+    def unseal(
+        self, keyring: Keyring, associated: Mapping[str, bytes], value: str
+    ) -> tuple[bytes, int] | None:
         """Authenticate and decrypt; ``None`` for anything forged, truncated or foreign."""
         if len(value) < 40:
             return None
         prefix = value[0]
-        if prefix != PREFIX and prefix != PREFIX_V1:
+        data = associated.get(prefix)
+        if data is None:
             return None
         raw = b64decode(value[1:])
         if raw is None:
             return None
-        opened = keyring.unseal(raw, associated)
+        opened = keyring.unseal(raw, data)
         if opened is not None and prefix == PREFIX_V1:  # no mark: the fully checked parse
             return b" " + opened[0], opened[1]
         return opened
 
     @staticmethod
-    def parse(plaintext: bytes) -> tuple[str, RecordMeta, dict[str, Any], bool]:
-        """``(id, metadata, data, plain)``; ``plain``: the data held no tag, so every value
-        in it is plain JSON. Raises ``ValueError`` if the authenticated payload is not a
-        sessionkit session."""
-        payload, plain = serialization.loads_marked(plaintext)
+    def parse(plaintext: bytes) -> tuple[str, RecordMeta, dict[str, Any]]:
+        """``(id, metadata, data)``. Raises ``ValueError`` if the authenticated payload is
+        not a sessionkit session."""
+        payload = serialization.loads_marked(plaintext)
         if type(payload) is not list or len(payload) != 3:
             raise ValueError("not a sessionkit cookie payload")
         session_id, meta, data = payload
         if type(session_id) is not str or type(data) is not dict:
             raise ValueError("not a sessionkit cookie payload")
-        return session_id, RecordMeta.from_sealed_list(meta), data, plain
+        return session_id, RecordMeta.from_sealed_list(meta), data
 
     # A cookie store keeps nothing server-side: the engine never calls these.
     def load(self, digest: str) -> None:

@@ -183,8 +183,7 @@ class FileStore(PollingLocks, Store):
         for digest in self._indexed(user):
             entry = self._read(digest)
             if entry is not None and entry[1] > now and entry[0].meta.user == user:
-                meta = entry[0].meta
-                out.append(SessionInfo(handle(digest), user, meta.created, meta.last_seen))
+                out.append(SessionInfo.of(digest, entry[0].meta))
             else:
                 self._prune(user, digest)
         return out

@@ -136,8 +136,7 @@ class MemoryStore(PollingLocks, Store):
             for digest in sorted(self._users.get(user, ())):
                 record, expires = self._records[digest]
                 if expires > now:
-                    meta = record.meta
-                    out.append(SessionInfo(handle(digest), user, meta.created, meta.last_seen))
+                    out.append(SessionInfo.of(digest, record.meta))
             return out
 
     def revoke_user(self, user: str, *, keep: str | None = None) -> int:

@@ -9,7 +9,6 @@ import time
 from typing import Any
 
 from sessionkit import serialization
-from sessionkit.ids import handle
 from sessionkit.stores.base import Record, RecordMeta, SessionInfo, reject_record
 
 FIELDS = frozenset({b"m", b"v", b"t", b"u", b"x"})  # every field that is not "d:<key>"
@@ -73,7 +72,7 @@ def sift(
         if meta is None or meta.user != user:
             stale.append(digest)
         else:
-            live.append(SessionInfo(handle(digest), user, meta.created, meta.last_seen))
+            live.append(SessionInfo.of(digest, meta))
     return live, stale
 
 

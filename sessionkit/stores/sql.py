@@ -199,5 +199,11 @@ class SQLStore(SQLEngines):
 
 
 def _infos(user: str, rows: list[Any]) -> list[SessionInfo]:
-    """Device-list entries: handles, never digests or IDs."""
-    return [SessionInfo(handle(row[0]), user, row[1], row[2]) for row in rows]
+    """Device-list entries: handles, never digests or IDs (a row whose metadata does not
+    parse is still listed, without a device label, so it can be revoked)."""
+    out = []
+    for digest, created, last_seen, meta_text in rows:
+        meta = decode_meta(meta_text, last_seen)
+        device = meta.device if meta is not None else None
+        out.append(SessionInfo(handle(digest), user, created, last_seen, device))
+    return out

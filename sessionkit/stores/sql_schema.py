@@ -177,7 +177,7 @@ class Statements:
         )
         user = t.c.user_id == sa.bindparam("user")
         self.user_sessions = (
-            sa.select(t.c.digest, t.c.created, t.c.last_seen)
+            sa.select(t.c.digest, t.c.created, t.c.last_seen, t.c.meta)
             .where(user, t.c.expires_at > now)
             .order_by(t.c.digest)
         )

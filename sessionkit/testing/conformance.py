@@ -562,6 +562,25 @@ class UserIndexConformance:
         assert store.user_sessions("alice") == []
         assert len(store.user_sessions("bob")) == 1
 
+    def test_the_list_names_each_sessions_device(
+        self, engine: SessionEngine, flavour: Flavour, loop: Any
+    ) -> None:
+        """A device list says what each session is ("Firefox on Linux"), from the browser
+        that last saved it; the User-Agent header itself is never stored."""
+        firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
+        iphone = (
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 "
+            "(KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1"
+        )
+        for agent in (firefox, iphone):
+            client = ClientInfo("192.0.2.7", agent)
+            Browser(engine, flavour, client=client, loop=loop).visit(
+                lambda s: s.bind_user("dora")
+            )
+        listed = engine.store.user_sessions("dora")
+        assert sorted(str(i.device) for i in listed) == ["Firefox on Linux", "Safari on iOS"]
+        assert all(i.user == "dora" for i in listed)
+
     def test_logout_and_rotation_keep_the_index_exact(
         self, engine: SessionEngine, flavour: Flavour, loop: Any
     ) -> None:

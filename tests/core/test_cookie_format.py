@@ -1,5 +1,5 @@
-"""The encrypted cookie's format: the encoder mark, the first format still read, and the
-shortcut that re-tags only the values a request changed."""
+"""The encrypted cookie's format: the encoder mark, the first format still read, each
+format under its own associated data, and the types of values a request changes."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def test_format_1_cookies_are_still_read_and_reissued_as_format_2(browser: Brows
     plaintext = serialization._std_dumps(
         [ctx.session_id, session._meta.to_list(), serialization.tag(data)]
     ).encode("utf-8")
-    sealed = engine.keyring.seal(plaintext, CookieStore.associated_data("session"))
+    sealed = engine.keyring.seal(plaintext, CookieStore.associated_data("session")["1"])
     browser.cookie = "1" + b64encode(sealed)
     assert value_of(browser) == data
     browser.visit(lambda s: s.__setitem__("n", 1))
@@ -61,12 +61,28 @@ def test_format_1_cookies_are_still_read_and_reissued_as_format_2(browser: Brows
     assert value_of(browser) == data | {"n": 1}
 
 
-def test_format_1_prefix_on_a_format_2_cookie_changes_nothing(browser: Browser) -> None:
-    """The prefix is outside the ciphertext: swapping it only selects the slower parse."""
-    browser.visit(lambda s: s.update(a=1, big=2**70))
-    assert browser.cookie is not None
+def test_a_cookie_relabelled_as_another_format_is_rejected(browser: Browser) -> None:
+    """The prefix is outside the ciphertext, but each format seals under its own associated
+    data: a format 1 cookie (whose plaintext carries no encoder mark) passed off as format 2
+    would have orjson read its long integers as floats, so it must not open at all."""
+    engine = browser.engine
+    browser.visit(lambda s: s.update(a=1))
+    session = engine.open(browser.cookie_header, browser.client)
+    session.get("a")
+    plaintext = serialization._std_dumps(
+        [session._ctx.session_id, session._meta.to_list(), {"big": 2**64 + 1}]
+    ).encode("utf-8")
+    v1 = "1" + b64encode(
+        engine.keyring.seal(plaintext, CookieStore.associated_data("session")["1"])
+    )
+    browser.cookie = v1
+    assert value_of(browser) == {"big": 2**64 + 1}
+    browser.cookie = "2" + v1[1:]
+    assert value_of(browser) == {}
+    browser.visit(lambda s: s.update(a=1))
+    assert browser.cookie is not None and browser.cookie.startswith("2")
     browser.cookie = "1" + browser.cookie[1:]
-    assert value_of(browser) == {"a": 1, "big": 2**70}
+    assert value_of(browser) == {}
 
 
 @pytest.mark.parametrize("writer", ["orjson", "stdlib"])
@@ -88,7 +104,7 @@ def test_integers_beyond_64_bits_survive_the_cookie(
     assert type(got["values"][0]) is int and type(got["values"][3][0]) is int
 
 
-def test_values_changed_after_a_plain_load_keep_their_types(browser: Browser) -> None:
+def test_values_changed_after_a_load_keep_their_types(browser: Browser) -> None:
     browser.visit(lambda s: s.update(user="alice", n=1))  # a cookie with no tag in it
     rich = {
         "pair": (1, 2),
@@ -113,7 +129,7 @@ def test_a_lone_key_that_looks_like_a_tag_stays_a_key(browser: Browser) -> None:
     assert got == {" t": [1, 2]} and type(got[" t"]) is list
 
 
-def test_a_non_string_key_is_a_clear_error_after_a_plain_load(browser: Browser) -> None:
+def test_a_non_string_key_is_a_clear_error(browser: Browser) -> None:
     browser.visit(lambda s: s.__setitem__("a", 1))
     with pytest.raises(SessionDataError, match="keys must be strings"):
         browser.visit(lambda s: s.__setitem__(1, "x"))  # type: ignore[index]
@@ -129,11 +145,10 @@ def test_a_value_changed_in_place_through_copy_is_saved(store: str, clock: FakeC
     assert got == {"cart": [1, (2, 3)]} and type(got["cart"][1]) is tuple
 
 
-def test_a_forced_save_rewrites_values_changed_behind_the_sessions_back(
-    browser: Browser,
-) -> None:
-    """``session.modified = True`` is how Flask code says "I changed something you could
-    not see": the whole session is re-tagged then, not only the changed keys."""
+def test_values_changed_behind_the_sessions_back_keep_their_types(browser: Browser) -> None:
+    """The cookie is resealed whole, every value re-tagged: a value changed through
+    ``dict`` itself still round-trips (with ``modified = True``, as Flask code says "I
+    changed something you could not see", and without it when another key changes)."""
     browser.visit(lambda s: s.__setitem__("cart", [1]))
 
     def sneaky(session: Any) -> None:
@@ -143,3 +158,17 @@ def test_a_forced_save_rewrites_values_changed_behind_the_sessions_back(
 
     browser.visit(sneaky)
     assert value_of(browser) == {"cart": [1, {2, 3}]}
+
+    def sneakier(session: Any) -> None:
+        dict.__getitem__(session, "cart").append((4, 5))
+        session["n"] = 1
+
+    session = browser.engine.open(browser.cookie_header, browser.client)
+    session.get("n")  # load first, so that dict.__getitem__ finds the key
+    sneakier(session)
+    plan = browser.engine.commit(session)
+    browser.engine.run(plan)
+    assert plan.set_cookie is not None
+    browser.cookie = plan.set_cookie.split(";", 1)[0].partition("=")[2]
+    got = value_of(browser)
+    assert got == {"cart": [1, {2, 3}, (4, 5)], "n": 1} and type(got["cart"][2]) is tuple

@@ -198,8 +198,8 @@ def test_nonces_never_repeat() -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX only")  # never skipped on Linux CI
 def test_a_forked_child_never_reuses_its_parents_nonces() -> None:
-    """Nonces come from a pool filled 256 at a time: a child forked with a half-used pool
-    must draw fresh ones, or parent and child would seal with the same nonces."""
+    """Each seal draws its nonce from the OS: a forked child and its parent never seal
+    with the same one (a nonce pool copied by fork would; see crypto.Keyring.seal)."""
     ring = Keyring([NEW])
     ring.seal(b"fill the pool", AD)
     read, write = os.pipe()

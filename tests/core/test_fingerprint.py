@@ -10,6 +10,7 @@ from sessionkit.config import SessionConfig
 from sessionkit.fingerprint import (
     ClientInfo,
     client_address,
+    device_label,
     fingerprint_material,
     network_of,
     normalise_user_agent,
@@ -204,3 +205,36 @@ def test_missing_address_does_not_crash() -> None:
     material = fingerprint_material(ClientInfo(remote_addr=None, user_agent=CHROME_120), cfg)
     assert material is not None
     assert material != fingerprint_material(CLIENT, cfg)
+
+
+# -- device labels ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("agent", "label"),
+    [
+        ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+         "Chrome/120.0.0.0 Safari/537.36", "Chrome on Windows"),
+        ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+         "Chrome/120.0.0.0 Safari/537.36 Edg/120.0.0.0", "Edge on Windows"),
+        ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, "
+         "like Gecko) Version/17.1 Mobile/15E148 Safari/604.1", "Safari on iOS"),
+        ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like "
+         "Gecko) Version/17.1 Safari/605.1.15", "Safari on macOS"),
+        ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+         "Chrome/120.0.0.0 Mobile Safari/537.36", "Chrome on Android"),
+        ("Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",
+         "Firefox on Linux"),
+        ("Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120 "
+         "Safari/537.36 OPR/106.0", "Opera on Windows"),
+        ("curl/8.4.0", "curl"),
+        ("python-httpx/0.27.0", "python-httpx"),
+        ("", None),
+        ("   ", None),
+    ],
+)  # fmt: skip
+def test_device_label_names_browser_and_platform_families(agent: str, label: str | None) -> None:
+    assert device_label(agent) == label
+
+
+def test_device_label_is_short_whatever_the_header() -> None:
+    label = device_label("x" * 10_000 + " Firefox")
+    assert label is not None and len(label) <= 40

@@ -135,17 +135,20 @@ def test_round_trip_preserves_value_and_types(value: Any) -> None:
 
 @SETTINGS
 @given(session_values)
-def test_marked_round_trip_preserves_value_and_says_when_it_held_no_tag(value: Any) -> None:
-    """The cookie's codec: ``dumps_marked`` of tagged data, read back by ``loads_marked``,
-    which also reports text with no tag in it (its values then need no re-tagging)."""
-    tagged = serialization.tag(value)
-    raw = serialization.dumps_marked(tagged)
-    parsed, plain = serialization.loads_marked(raw)
-    assert same(parsed, value)
-    if plain:
-        assert b'{" ' not in raw and same(parsed, tagged)
-    if serialization._orjson is not None and b'{" ' not in raw and raw[:1] != b" ":
-        assert plain  # orjson wrote it and it holds no tag: reported as plain
+def test_marked_round_trip_preserves_value(value: Any) -> None:
+    """The cookie's codec: ``dumps_marked`` of tagged data, read back by ``loads_marked``;
+    text the standard library wrote (a long integer, or no orjson) starts with a space."""
+    raw = serialization.dumps_marked(serialization.tag(value))
+    assert same(serialization.loads_marked(raw), value)
+    if serialization._orjson is None:
+        assert raw[:1] == b" "
+
+
+def test_a_lone_surrogate_is_a_clear_error() -> None:
+    with pytest.raises(SessionDataError, match="lone surrogate"):
+        serialization.dumps_marked(serialization.tag({"x": "\ud800"}))
+    with pytest.raises(SessionDataError, match="lone surrogate"):
+        serialization.dumps_plain_bytes(serialization.tag({"x": "\ud800"}))
 
 
 @SETTINGS
@@ -477,3 +480,23 @@ def test_loads_items_rejects_values_that_are_not_one_json_value_each(
 ) -> None:
     with pytest.raises(ValueError):
         serialization.loads_items(items)
+
+
+# -- record metadata --------------------------------------------------------------------------
+def test_metadata_lists_with_and_without_a_device_label_are_read() -> None:
+    """Records written before the device label existed hold ten fields; they still read."""
+    from sessionkit.stores.base import RecordMeta
+
+    meta = RecordMeta(1, 2, user="u", device="Firefox on Linux")
+    listed = serialization.loads_plain(serialization.dumps_plain(meta.to_list()).encode())
+    assert len(listed) == 11
+    assert RecordMeta.from_list(listed) == meta
+    assert RecordMeta.from_sealed_list(listed) == meta
+    assert RecordMeta.from_list(listed[:10]).device is None
+    assert RecordMeta.from_sealed_list(listed[:10]).device is None
+    assert RecordMeta.from_list(listed, 7).last_seen == 7
+    for bad in ([*listed, None], listed[:9], [*listed[:10], 5]):
+        with pytest.raises(ValueError):
+            RecordMeta.from_list(bad)
+    with pytest.raises(ValueError):  # a stored last_seen is checked even when overridden
+        RecordMeta.from_list([1, 1, "junk", None, None, None, None, None, [], []], 5)

@@ -229,11 +229,16 @@ def test_admin_lists_and_revokes_a_users_sessions(make_sk, kind: str, alice: Use
     User.objects.create_superuser("root", "root@example.com", "pw-root-1")
     staff = Client()
     assert staff.login(username="root", password="pw-root-1")
-    phone, laptop = Client(), Client()
+    iphone = (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 "
+        "(KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1"
+    )
+    phone, laptop = Client(HTTP_USER_AGENT=iphone), Client()  # the laptop sends no agent
     cookies = [login(phone), login(laptop)]
     page = staff.get(f"/admin/auth/user/{alice.pk}/sessions/")
     assert page.status_code == 200
     html = page.content.decode()
+    assert "<td>Safari on iOS</td>" in html and "<td>unknown device</td>" in html
     handles = re.findall(r"<code>([0-9a-f]{16})</code>", html)
     assert len(handles) == 2
     assert not any(cookie.partition(".")[0] in html for cookie in cookies)  # never an ID

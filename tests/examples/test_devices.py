@@ -1,10 +1,12 @@
-"""The dashboard's device and place labels: short, and never the full address."""
+"""The dashboard's device and place labels: short, and never the full address (the device
+label is the core's: ``sessionkit.fingerprint.device_label``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from example_projects.shared.devices import device_label, place_label
+from example_projects.shared.devices import place_label
+from sessionkit.fingerprint import device_label
 
 PIXEL = (
     "Mozilla/5.0 (Linux; Android 14; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -24,11 +26,11 @@ MAC_SAFARI = (
         ("Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0",
          "Firefox on Linux"),
         ("curl/8.5.0", "curl"),
-        ("", "Unknown browser"),
-        ("<script>", "Unknown browser"),
+        ("", None),
+        ("<script>", None),
     ],
 )  # fmt: skip
-def test_device_label(agent: str, label: str) -> None:
+def test_device_label(agent: str, label: str | None) -> None:
     assert device_label(agent) == label
 
 
