@@ -253,10 +253,12 @@ class SessionEngine:
             return
         rotate = False
         if meta.fingerprint is not None:
-            material = self._material(ctx)
+            material = ctx.material
+            if material is False:
+                material = self._material(ctx)
             matched = (
                 None if material is None
-                else self.keyring.fingerprint_matches(material, meta.fingerprint)
+                else self.keyring.fingerprint_matches(material, meta.fingerprint)  # type: ignore[arg-type]
             )  # fmt: skip
             if material is None or matched == 0:
                 ctx.fingerprint = "keep"
@@ -350,7 +352,14 @@ class SessionEngine:
             self._settle(session, meta, end)
             return plan
 
-        if session.modified:
+        if (
+            session._changed
+            or session._removed
+            or session._cleared
+            or session._force
+            or session._meta_changed
+            or session._rotate
+        ):  # session.modified, inline: this runs on every request that touched the session
             if empty:
                 if ctx.digest is not None:
                     plan.deletes.append(ctx.digest)
@@ -430,7 +439,7 @@ class SessionEngine:
         if self._client_side:
             value = self._cookie_store.seal(
                 self.keyring, self._associated, ctx.session_id,  # type: ignore[arg-type]
-                meta, serialization.tag(dict(dict.items(session))),
+                meta, serialization.tag_items(dict.items(session)),
             )  # fmt: skip
         elif ctx.cookie is not None and ctx.key_index == 0:
             value = ctx.cookie
@@ -526,7 +535,7 @@ class SessionEngine:
         """Execute ``plan`` against the store (sync). ``False``: the session vanished
         meanwhile (logout, revoke) and was not brought back; the cookie is cleared."""
         ok = True
-        if plan.has_io:
+        if plan.write is not None or plan.deletes or plan.touch is not None:  # plan.has_io
             store = self.store
             try:
                 if plan.write is not None:

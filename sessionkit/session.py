@@ -129,16 +129,23 @@ class Session(dict[str, Any]):
         self._removed.add(key)
 
     # -- reading ---------------------------------------------------------------------------
+    # The hottest methods inline _read and the immutable case of _watch: a view reads a
+    # value or two on nearly every request.
     def __getitem__(self, key: str) -> Any:
-        self._read()
-        return self._watch(key, dict.__getitem__(self, key))
+        if self._loader is not None:
+            self._ensure()
+        self._accessed = True
+        value = dict.__getitem__(self, key)
+        return value if type(value) in _IMMUTABLE else self._watch(key, value)
 
     def get(self, key: str, default: Any = None) -> Any:
-        self._read()
+        if self._loader is not None:
+            self._ensure()
+        self._accessed = True
         value = dict.get(self, key, _MISSING)
         if value is _MISSING:
             return default
-        return self._watch(key, value)
+        return value if type(value) in _IMMUTABLE else self._watch(key, value)
 
     def __contains__(self, key: object) -> bool:
         self._read()
@@ -200,7 +207,12 @@ class Session(dict[str, Any]):
 
     # -- writing ---------------------------------------------------------------------------
     def __setitem__(self, key: str, value: Any) -> None:
-        self._write(key)
+        if self._loader is not None:
+            self._ensure()
+        self._accessed = True
+        self._changed.add(key)
+        if self._removed:
+            self._removed.discard(key)
         dict.__setitem__(self, key, value)
 
     def __delitem__(self, key: str) -> None:

@@ -21,6 +21,7 @@ from sessionkit.crypto import Keyring, b64decode, b64encode
 from sessionkit.stores.base import RecordMeta, Store, Write
 
 PREFIX = "2"
+_FORMAT = serialization.FORMAT_VERSION
 #: The first format: the same, but the plaintext carries no mark of its encoder.
 PREFIX_V1 = "1"
 
@@ -47,7 +48,9 @@ class CookieStore(Store):
     ) -> str:  # fmt: skip
         """The cookie value for ``tagged`` (the session data, already through
         ``serialization.tag``); ``associated`` as ``associated_data`` gives it."""
-        payload = serialization.dumps_marked([session_id, meta.to_list(), tagged])
+        payload = serialization.dumps_marked(  # [version, *meta]: RecordMeta.to_list, inline
+            [session_id, [_FORMAT, *meta], tagged]
+        )
         return PREFIX + b64encode(keyring.seal(payload, associated[PREFIX]))
 
     def unseal(

@@ -574,9 +574,7 @@ class UserIndexConformance:
         )
         for agent in (firefox, iphone):
             client = ClientInfo("192.0.2.7", agent)
-            Browser(engine, flavour, client=client, loop=loop).visit(
-                lambda s: s.bind_user("dora")
-            )
+            Browser(engine, flavour, client=client, loop=loop).visit(lambda s: s.bind_user("dora"))
         listed = engine.store.user_sessions("dora")
         assert sorted(str(i.device) for i in listed) == ["Firefox on Linux", "Safari on iOS"]
         assert all(i.user == "dora" for i in listed)

@@ -500,3 +500,10 @@ def test_metadata_lists_with_and_without_a_device_label_are_read() -> None:
             RecordMeta.from_list(bad)
     with pytest.raises(ValueError):  # a stored last_seen is checked even when overridden
         RecordMeta.from_list([1, 1, "junk", None, None, None, None, None, [], []], 5)
+
+
+@SETTINGS
+@given(st.dictionaries(st.one_of(plain_keys, st.sampled_from(TAGS)), session_values, max_size=4))
+def test_tag_items_is_tag_of_the_dict(data: dict[str, Any]) -> None:
+    """The cookie tags the session's items without copying them first: same result."""
+    assert serialization.tag_items(data.items()) == serialization.tag(data)
