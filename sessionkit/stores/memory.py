@@ -40,7 +40,12 @@ class MemoryStore(PollingLocks, Store):
 
     @classmethod
     def from_url(cls, url: str, **options: object) -> MemoryStore:
-        query = parse_qs(urlsplit(url).query)
+        query = parse_qs(urlsplit(url).query, keep_blank_values=True)
+        unknown = sorted(set(query) - {"max_sessions"})
+        if unknown:  # a typo must not silently leave the store unbounded or unconfigured
+            raise ConfigError(
+                "store", f"{url!r}: unknown option {unknown[0]!r} (known: max_sessions)"
+            )
         if "max_sessions" in query:
             try:
                 options.setdefault("max_sessions", int(query["max_sessions"][0]))

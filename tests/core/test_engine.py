@@ -215,6 +215,8 @@ def test_memory_store_url_options() -> None:
     assert store.max_sessions == 5  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="max_sessions"):
         open_store("memory://?max_sessions=lots")
+    with pytest.raises(ConfigError, match="unknown option 'max_session'"):
+        open_store("memory://?max_session=5")  # a typo is an error, not an unbounded store
 
 
 class DownStore(Store):
