@@ -501,6 +501,7 @@ class SessionStore(SessionBase):
             int(now), core._idle, core._browser, core._until, core._user,
             old.fingerprint if old is not None else None,
             tuple(core._flash_new), tuple(core._flash_old),
+            old.device if old is not None else None,  # no client here: keep what is known
         )  # fmt: skip
         data = dict(dict.items(core))
         if engine.store.client_side:

@@ -13,7 +13,7 @@ from django.test import override_settings
 from django.utils import timezone
 from sessionkit_django.engine import SessionStore
 
-from sessionkit import SessionConfig, SessionEngine, serialization
+from sessionkit import ClientInfo, SessionConfig, SessionEngine, serialization
 from sessionkit.ids import digest
 from sessionkit.stores.base import RecordMeta
 from sessionkit.testing import FakeClock
@@ -251,6 +251,24 @@ def test_a_core_session_reads_in_django(sk: SessionEngine) -> None:
     sk.run(plan)
     value = plan.set_cookie.split(";")[0].partition("=")[2]
     assert SessionStore(value)["from"] == "asgi"
+
+
+def test_a_standalone_save_keeps_the_device_label(sk: SessionEngine) -> None:
+    """Django's own code paths (``Client.session``, ``update_session_auth_hash`` outside
+    the middleware) save with no client in hand: the device list must not lose its label."""
+    firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
+    client = ClientInfo("192.0.2.1", firefox)
+    core = sk.open(None, client)
+    core["n"] = 1
+    plan = sk.commit(core)
+    sk.run(plan)
+    value = plan.set_cookie.split(";")[0].partition("=")[2]
+    standalone = SessionStore(value)
+    standalone["n"] = 2
+    standalone.save()
+    again = sk.open(f"{sk.config.cookie_name}={standalone.session_key}", client)
+    assert again["n"] == 2 and again._meta is not None
+    assert again._meta.device == "Firefox on Linux"
 
 
 # -- expiry ------------------------------------------------------------------------------
