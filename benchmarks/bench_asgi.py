@@ -19,10 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import json
-import platform
 import pstats
-import secrets
 import statistics
 import sys
 import time
@@ -46,14 +43,12 @@ from starsessions import SessionAutoloadMiddleware
 from starsessions import SessionMiddleware as StarSessions
 from starsessions.stores.redis import RedisStore as StarRedis
 
-import sessionkit
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+from benchmarks.common import SECRET, environment, write_results  # noqa: E402
 from tests import servers  # noqa: E402  (the test suite's real-server helper)
 
 DEFAULT_OUTPUT = HERE / "results" / "asgi.json"
-SECRET = secrets.token_urlsafe(36)
 UA = b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0.0.0 Safari/537.36"
 #: Goals from issue 4: overhead ratios (ours / theirs) not to exceed these.
 GOALS = {
@@ -226,14 +221,10 @@ def report(times: dict[str, list[float]], args: argparse.Namespace) -> dict[str,
     return {
         "benchmark": "ASGI middleware per-request overhead",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "environment": {
-            "python": platform.python_version(),
-            "machine": platform.machine(),
-            "platform": platform.platform(),
-            "sessionkit": sessionkit.__version__,
-            "starlette": starlette.__version__,
-            "starsessions": getattr(starsessions, "__version__", "2.x"),
-        },
+        "environment": environment(
+            starlette=starlette.__version__,
+            starsessions=getattr(starsessions, "__version__", "2.x"),
+        ),
         "settings": {
             "repeats": args.repeats,
             "requests": args.requests,
@@ -279,9 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         redis.close()
     result = report(times, args)
     if not args.no_json:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"\nwritten to {args.output}")
+        write_results(result, args.output)
     return 0
 
 

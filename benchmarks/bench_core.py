@@ -17,7 +17,6 @@ import argparse
 import gc
 import json
 import platform
-import secrets
 import statistics
 import sys
 import time
@@ -26,7 +25,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import cryptography
 import flask
@@ -39,28 +37,18 @@ import sessionkit
 from sessionkit import SessionConfig, SessionEngine
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # for benchmarks.common, when run as a script
+
+from benchmarks.common import PAYLOAD, SECRET, environment, fresh_payload, write_results  # noqa: E402
+
 DEFAULT_OUTPUT = HERE / "results" / "core.json"
 
-#: One secret (48 random characters) shared by every contestant.
-SECRET = secrets.token_urlsafe(36)
-#: A small, realistic session, the same for every contestant.
-PAYLOAD: dict[str, Any] = {
-    "user_id": 48213,
-    "csrf_token": secrets.token_urlsafe(32),
-    "n": 0,
-    "recent": ["/", "/products/17", "/cart"],
-}
 #: Starlette's default SessionMiddleware max_age (14 days).
 STARLETTE_MAX_AGE = 14 * 24 * 60 * 60
 
 #: The project goal: the encrypted cookie cycle costs at most this fraction of
 #: itsdangerous's signed-only cycle.
 GOAL_RATIO = 0.5
-
-
-def fresh_payload() -> dict[str, Any]:
-    """A deep-enough copy of ``PAYLOAD`` so no contestant shares mutable state."""
-    return {**PAYLOAD, "recent": list(PAYLOAD["recent"])}
 
 
 @dataclass
@@ -289,17 +277,12 @@ def report(
     document = {
         "benchmark": "core request cycle",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "environment": {
-            "python": platform.python_version(),
-            "implementation": platform.python_implementation(),
-            "machine": platform.machine(),
-            "platform": platform.platform(),
-            "sessionkit": sessionkit.__version__,
-            "flask": _version("flask"),
-            "starlette": starlette.__version__,
-            "itsdangerous": _version("itsdangerous"),
-            "cryptography": cryptography.__version__,
-        },
+        "environment": environment(
+            flask=_version("flask"),
+            starlette=starlette.__version__,
+            itsdangerous=_version("itsdangerous"),
+            cryptography=cryptography.__version__,
+        ),
         "settings": {
             "repeats": args.repeats,
             "iterations": args.iterations,
@@ -327,9 +310,7 @@ def report(
             "met": met,
         },
     }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", "utf-8")
-    print(f"\nwrote {_shown(output)}")
+    write_results(document, output)
 
 
 def _version(distribution: str) -> str:

@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import platform
-import secrets
 import statistics
 import sys
 import tempfile
@@ -43,8 +41,9 @@ sys.path[:0] = [str(HERE.parent), str(HERE.parent / "adapters")]
 import django  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from benchmarks.common import SECRET, environment, write_results  # noqa: E402
+
 DEFAULT_OUTPUT = HERE / "results" / "django.json"
-SECRET = secrets.token_urlsafe(48)
 GOALS = {  # sessionkit contestant: (Django contestant, largest allowed overhead ratio)
     "sessionkit redis": ("django cache (redis)", 0.35),
     "sessionkit sqlite": ("django db (sqlite)", 0.5),
@@ -295,8 +294,9 @@ def report(timings: dict[str, list[float]], output: Path | None) -> None:
         )
         if floor is not None and floor in overhead:
             entry["floor_ratio"] = round(overhead[floor] / overhead[theirs], 3)
-            line += (f"; the {floor} alone is {entry['floor_ratio']:.2f}x"
-                     + (" (the goal is below it)" if entry["floor_ratio"] > limit else ""))
+            line += f"; the {floor} alone is {entry['floor_ratio']:.2f}x" + (
+                " (the goal is below it)" if entry["floor_ratio"] > limit else ""
+            )
         goals.append(entry)
         print(line)
     for ours, theirs in EXTRA_RATIOS.items():
@@ -316,17 +316,13 @@ def report(timings: dict[str, list[float]], output: Path | None) -> None:
             for name, values in timings.items()
         ],
         "goals": goals,
-        "environment": {
-            "python": platform.python_version(),
-            "machine": platform.machine(),
-            "platform": platform.platform(),
-            "django": django.get_version(),
-            "redis-py": version("redis"),
-            "sqlalchemy": version("sqlalchemy"),
-        },
+        "environment": environment(
+            django=django.get_version(),
+            **{"redis-py": version("redis")},
+            sqlalchemy=version("sqlalchemy"),
+        ),
     }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    write_results(document, output)
 
 
 def main(argv: list[str] | None = None) -> None:

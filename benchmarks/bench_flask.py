@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import platform
-import secrets
 import statistics
 import sys
 import time
@@ -33,17 +31,16 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # `tests.servers` starts redis-server
-
 import flask  # noqa: E402
 import redis  # noqa: E402
 from sessionkit_flask import SessionKit  # noqa: E402
 from werkzeug.test import EnvironBuilder  # noqa: E402
 
 import sessionkit  # noqa: E402
+from benchmarks.common import SECRET, environment, write_results  # noqa: E402
 from tests import servers  # noqa: E402
 
 DEFAULT_OUTPUT = HERE / "results" / "flask.json"
-SECRET = secrets.token_urlsafe(36)
 USER_AGENT = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/126.0.0.0 Safari/537.36"
@@ -284,13 +281,9 @@ def report(field: list[Contestant], samples: Samples, args: argparse.Namespace) 
     return {
         "benchmark": "Flask per-request session overhead",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "environment": {
-            "python": platform.python_version(),
-            "machine": platform.machine(),
-            "platform": platform.platform(),
-            "sessionkit": sessionkit.__version__,
-            **{name: version(name) for name in ("flask", "flask-session", "redis")},
-        },
+        "environment": environment(
+            **{name: version(name) for name in ("flask", "flask-session", "redis")}
+        ),
         "settings": {
             "repeats": args.repeats,
             "iterations": args.iterations,
@@ -338,9 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         samples = measure(field, args.repeats, args.iterations)
     document = report(field, samples, args)
     if not args.no_json:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(document, indent=2) + "\n", "utf-8")
-        print(f"\nwrote {args.output}")
+        write_results(document, args.output)
     return 0
 
 

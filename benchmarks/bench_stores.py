@@ -62,6 +62,7 @@ from pymemcache.client.base import Client as MemcacheClient  # type: ignore[impo
 from sqlalchemy.util.concurrency import await_  # noqa: E402
 
 import sessionkit  # noqa: E402
+from benchmarks.common import PAYLOAD, SECRET, environment, write_results  # noqa: E402
 from sessionkit import SessionConfig, SessionEngine  # noqa: E402
 from sessionkit.stores.base import Store  # noqa: E402
 from sessionkit.stores.file import FileStore  # noqa: E402
@@ -72,13 +73,6 @@ from sessionkit.stores.sql import SQLStore  # noqa: E402
 from tests import servers  # noqa: E402
 
 DEFAULT_OUTPUT = HERE / "results" / "stores.json"
-SECRET = secrets.token_urlsafe(36)
-PAYLOAD: dict[str, Any] = {
-    "user_id": 48213,
-    "csrf_token": secrets.token_urlsafe(32),
-    "n": 0,
-    "recent": ["/", "/products/17", "/cart"],
-}
 GOAL_RATIO = 1.3
 KINDS = ("read", "change")
 
@@ -838,17 +832,15 @@ def report(rows: list[Row], args: argparse.Namespace) -> dict[str, Any]:
     return {
         "benchmark": "store request cycle",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "environment": {
-            "python": platform.python_version(),
-            "machine": platform.machine(),
-            "platform": platform.platform(),
-            "sessionkit": sessionkit.__version__,
-            "redis-py": redis.__version__,
-            "sqlalchemy": sa.__version__,
-            "psycopg": psycopg.__version__,
-            "sqlite": sqlite3.sqlite_version,
-            "load_average": [round(x, 2) for x in os.getloadavg()],
-        },
+        "environment": environment(
+            **{
+                "redis-py": redis.__version__,
+                "sqlalchemy": sa.__version__,
+                "psycopg": psycopg.__version__,
+                "sqlite": sqlite3.sqlite_version,
+            },
+            load_average=[round(x, 2) for x in os.getloadavg()],
+        ),
         "repeats": args.repeats,
         "iterations": args.iterations,
         "goal": {"ratio": GOAL_RATIO, "met": met},
@@ -885,9 +877,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         res.close()
     if not args.no_json:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(document, indent=2) + "\n", "utf-8")
-        print(f"wrote {args.output}")
+        write_results(document, args.output)
     return 0
 
 
