@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +66,22 @@ def postgres_server() -> Iterator[servers.Postgres]:
     server = servers.postgres_server()
     yield server
     server.close()
+
+
+def store_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """The URL of a store the adapter tests run on: ``kind`` is memory, cookie, file,
+    sqlite, redis or memcached (the servers are the session fixtures above; each test gets
+    its own Redis key space)."""
+    if kind in ("memory", "cookie"):
+        return f"{kind}://"
+    if kind == "file":
+        return f"file://{tmp_path / 'sessions'}?fsync=false"
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'sessions.sqlite3'}"
+    if kind == "redis":
+        server: servers.Server = request.getfixturevalue("redis_server")
+        return f"redis://127.0.0.1:{server.port}/0?prefix=t{secrets.token_hex(6)}:"
+    if kind == "memcached":
+        mc: servers.Server = request.getfixturevalue("memcached_server")
+        return f"memcached://127.0.0.1:{mc.port}"
+    raise AssertionError(kind)

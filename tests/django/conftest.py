@@ -4,7 +4,6 @@ from the test project's settings module, so the rest of the suite never sees Dja
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from django.conf import settings
 
 from sessionkit import SessionEngine, open_store
 from sessionkit.testing import FakeClock
-from tests import servers
+from tests.conftest import store_url
 from tests.django.project import settings as project_settings
 
 if not settings.configured:
@@ -33,24 +32,6 @@ from sessionkit_django import conf, use_engine
 STORES = ["memory", "cookie", "file", "sqlite", "redis", "memcached"]
 #: Server-side stores with a per-user index (login binding, revocation).
 INDEXED = ["memory", "file", "sqlite", "redis"]
-
-
-def store_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    if kind == "memory":
-        return "memory://"
-    if kind == "cookie":
-        return "cookie://"
-    if kind == "file":
-        return f"file://{tmp_path / 'sessions'}?fsync=false"
-    if kind == "sqlite":
-        return f"sqlite:///{tmp_path / 'sessions.sqlite3'}"
-    if kind == "redis":
-        server: servers.Server = request.getfixturevalue("redis_server")
-        return f"redis://127.0.0.1:{server.port}/0?prefix=dj{secrets.token_hex(4)}:"
-    if kind == "memcached":
-        mc: servers.Server = request.getfixturevalue("memcached_server")
-        return f"memcached://127.0.0.1:{mc.port}"
-    raise ValueError(kind)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from typing import Any
 import flask
 import pytest
 
-from tests import servers
+from tests.conftest import store_url
 from tests.flask.app import create_app
 
 #: Every store the adapter is run on. Redis runs against the real server fixture.
@@ -22,22 +22,6 @@ AppFactory = Callable[..., flask.Flask]
 
 def new_key() -> str:
     return secrets.token_urlsafe(48)
-
-
-def store_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    if kind == "cookie":
-        return "cookie://"
-    if kind == "memory":
-        return "memory://"
-    if kind == "file":
-        return f"file://{tmp_path / 'sessions'}"
-    if kind == "sqlite":
-        return f"sqlite:///{tmp_path / 'sessions.db'}"
-    if kind == "redis":
-        server: servers.Server = request.getfixturevalue("redis_server")
-        prefix = "flask" + secrets.token_hex(6) + ":"  # each test its own key space
-        return f"redis://127.0.0.1:{server.port}/0?prefix={prefix}"
-    raise AssertionError(kind)
 
 
 @pytest.fixture(params=STORES)

@@ -20,7 +20,8 @@ from werkzeug.serving import make_server
 from sessionkit import EventKind, StoreError, StoreUnavailable
 from sessionkit.testing import FakeClock
 from tests import servers
-from tests.flask.conftest import AppFactory, new_key, store_url
+from tests.conftest import store_url
+from tests.flask.conftest import AppFactory, new_key
 from tests.flask.helpers import cookie_value, replay
 
 
