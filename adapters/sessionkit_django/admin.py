@@ -17,7 +17,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from sessionkit_django.auth import revoke_session, user_sessions
+from sessionkit_django.auth import revoke_all, revoke_session, user_sessions
 from sessionkit_django.conf import engines
 
 
@@ -44,7 +44,7 @@ class UserSessionsAdminMixin:
                 done = revoke_session(user, request.POST["handle"])
                 messages.info(request, "Session revoked." if done else "No such session.")
             else:
-                count = store.revoke_user(str(user.pk))
+                count = revoke_all(user)  # by the configured USER_KEY, as listed
                 messages.info(request, f"{count} session(s) revoked.")
             return HttpResponseRedirect(request.path)
         rows = [

@@ -96,6 +96,11 @@ def user_sessions(user: Any) -> list[SessionInfo]:
     return engines().request.store.user_sessions(_user_key(user))
 
 
+def revoke_all(user: Any) -> int:
+    """Log out every session of ``user`` (the admin page's "Revoke all")."""
+    return engines().request.store.revoke_user(_user_key(user))
+
+
 def revoke_session(user: Any, session_handle: str) -> bool:
     """Log out one of the user's sessions by the handle ``user_sessions`` showed."""
     return engines().request.store.revoke_handle(_user_key(user), session_handle)

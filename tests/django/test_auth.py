@@ -254,6 +254,8 @@ def test_user_key_setting_chooses_the_neutral_user_key(
         key = expected if expected is not None else str(alice.pk)
         assert [len(i.handle) for i in engine.store.user_sessions(key)] == [16]
         assert sk_auth.user_sessions(alice)[0].user == key
+        assert sk_auth.revoke_all(alice) == 1  # what the admin's "Revoke all" calls
+        assert engine.store.user_sessions(key) == []
 
 
 def upper_name(user: User) -> str:

@@ -1,6 +1,7 @@
 """``manage.py sessionkit init|gc|stats|list|revoke|keygen``: the ``sessionkit`` command
 line (``sessionkit.cli``) on the project's configured store, so the two never drift.
-``--user`` takes the user's primary key, as the session index stores it."""
+``--user`` takes the user key the session index stores (``SESSIONKIT["USER_KEY"]``: the
+primary key unless configured otherwise)."""
 
 from __future__ import annotations
 
