@@ -54,9 +54,11 @@ class _Context:
 
     @property
     def handle(self) -> str | None:
-        if self.digest is None and self.session_id is not None:
-            self.digest = digest(self.session_id)
-        return handle(self.digest) if self.digest is not None else None
+        """The session's opaque name for events and logs. ``digest`` stays what it means,
+        the stored record's key (never set for a cookie session), whoever asks for this."""
+        if self.digest is not None:
+            return handle(self.digest)
+        return handle(digest(self.session_id)) if self.session_id is not None else None
 
 
 class CommitPlan:
@@ -133,7 +135,6 @@ class SessionEngine:
         self._devices: dict[str, str | None] = {}  # User-Agent -> device label, bounded
         self._deadline = deadline_for(config)
         self._always_secure = config.cookie_secure
-        self._browser_default = config.browser_session
 
     def client(
         self,
@@ -283,7 +284,7 @@ class SessionEngine:
             self._emit(EventKind.LOADED, ctx, "")
 
     def _forfeit(self, ctx: _Context) -> None:
-        if ctx.digest is not None and not self._client_side:
+        if ctx.digest is not None:
             ctx.doomed = (*ctx.doomed, ctx.digest)
         ctx.rejected = True
 
@@ -432,10 +433,7 @@ class SessionEngine:
         self, session: Session, ctx: _Context, meta: RecordMeta, end: float, now: float,
         secure: bool,
     ) -> str:  # fmt: skip
-        browser = meta.browser
-        if browser is None:
-            browser = self._browser_default
-        max_age = None if browser else int(end - now)
+        max_age = None if browser_session(meta, self.config) else int(end - now)
         if self._client_side:
             value = self._cookie_store.seal(
                 self.keyring, self._associated, ctx.session_id,  # type: ignore[arg-type]
@@ -484,17 +482,14 @@ class SessionEngine:
 
     async def arevoke_others(self, session: Session) -> int:
         """The async flavour of ``revoke_others``."""
-        if session._loader is not None:
-            await self.aload(session)
+        await self.aload(session)
         user, keep = self._others(session)
         return 0 if user is None else await self.store.arevoke_user(user, keep=keep)
 
-    def _others(self, session: Session) -> tuple[str | None, str | None]:
-        user = session.user_id
+    @staticmethod
+    def _others(session: Session) -> tuple[str | None, str | None]:
         ctx: _Context = session._ctx
-        if ctx.digest is None and ctx.session_id is not None and not self._client_side:
-            ctx.digest = digest(ctx.session_id)
-        return user, ctx.digest
+        return session.user_id, ctx.digest
 
     # ======================================================================================
     # locks

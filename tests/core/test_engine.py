@@ -365,3 +365,16 @@ def test_revoke_others_keeps_only_this_session(clock: FakeClock) -> None:
 def test_every_store_url_accepts_a_clock(clock: FakeClock) -> None:
     for url in ("cookie://", "memory://"):
         assert open_store(url, clock=clock).url.startswith(url)
+
+
+def test_a_cookie_session_plans_no_store_deletes_whoever_listens(clock: FakeClock) -> None:
+    """Naming a cookie session in an event (its handle) must not turn it into a stored
+    record's key: invalidating it plans no delete and no I/O, with or without subscribers."""
+    for listening in (False, True):
+        browser = Browser(make_engine(clock, store="cookie://"))
+        if listening:
+            browser.engine.events.subscribe(lambda event: None)
+        browser.visit(lambda s: s.update(a=1))
+        for change in (lambda s: s.invalidate(), lambda s: s.clear()):
+            visit = browser.fork().visit(lambda s, change=change: (s.get("a"), change(s)))
+            assert visit.plan.deletes == [] and not visit.plan.has_io
