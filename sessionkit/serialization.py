@@ -61,19 +61,7 @@ def _tag(value: Any) -> Any:
     if kind is list:
         return [v if type(v) in _PLAIN else _tag(v) for v in value]
     if kind is dict:
-        out = {}
-        for key, item in value.items():
-            if type(key) is not str:
-                raise SessionDataError(
-                    f"session dict keys must be strings, got {type(key).__name__} key "
-                    f"{key!r}; convert it with str() before storing"
-                )
-            out[key] = item if type(item) in _PLAIN else _tag(item)
-        if len(out) == 1:
-            (only,) = out
-            if only in _UNTAG:  # a user dict that looks like a tag: escape it as a pair
-                return {" di": [only, out[only]]}
-        return out
+        return _tag_pairs(value.items())
     if kind is tuple:
         return {" t": [_tag(v) for v in value]}
     if kind is datetime:
@@ -109,6 +97,24 @@ def _tag(value: Any) -> Any:
         "stores JSON plus datetime, date, time, timedelta, UUID, Decimal, bytes, tuple, set "
         "and markup, and never pickles. Store a plain representation instead (e.g. its id)."
     )
+
+
+def _tag_pairs(items: Iterable[tuple[Any, Any]]) -> dict[str, Any]:
+    """A dict's items, tagged: string keys only, and a lone key that looks like a tag
+    escaped as a ``" di"`` pair."""
+    out = {}
+    for key, item in items:
+        if type(key) is not str:
+            raise SessionDataError(
+                f"session dict keys must be strings, got {type(key).__name__} key "
+                f"{key!r}; convert it with str() before storing"
+            )
+        out[key] = item if type(item) in _PLAIN else _tag(item)
+    if len(out) == 1:
+        (only,) = out
+        if only in _UNTAG:  # a user dict that looks like a tag: escape it as a pair
+            return {" di": [only, out[only]]}
+    return out
 
 
 _UNTAG: dict[str, Callable[[Any], Any]] = {
@@ -175,6 +181,9 @@ _DIGIT_RUN = b"0" * 19
 _TAG_OPENING = b'{" '
 
 
+_TOO_DEEP = "a session value contains itself (or is nested too deeply) and cannot be stored"
+
+
 def tag(value: Any) -> Any:
     """``value`` with every non-JSON value replaced by its tag (for payloads assembled from
     tagged data and plain metadata, encoded with ``dumps_plain``)."""
@@ -183,48 +192,39 @@ def tag(value: Any) -> Any:
     try:
         return _tag(value)
     except RecursionError:
-        raise SessionDataError(
-            "a session value contains itself (or is nested too deeply) and cannot be stored"
-        ) from None
+        raise SessionDataError(_TOO_DEEP) from None
 
 
 def tag_items(items: Iterable[tuple[Any, Any]]) -> dict[str, Any]:
     """``tag(dict(items))`` without the copy: a session's data, tagged for one JSON text."""
-    out = {}
     try:
-        for key, item in items:
-            if type(key) is not str:
-                return tag(dict(items))  # type: ignore[no-any-return]  # raises, saying why
-            out[key] = item if type(item) in _PLAIN else _tag(item)
+        return _tag_pairs(items)
     except RecursionError:
-        return tag(dict(items))  # type: ignore[no-any-return]  # raises SessionDataError
-    if len(out) == 1:
-        (only,) = out
-        if only in _UNTAG:  # a lone key that looks like a tag: escaped as _tag does
-            return {" di": [only, out[only]]}
-    return out
+        raise SessionDataError(_TOO_DEEP) from None
 
 
-def dumps_plain_bytes(value: Any) -> bytes:
-    """Encode a value that is already plain JSON (or already tagged), as UTF-8."""
+def _by_orjson(value: Any) -> bytes | None:
+    """orjson's encoding of a plain (or tagged) value, or ``None`` where the standard
+    library decides: a 65-bit integer, a lone surrogate, no orjson at all."""
     if _orjson is not None:
         try:
             encoded: bytes = _orjson.dumps(value)
             return encoded
-        except TypeError:  # a 65-bit integer, a lone surrogate: the standard library decides
+        except TypeError:
             pass
-    return _utf8(_std_dumps(value))
+    return None
+
+
+def dumps_plain_bytes(value: Any) -> bytes:
+    """Encode a value that is already plain JSON (or already tagged), as UTF-8."""
+    encoded = _by_orjson(value)
+    return encoded if encoded is not None else _utf8(_std_dumps(value))
 
 
 def dumps_plain(value: Any) -> str:
     """Encode a value that is already plain JSON (or already tagged)."""
-    if _orjson is not None:
-        try:
-            text: str = _orjson.dumps(value).decode("utf-8")
-            return text
-        except TypeError:
-            pass
-    return _std_dumps(value)
+    encoded = _by_orjson(value)
+    return encoded.decode("utf-8") if encoded is not None else _std_dumps(value)
 
 
 def dumps(value: Any) -> str:
@@ -258,13 +258,18 @@ def loads(text: str | bytes) -> Any:
             except ValueError:
                 pass  # not JSON to orjson (NaN from an old record?): the standard library says
             else:
-                if _TAG_OPENING in raw:
-                    try:
-                        return _untag_tree(value)
-                    except Exception as exc:
-                        raise ValueError(f"malformed tagged JSON: {exc!r}") from exc
-                return value
+                return _restore_tags(value, raw)
     return _std_loads(text)
+
+
+def _restore_tags(value: Any, raw: bytes) -> Any:
+    """What orjson parsed from ``raw``, with its tags turned back into values."""
+    if _TAG_OPENING not in raw:  # every tag starts like this: no untagging walk needed
+        return value
+    try:
+        return _untag_tree(value)
+    except Exception as exc:
+        raise ValueError(f"malformed tagged JSON: {exc!r}") from exc
 
 
 def dumps_marked(value: Any) -> bytes:
@@ -272,13 +277,8 @@ def dumps_marked(value: Any) -> bytes:
     encoder wrote it: ``[`` or ``{`` when orjson did, so the text holds no integer orjson
     cannot read back exactly; a space (JSON whitespace) when the standard library did.
     ``loads_marked`` then needs no scan for long numbers."""
-    if _orjson is not None:
-        try:
-            encoded: bytes = _orjson.dumps(value)
-            return encoded
-        except TypeError:
-            pass
-    return b" " + _utf8(_std_dumps(value))
+    encoded = _by_orjson(value)
+    return encoded if encoded is not None else b" " + _utf8(_std_dumps(value))
 
 
 def _utf8(text: str) -> bytes:
@@ -299,12 +299,7 @@ def loads_marked(raw: bytes) -> Any:
             value = _orjson.loads(raw)
         except ValueError as exc:
             raise ValueError(f"not JSON ({exc})") from None
-        if _TAG_OPENING not in raw:
-            return value
-        try:
-            return _untag_tree(value)
-        except Exception as exc:
-            raise ValueError(f"malformed tagged JSON: {exc!r}") from exc
+        return _restore_tags(value, raw)
     return loads(raw.lstrip(b" \t\n\r"))
 
 
