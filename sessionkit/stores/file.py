@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from sessionkit.errors import ConfigError, StoreUnavailable
 from sessionkit.ids import handle, is_digest
@@ -45,6 +45,7 @@ from sessionkit.stores.base import (
     Write,
     decode_document,
     encode_document,
+    query_options,
     reject_record,
 )
 
@@ -53,7 +54,6 @@ STALE_TEMP_SECONDS = 60.0  # a temporary file this old belongs to a writer that 
 _SHARD = re.compile(r"[0-9a-f]{2}")
 _TEMP = ".tmp-"
 _LOCK_SUFFIX = ".lock"
-_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
 def encode(record: Record, expires_at: float) -> bytes:
@@ -105,13 +105,8 @@ class FileStore(PollingLocks, Store):
         path = unquote(parts.path)
         if not path:
             raise ConfigError("store", f"{url!r} names no directory; e.g. file:///var/lib/app")
-        for key, values in parse_qs(parts.query, keep_blank_values=True).items():
-            if key != "fsync":
-                raise ConfigError("store", f"{url!r}: unknown option {key!r} (known: fsync)")
-            flag = values[-1].lower()
-            if flag not in _TRUE | _FALSE:
-                raise ConfigError("store", f"{url!r}: fsync must be true or false")
-            options.setdefault("fsync", flag in _TRUE)
+        for name, value in query_options(url, {"fsync": bool}).items():
+            options.setdefault(name, value)
         return cls(path, **options)
 
     # -- the protocol --------------------------------------------------------------------

@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 # pymemcache ships no type information (and typeshed has no stubs for it)
 from pymemcache.client.base import PooledClient  # type: ignore[import-untyped]
@@ -54,6 +54,7 @@ from sessionkit.stores.base import (
     Write,
     decode_document,
     encode_document,
+    query_options,
     reject_record,
 )
 
@@ -148,18 +149,12 @@ class MemcachedStore(PollingLocks, Store):
             servers = [unquote(parts.path)]
         else:
             raise ConfigError("store", f"{url!r} names no server; e.g. memcached://127.0.0.1:11211")
-        kinds: dict[str, Callable[[str], Any]] = {
+        kinds = {
             "prefix": str, "timeout": float, "connect_timeout": float, "max_pool_size": int,
             "max_retries": int,
         }  # fmt: skip
-        for key, values in parse_qs(parts.query, keep_blank_values=True).items():
-            if key not in kinds:
-                known = ", ".join(kinds)
-                raise ConfigError("store", f"{url!r}: unknown option {key!r} (known: {known})")
-            try:
-                options.setdefault(key, kinds[key](values[-1]))
-            except ValueError as exc:
-                raise ConfigError("store", f"{url!r}: {key} must be a number") from exc
+        for name, value in query_options(url, kinds).items():
+            options.setdefault(name, value)
         return cls(servers, url=url, **options)
 
     # -- the protocol --------------------------------------------------------------------

@@ -12,11 +12,18 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from urllib.parse import parse_qs, urlsplit
 
 from sessionkit.errors import ConfigError
 from sessionkit.ids import handle
-from sessionkit.stores.base import PollingLocks, Record, RecordMeta, SessionInfo, Store, Write
+from sessionkit.stores.base import (
+    PollingLocks,
+    Record,
+    RecordMeta,
+    SessionInfo,
+    Store,
+    Write,
+    query_options,
+)
 
 
 class MemoryStore(PollingLocks, Store):
@@ -40,17 +47,8 @@ class MemoryStore(PollingLocks, Store):
 
     @classmethod
     def from_url(cls, url: str, **options: object) -> MemoryStore:
-        query = parse_qs(urlsplit(url).query, keep_blank_values=True)
-        unknown = sorted(set(query) - {"max_sessions"})
-        if unknown:  # a typo must not silently leave the store unbounded or unconfigured
-            raise ConfigError(
-                "store", f"{url!r}: unknown option {unknown[0]!r} (known: max_sessions)"
-            )
-        if "max_sessions" in query:
-            try:
-                options.setdefault("max_sessions", int(query["max_sessions"][0]))
-            except ValueError as exc:
-                raise ConfigError("store", f"{url!r}: max_sessions must be a number") from exc
+        for name, value in query_options(url, {"max_sessions": int}).items():
+            options.setdefault(name, value)
         return cls(**options)  # type: ignore[arg-type]
 
     def __len__(self) -> int:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from sessionkit.errors import ConfigError
-from sessionkit.stores.base import mask_url
+from sessionkit.stores.base import mask_url, parse_flag
 
 Kind = Literal["single", "cluster", "sentinel"]
 DEFAULT_PREFIX = "sessionkit:"
@@ -32,7 +32,6 @@ _STRINGS = (
     "sentinel_username", "sentinel_password",
 )  # fmt: skip
 _KNOWN = frozenset((*_FLOATS, *_INTS, *_BOOLS, *_STRINGS))
-_TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off"})
 
 
 @dataclass(frozen=True)
@@ -168,10 +167,10 @@ def parse(url: str, **overrides: Any) -> RedisTarget:
             options[name] = _number(url, name, options[name], int)
     for name in _BOOLS:
         if name in options and isinstance(options[name], str):
-            text = options[name].lower()
-            if text not in _TRUE | _FALSE:
-                raise _bad(url, f"{name} must be true or false")
-            options[name] = text in _TRUE
+            try:
+                options[name] = parse_flag(options[name])
+            except ValueError:
+                raise _bad(url, f"{name} must be true or false") from None
     if any(name.startswith("ssl_") for name in options) and not ssl:
         raise _bad(url, "ssl_* options need a rediss:// URL")
     prefix = str(options.pop("prefix", DEFAULT_PREFIX))

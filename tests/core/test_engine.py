@@ -217,6 +217,8 @@ def test_memory_store_url_options() -> None:
         open_store("memory://?max_sessions=lots")
     with pytest.raises(ConfigError, match="unknown option 'max_session'"):
         open_store("memory://?max_session=5")  # a typo is an error, not an unbounded store
+    # one parser for every store's options: a repeated option keeps its last value
+    assert open_store("memory://?max_sessions=5&max_sessions=10").max_sessions == 10  # type: ignore[attr-defined]
 
 
 class DownStore(Store):
