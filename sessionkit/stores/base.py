@@ -132,6 +132,16 @@ class Write(NamedTuple):
     rotated_from: str | None = None
     previous_user: str | None = None
 
+    def items_over(self, current: Mapping[str, str]) -> dict[str, str]:
+        """The record's items once this write lands on ``current`` (a store that cannot
+        merge on its server merges here): exactly ``items`` for a replace, otherwise
+        ``current`` without ``removed``, with ``items`` over it."""
+        if self.replace:
+            return dict(self.items)
+        merged = {k: v for k, v in current.items() if k not in self.removed}
+        merged.update(self.items)
+        return merged
+
 
 @dataclass(frozen=True, slots=True)
 class SessionInfo:

@@ -20,6 +20,7 @@ a holder that crashed (or hangs) stops blocking others once its ttl has passed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import fcntl
@@ -137,11 +138,7 @@ class FileStore(PollingLocks, Store):
             else:
                 if current is None:
                     return False
-                if write.replace:
-                    items = dict(write.items)
-                else:
-                    items = {k: v for k, v in current.items.items() if k not in write.removed}
-                    items.update(write.items)
+                items = write.items_over(current.items)
                 version = current.version + 1
             self._write(digest, Record(items, write.meta, version), now + write.ttl)
             if write.meta.user is not None:
@@ -232,6 +229,10 @@ class FileStore(PollingLocks, Store):
     async def _atry_lock(self, digest: str, token: str, ttl: float) -> bool:
         # non-blocking attempts: a busy shard lock never stalls the event loop
         return self._try_lock(digest, token, ttl, blocking=False)
+
+    async def _aunlock(self, digest: str, token: str) -> None:
+        # the release waits for the shard lock (a save holds it while it fsyncs): off the loop
+        await asyncio.to_thread(self._unlock, digest, token)
 
     def _lock_token(self, digest: str) -> str:
         if not is_digest(digest):

@@ -185,12 +185,7 @@ class MemcachedStore(PollingLocks, Store):
             return self._rotate(old, key, value, expire)
 
         def merged(current: Record) -> Record:
-            if write.replace:
-                items = dict(write.items)
-            else:
-                items = {k: v for k, v in current.items.items() if k not in write.removed}
-                items.update(write.items)
-            return Record(items, write.meta, current.version + 1)
+            return Record(write.items_over(current.items), write.meta, current.version + 1)
 
         return self._update(digest, merged, expires_at, expire)
 

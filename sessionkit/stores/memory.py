@@ -87,11 +87,7 @@ class MemoryStore(PollingLocks, Store):
                 if entry is None:
                     return False
                 current = entry[0]
-                if write.replace:
-                    items = dict(write.items)
-                else:
-                    items = {k: v for k, v in current.items.items() if k not in write.removed}
-                    items.update(write.items)
+                items = write.items_over(current.items)
                 version = current.version + 1
                 self._unindex(write.digest, current.meta.user)
             self._records[write.digest] = (Record(items, write.meta, version), now + write.ttl)

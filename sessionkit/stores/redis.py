@@ -81,15 +81,12 @@ class RedisStore(Store):
     supports_lock = True
     supports_scan = True
 
-    def __init__(self, target: RedisTarget, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, target: RedisTarget) -> None:
         self.target = target
         self.url = target.url
         self.prefix = target.prefix
         self.cluster = target.kind == "cluster"
         self._single = "0" if self.cluster else "1"
-        # Redis TTLs run on the server's real clock; the clock is kept for API parity with
-        # the other stores (tests pass a fake one) but nothing here is timed by it.
-        self._clock = clock
         self._sync: Any = None
         self._async: Any = None
         # ``_call``/``_acall`` send one command: a Lane's (single server, Sentinel), or the
@@ -106,8 +103,8 @@ class RedisStore(Store):
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStore:
         """``options``: ``clock=``, ``prefix=`` and any query option (they win over the URL)."""
-        clock = options.pop("clock", time.time)
-        return cls(parse(url, **options), clock=clock)
+        options.pop("clock", None)  # Redis TTLs run on the server's own clock
+        return cls(parse(url, **options))
 
     # -- keys ------------------------------------------------------------------------------
     def key(self, digest: str) -> str:
