@@ -11,27 +11,26 @@ from sessionkit.stores.base import Record, RecordMeta, SessionInfo, Store, Write
 from sessionkit.stores.cookie import CookieStore
 from sessionkit.stores.memory import MemoryStore
 
-# scheme → (module, class). Server-side stores import their client library lazily.
-_REGISTRY: dict[str, tuple[str, str]] = {
-    "memory": ("sessionkit.stores.memory", "MemoryStore"),
-    "cookie": ("sessionkit.stores.cookie", "CookieStore"),
-    "redis": ("sessionkit.stores.redis", "RedisStore"),
-    "rediss": ("sessionkit.stores.redis", "RedisStore"),
-    "redis+cluster": ("sessionkit.stores.redis", "RedisStore"),
-    "rediss+cluster": ("sessionkit.stores.redis", "RedisStore"),
-    "redis+sentinel": ("sessionkit.stores.redis", "RedisStore"),
-    "rediss+sentinel": ("sessionkit.stores.redis", "RedisStore"),
-    "sqlite": ("sessionkit.stores.sql", "SQLStore"),
-    "postgresql": ("sessionkit.stores.sql", "SQLStore"),
-    "postgres": ("sessionkit.stores.sql", "SQLStore"),
-    "file": ("sessionkit.stores.file", "FileStore"),
-    "memcached": ("sessionkit.stores.memcached", "MemcachedStore"),
+# scheme → (module, class, the sessionkit extra that installs its client library or "" when
+# it needs none). Server-side stores import their client library lazily.
+_REGISTRY: dict[str, tuple[str, str, str | None]] = {
+    "memory": ("sessionkit.stores.memory", "MemoryStore", ""),
+    "cookie": ("sessionkit.stores.cookie", "CookieStore", ""),
+    "file": ("sessionkit.stores.file", "FileStore", ""),
+    **dict.fromkeys(
+        ("redis", "rediss", "redis+cluster", "rediss+cluster", "redis+sentinel", "rediss+sentinel"),
+        ("sessionkit.stores.redis", "RedisStore", "redis"),
+    ),
+    "sqlite": ("sessionkit.stores.sql", "SQLStore", "sql"),
+    "postgresql": ("sessionkit.stores.sql", "SQLStore", "postgres"),
+    "postgres": ("sessionkit.stores.sql", "SQLStore", "postgres"),
+    "memcached": ("sessionkit.stores.memcached", "MemcachedStore", "memcached"),
 }
 
 
 def register_store(scheme: str, module: str, class_name: str) -> None:
     """Make ``scheme://`` URLs open ``module.class_name`` (for third-party stores)."""
-    _REGISTRY[scheme] = (module, class_name)
+    _REGISTRY[scheme] = (module, class_name, None)
 
 
 def open_store(url: str, **options: Any) -> Store:
@@ -41,16 +40,18 @@ def open_store(url: str, **options: Any) -> Store:
     if target is None:
         known = ", ".join(f"{s}://" for s in sorted(_REGISTRY))
         raise ConfigError("store", f"no store for {mask_url(url)!r}; available: {known}")
+    module_name, class_name, extra = target
     try:
-        module = importlib.import_module(target[0])
+        module = importlib.import_module(module_name)
     except ImportError as exc:
-        extra = {"sqlite": "sql", "postgresql": "postgres", "postgres": "postgres",
-                 "memcached": "memcached", "file": "", }.get(scheme, "redis")  # fmt: skip
-        hint = f"pip install 'sessionkit[{extra}]'" if extra else "reinstall sessionkit"
+        if extra is None:  # a third-party store: its own package is what is missing
+            hint = f"install the package that provides {module_name!r}"
+        else:
+            hint = f"pip install 'sessionkit[{extra}]'" if extra else "reinstall sessionkit"
         raise ConfigError(
             "store", f"{mask_url(url)!r} needs a library that is not installed ({exc.name}); {hint}"
         ) from exc
-    store: Store = getattr(module, target[1]).from_url(url, **options)
+    store: Store = getattr(module, class_name).from_url(url, **options)
     return store
 
 

@@ -380,3 +380,15 @@ def test_a_cookie_session_plans_no_store_deletes_whoever_listens(clock: FakeCloc
         for change in (lambda s: s.invalidate(), lambda s: s.clear()):
             visit = browser.fork().visit(lambda s, change=change: (s.get("a"), change(s)))
             assert visit.plan.deletes == [] and not visit.plan.has_io
+
+
+def test_a_missing_client_library_names_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sessionkit import stores
+
+    monkeypatch.setitem(stores._REGISTRY, "memcached", ("no_such_client_lib", "X", "memcached"))
+    with pytest.raises(ConfigError, match=r"pip install 'sessionkit\[memcached\]'"):
+        open_store("memcached://cache")
+    monkeypatch.setitem(stores._REGISTRY, "acme", ("no_such_acme_store", "AcmeStore", None))
+    with pytest.raises(ConfigError, match="provides 'no_such_acme_store'") as raised:
+        open_store("acme://somewhere")
+    assert "sessionkit[" not in str(raised.value)  # not ours to install: no redis hint
