@@ -27,6 +27,7 @@ _IMMUTABLE = frozenset(
     {str, int, float, bool, type(None), bytes, date, datetime, UUID, Decimal, frozenset}
 )
 _MISSING: Any = object()
+_FOREVER = float("inf")
 # While a session is pending, its underlying dict holds this one key, so that C code which
 # peeks at the raw size (json's encoder writes "{}" for an empty dict without asking) calls
 # our items() and so loads the session. It is removed before the data arrives.
@@ -395,8 +396,12 @@ class Session(dict[str, Any]):
             self._browser = False
         else:
             seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-            if seconds < 0:
-                raise ValueError("set_expiry needs a non-negative number of seconds")
+            if not 0 <= seconds < _FOREVER:  # NaN fails this too
+                raise ValueError(
+                    "set_expiry needs a finite, non-negative number of seconds; for a session "
+                    "that outlives the idle timeout set a long one (the absolute timeout still "
+                    "applies), or None for the configured defaults"
+                )
             if seconds == 0:
                 self._browser = True
                 self._idle = None

@@ -164,6 +164,9 @@ def test_set_expiry_forms() -> None:
         session.set_expiry(datetime(2030, 1, 1))
     with pytest.raises(ValueError, match="non-negative"):
         session.set_expiry(-1)
+    for endless in (float("inf"), float("nan")):  # JSON could not carry it to every store
+        with pytest.raises(ValueError, match="finite"):
+            session.set_expiry(endless)
 
 
 def test_flash_bookkeeping() -> None:
