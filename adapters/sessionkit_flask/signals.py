@@ -35,19 +35,10 @@ record_rejected = _signals.signal("sessionkit.record_rejected")
 save_conflict = _signals.signal("sessionkit.save_conflict")
 store_error = _signals.signal("sessionkit.store_error")
 
+#: Every event kind's signal, named ``sessionkit.<kind>`` (the names above are the same
+#: objects: a blinker namespace hands out one signal per name).
 SIGNALS: dict[EventKind, Signal] = {
-    EventKind.CREATED: session_created,
-    EventKind.LOADED: session_loaded,
-    EventKind.SAVED: session_saved,
-    EventKind.TOUCHED: session_touched,
-    EventKind.REGENERATED: session_regenerated,
-    EventKind.INVALIDATED: session_invalidated,
-    EventKind.EXPIRED: session_expired,
-    EventKind.FINGERPRINT_MISMATCH: fingerprint_mismatch,
-    EventKind.COOKIE_REJECTED: cookie_rejected,
-    EventKind.RECORD_REJECTED: record_rejected,
-    EventKind.SAVE_CONFLICT: save_conflict,
-    EventKind.STORE_ERROR: store_error,
+    kind: _signals.signal(f"sessionkit.{kind.value}") for kind in EventKind
 }
 _KIND_OF = {id(signal): kind for kind, signal in SIGNALS.items()}
 
