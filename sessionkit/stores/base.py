@@ -261,9 +261,13 @@ class PollingLocks:
     the wait runs out". A store mixes this in before ``Store`` and provides ``_try_lock``
     (take the lock for ``token`` unless someone else holds a live one) and ``_unlock``
     (release it only if ``token`` still holds it). The async flavour calls
-    ``_atry_lock``/``_aunlock``, by default the sync ones (override them when those block)."""
+    ``_atry_lock``/``_aunlock``, by default the sync ones (override them when those block).
+
+    A waiter polls every ``lock_poll`` seconds; with ``lock_poll_max`` set, the pause doubles
+    up to it (a store whose every try is a network round trip), never past the deadline."""
 
     lock_poll: ClassVar[float] = 0.002
+    lock_poll_max: ClassVar[float | None] = None
 
     def _lock_token(self, digest: str) -> str:
         return secrets.token_hex(16)
@@ -283,26 +287,33 @@ class PollingLocks:
     @contextlib.contextmanager
     def lock(self, digest: str, *, ttl: float = 30.0, wait: float = 10.0) -> Iterator[None]:
         token = self._lock_token(digest)
-        deadline = time.monotonic() + wait
+        deadline, pause = time.monotonic() + wait, self.lock_poll
         while not self._try_lock(digest, token, ttl):
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise LockTimeout(handle(digest), wait)
-            time.sleep(self.lock_poll)
+            time.sleep(min(pause, left))
+            pause = self._next_pause(pause)
         try:
             yield
         finally:
             self._unlock(digest, token)
+
+    def _next_pause(self, pause: float) -> float:
+        return pause if self.lock_poll_max is None else min(pause * 2, self.lock_poll_max)
 
     @contextlib.asynccontextmanager
     async def alock(
         self, digest: str, *, ttl: float = 30.0, wait: float = 10.0
     ) -> AsyncIterator[None]:
         token = self._lock_token(digest)
-        deadline = time.monotonic() + wait
+        deadline, pause = time.monotonic() + wait, self.lock_poll
         while not await self._atry_lock(digest, token, ttl):
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise LockTimeout(handle(digest), wait)
-            await asyncio.sleep(self.lock_poll)
+            await asyncio.sleep(min(pause, left))
+            pause = self._next_pause(pause)
         try:
             yield
         finally:

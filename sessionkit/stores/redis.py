@@ -34,19 +34,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import secrets
 import threading
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from redis import exceptions as _rx
 
 from sessionkit import ids, serialization
-from sessionkit.errors import LockTimeout, StoreUnavailable
+from sessionkit.errors import StoreUnavailable
 from sessionkit.ids import handle
 from sessionkit.stores import redis_records as records
-from sessionkit.stores.base import Record, RecordMeta, SessionInfo, Store, Write, reject_record
+from sessionkit.stores.base import (
+    PollingLocks,
+    Record,
+    RecordMeta,
+    SessionInfo,
+    Store,
+    Write,
+    reject_record,
+)
 from sessionkit.stores.redis_records import now_ms, pttl_of
 from sessionkit.stores.redis_scripts import (
     ALL_SCRIPTS,
@@ -76,7 +82,7 @@ def _preload(load: Callable[[str], Any]) -> None:
             load(script.source)
 
 
-class RedisStore(Store):
+class RedisStore(PollingLocks, Store):
     supports_user_index = True
     supports_lock = True
     supports_scan = True
@@ -477,39 +483,27 @@ class RedisStore(Store):
                     yield records.decode_meta(row[0], row[1])
 
     # -- locks -----------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def lock(self, digest: str, *, ttl: float = 30.0, wait: float = 10.0) -> Iterator[None]:
-        client, key, token = self._client(), self.lock_key(digest), secrets.token_hex(16)
-        deadline, pause = time.monotonic() + wait, 0.002
-        with self._guard():
-            while not client.set(key, token, nx=True, px=pttl_of(ttl)):
-                if time.monotonic() >= deadline:
-                    raise LockTimeout(handle(digest), wait)
-                time.sleep(pause)
-                pause = min(pause * 2, 0.05)
-        try:
-            yield
-        finally:
-            with self._guard():
-                UNLOCK_SCRIPT.run(self._connect(), [key], [token])
+    # -- locks: SET NX PX with a token, released by a script that checks it ---------------
+    lock_poll_max = 0.05  # each try is a round trip: back off
 
-    @contextlib.asynccontextmanager
-    async def alock(
-        self, digest: str, *, ttl: float = 30.0, wait: float = 10.0
-    ) -> AsyncIterator[None]:
-        client, key, token = await self._aclient(), self.lock_key(digest), secrets.token_hex(16)
-        deadline, pause = time.monotonic() + wait, 0.002
+    def _try_lock(self, digest: str, token: str, ttl: float) -> bool:
         with self._guard():
-            while not await client.set(key, token, nx=True, px=pttl_of(ttl)):
-                if time.monotonic() >= deadline:
-                    raise LockTimeout(handle(digest), wait)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 0.05)
-        try:
-            yield
-        finally:
-            with self._guard():
-                await UNLOCK_SCRIPT.arun(await self._aconnect(), [key], [token])
+            return bool(self._client().set(self.lock_key(digest), token, nx=True,
+                                           px=pttl_of(ttl)))  # fmt: skip
+
+    async def _atry_lock(self, digest: str, token: str, ttl: float) -> bool:
+        client = await self._aclient()
+        with self._guard():
+            return bool(await client.set(self.lock_key(digest), token, nx=True, px=pttl_of(ttl)))
+
+    def _unlock(self, digest: str, token: str) -> None:
+        with self._guard():
+            UNLOCK_SCRIPT.run(self._connect(), [self.lock_key(digest)], [token])
+
+    async def _aunlock(self, digest: str, token: str) -> None:
+        call = await self._aconnect()
+        with self._guard():
+            await UNLOCK_SCRIPT.arun(call, [self.lock_key(digest)], [token])
 
 
 async def _aclose(client: Any, helpers: list[Any]) -> None:

@@ -11,24 +11,26 @@ after its ttl (see docs/stores/sql.md for why not session-bound advisory locks).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import secrets
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from sessionkit.errors import LockTimeout
 from sessionkit.ids import handle, is_handle
-from sessionkit.stores.base import Record, RecordMeta, SessionInfo, Write, reject_record
+from sessionkit.stores.base import (
+    PollingLocks,
+    Record,
+    RecordMeta,
+    SessionInfo,
+    Write,
+    reject_record,
+)
 from sessionkit.stores.sql_engine import SQLEngines
 from sessionkit.stores.sql_schema import decode_meta, decode_record, row_params
 
 
-class SQLStore(SQLEngines):
+class SQLStore(PollingLocks, SQLEngines):
     supports_user_index = True
     supports_lock = True
     supports_sweep = True
@@ -154,48 +156,24 @@ class SQLStore(SQLEngines):
         except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
             raise self._unavailable(exc) from exc
 
-    # -- locks -----------------------------------------------------------------------------
-    def _take(self, digest: str, token: str, ttl: float) -> bool:
+    # -- locks (a row per held lock, with its expiry; PollingLocks waits) -----------------
+    lock_poll_max = 0.05  # each try is a statement: back off
+
+    def _try_lock(self, digest: str, token: str, ttl: float) -> bool:
         now = self._clock()
         params = {"d": digest, "token": token, "exp": now + ttl, "now": now}
         return self._rowcount(self._sql.lock_take, params) == 1
 
-    async def _atake(self, digest: str, token: str, ttl: float) -> bool:
+    async def _atry_lock(self, digest: str, token: str, ttl: float) -> bool:
         now = self._clock()
         params = {"d": digest, "token": token, "exp": now + ttl, "now": now}
         return await self._arowcount(self._sql.lock_take, params) == 1
 
-    @contextlib.contextmanager
-    def lock(self, digest: str, *, ttl: float = 30.0, wait: float = 10.0) -> Iterator[None]:
-        token = secrets.token_hex(16)
-        deadline, pause = time.monotonic() + wait, 0.002
-        while not self._take(digest, token, ttl):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise LockTimeout(handle(digest), wait)
-            time.sleep(min(pause, left))
-            pause = min(pause * 2, 0.05)
-        try:
-            yield
-        finally:
-            self._rowcount(self._sql.lock_free, {"d": digest, "token": token})
+    def _unlock(self, digest: str, token: str) -> None:
+        self._rowcount(self._sql.lock_free, {"d": digest, "token": token})
 
-    @contextlib.asynccontextmanager
-    async def alock(
-        self, digest: str, *, ttl: float = 30.0, wait: float = 10.0
-    ) -> AsyncIterator[None]:
-        token = secrets.token_hex(16)
-        deadline, pause = time.monotonic() + wait, 0.002
-        while not await self._atake(digest, token, ttl):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise LockTimeout(handle(digest), wait)
-            await asyncio.sleep(min(pause, left))
-            pause = min(pause * 2, 0.05)
-        try:
-            yield
-        finally:
-            await self._arowcount(self._sql.lock_free, {"d": digest, "token": token})
+    async def _aunlock(self, digest: str, token: str) -> None:
+        await self._arowcount(self._sql.lock_free, {"d": digest, "token": token})
 
 
 def _infos(user: str, rows: list[Any]) -> list[SessionInfo]:
