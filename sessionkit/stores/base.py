@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 from sessionkit import serialization
 from sessionkit.errors import ConfigError, LockTimeout, StoreError
 from sessionkit.events import security_log
-from sessionkit.ids import handle
+from sessionkit.ids import handle, is_digest
 
 
 class RecordMeta(NamedTuple):
@@ -270,6 +270,7 @@ class PollingLocks:
     lock_poll_max: ClassVar[float | None] = None
 
     def _lock_token(self, digest: str) -> str:
+        require_digests(f"{type(self).__name__}.lock", digest)
         return secrets.token_hex(16)
 
     def _try_lock(self, digest: str, token: str, ttl: float) -> bool:
@@ -410,3 +411,12 @@ def query_options(url: str, kinds: Mapping[str, type]) -> dict[str, Any]:
                 "store", f"{mask_url(url)!r}: {name} must be {what}, not {values[-1]!r}"
             ) from None
     return options
+
+
+def require_digests(what: str, *digests: str | None) -> None:
+    """``ValueError`` unless every given digest (``None`` skipped) has the shape
+    ``ids.digest`` makes: stores that turn digests into file names or keys never take
+    anything else from a caller."""
+    for value in digests:
+        if value is not None and not is_digest(value):
+            raise ValueError(f"{what}: digests must be 64 lowercase hex characters")

@@ -48,6 +48,7 @@ from sessionkit.stores.base import (
     encode_document,
     query_options,
     reject_record,
+    require_digests,
 )
 
 FORMAT = "sessionkit.file"
@@ -121,8 +122,7 @@ class FileStore(PollingLocks, Store):
 
     def save(self, write: Write) -> bool:
         digest, old = write.digest, write.rotated_from
-        if not is_digest(digest) or (old is not None and not is_digest(old)):
-            raise ValueError("FileStore.save: digests must be 64 lowercase hex characters")
+        require_digests("FileStore.save", digest, old)
         with self._locked(digest, *([old] if old else [])):
             now = self._clock()
             current = self._live(digest, now)
@@ -233,11 +233,6 @@ class FileStore(PollingLocks, Store):
     async def _aunlock(self, digest: str, token: str) -> None:
         # the release waits for the shard lock (a save holds it while it fsyncs): off the loop
         await asyncio.to_thread(self._unlock, digest, token)
-
-    def _lock_token(self, digest: str) -> str:
-        if not is_digest(digest):
-            raise ValueError("FileStore.lock: digests must be 64 lowercase hex characters")
-        return secrets.token_hex(16)
 
     def _try_lock(self, digest: str, token: str, ttl: float, *, blocking: bool = True) -> bool:
         with self._locked(digest, blocking=blocking) as got:

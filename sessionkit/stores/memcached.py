@@ -30,7 +30,6 @@ import logging
 import math
 import random
 import re
-import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -56,6 +55,7 @@ from sessionkit.stores.base import (
     encode_document,
     query_options,
     reject_record,
+    require_digests,
 )
 
 FORMAT = "sessionkit.memcached"
@@ -173,8 +173,7 @@ class MemcachedStore(PollingLocks, Store):
 
     def save(self, write: Write) -> bool:
         digest, old = write.digest, write.rotated_from
-        if not is_digest(digest) or (old is not None and not is_digest(old)):
-            raise ValueError("MemcachedStore.save: digests must be 64 lowercase hex characters")
+        require_digests("MemcachedStore.save", digest, old)
         key = self.prefix + digest
         now = self._clock()
         expires_at, expire = now + write.ttl, expire_for(write.ttl)
@@ -212,9 +211,6 @@ class MemcachedStore(PollingLocks, Store):
 
     # -- route locks ---------------------------------------------------------------------
     lock_poll = 0.005
-
-    def _lock_token(self, digest: str) -> str:
-        return _lock_token(digest)
 
     async def _atry_lock(self, digest: str, token: str, ttl: float) -> bool:
         return await asyncio.to_thread(self._try_lock, digest, token, ttl)
@@ -335,12 +331,6 @@ class MemcachedStore(PollingLocks, Store):
             return False
         self._run("delete", old_key, noreply=False)
         return True
-
-
-def _lock_token(digest: str) -> str:
-    if not is_digest(digest):
-        raise ValueError("MemcachedStore.lock: digests must be 64 lowercase hex characters")
-    return secrets.token_hex(16)
 
 
 def _lock_expiry(raw: bytes) -> float:
