@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sessionkit import serialization
@@ -444,6 +444,19 @@ class SessionEngine:
         else:
             value = ctx.cookie = self.sign(ctx.session_id)  # type: ignore[arg-type]
         return self._cookies.set(value, max_age, secure=secure)
+
+    def seal(self, session_id: str, meta: RecordMeta, data: Mapping[str, Any]) -> str:
+        """The cookie value of a ``cookie://`` session (what ``open`` unseals), for adapters
+        that save outside ``commit``. Raises ``SessionTooLarge`` when the Set-Cookie header
+        carrying it, attributes and all, would pass ``max_cookie_size``."""
+        value = self._cookie_store.seal(
+            self.keyring, self._associated, session_id, meta,
+            serialization.tag_items(data.items()),
+        )  # fmt: skip
+        end = self._deadline(meta)
+        max_age = None if browser_session(meta, self.config) else int(end - self.clock())
+        self._cookies.set(value, max_age, secure=True)  # the longest header it can travel in
+        return value
 
     def sign(self, session_id: str) -> str:
         """The cookie value of a server-side session: ``ID.TAG``, the HMAC tag binding the ID

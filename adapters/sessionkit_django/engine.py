@@ -30,11 +30,10 @@ from django.contrib.sessions.exceptions import SessionInterrupted
 from django.core.signing import JSONSerializer
 from django.utils import timezone
 
-from sessionkit import Session, SessionEngine, SessionTooLarge, Write, serialization
+from sessionkit import Session, SessionEngine, Write, serialization
 from sessionkit.expiry import deadline
 from sessionkit.ids import digest, handle, new_id
 from sessionkit.stores.base import RecordMeta
-from sessionkit.stores.cookie import CookieStore
 from sessionkit_django.conf import engines
 
 _MISSING: Any = object()
@@ -517,16 +516,7 @@ class SessionStore(SessionBase):
         return write, meta
 
     def _seal(self, record_id: str, meta: RecordMeta, data: dict[str, Any]) -> None:
-        engine = self._engine
-        name = engine.config.cookie_name
-        value = CookieStore().seal(
-            engine.keyring, CookieStore.associated_data(name), record_id, meta,
-            serialization.tag(data),
-        )  # fmt: skip
-        size = len(name) + 1 + len(value)
-        if size > engine.config.max_cookie_size:
-            raise SessionTooLarge(size, engine.config.max_cookie_size)
-        self._key = value
+        self._key = self._engine.seal(record_id, meta, data)  # SessionTooLarge when too big
 
     def _settle(self, record_id: str, ok: bool, write: Write | None, meta: RecordMeta) -> bool:
         if not ok:

@@ -103,6 +103,28 @@ def test_cookie_store_key_carries_the_data(make_sk) -> None:
     assert SessionStore(session.session_key)["x"] == [1, 2]
 
 
+def test_a_standalone_cookie_save_fits_the_whole_set_cookie_header(make_sk) -> None:
+    """Django's own middleware sends what a standalone save seals: the Set-Cookie header
+    with its attributes, not only name=value, must fit the limit (browsers drop the rest)."""
+    from sessionkit import SessionTooLarge
+    from sessionkit.cookies import CookieWriter
+
+    engine = make_sk("cookie")
+    writer, limit = CookieWriter(engine.config), engine.config.max_cookie_size
+    refused = False
+    for size in range(2900, 3100, 4):  # across the limit, in steps smaller than a block
+        session = SessionStore()
+        session["x"] = "a" * size
+        try:
+            session.save()
+        except SessionTooLarge:
+            refused = True
+            break
+        header = writer.set(session.session_key, session.get_expiry_age(), secure=True)
+        assert len(header) <= limit
+    assert refused
+
+
 def test_create_stores_an_empty_record(sk: SessionEngine) -> None:
     session = SessionStore()
     session.create()
