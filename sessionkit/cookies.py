@@ -91,3 +91,14 @@ def add_cache_private(existing: str | None) -> str:
         return existing
     kept = [d for d, low in zip(directives, lowered, strict=True) if low != "public"]
     return ", ".join(["private", *kept])
+
+
+#: How each header of ``CommitPlan.headers()`` other than ``Set-Cookie`` merges into a value
+#: the app already set, by lower-case name.
+MERGERS = {"vary": add_vary_cookie, "cache-control": add_cache_private}
+
+
+def merge_header(name: str, existing: str | None) -> str:
+    """Our ``Vary`` or ``Cache-Control`` (from ``CommitPlan.headers()``) merged into the
+    app's own value of that header, or ours alone when it has none."""
+    return MERGERS[name.lower()](existing)

@@ -26,10 +26,9 @@ from sessionkit import (
     SessionNotLoaded,
     Store,
     StoreUnavailable,
-    add_cache_private,
-    add_vary_cookie,
 )
 from sessionkit.config import DEFAULT_ABSOLUTE_TIMEOUT
+from sessionkit.cookies import MERGERS
 from sessionkit.events import Subscriber
 
 Scope = MutableMapping[str, Any]
@@ -44,12 +43,7 @@ log = logging.getLogger("sessionkit.asgi")
 
 _FOURTEEN_DAYS = 14 * 24 * 3600
 _ADAPTER_OPTIONS = frozenset({"exclude_paths", "store_error_status", "clock", "events", "on_event"})
-# Header name → how our value merges into one the app already set.
-_MERGE: dict[str, Callable[[str | None], str]] = {
-    "vary": add_vary_cookie,
-    "cache-control": add_cache_private,
-}
-_MERGED = frozenset(name.encode("latin-1") for name in _MERGE)
+_MERGED = frozenset(name.encode("latin-1") for name in MERGERS)
 
 
 class Exchange:
@@ -406,7 +400,7 @@ def _merge(
     for name, value in ours:
         lowered = name.lower()
         key = lowered.encode("latin-1")
-        merge = _MERGE.get(lowered)
+        merge = MERGERS.get(lowered)
         if merge is not None:
             if found is None:
                 found = {}

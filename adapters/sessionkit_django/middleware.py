@@ -21,7 +21,8 @@ from django.contrib.sessions.exceptions import SessionInterrupted
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.http import HttpRequest, HttpResponseBase
 
-from sessionkit import ClientInfo, CommitPlan, SessionEngine, add_cache_private, add_vary_cookie
+from sessionkit import ClientInfo, CommitPlan, SessionEngine
+from sessionkit.cookies import merge_header
 from sessionkit_django.conf import engines
 from sessionkit_django.engine import _INTERRUPTED, SessionStore
 
@@ -144,15 +145,13 @@ class SessionMiddleware(DjangoSessionMiddleware):
     ) -> None:
         if not ok and plan.write is not None:
             raise SessionInterrupted(_INTERRUPTED)
-        if plan.set_cookie is not None:
-            morsel = _SetCookie(plan.set_cookie)
-            response.cookies[morsel.key] = morsel
-            response.headers["Cache-Control"] = add_cache_private(
-                response.headers.get("Cache-Control")
-            )
-            session._key = morsel.value or None
-        if plan.varies:
-            response.headers["Vary"] = add_vary_cookie(response.headers.get("Vary"))
+        for name, value in plan.headers():
+            if name == "Set-Cookie":
+                morsel = _SetCookie(value)
+                response.cookies[morsel.key] = morsel
+                session._key = morsel.value or None
+            else:
+                response.headers[name] = merge_header(name, response.headers.get(name))
 
 
 # -- @session_lock -------------------------------------------------------------------------

@@ -22,10 +22,9 @@ from sessionkit import (
     SessionEngine,
     Store,
     StoreUnavailable,
-    add_cache_private,
-    add_vary_cookie,
     open_store,
 )
+from sessionkit.cookies import merge_header
 from sessionkit_flask import settings
 
 if TYPE_CHECKING:
@@ -168,11 +167,11 @@ class SessionKitInterface(SessionInterface):
         finally:
             release_lock(session)
         headers = response.headers
-        if plan.varies:
-            headers["Vary"] = add_vary_cookie(headers.get("Vary"))
-        if plan.set_cookie is not None:
-            headers.add("Set-Cookie", plan.set_cookie)
-            headers["Cache-Control"] = add_cache_private(headers.get("Cache-Control"))
+        for name, value in plan.headers():
+            if name == "Set-Cookie":
+                headers.add(name, value)
+            else:
+                headers[name] = merge_header(name, headers.get(name))
 
 
 #: The session whose lock this request holds, for the teardown safety net: a request that
