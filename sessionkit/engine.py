@@ -149,6 +149,17 @@ class SessionEngine:
         address = client_address(peer, forwarded_for, self.config.trusted_networks)
         return ClientInfo(address, user_agent, secure)
 
+    def wsgi_client(self, environ: Mapping[str, Any], *, secure: bool | None = None) -> ClientInfo:
+        """``client`` from a WSGI environ (Flask's ``request.environ``, Django's
+        ``request.META``). ``secure``: the framework's own HTTPS verdict when it has one
+        (Django's ``is_secure()`` honours ``SECURE_PROXY_SSL_HEADER``); otherwise the
+        environ's URL scheme decides."""
+        return self.client(
+            environ.get("REMOTE_ADDR"), environ.get("HTTP_USER_AGENT", ""),
+            secure=environ.get("wsgi.url_scheme") == "https" if secure is None else secure,
+            forwarded_for=environ.get("HTTP_X_FORWARDED_FOR"),
+        )  # fmt: skip
+
     # ======================================================================================
     # open / load
     # ======================================================================================

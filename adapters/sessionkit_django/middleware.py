@@ -72,11 +72,7 @@ class _SetCookie(Morsel[str]):
 
 def client_of(engine: SessionEngine, request: HttpRequest) -> ClientInfo:
     """What the core knows of the client: peer (or trusted proxy's XFF), agent, HTTPS."""
-    meta = request.META
-    return engine.client(
-        meta.get("REMOTE_ADDR"), meta.get("HTTP_USER_AGENT", ""),
-        secure=request.is_secure(), forwarded_for=meta.get("HTTP_X_FORWARDED_FOR"),
-    )  # fmt: skip
+    return engine.wsgi_client(request.META, secure=request.is_secure())
 
 
 class SessionMiddleware(DjangoSessionMiddleware):

@@ -139,12 +139,7 @@ class SessionKitInterface(SessionInterface):
         if engine is None:
             return None  # Flask then serves its NullSession, which refuses writes
         environ = request.environ
-        client = engine.client(
-            environ.get("REMOTE_ADDR"),
-            environ.get("HTTP_USER_AGENT", ""),
-            secure=environ.get("wsgi.url_scheme") == "https",
-            forwarded_for=environ.get("HTTP_X_FORWARDED_FOR"),
-        )
+        client = engine.wsgi_client(environ)
         session: FlaskSession = engine.open(environ.get("HTTP_COOKIE"), client)  # type: ignore[assignment]
         session._engine = engine
         session._release = None
