@@ -22,6 +22,15 @@ MIN_KEY_BYTES = 32
 DAY = 24 * 3600.0
 #: The default absolute timeout; adapters never let it cut a session below its max_age.
 DEFAULT_ABSOLUTE_TIMEOUT = 30 * DAY
+
+
+def timeouts_for_age(age: float) -> dict[str, float]:
+    """The settings for a framework's cookie age (Starlette's ``max_age``, Django's
+    ``SESSION_COOKIE_AGE``): it is counted from the last save, so it is the idle timeout;
+    the absolute timeout stays, but never cuts a session shorter than that age."""
+    return {"idle_timeout": float(age), "absolute_timeout": max(DEFAULT_ABSOLUTE_TIMEOUT, age)}
+
+
 SameSite = Literal["lax", "strict", "none"]
 FingerprintAction = Literal["log", "regenerate", "invalidate"]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

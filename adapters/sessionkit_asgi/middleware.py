@@ -27,7 +27,7 @@ from sessionkit import (
     Store,
     StoreUnavailable,
 )
-from sessionkit.config import DEFAULT_ABSOLUTE_TIMEOUT
+from sessionkit.config import timeouts_for_age
 from sessionkit.cookies import MERGERS
 from sessionkit.events import Subscriber
 
@@ -150,9 +150,7 @@ def build_config(
     if max_age is None:
         values["browser_session"] = True
     elif max_age > 0:
-        values["idle_timeout"] = float(max_age)
-        # the absolute timeout never cuts a session shorter than the max_age asked for
-        values["absolute_timeout"] = max(DEFAULT_ABSOLUTE_TIMEOUT, float(max_age))
+        values.update(timeouts_for_age(max_age))
     values.update(options or {})
     return SessionConfig.from_mapping(values)
 

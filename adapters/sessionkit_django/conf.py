@@ -30,7 +30,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from sessionkit import SessionConfig, SessionEngine
-from sessionkit.config import DEFAULT_ABSOLUTE_TIMEOUT
+from sessionkit.config import timeouts_for_age
 
 #: Django settings whose change (``override_settings`` in tests) rebuilds the engine.
 WATCHED = frozenset(
@@ -83,10 +83,7 @@ def django_defaults() -> dict[str, Any]:
         "cookie_secure": bool(settings.SESSION_COOKIE_SECURE),
         "cookie_httponly": bool(settings.SESSION_COOKIE_HTTPONLY),
         "cookie_samesite": samesite.lower() if samesite else None,
-        # Django's age is counted from the last save: sessionkit's idle timeout.
-        "idle_timeout": age,
-        # sessionkit adds a fixed limit; never shorter than what Django promised.
-        "absolute_timeout": max(DEFAULT_ABSOLUTE_TIMEOUT, age),
+        **timeouts_for_age(age),  # Django's age counts from the last save: the idle timeout
         "browser_session": bool(settings.SESSION_EXPIRE_AT_BROWSER_CLOSE),
         "touch_interval": 0.0 if settings.SESSION_SAVE_EVERY_REQUEST else 60.0,
     }
