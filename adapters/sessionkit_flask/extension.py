@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from sessionkit import EventBus, EventKind, LockTimeout, SessionEngine, StoreUnavailable
 from sessionkit_flask import login, signals
-from sessionkit_flask.interface import HELD, STORE_DOWN_BODY, SessionKitInterface, release_lock
+from sessionkit_flask.interface import (
+    HELD,
+    STORE_DOWN_BODY,
+    STORE_DOWN_HEADERS,
+    SessionKitInterface,
+    release_lock,
+)
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -86,7 +92,7 @@ def _teardown(_: BaseException | None) -> None:
 
 def _store_unavailable(exc: StoreUnavailable) -> Any:
     log.error("sessionkit: %s Answering 503.", exc)
-    return STORE_DOWN_BODY, 503, {"Retry-After": "5", "Content-Type": "text/plain"}
+    return STORE_DOWN_BODY, 503, {**STORE_DOWN_HEADERS, "Content-Type": "text/plain"}
 
 
 def _lock_timeout(exc: LockTimeout) -> Any:

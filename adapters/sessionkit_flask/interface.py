@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("sessionkit.flask")
 
 STORE_DOWN_BODY = "Service unavailable: the session store cannot be reached. Please retry."
+#: What every 503 for a store that is down carries, whether it failed loading or saving.
+STORE_DOWN_HEADERS = {"Retry-After": "5", "Cache-Control": "no-store"}
 
 
 class FlaskSession(Session, SessionMixin):  # type: ignore[override]
@@ -190,5 +192,4 @@ def store_down(exc: StoreUnavailable, response: Response) -> None:
     response.status_code = 503
     response.set_data(STORE_DOWN_BODY)
     response.mimetype = "text/plain"
-    response.headers["Retry-After"] = "5"
-    response.headers["Cache-Control"] = "no-store"
+    response.headers.update(STORE_DOWN_HEADERS)
