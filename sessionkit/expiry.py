@@ -37,4 +37,10 @@ def deadline_for(config: SessionConfig) -> Callable[[RecordMeta], float]:
 
 def browser_session(meta: RecordMeta, config: SessionConfig) -> bool:
     """Whether the cookie should be a browser-session cookie (no Max-Age)."""
-    return config.browser_session if meta.browser is None else meta.browser
+    return browser_cookie(meta.browser, config)
+
+
+def browser_cookie(choice: bool | None, config: SessionConfig) -> bool:
+    """The same decision from a session's own choice (``None``: the configured default),
+    for a session not saved yet."""
+    return config.browser_session if choice is None else choice

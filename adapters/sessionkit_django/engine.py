@@ -31,7 +31,7 @@ from django.core.signing import JSONSerializer
 from django.utils import timezone
 
 from sessionkit import Session, SessionEngine, Write, serialization
-from sessionkit.expiry import deadline
+from sessionkit.expiry import browser_cookie, deadline
 from sessionkit.ids import digest, handle, new_id
 from sessionkit.stores.base import RecordMeta
 from sessionkit_django.conf import engines
@@ -321,8 +321,7 @@ class SessionStore(SessionBase):
         return self.get_expiry_date(**kwargs)
 
     def get_expire_at_browser_close(self) -> bool:
-        browser = self._session._browser
-        return self._engine.config.browser_session if browser is None else browser
+        return browser_cookie(self._session._browser, self._engine.config)
 
     async def aget_expire_at_browser_close(self) -> bool:
         await self._adata()
