@@ -85,3 +85,19 @@ def store_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
         mc: servers.Server = request.getfixturevalue("memcached_server")
         return f"memcached://127.0.0.1:{mc.port}"
     raise AssertionError(kind)
+
+
+# -- the frameworks' own session suites (tests/upstream) report here, in the controller ----
+_RUN_STARTED = __import__("time").time()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line per framework and store for the upstream suites that ran in this run."""
+    from tests.upstream.outcome import results_since
+
+    outcomes = results_since(_RUN_STARTED)
+    if not outcomes:
+        return
+    terminalreporter.section("frameworks' own session tests against sessionkit")
+    for outcome in sorted(outcomes, key=lambda o: (o.framework, o.store)):
+        terminalreporter.write_line(outcome.line())

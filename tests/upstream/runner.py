@@ -1,0 +1,43 @@
+"""Run an upstream pytest suite in a subprocess, with a sessionkit plugin swapped in."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.upstream.exclusions import excluded
+from tests.upstream.fetch import ROOT
+from tests.upstream.outcome import Outcome, from_junit
+
+
+def run_pytest(
+    framework: str,
+    store: str,
+    tree: Path,
+    args: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    junit: Path,
+    timeout: float = 600,
+) -> Outcome:
+    """``python -m pytest ARGS`` in ``tree`` (so the framework's own pytest config applies),
+    with this repository and ``adapters/`` importable and every exclusion deselected."""
+    skip = excluded(framework, store)
+    run_env = {**os.environ, **(env or {})}
+    run_env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "adapters")])
+    run_env.pop("PYTEST_XDIST_WORKER", None)
+    run_env.pop("PYTEST_ADDOPTS", None)
+    command = [sys.executable, "-m", "pytest", *args, "-q", "-p", "no:cacheprovider",
+               "-p", "no:randomly", f"--junitxml={junit}", "-o", "junit_family=xunit1"]
+    for exclusion in skip:
+        command += ["--deselect", exclusion.test]
+    proc = subprocess.run(command, cwd=tree, env=run_env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    if not junit.exists():
+        raise AssertionError(f"{framework} suite did not run:\n{proc.stdout}\n{proc.stderr}")
+    outcome = from_junit(junit, framework, store, [e.test for e in skip])
+    if proc.returncode not in (0, 1):  # 1 = tests failed; anything else is a broken run
+        outcome.failed["<run>"] = (proc.stdout + proc.stderr)[-3000:]
+    return outcome
