@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
-from sessionkit.errors import SessionKitError
+from sessionkit.errors import ConfigError, SessionKitError
 from sessionkit.stores import Store, open_store
 
 # (label, upper bound of age in seconds) for `stats`
@@ -38,6 +38,11 @@ def age_histogram(created: Iterator[float], now: float) -> dict[str, int]:
         label = next(label for label, bound in AGE_BUCKETS if age < bound)
         counts[label] += 1
     return counts
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 session``, ``2 sessions``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _when(epoch: float) -> str:
@@ -61,6 +66,12 @@ def build_group(get_store: Callable[[], Store] | None = None, *, name: str = "se
 
         def run(store_url: str | None = None, **kwargs: Any) -> None:
             with failures():
+                if get_store is None and (store_url or "").split(":", 1)[0] == "memory":
+                    raise ConfigError(
+                        "store",
+                        "memory:// lives inside one process, so a command cannot see your "
+                        "app's sessions; pass the URL of the store the app uses",
+                    )
                 store = get_store() if get_store is not None else open_store(store_url or "")
                 try:
                     command(store, **kwargs)
@@ -111,7 +122,7 @@ def build_group(get_store: Callable[[], Store] | None = None, *, name: str = "se
         total = store.delete_expired(progress=progress)
         if interactive:
             click.echo("")
-        click.echo(f"removed {total} expired sessions")
+        click.echo(f"removed {_count(total, 'expired session')}")
 
     @group.command(help="Count stored sessions, by age.")
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -124,7 +135,7 @@ def build_group(get_store: Callable[[], Store] | None = None, *, name: str = "se
             report = {"sessions": len(metas), "users": len(users), "by_age": histogram}
             click.echo(json.dumps(report))
             return
-        click.echo(f"{len(metas)} sessions, {len(users)} signed-in users")
+        click.echo(f"{_count(len(metas), 'session')}, {_count(len(users), 'signed-in user')}")
         for label, count in histogram.items():
             click.echo(f"  {label:<16} {count}")
 
@@ -144,10 +155,11 @@ def build_group(get_store: Callable[[], Store] | None = None, *, name: str = "se
             return
         if not sessions:
             click.echo(f"no sessions for user {user!r}")
-        for info in sessions:
+        devices = [info.device or "unknown device" for info in sessions]
+        width = max(map(len, devices), default=0)
+        for info, device in zip(sessions, devices, strict=True):
             created, seen = _when(info.created), _when(info.last_seen)
-            device = info.device or "unknown device"
-            click.echo(f"{info.handle}  {device}  created {created}  last seen {seen}")
+            click.echo(f"{info.handle}  {device:<{width}}  created {created}  last seen {seen}")
 
     @group.command(help="Revoke all of a user's sessions, or one by its handle.")
     @click.option("--user", required=True, help="The user whose sessions to revoke.")
@@ -161,7 +173,7 @@ def build_group(get_store: Callable[[], Store] | None = None, *, name: str = "se
             click.echo(f"revoked session {handle}")
             return
         count = store.revoke_user(user)
-        click.echo(f"revoked {count} sessions of user {user!r}")
+        click.echo(f"revoked {_count(count, 'session')} of user {user!r}")
 
     return group
 

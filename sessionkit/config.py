@@ -219,7 +219,8 @@ def _keys(value: Any) -> tuple[bytes, ...]:
         if isinstance(key, str):
             key = key.encode("utf-8")
         if not isinstance(key, bytes):
-            raise ConfigError("secret_key", f"key #{position} must be str or bytes")
+            which = "the secret key" if position == 0 else f"fallback key #{position}"
+            raise ConfigError("secret_key", f"{which} must be str or bytes")
         if len(key) < MIN_KEY_BYTES:
             which = "the secret key" if position == 0 else f"fallback key #{position}"
             raise ConfigError(
@@ -227,9 +228,12 @@ def _keys(value: Any) -> tuple[bytes, ...]:
                 f"{which} is {len(key)} bytes; at least {MIN_KEY_BYTES} random bytes are "
                 "required. Generate one with `sessionkit keygen`",
             )
-        if len(set(key)) < 8:
+        if not _looks_random(key):
+            which = "the secret key" if position == 0 else f"fallback key #{position}"
             raise ConfigError(
-                "secret_key", f"key #{position} is not random (it repeats a few characters)"
+                "secret_key",
+                f"{which} is not random (it repeats a short pattern or a few characters). "
+                "Generate one with `sessionkit keygen`",
             )
         keys.append(key)
     if not keys:
@@ -237,6 +241,18 @@ def _keys(value: Any) -> tuple[bytes, ...]:
             "secret_key", "no secret key given; generate one with `sessionkit keygen`"
         )
     return tuple(keys)
+
+
+def _looks_random(key: bytes) -> bool:
+    """Refuse the keys people type: few distinct characters (``"x" * 40``) or one short
+    pattern repeated (``"changeme-" * 4``). A key from ``sessionkit keygen``, Django's
+    ``get_random_secret_key()`` or ``secrets.token_hex(32)`` always passes."""
+    if len(set(key)) < 8:
+        return False
+    for period in range(1, len(key) // 2 + 1):
+        if all(key[i] == key[i % period] for i in range(len(key))):
+            return False
+    return True
 
 
 def _seconds(name: str, value: Any, *, allow_none: bool = False, zero: bool = False) -> Any:

@@ -4,12 +4,14 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
 
 from sessionkit import MemoryStore, SessionConfig
 from sessionkit.cli import age_histogram, build_group
+from sessionkit.fingerprint import ClientInfo
 from sessionkit.testing import Browser, FakeClock
 from tests.conftest import make_engine
 
@@ -80,7 +82,7 @@ def test_revoke_a_user_or_one_handle(clock: FakeClock) -> None:
     missing = invoke(store, "revoke", "--user", "alice", "--handle", "0" * 16)
     assert missing.exit_code == 1 and "no session" in missing.output
     everything = invoke(store, "revoke", "--user", "bob")
-    assert everything.exit_code == 0 and "revoked 1 sessions" in everything.output
+    assert everything.exit_code == 0 and "revoked 1 session of user 'bob'" in everything.output
     assert browsers[2].visit(lambda s: s.user_id).result is None
 
 
@@ -109,6 +111,25 @@ def test_gc_sweeps_expired_with_progress(clock: FakeClock) -> None:
     assert invoke(store, "gc", "--quiet").output == "removed 0 expired sessions\n"
 
 
+def test_counts_are_singular_for_one(clock: FakeClock) -> None:
+    store = KeptOpen(clock=clock)
+    Browser(make_engine(clock, store=store)).visit(lambda s: s.bind_user("bob"))
+    assert "1 session, 1 signed-in user\n" in invoke(store, "stats").output
+    clock.advance(30 * 86400)
+    assert invoke(store, "gc", "--quiet").output == "removed 1 expired session\n"
+
+
+def test_list_lines_up_the_device_column(clock: FakeClock) -> None:
+    store = KeptOpen(clock=clock)
+    engine = make_engine(clock, store=store)
+    Browser(engine).visit(lambda s: s.bind_user("alice"))
+    curl = Browser(engine, client=ClientInfo("198.51.100.2", "curl/8.0"))
+    curl.visit(lambda s: s.bind_user("alice"))
+    lines = invoke(store, "list", "--user", "alice").output.strip().splitlines()
+    assert len(lines) == 2
+    assert len({line.index("created") for line in lines}) == 1, lines
+
+
 def test_init_on_a_store_with_nothing_to_create(clock: FakeClock) -> None:
     store, _ = populated(clock)
     assert "nothing to create" in invoke(store, "init").output
@@ -131,7 +152,15 @@ def test_errors_are_one_line_and_a_nonzero_exit() -> None:
     assert "Traceback" not in unsupported.stderr
 
 
-def test_store_url_from_the_environment() -> None:
-    done = run_cli("stats", "--json", env={**os.environ, "SESSIONKIT_STORE": "memory://"})
+def test_store_url_from_the_environment(tmp_path: Path) -> None:
+    url = f"file://{tmp_path}"
+    done = run_cli("stats", "--json", env={**os.environ, "SESSIONKIT_STORE": url})
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["sessions"] == 0
+
+
+def test_a_memory_store_url_is_refused_not_reported_empty() -> None:
+    """A fresh process's memory:// store is always empty: reporting "0 sessions" would lie."""
+    done = run_cli("stats", "memory://")
+    assert done.returncode == 1 and "memory:// lives inside one process" in done.stderr
+    assert "0 sessions" not in done.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import secrets
 from datetime import timedelta
 from typing import Any
 
@@ -52,9 +53,28 @@ def test_key_of_exactly_32_bytes_is_accepted() -> None:
     assert config(secret_key=key).secret_keys == (key.encode(),)
 
 
-def test_repetitive_key_is_refused() -> None:
-    error = config_error(secret_key="ab" * 32)
+@pytest.mark.parametrize(
+    "key", ["ab" * 32, "x" * 40, "changeme-changeme-changeme-changeme", "0123456789" * 4]
+)
+def test_typed_key_is_refused_with_the_keygen_hint(key: str) -> None:
+    """Keys people type: a few characters, or one short pattern repeated. One key is "the
+    secret key" (no "#0"), and the message says how to make a good one."""
+    error = config_error(secret_key=key)
     assert error.setting == "secret_key"
+    assert "the secret key is not random" in str(error)
+    assert "sessionkit keygen" in str(error) and "#0" not in str(error)
+    assert key not in str(error)
+
+
+def test_a_weak_fallback_is_named_by_its_position() -> None:
+    assert "fallback key #1 is not random" in str(config_error(secret_key=[KEY, "x" * 40]))
+
+
+@pytest.mark.parametrize("make", [lambda: secrets.token_urlsafe(32), lambda: secrets.token_hex(32)])
+def test_generated_keys_are_accepted(make: Any) -> None:
+    for _ in range(200):
+        key = make()
+        assert config(secret_key=key).secret_keys == (key.encode(),)
 
 
 @pytest.mark.parametrize("keys", [[], (), None])

@@ -103,7 +103,7 @@ def test_command(file_store: str, tmp_path: Path, capsys: pytest.CaptureFixture[
     assert past.save(Write("ab" * 32, {}, frozenset(), meta, 60.0, create=True))
 
     call_command("sessionkit", "stats")
-    assert "4 sessions, 1 signed-in users" in capsys.readouterr().out
+    assert "4 sessions, 1 signed-in user" in capsys.readouterr().out
     call_command("sessionkit", "list", "--user", str(user.pk))
     listed = capsys.readouterr().out.strip().splitlines()
     assert len(listed) == 2
@@ -111,9 +111,9 @@ def test_command(file_store: str, tmp_path: Path, capsys: pytest.CaptureFixture[
     call_command("sessionkit", "revoke", "--user", str(user.pk), "--handle", handle)
     assert "revoked session" in capsys.readouterr().out
     call_command("sessionkit", "gc", "--quiet")
-    assert "removed 1 expired sessions" in capsys.readouterr().out
+    assert "removed 1 expired session" in capsys.readouterr().out
     call_command("sessionkit", "revoke", "--user", str(user.pk))
-    assert "revoked 1 sessions" in capsys.readouterr().out
+    assert "revoked 1 session of" in capsys.readouterr().out
     with pytest.raises(CommandError):
         call_command("sessionkit", "revoke", "--user", str(user.pk), "--handle", "0" * 16)
     with pytest.raises(CommandError):
