@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import os
 import secrets
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,14 +90,18 @@ def store_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
 
 
 # -- the frameworks' own session suites (tests/upstream) report here, in the controller ----
-_RUN_STARTED = __import__("time").time()
+def pytest_configure(config: pytest.Config) -> None:
+    """One results directory per pytest run, made before xdist starts its workers (they
+    inherit the environment), so concurrent runs never mix their tables."""
+    if "SESSIONKIT_UPSTREAM_RESULTS" not in os.environ:
+        os.environ["SESSIONKIT_UPSTREAM_RESULTS"] = tempfile.mkdtemp(prefix="sessionkit-upstream-")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """One line per framework and store for the upstream suites that ran in this run."""
-    from tests.upstream.outcome import results_since
+    from tests.upstream.outcome import this_runs_results
 
-    outcomes = results_since(_RUN_STARTED)
+    outcomes = this_runs_results()
     if not outcomes:
         return
     terminalreporter.section("frameworks' own session tests against sessionkit")

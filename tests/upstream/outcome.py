@@ -1,12 +1,14 @@
 """What one run of an upstream suite gave, read from its JUnit XML, and the table of all runs.
 
-Each run writes ``<cache>/results/<framework>-<store>.json``; the ``conftest`` prints the
-table of this pytest run's results in the terminal summary.
+Each run writes ``<framework>-<store>.json`` into ``$SESSIONKIT_UPSTREAM_RESULTS``, a directory
+the controlling pytest process makes for its run (xdist workers inherit it), and
+``tests/conftest.py`` prints the table of this run's results in the terminal summary.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
@@ -42,8 +44,8 @@ class Outcome:
         return "\n".join(parts)
 
     def save(self) -> None:
-        results = cache_dir() / "results"
-        results.mkdir(exist_ok=True)
+        results = results_dir()
+        results.mkdir(parents=True, exist_ok=True)
         (results / f"{self.framework}-{self.store}.json").write_text(json.dumps(asdict(self)))
 
     def assert_clean(self) -> None:
@@ -73,11 +75,13 @@ def from_junit(path: Path, framework: str, store: str, excluded: list[str]) -> O
     return outcome
 
 
-def results_since(start: float) -> list[Outcome]:
-    results = cache_dir() / "results"
-    found = []
-    for file in sorted(results.glob("*.json")) if results.exists() else []:
-        data = json.loads(file.read_text())
-        if data["finished"] >= start:
-            found.append(Outcome(**data))
-    return found
+def results_dir() -> Path:
+    """This pytest run's results (a run started without the conftest keeps them in the cache)."""
+    configured = os.environ.get("SESSIONKIT_UPSTREAM_RESULTS")
+    return Path(configured) if configured else cache_dir() / "results"
+
+
+def this_runs_results() -> list[Outcome]:
+    results = results_dir()
+    files = sorted(results.glob("*.json")) if results.exists() else []
+    return [Outcome(**json.loads(file.read_text())) for file in files]
