@@ -111,13 +111,14 @@ class SQLEngines(Store):
     def _async(self) -> AsyncEngine:
         """The async engine, made on first async use (only then is its driver needed)."""
         if self._aengine is None:
-            from sqlalchemy.ext.asyncio import create_async_engine
+            try:  # the import too: without greenlet, sqlalchemy.ext.asyncio refuses to load
+                from sqlalchemy.ext.asyncio import create_async_engine
 
-            try:
                 engine = create_async_engine(self._target.async_url, **self._options)
             except ImportError as exc:
+                missing = exc.name or "sqlalchemy[asyncio] (greenlet)"
                 raise ConfigError(
-                    "store", f"async use of {self!r} needs {exc.name}; "
+                    "store", f"async use of {self!r} needs {missing}; "
                     "pip install 'sessionkit[sql]' (aiosqlite) or 'sessionkit[postgres]'",
                 ) from exc  # fmt: skip
             if self.backend == "sqlite":
