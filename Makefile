@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test demo lint typecheck docs bench servers clean
+.PHONY: test demo lint typecheck docs dist bench servers clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,8 +19,15 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: $(STAMP) servers lint
-	$(PY) -m pytest -n auto
+# The sdist and the wheel a release would upload, checked; tests/packaging installs this wheel
+# with each extra alone into fresh venvs (SESSIONKIT_DIST tells it where the build is).
+dist: $(STAMP)
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+	$(PY) -m twine check --strict dist/*
+
+test: $(STAMP) servers lint dist
+	SESSIONKIT_DIST=dist $(PY) -m pytest -n auto
 	$(PY) benchmarks/report.py --check
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet -d site
 
@@ -41,4 +48,4 @@ bench: $(STAMP) servers
 	if [ -n "$$failed" ]; then echo "failed:$$failed" >&2; exit 1; fi
 
 clean:
-	rm -rf $(VENV) site .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) site dist .mypy_cache .ruff_cache .hypothesis
