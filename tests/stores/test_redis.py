@@ -439,7 +439,7 @@ def test_scan_skips_foreign_and_undecodable_keys(
 DOCS_ACL = (
     "on >{password} resetkeys ~{prefix}* resetchannels -@all +ping "
     "+hgetall +hmget +hget +evalsha +eval +set +del +smembers +srem +scan "
-    "+exists +type +hexists +hset +hdel +pexpire +pttl +sadd +get"
+    "+exists +type +hexists +hset +hdel +pexpire +pttl +sadd +get +time"
 )
 
 

@@ -178,7 +178,7 @@ def test_clients_follow_the_url() -> None:
     kwargs = client.connection_pool.connection_kwargs
     assert client.connection_pool.connection_class is redis.SSLConnection
     assert kwargs["ssl_cert_reqs"] == "none" and kwargs["ssl_check_hostname"] is False
-    assert kwargs["db"] == 1 and kwargs["socket_timeout"] == 5.0
+    assert kwargs["db"] == 1 and kwargs["socket_timeout"] == 1.0  # fail-fast default
     client.close()
     sentinel, _ = parse("redis+sentinel://:pw@s1:26379/mymaster/2").sync_client()
     assert sentinel.connection_pool.service_name == "mymaster"
