@@ -214,7 +214,13 @@ class RedisStore(PollingLocks, Store):
                             "too for synchronous use"
                         )
                     client, self._sync_helpers = self.target.sync_client()
-                _preload(lambda source: client.script_load(source))
+                try:
+                    _preload(lambda source: client.script_load(source))
+                except BaseException:
+                    if self._own_sync:  # not reachable yet: the next call starts afresh
+                        for each in (client, *self._sync_helpers):
+                            each.close()
+                    raise
                 self._sync, self._sync_ready = client, True
         return self._sync
 
@@ -233,13 +239,17 @@ class RedisStore(PollingLocks, Store):
         # asyncio connections belong to one event loop: a new loop gets a new client. A
         # Cluster client learns the slot map before its first command, once: concurrent
         # first commands would each rebuild it and drop each other's connections.
-        with self._guard():
-            client, helpers = self.target.async_client()
-            if self.cluster:
-                await client.initialize()
-            for script in ALL_SCRIPTS:
-                with contextlib.suppress(_rx.ResponseError):
-                    await client.script_load(script.source)
+        client, helpers = self.target.async_client()
+        try:
+            with self._guard():
+                if self.cluster:
+                    await client.initialize()
+                for script in ALL_SCRIPTS:
+                    with contextlib.suppress(_rx.ResponseError):
+                        await client.script_load(script.source)
+        except BaseException:
+            await _aclose(client, helpers)
+            raise
         if self._async is None or self._async_loop is not loop:
             self._async, self._async_helpers, self._async_loop = client, helpers, loop
         else:

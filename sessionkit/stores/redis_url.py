@@ -135,7 +135,7 @@ class RedisTarget:
             connection_class=flavour.SSLConnection if tls else flavour.Connection,
             host=host, port=port, db=self.db, **common,
         )  # fmt: skip
-        return flavour.Redis(connection_pool=pool), []
+        return flavour.Redis.from_pool(pool), []  # the client closes the pool with it
 
     def _sentinel_kwargs(self, retry: Any) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
