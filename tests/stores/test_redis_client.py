@@ -22,7 +22,7 @@ import redis
 import redis.asyncio
 
 from sessionkit import SessionConfig, SessionEngine
-from sessionkit.errors import ConfigError, StoreError, StoreUnavailable
+from sessionkit.errors import ConfigError, LockTimeout, StoreError, StoreUnavailable
 from sessionkit.ids import digest, new_id
 from sessionkit.stores.base import RecordMeta, Write
 from sessionkit.stores.redis import RedisStore
@@ -436,4 +436,82 @@ def test_a_cluster_rotation_retried_after_a_lost_reply(
     assert store.save(update(old, clock, a="2")) is False  # and is never written to
     rotation = create(new, clock, user="ann", a="1")._replace(rotated_from=old)
     assert store.save(rotation) is False  # the old one is gone: no resurrection
+    store.close()
+
+
+# -- locks: a short lease, renewed while held; late attempts take nothing -------------------
+def test_a_held_lock_is_renewed_beyond_its_lease(url: str) -> None:
+    store = RedisStore.from_url(url, prefix=unique_prefix())
+    other = RedisStore.from_url(url, prefix=store.prefix)
+    store.lock_lease = 0.3
+    key = new_digest()
+    raw = store._client()
+    with store.lock(key, ttl=10, wait=0.1):
+        assert 0 < raw.pttl(store.lock_key(key)) <= 300  # the lease, not the ttl
+        time.sleep(0.9)  # three leases: renewed meanwhile
+        with pytest.raises(LockTimeout), other.lock(key, wait=0.1):
+            pass  # pragma: no cover
+    with other.lock(key, wait=0.1):  # released at once
+        pass
+
+    async def main() -> None:
+        async with store.alock(key, ttl=10, wait=0.1):
+            await asyncio.sleep(0.9)
+            assert raw.exists(store.lock_key(key)) == 1
+            with pytest.raises(LockTimeout):
+                async with other.alock(key, wait=0.1):
+                    pass  # pragma: no cover
+        assert raw.exists(store.lock_key(key)) == 0
+        await store.aclose()
+        await other.aclose()
+
+    asyncio.run(main())
+    store.close()
+    other.close()
+
+
+def test_a_dead_holder_blocks_for_one_lease_not_the_ttl(url: str) -> None:
+    store = RedisStore.from_url(url, prefix=unique_prefix())
+    key = new_digest()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child holds the lock until it is killed
+        try:
+            child = RedisStore.from_url(url, prefix=store.prefix)
+            with child.lock(key, ttl=30, wait=1):
+                os.write(write, b"held")
+                time.sleep(60)
+        finally:
+            os._exit(0)
+    os.close(write)
+    assert os.read(read, 4) == b"held"
+    os.close(read)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    started = time.monotonic()
+    with store.lock(key, wait=10):
+        waited = time.monotonic() - started
+    assert waited < store.lock_lease + 1  # one lease (5 s), not the 30 s ttl
+    store.close()
+
+
+def test_a_lock_attempt_run_after_its_caller_gave_up_takes_nothing(
+    redis_server: servers.Server, url: str
+) -> None:
+    store = RedisStore.from_url(f"{url}?socket_timeout=0.4", prefix=unique_prefix())
+    key = new_digest()
+    store.load(key)  # connected, scripts loaded
+    raw = redis.Redis(port=redis_server.port)
+    hang(redis_server)
+    try:
+        with pytest.raises(StoreUnavailable), store.lock(key, ttl=30, wait=0.2):
+            pass  # pragma: no cover
+        time.sleep(1.5)  # the stall outlasts the caller's wait (and a second's allowance)
+    finally:
+        resume(redis_server)
+    time.sleep(0.2)  # Redis works through its backlog, the queued attempt included
+    assert raw.exists(store.lock_key(key)) == 0
+    with store.lock(key, wait=0.5):  # free at once
+        pass
+    raw.close()
     store.close()
