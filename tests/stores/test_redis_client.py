@@ -14,7 +14,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -263,7 +263,8 @@ def test_a_stalled_server_costs_one_timeout(
 
     hang(redis_server)
     try:
-        for call in (lambda: store.load(key), lambda: asyncio.run(aload())):
+        calls: list[Callable[[], object]] = [lambda: store.load(key), lambda: asyncio.run(aload())]
+        for call in calls:
             started = time.monotonic()
             with pytest.raises(StoreUnavailable) as caught:
                 call()
