@@ -82,7 +82,7 @@ from sessionkit.stores.redis_scripts import (
     UNLOCK_SCRIPT,
     UPDATE_SCRIPT,
 )
-from sessionkit.stores.redis_url import DEFAULT_PREFIX, RedisTarget, parse, target_of_client
+from sessionkit.stores.redis_url import RedisTarget, parse, target_of_client
 
 log = logging.getLogger("sessionkit")
 
@@ -91,6 +91,7 @@ _DOWN: tuple[type[BaseException], ...] = (
     _rx.ConnectionError, _rx.TimeoutError, _rx.ClusterError, _rx.RedisClusterException,
     _rx.ReadOnlyError, _rx.OutOfMemoryError, _rx.TryAgainError, _rx.InvalidResponse, OSError,
 )  # fmt: skip
+_NO_URL = RedisTarget(url="redis://", kind="single", nodes=(("localhost", 6379),))
 _RENEW_FAILS: tuple[type[BaseException], ...] = (StoreError, *_DOWN)
 _BATCH = 200
 _NOT_REDIS = (
@@ -137,16 +138,17 @@ class RedisStore(PollingLocks, Store):
         client runs its async flavour in worker threads; given only an async client, it
         has no sync flavour (unless a URL says how to make one). Clients handed over are
         the application's: ``close()`` leaves them open."""
-        if target is None:
-            given = client if client is not None else async_client
-            if given is None:
-                raise ConfigError("store", "RedisStore needs a URL or a client=")
-            target = target_of_client(given, prefix or DEFAULT_PREFIX)
-            self._buildable = False
-        else:
-            if prefix is not None:
-                target = dataclasses.replace(target, prefix=prefix)
-            self._buildable = True
+        given = client if client is not None else async_client
+        if given is not None:  # the clients say where; a URL may add the prefix and format
+            described = target_of_client(given, prefix or (target or _NO_URL).prefix)
+            if target is not None:
+                described = dataclasses.replace(described, record_format=target.record_format)
+            target = described
+        elif target is None:
+            raise ConfigError("store", "RedisStore needs a URL or a client=")
+        elif prefix is not None:
+            target = dataclasses.replace(target, prefix=prefix)
+        self._buildable = given is None  # makes its own clients, from the URL
         self.target = target
         self.url = target.url
         self.prefix = target.prefix
@@ -615,7 +617,7 @@ class RedisStore(PollingLocks, Store):
 
     def _start_renewer(self) -> None:
         with self._mutex:
-            if self._renewer is None or not self._renewer.is_alive():
+            if self._renewer is None:
                 self._renewer = threading.Thread(
                     target=self._renew_loop, name="sessionkit-redis-locks", daemon=True
                 )
@@ -623,8 +625,13 @@ class RedisStore(PollingLocks, Store):
 
     def _renew_loop(self) -> None:
         """Renew every held sync lock each third of its lease, until its ``ttl`` runs out
-        or it is released; stop when none is held."""
-        while self._held:
+        or it is released; stop when none is held (deciding so under the mutex, so a lock
+        taken meanwhile starts a new renewer)."""
+        while True:
+            with self._mutex:
+                if not self._held:
+                    self._renewer = None
+                    return
             self._renew_wake.wait(self.lock_lease / 3)
             self._renew_wake.clear()
             now = time.monotonic()

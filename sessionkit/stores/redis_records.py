@@ -74,6 +74,8 @@ def in_order(items: dict[str, str], order: bytes) -> dict[str, str]:
     names = json.loads(order)
     if type(names) is not list:
         raise ValueError("malformed key order")
+    if names == list(items):  # a small HASH keeps insertion order: often nothing to do
+        return items
     ordered = {name: items[name] for name in names if type(name) is str and name in items}
     if len(ordered) < len(items):
         ordered.update((k, v) for k, v in items.items() if k not in ordered)

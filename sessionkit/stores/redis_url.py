@@ -168,8 +168,11 @@ def target_of_client(client: Any, prefix: str = DEFAULT_PREFIX) -> RedisTarget:
                                "reads raw bytes)")  # fmt: skip
     host, port = kwargs.get("host", "localhost"), int(kwargs.get("port", 6379))
     db = kwargs.get("db", 0)
-    where = kwargs.get("path")
-    url = f"unix://{where}" if where else f"redis://{host}:{port}/{db}"
+    where, service = kwargs.get("path"), getattr(client.connection_pool, "service_name", None)
+    if service is not None:  # a Sentinel's master_for() client
+        url = f"redis+sentinel:///{service}/{db}"
+    else:
+        url = f"unix://{where}" if where else f"redis://{host}:{port}/{db}"
     return RedisTarget(url=url, kind="single", nodes=((str(host), port),), db=int(db or 0),
                        prefix=prefix)  # fmt: skip
 

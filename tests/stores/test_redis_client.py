@@ -218,6 +218,8 @@ def test_clients_are_also_accepted_with_a_url(url: str, clock: FakeClock) -> Non
     key = new_digest()
     assert store.save(create(key, clock, a="1")) and store.load(key) is not None
     assert client.exists(f"app:{{{key}}}") == 1
+    assert "ignored" not in repr(store) and f":{port}/0" in repr(store)
+    assert asyncio.run(store.aload(key)) is not None  # the sync client, in a thread
     store.close()
     client.close()
 
