@@ -168,7 +168,7 @@ def test_an_application_client_is_used_as_it_is(url: str, clock: FakeClock) -> N
     port = int(url.rsplit(":", 1)[1].split("/")[0])
     client = redis.Redis(port=port, client_name="the-app")
     store = RedisStore(client=client, prefix=unique_prefix())
-    assert "redis://localhost" in repr(store) or "127.0.0.1" in repr(store)
+    assert repr(store) == f"<RedisStore redis://localhost:{port}/0>"
     engine = SessionEngine(SessionConfig(secret_key=KEY), store=store, clock=clock)
     browser = Browser(engine)
     browser.visit(lambda s: s.bind_user("ann"))
