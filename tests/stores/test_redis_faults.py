@@ -159,6 +159,7 @@ def test_url_forms() -> None:
         ("redis://h?ssl_cert_reqs=none", "need a rediss"),
         ("redis://h?prefix={x}", "must not contain"),
         ("rediss://h?ssl_check_hostname=maybe", "must be true or false"),
+        ("redis://h?record_format=3", "record_format must be one of"),
     ],
 )
 def test_bad_urls_are_refused_at_start_up(url: str, problem: str) -> None:
