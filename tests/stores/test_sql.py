@@ -71,7 +71,9 @@ class TestPostgresConformance(
 
     # A known bug (issue 12), recorded rather than hidden: the data column is JSONB, which
     # keeps no key order. strict: this fails the day the SQL store keeps the order.
-    @pytest.mark.xfail(strict=True, reason="PostgreSQL JSONB keeps no key order (issue 12)")
+    @pytest.mark.xfail(
+        strict=True, raises=AssertionError, reason="PostgreSQL JSONB keeps no key order (issue 12)"
+    )
     def test_key_order_survives_round_trips(self, browser: Browser) -> None:
         super().test_key_order_survives_round_trips(browser)
 
