@@ -136,8 +136,9 @@ class RedisStore(PollingLocks, Store):
         ``master_for`` client) and/or ``async_client`` (their ``redis.asyncio`` twin), for
         TLS contexts, credential providers, ``unix://`` or RESP3. A store given only a sync
         client runs its async flavour in worker threads; given only an async client, it
-        has no sync flavour (unless a URL says how to make one). Clients handed over are
-        the application's: ``close()`` leaves them open."""
+        has no sync flavour: given clients, it never makes one of its own (a ``target``
+        then adds only its prefix and record format). Clients handed over are the
+        application's: ``close()`` leaves them open."""
         given = client if client is not None else async_client
         if given is not None:  # the clients say where; a URL may add the prefix and format
             described = target_of_client(given, prefix or (target or _NO_URL).prefix)
