@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from sessionkit.errors import ConfigError
+from sessionkit.urls import mask_url
 
 if TYPE_CHECKING:
     from sessionkit.stores.base import Store
@@ -76,8 +77,6 @@ class SessionConfig:
     trusted_networks: tuple[IPNetwork, ...] = dataclasses.field(init=False, repr=False)
 
     def __repr__(self) -> str:  # never print keys or store passwords
-        from sessionkit.stores.base import mask_url
-
         def show(name: str) -> str:
             value = getattr(self, name)
             return repr(mask_url(value) if isinstance(value, str) else value)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sessionkit import serialization
@@ -387,7 +387,15 @@ class SessionEngine:
                 return plan
             if not self._client_side:
                 full = session._cleared or session._force
-                keys = dict.keys(session) if full else session._changed
+                changed = session._changed
+                # the changed keys in the session's order, so a store that merges them in
+                # (appending the new ones) keeps the dict's insertion order
+                if full:
+                    keys: Iterable[str] = dict.keys(session)
+                elif len(changed) > 1:
+                    keys = [k for k in dict.keys(session) if k in changed]
+                else:
+                    keys = changed
                 items = {k: serialization.dumps(dict.__getitem__(session, k)) for k in keys}
                 plan.write = Write(
                     ctx.digest, items, frozenset(session._removed), meta,  # type: ignore[arg-type]

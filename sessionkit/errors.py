@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sessionkit.urls import mask_url
+
 
 class SessionKitError(Exception):
     """Base class of every error sessionkit raises deliberately."""
@@ -46,8 +48,6 @@ class StoreUnavailable(StoreError):
     """The store could not be reached; the URL in the message has its password masked."""
 
     def __init__(self, url: str, cause: BaseException | str) -> None:
-        from sessionkit.stores.base import mask_url
-
         self.url = mask_url(url)
         self.cause = cause
         super().__init__(

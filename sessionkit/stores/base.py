@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
-from urllib.parse import parse_qs, urlsplit
 
 from sessionkit import serialization
-from sessionkit.errors import ConfigError, LockTimeout, StoreError
+from sessionkit.errors import LockTimeout, StoreError
 from sessionkit.events import security_log
 from sessionkit.ids import handle, is_digest
+
+# Re-exported: stores (and third-party ones) import these from here.
+from sessionkit.urls import mask_url as mask_url
+from sessionkit.urls import parse_flag as parse_flag
+from sessionkit.urls import query_options as query_options
 
 
 class RecordMeta(NamedTuple):
@@ -364,53 +367,6 @@ def _document_fields(document: Any, kind: str) -> tuple[Record, float]:
     if type(version) is not int or type(expires_at) not in (int, float):
         raise ValueError("malformed record version or expiry")
     return Record(data, meta, version), float(expires_at)  # type: ignore[arg-type]
-
-
-_PASSWORD_RE = re.compile(r"(?P<head>[a-z0-9+.-]+://[^:/@]*:)(?P<password>[^@]*)(?=@)", re.I)
-
-
-def mask_url(url: str) -> str:
-    """``redis://user:secret@host`` → ``redis://user:***@host``."""
-    return _PASSWORD_RE.sub(lambda m: m.group("head") + "***", url)
-
-
-_TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off"})
-
-
-def parse_flag(text: str) -> bool:
-    """``true``/``false`` (also 1/0, yes/no, on/off) from a URL; ``ValueError`` otherwise."""
-    lowered = text.lower()
-    if lowered not in _TRUE | _FALSE:
-        raise ValueError(f"{text!r} is not true or false")
-    return lowered in _TRUE
-
-
-def query_options(url: str, kinds: Mapping[str, type]) -> dict[str, Any]:
-    """The ``?name=value`` options of a store URL, each converted by its kind in ``kinds``
-    (``int``, ``float``, ``bool`` or ``str``). A repeated name keeps its last value; a name
-    not in ``kinds`` or a value of the wrong kind is a ``ConfigError`` that names it, so a
-    typo never leaves a store silently unconfigured."""
-    options: dict[str, Any] = {}
-    for name, values in parse_qs(urlsplit(url).query, keep_blank_values=True).items():
-        kind = kinds.get(name)
-        if kind is None:
-            known = ", ".join(sorted(kinds)) or "none"
-            raise ConfigError("store", f"{mask_url(url)!r}: unknown option {name!r} "
-                                       f"(known: {known})")  # fmt: skip
-        try:
-            options[name] = parse_flag(values[-1]) if kind is bool else kind(values[-1])
-        except ValueError:
-            what = (
-                "true or false"
-                if kind is bool
-                else "a number"
-                if kind in (int, float)
-                else kind.__name__
-            )
-            raise ConfigError(
-                "store", f"{mask_url(url)!r}: {name} must be {what}, not {values[-1]!r}"
-            ) from None
-    return options
 
 
 def require_digests(what: str, *digests: str | None) -> None:

@@ -2,13 +2,21 @@
 
 Each session is one HASH (layout in ``redis_scripts``) under ``<prefix>{<digest>}``, with a
 native TTL. Per-key fields let a save write only what changed, so two requests that change
-different keys both survive. Every store operation is one round trip: ``load`` is one
-``HGETALL``; ``save`` (``CREATE`` or ``UPDATE``), ``touch`` and ``delete`` are one Lua script
-each (``EVALSHA``, falling back to ``EVAL`` once after a server restart empties the script
-cache). On a single server and behind Sentinel the commands go through a ``Lane``
-(``redis_wire``): redis-py's own connections, without its per-command machinery, which
-costs more client CPU than the session work itself. A Cluster uses redis-py's full client,
-which routes by slot and follows redirections.
+different keys both survive; the session's key order is kept in the record (a HASH has
+none, a dict does). Every store operation is one round trip: ``load`` is one ``HGETALL``;
+``save`` (``CREATE`` or ``UPDATE``), ``touch`` and ``delete`` are one Lua script each
+(``EVALSHA``, falling back to ``EVAL`` once after a server restart empties the script
+cache). Every command goes through redis-py's public ``execute_command`` (or a pipeline),
+so tracing (OpenTelemetry, Sentry, ddtrace), redis-py's metrics, its retry policy,
+credential providers and connection-pool limits see and govern all session traffic. An
+application can hand over its own clients (``client=``, ``async_client=``).
+
+Retries and idempotence: redis-py retries a command once when its connection breaks, and
+the reply of a command that was applied may be what was lost. So every write is safe to
+apply twice: a CREATE carries a nonce and accepts the record it finds with its own nonce
+(a rotation has deleted the old record by then: "taken" would log the user out); a
+Cluster rotation leaves a tombstone with that nonce; UPDATE, TOUCH, DELETE and the index
+scripts converge; a lock attempt finds the lock its own. A timeout is never retried.
 
 What is atomic where:
 
@@ -17,31 +25,40 @@ What is atomic where:
 - Cluster: a script may touch keys of one hash slot only. A session key is addressed by its
   digest alone (a cookie carries nothing else), so it cannot share a slot with its user's
   index or with the ID it rotates away from. The conditional write and merge of one session
-  stay atomic; a rotation is "delete the old record, and only if it existed create the new
-  one" (never a resurrection; a crash in between loses that one session), and the user
+  stay atomic; a rotation is "tombstone the old record, and only if it existed create the
+  new one" (never a resurrection; a crash in between loses that one session), and the user
   index is updated by separate commands. Listing a user's sessions checks every member and
   prunes the stale ones, so the index is exact when read.
 
 The user index is a SET of digests under ``<prefix>user:{<sha256(user)>}``: user names never
 appear in key names. Its TTL is kept at least as long as its longest-lived member, with a 2x
 margin recorded in the session (``x``), so saves and touches extend it only once per TTL;
-an abandoned index expires by itself. Locks are ``SET <prefix>lock:{<digest>} <token> NX
-PX`` with a checked release.
+an abandoned index expires by itself.
+
+Locks are ``<prefix>lock:{<digest>}`` holding the holder's token with a short *lease*
+(``lock_lease``, 5 s), which the holder renews while it runs (up to the lock's ``ttl``): a
+holder that dies or loses the store meanwhile blocks the session's locked routes for one
+lease at most. An attempt carries its caller's deadline and takes nothing if Redis runs
+it later (a stalled server working through its backlog); release is checked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
+import logging
+import secrets
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from redis import exceptions as _rx
 
 from sessionkit import ids, serialization
-from sessionkit.errors import StoreUnavailable
+from sessionkit.errors import ConfigError, LockTimeout, StoreError, StoreUnavailable
 from sessionkit.ids import handle
 from sessionkit.stores import redis_records as records
 from sessionkit.stores.base import (
@@ -53,25 +70,40 @@ from sessionkit.stores.base import (
     Write,
     reject_record,
 )
-from sessionkit.stores.redis_records import now_ms, pttl_of
+from sessionkit.stores.redis_records import encoded_name, now_ms, order_of, pttl_of
 from sessionkit.stores.redis_scripts import (
     ALL_SCRIPTS,
     CREATE_SCRIPT,
     DELETE_SCRIPT,
     INDEX_ADD_SCRIPT,
+    LOCK_SCRIPT,
+    ROTATE_OUT_SCRIPT,
     TOUCH_SCRIPT,
     UNLOCK_SCRIPT,
     UPDATE_SCRIPT,
 )
-from sessionkit.stores.redis_url import RedisTarget, parse
-from sessionkit.stores.redis_wire import AsyncLane, Lane
+from sessionkit.stores.redis_url import RedisTarget, parse, target_of_client
+
+log = logging.getLogger("sessionkit")
 
 #: Failures that mean "the store cannot be reached right now" (not "the data is bad").
 _DOWN: tuple[type[BaseException], ...] = (
     _rx.ConnectionError, _rx.TimeoutError, _rx.ClusterError, _rx.RedisClusterException,
-    _rx.ReadOnlyError, _rx.OutOfMemoryError, _rx.TryAgainError, OSError,
+    _rx.ReadOnlyError, _rx.OutOfMemoryError, _rx.TryAgainError, _rx.InvalidResponse, OSError,
 )  # fmt: skip
+_NO_URL = RedisTarget(url="redis://", kind="single", nodes=(("localhost", 6379),))
+_RENEW_FAILS: tuple[type[BaseException], ...] = (StoreError, *_DOWN)
 _BATCH = 200
+_NOT_REDIS = (
+    "the server at this address does not speak the Redis protocol; check the URL's host "
+    "and port (is it another service, such as an HTTP server?)"
+)
+
+
+def _cause(exc: BaseException) -> BaseException | str:
+    if isinstance(exc, _rx.InvalidResponse):
+        return f"{exc}: {_NOT_REDIS}"
+    return exc
 
 
 def _preload(load: Callable[[str], Any]) -> None:
@@ -87,30 +119,66 @@ class RedisStore(PollingLocks, Store):
     supports_lock = True
     supports_scan = True
 
-    def __init__(self, target: RedisTarget) -> None:
+    #: How long a lock survives a holder that stopped renewing it (seconds).
+    lock_lease = 5.0
+    lock_poll_max = 0.05  # each try is a round trip: back off
+
+    def __init__(
+        self,
+        target: RedisTarget | None = None,
+        *,
+        client: Any = None,
+        async_client: Any = None,
+        prefix: str | None = None,
+    ) -> None:
+        """A store on ``target`` (a parsed URL: ``RedisStore.from_url``), or on clients the
+        application made: ``client`` (a ``redis.Redis``, ``RedisCluster`` or Sentinel
+        ``master_for`` client) and/or ``async_client`` (their ``redis.asyncio`` twin), for
+        TLS contexts, credential providers, ``unix://`` or RESP3. A store given only a sync
+        client runs its async flavour in worker threads; given only an async client, it
+        has no sync flavour: given clients, it never makes one of its own (a ``target``
+        then adds only its prefix and record format). Clients handed over are the
+        application's: ``close()`` leaves them open."""
+        given = client if client is not None else async_client
+        if given is not None:  # the clients say where; a URL may add the prefix and format
+            described = target_of_client(given, prefix or (target or _NO_URL).prefix)
+            if target is not None:
+                described = dataclasses.replace(described, record_format=target.record_format)
+            target = described
+        elif target is None:
+            raise ConfigError("store", "RedisStore needs a URL or a client=")
+        elif prefix is not None:
+            target = dataclasses.replace(target, prefix=prefix)
+        self._buildable = given is None  # makes its own clients, from the URL
         self.target = target
         self.url = target.url
         self.prefix = target.prefix
         self.cluster = target.kind == "cluster"
         self._single = "0" if self.cluster else "1"
-        self._sync: Any = None
-        self._async: Any = None
-        # ``_call``/``_acall`` send one command: a Lane's (single server, Sentinel), or the
-        # client's own ``execute_command`` (Cluster: routing and redirections).
-        self._call: Callable[..., Any] | None = None
-        self._acall: Callable[..., Any] | None = None
-        self._lane: Lane | None = None
-        self._alane: AsyncLane | None = None
+        self._ordered = target.record_format >= 2
+        self._sync: Any = client
+        self._async: Any = async_client
+        self._own_sync, self._own_async = client is None, async_client is None
+        self._sync_ready = False
+        self._async_ready: Any = None  # the client whose scripts are loaded
+        self._threaded = async_client is None and not self._buildable
         self._sync_helpers: list[Any] = []
         self._async_helpers: list[Any] = []
         self._async_loop: asyncio.AbstractEventLoop | None = None
         self._mutex = threading.Lock()
+        self._held: dict[str, tuple[str, float, float]] = {}  # token -> digest, lease, until
+        self._renewer: threading.Thread | None = None
+        self._renew_wake = threading.Event()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStore:
-        """``options``: ``clock=``, ``prefix=`` and any query option (they win over the URL)."""
+        """``options``: ``client=``, ``async_client=`` (clients to use instead of making
+        them), ``clock=`` (ignored), ``prefix=`` and any query option (they win over the
+        URL)."""
         options.pop("clock", None)  # Redis TTLs run on the server's own clock
-        return cls(parse(url, **options))
+        client, async_client = options.pop("client", None), options.pop("async_client", None)
+        store = cls(parse(url, **options), client=client, async_client=async_client)
+        return store
 
     # -- keys ------------------------------------------------------------------------------
     def key(self, digest: str) -> str:
@@ -124,99 +192,110 @@ class RedisStore(PollingLocks, Store):
         return f"{self.prefix}lock:{{{digest}}}"
 
     # -- clients ---------------------------------------------------------------------------
+    def _down(self, exc: BaseException) -> StoreUnavailable:
+        return StoreUnavailable(self.url, _cause(exc))
+
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:
         try:
             yield
         except _DOWN as exc:
-            raise StoreUnavailable(self.url, exc) from exc
+            raise self._down(exc) from exc
 
     def _client(self) -> Any:
         """The sync client, made on first use. Its scripts are loaded on every node then,
         so no request pays a second round trip for a node's first EVALSHA."""
-        client = self._sync
-        if client is None:
-            with self._mutex, self._guard():
-                if self._sync is None:
-                    client, self._sync_helpers = self.target.sync_client()
-                    _preload(lambda source: client.script_load(source))
-                    if self.cluster:
-                        self._call = client.execute_command
-                    else:
-                        self._lane = Lane(client)
-                        self._call = self._lane.call
-                    self._sync = client
+        if self._sync_ready:
+            return self._sync
+        with self._mutex, self._guard():
+            if not self._sync_ready:
                 client = self._sync
-        return client
-
-    def _connect(self) -> Callable[..., Any]:
-        self._client()
-        assert self._call is not None
-        return self._call
+                if client is None:
+                    if not self._buildable:
+                        raise StoreError(
+                            "this RedisStore was given only an async_client=; pass client= "
+                            "too for synchronous use"
+                        )
+                    client, self._sync_helpers = self.target.sync_client()
+                try:
+                    _preload(lambda source: client.script_load(source))
+                except BaseException:
+                    if self._own_sync:  # not reachable yet: the next call starts afresh
+                        for each in (client, *self._sync_helpers):
+                            each.close()
+                    raise
+                self._sync, self._sync_ready = client, True
+        return self._sync
 
     async def _aclient(self) -> Any:
+        if not self._own_async:  # the application's client: used as it is
+            if self._async_ready is not self._async:
+                with self._guard():
+                    for script in ALL_SCRIPTS:
+                        with contextlib.suppress(_rx.ResponseError):
+                            await self._async.script_load(script.source)
+                self._async_ready = self._async
+            return self._async
         loop = asyncio.get_running_loop()
         if self._async is not None and self._async_loop is loop:
             return self._async
         # asyncio connections belong to one event loop: a new loop gets a new client. A
         # Cluster client learns the slot map before its first command, once: concurrent
         # first commands would each rebuild it and drop each other's connections.
-        with self._guard():
-            client, helpers = self.target.async_client()
-            if self.cluster:
-                await client.initialize()
-            for script in ALL_SCRIPTS:
-                with contextlib.suppress(_rx.ResponseError):
-                    await client.script_load(script.source)
+        client, helpers = self.target.async_client()
+        try:
+            with self._guard():
+                if self.cluster:
+                    await client.initialize()
+                for script in ALL_SCRIPTS:
+                    with contextlib.suppress(_rx.ResponseError):
+                        await client.script_load(script.source)
+        except BaseException:
+            await _aclose(client, helpers)
+            raise
         if self._async is None or self._async_loop is not loop:
-            lane = None if self.cluster else AsyncLane(client)
             self._async, self._async_helpers, self._async_loop = client, helpers, loop
-            self._alane = lane
-            self._acall = client.execute_command if lane is None else lane.call
         else:
             await _aclose(client, helpers)
         return self._async
 
-    async def _aconnect(self) -> Callable[..., Any]:
-        if self._async is None or self._async_loop is not asyncio.get_running_loop():
-            await self._aclient()
-        assert self._acall is not None
-        return self._acall
-
     def close(self) -> None:
-        client, self._sync, self._call = self._sync, None, None
-        lane, self._lane = self._lane, None
-        if lane is not None:
-            lane.close()
-        for each in (client, *self._sync_helpers) if client is not None else ():
-            each.close()
+        with self._mutex:
+            client, ready = self._sync, self._sync_ready
+            self._sync_ready = False
+            if self._own_sync:
+                self._sync = None
+        self._held.clear()
+        self._renew_wake.set()
+        if client is not None and ready and self._own_sync:
+            for each in (client, *self._sync_helpers):
+                each.close()
         self._sync_helpers = []
 
     async def aclose(self) -> None:
         self.close()
-        client, self._async, self._acall = self._async, None, None
-        lane, self._alane = self._alane, None
+        if not self._own_async:
+            return
+        client, self._async = self._async, None
         if client is not None and self._async_loop is asyncio.get_running_loop():
-            if lane is not None:
-                with contextlib.suppress(*_DOWN):
-                    await lane.aclose()
             await _aclose(client, self._async_helpers)
         self._async_helpers = []
 
     # -- protocol: sync --------------------------------------------------------------------
     def load(self, digest: str) -> Record | None:
-        call = self._call or self._connect()
+        client = self._sync if self._sync_ready else self._client()
         try:  # inline rather than _guard(): this is the hot path of every request
-            reply = call("HGETALL", f"{self.prefix}{{{digest}}}")
+            reply = client.execute_command("HGETALL", f"{self.prefix}{{{digest}}}")
         except _DOWN as exc:
-            raise StoreUnavailable(self.url, exc) from exc
+            raise self._down(exc) from exc
         except _rx.ResponseError as exc:  # WRONGTYPE: something foreign under our key
             reject_record(digest, f"not a session hash ({exc})")
             return None
         return records.decode(digest, reply)
 
     def save(self, write: Write) -> bool:
-        call = self._call or self._connect()
+        client = self._sync if self._sync_ready else self._client()
+        call = client.execute_command
         try:  # inline rather than _guard(): a contextmanager costs µs on the hot path
             if not write.create:
                 keys, args = self._update_args(write)
@@ -228,34 +307,35 @@ class RedisStore(PollingLocks, Store):
                     if update:
                         self._index_add(call, args[2], write)
                 return bool(done)
+            nonce = secrets.token_hex(8) if self._ordered else ""
             if self.cluster and write.rotated_from is not None:
-                deleted, old_index = DELETE_SCRIPT.run(
-                    call, [self.key(write.rotated_from)], ["0", write.rotated_from]
+                rotated, old_index = ROTATE_OUT_SCRIPT.run(
+                    call, [self.key(write.rotated_from)], [nonce or secrets.token_hex(8)]
                 )
                 if old_index:
                     call("SREM", old_index, write.rotated_from)
-                if not deleted:
+                if not rotated:
                     return False
-            keys, args = self._create_args(write)
+            keys, args = self._create_args(write, nonce)
             done = CREATE_SCRIPT.run(call, keys, args)
             if done and self.cluster and args[2]:
                 self._index_add(call, args[2], write)
             return bool(done)
         except _DOWN as exc:
-            raise StoreUnavailable(self.url, exc) from exc
+            raise self._down(exc) from exc
 
     def _index_add(self, call: Callable[..., Any], index: str, write: Write) -> None:
         INDEX_ADD_SCRIPT.run(call, [index], [write.digest, 2 * pttl_of(write.ttl)])
 
     def delete(self, digest: str) -> None:
-        call = self._call or self._connect()
+        call = self._client().execute_command
         with self._guard():
             _, index = DELETE_SCRIPT.run(call, [self.key(digest)], [self._single, digest])
             if index and self.cluster:
                 call("SREM", index, digest)
 
     def touch(self, digest: str, last_seen: int, ttl: float) -> bool:
-        call = self._call or self._connect()
+        call = self._client().execute_command
         pttl = pttl_of(ttl)
         try:
             done = TOUCH_SCRIPT.run(
@@ -264,23 +344,27 @@ class RedisStore(PollingLocks, Store):
             if isinstance(done, bytes):  # Cluster: the user index needs a longer TTL
                 INDEX_ADD_SCRIPT.run(call, [done.decode()], [digest, 2 * pttl])
         except _DOWN as exc:
-            raise StoreUnavailable(self.url, exc) from exc
+            raise self._down(exc) from exc
         return bool(done)
 
     # -- protocol: async -------------------------------------------------------------------
     async def aload(self, digest: str) -> Record | None:
-        call = await self._aconnect()
+        if self._threaded:
+            return await Store.aload(self, digest)
+        client = await self._aclient()
         try:
-            reply = await call("HGETALL", f"{self.prefix}{{{digest}}}")
+            reply = await client.execute_command("HGETALL", f"{self.prefix}{{{digest}}}")
         except _DOWN as exc:
-            raise StoreUnavailable(self.url, exc) from exc
+            raise self._down(exc) from exc
         except _rx.ResponseError as exc:
             reject_record(digest, f"not a session hash ({exc})")
             return None
         return records.decode(digest, reply)
 
     async def asave(self, write: Write) -> bool:
-        call = await self._aconnect()
+        if self._threaded:
+            return await Store.asave(self, write)
+        call = (await self._aclient()).execute_command
         try:
             if not write.create:
                 keys, args = self._update_args(write)
@@ -292,34 +376,39 @@ class RedisStore(PollingLocks, Store):
                     if update:
                         await self._aindex_add(call, args[2], write)
                 return bool(done)
+            nonce = secrets.token_hex(8) if self._ordered else ""
             if self.cluster and write.rotated_from is not None:
-                deleted, old_index = await DELETE_SCRIPT.arun(
-                    call, [self.key(write.rotated_from)], ["0", write.rotated_from]
+                rotated, old_index = await ROTATE_OUT_SCRIPT.arun(
+                    call, [self.key(write.rotated_from)], [nonce or secrets.token_hex(8)]
                 )
                 if old_index:
                     await call("SREM", old_index, write.rotated_from)
-                if not deleted:
+                if not rotated:
                     return False
-            keys, args = self._create_args(write)
+            keys, args = self._create_args(write, nonce)
             done = await CREATE_SCRIPT.arun(call, keys, args)
             if done and self.cluster and args[2]:
                 await self._aindex_add(call, args[2], write)
             return bool(done)
         except _DOWN as exc:
-            raise StoreUnavailable(self.url, exc) from exc
+            raise self._down(exc) from exc
 
     async def _aindex_add(self, call: Callable[..., Any], index: str, write: Write) -> None:
         await INDEX_ADD_SCRIPT.arun(call, [index], [write.digest, 2 * pttl_of(write.ttl)])
 
     async def adelete(self, digest: str) -> None:
-        call = await self._aconnect()
+        if self._threaded:
+            return await Store.adelete(self, digest)
+        call = (await self._aclient()).execute_command
         with self._guard():
             _, index = await DELETE_SCRIPT.arun(call, [self.key(digest)], [self._single, digest])
             if index and self.cluster:
                 await call("SREM", index, digest)
 
     async def atouch(self, digest: str, last_seen: int, ttl: float) -> bool:
-        call = await self._aconnect()
+        if self._threaded:
+            return await Store.atouch(self, digest, last_seen, ttl)
+        call = (await self._aclient()).execute_command
         pttl = pttl_of(ttl)
         try:
             done = await TOUCH_SCRIPT.arun(
@@ -328,7 +417,7 @@ class RedisStore(PollingLocks, Store):
             if isinstance(done, bytes):
                 await INDEX_ADD_SCRIPT.arun(call, [done.decode()], [digest, 2 * pttl])
         except _DOWN as exc:
-            raise StoreUnavailable(self.url, exc) from exc
+            raise self._down(exc) from exc
         return bool(done)
 
     # -- script arguments (layouts documented in redis_scripts) ----------------------------
@@ -343,19 +432,24 @@ class RedisStore(PollingLocks, Store):
             if write.previous_user is not None and write.previous_user != user:
                 keys.append(self.index_key(write.previous_user))
         removed = () if write.replace else write.removed
+        listed = () if write.replace else write.items
         args: list[Any] = [
             self._single, pttl_of(write.ttl), index, write.digest, now_ms(),
-            "1" if write.replace else "0", 1 + len(removed), "t",
+            "1" if write.replace else "0", 1 + len(removed), len(listed), len(removed), "t",
         ]  # fmt: skip
         args.extend("d:" + name for name in removed)
+        args.extend(encoded_name(name) for name in listed)
+        args.extend(encoded_name(name) for name in removed)
         args += ("v", "", "m", serialization.dumps_plain(write.meta.to_list()))
+        if write.replace and self._ordered:
+            args += ("f", "2", "o", order_of(write.items))
         for name, text in write.items.items():
             args += ("d:" + name, text)
         return keys, args
 
-    def _create_args(self, write: Write) -> tuple[list[str], list[Any]]:
+    def _create_args(self, write: Write, nonce: str) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of CREATE: a new record, maybe replacing the one it rotates from
-        (single server; a Cluster deletes that one first, in its own slot)."""
+        (single server; a Cluster tombstones that one first, in its own slot)."""
         user, pttl = write.meta.user, pttl_of(write.ttl)
         index = "" if user is None else self.index_key(user)
         keys = [self.key(write.digest)]
@@ -369,9 +463,11 @@ class RedisStore(PollingLocks, Store):
             if write.previous_user is not None and write.previous_user != user:
                 keys.append(self.index_key(write.previous_user))
         args: list[Any] = [
-            self._single, pttl, index, write.digest, old_key, write.rotated_from or "",
+            self._single, pttl, index, write.digest, old_key, write.rotated_from or "", nonce,
             "v", 1, "m", serialization.dumps_plain(write.meta.to_list()),
         ]  # fmt: skip
+        if self._ordered:
+            args += ("n", nonce, "f", "2", "o", order_of(write.items))
         if index:
             args += ("u", index, "x", now_ms() + 2 * pttl)
         for name, text in write.items.items():
@@ -418,6 +514,8 @@ class RedisStore(PollingLocks, Store):
         return sum(1 for n in deleted if n)
 
     async def auser_sessions(self, user: str) -> list[SessionInfo]:
+        if self._threaded:
+            return await Store.auser_sessions(self, user)
         client, index = await self._aclient(), self.index_key(user)
         with self._guard():
             members = sorted(m.decode() for m in await client.smembers(index))
@@ -437,6 +535,8 @@ class RedisStore(PollingLocks, Store):
         return await self._arevoke(user, lambda digest: ids.handle(digest) == handle) > 0
 
     async def _arevoke(self, user: str, chosen: Callable[[str], bool]) -> int:
+        if self._threaded:
+            return await asyncio.to_thread(self._revoke, user, chosen)
         client, index = await self._aclient(), self.index_key(user)
         with self._guard():
             members = [m.decode() for m in await client.smembers(index)]
@@ -482,28 +582,149 @@ class RedisStore(PollingLocks, Store):
                 with contextlib.suppress(ValueError, TypeError):
                     yield records.decode_meta(row[0], row[1])
 
-    # -- locks -----------------------------------------------------------------------------
-    # -- locks: SET NX PX with a token, released by a script that checks it ---------------
-    lock_poll_max = 0.05  # each try is a round trip: back off
+    # -- locks: a leased token, renewed while held --------------------------------------
+    def _lease(self, ttl: float) -> float:
+        return min(ttl, self.lock_lease)
 
-    def _try_lock(self, digest: str, token: str, ttl: float) -> bool:
-        with self._guard():
-            return bool(self._client().set(self.lock_key(digest), token, nx=True,
-                                           px=pttl_of(ttl)))  # fmt: skip
+    def _lock_args(self, token: str, lease: float, deadline: float) -> list[Any]:
+        # the deadline in epoch ms: an attempt Redis runs after it (a stalled server working
+        # through its backlog) takes nothing, so no lock is held for a caller that left
+        return [token, pttl_of(lease), int(deadline * 1000) + 1]
 
-    async def _atry_lock(self, digest: str, token: str, ttl: float) -> bool:
-        client = await self._aclient()
-        with self._guard():
-            return bool(await client.set(self.lock_key(digest), token, nx=True, px=pttl_of(ttl)))
+    @contextlib.contextmanager
+    def lock(self, digest: str, *, ttl: float = 30.0, wait: float = 10.0) -> Iterator[None]:
+        token, lease = self._lock_token(digest), self._lease(ttl)
+        started = time.monotonic()
+        deadline, wall = started + wait, time.time() + wait
+        pause, call = self.lock_poll, self._client().execute_command
+        while True:
+            with self._guard():
+                args = self._lock_args(token, lease, wall)
+                if LOCK_SCRIPT.run(call, [self.lock_key(digest)], args):
+                    break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LockTimeout(handle(digest), wait)
+            time.sleep(min(pause, left))
+            pause = self._next_pause(pause)
+        self._held[token] = (digest, lease, time.monotonic() + ttl)
+        if lease < ttl:
+            self._start_renewer()
+        try:
+            yield
+        finally:
+            self._held.pop(token, None)
+            self._unlock(digest, token)
+
+    def _start_renewer(self) -> None:
+        with self._mutex:
+            if self._renewer is None:
+                self._renewer = threading.Thread(
+                    target=self._renew_loop, name="sessionkit-redis-locks", daemon=True
+                )
+                self._renewer.start()
+
+    def _renew_loop(self) -> None:
+        """Renew every held sync lock each third of its lease, until its ``ttl`` runs out
+        or it is released; stop when none is held (deciding so under the mutex, so a lock
+        taken meanwhile starts a new renewer)."""
+        while True:
+            with self._mutex:
+                if not self._held:
+                    self._renewer = None
+                    return
+            self._renew_wake.wait(self.lock_lease / 3)
+            self._renew_wake.clear()
+            now = time.monotonic()
+            for token, (digest, lease, until) in list(self._held.items()):
+                if now >= until:
+                    self._held.pop(token, None)  # the hard cap: let the lease lapse
+                    continue
+                try:
+                    kept = LOCK_SCRIPT.run(
+                        self._client().execute_command, [self.lock_key(digest)],
+                        [token, pttl_of(min(lease, until - now)), 0],
+                    )  # fmt: skip
+                except _RENEW_FAILS as exc:
+                    log.warning("sessionkit: could not renew lock %s: %s", handle(digest), exc)
+                    continue
+                if not kept:
+                    self._held.pop(token, None)
+                    log.warning("sessionkit: lock %s lapsed while held", handle(digest))
 
     def _unlock(self, digest: str, token: str) -> None:
+        try:
+            with self._guard():
+                UNLOCK_SCRIPT.run(self._client().execute_command, [self.lock_key(digest)],
+                                  [token])  # fmt: skip
+        except StoreUnavailable as exc:  # never mask the request's outcome: the lease ends
+            log.warning("sessionkit: could not release lock %s: %s", handle(digest), exc)
+
+    @contextlib.asynccontextmanager
+    async def alock(
+        self, digest: str, *, ttl: float = 30.0, wait: float = 10.0
+    ) -> AsyncIterator[None]:
+        if self._threaded:
+            async with PollingLocks.alock(self, digest, ttl=ttl, wait=wait):
+                yield
+            return
+        token, lease = self._lock_token(digest), self._lease(ttl)
+        deadline, wall = time.monotonic() + wait, time.time() + wait
+        pause, call = self.lock_poll, (await self._aclient()).execute_command
+        key = self.lock_key(digest)
+        while True:
+            with self._guard():
+                if await LOCK_SCRIPT.arun(call, [key], self._lock_args(token, lease, wall)):
+                    break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LockTimeout(handle(digest), wait)
+            await asyncio.sleep(min(pause, left))
+            pause = self._next_pause(pause)
+        renewer = None
+        if lease < ttl:
+            renewer = asyncio.ensure_future(self._arenew(call, key, token, lease, ttl))
+        try:
+            yield
+        finally:
+            if renewer is not None:
+                renewer.cancel()
+            try:
+                with self._guard():
+                    await UNLOCK_SCRIPT.arun(call, [key], [token])
+            except StoreUnavailable as exc:
+                log.warning("sessionkit: could not release lock %s: %s", handle(digest), exc)
+
+    async def _arenew(
+        self, call: Callable[..., Any], key: str, token: str, lease: float, ttl: float
+    ) -> None:
+        until = time.monotonic() + ttl
+        while True:
+            await asyncio.sleep(lease / 3)
+            left = until - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                kept = await LOCK_SCRIPT.arun(call, [key], [token, pttl_of(min(lease, left)), 0])
+            except _DOWN as exc:
+                log.warning("sessionkit: could not renew a session lock: %s", exc)
+                continue
+            if not kept:
+                log.warning("sessionkit: a session lock lapsed while held")
+                return
+
+    # PollingLocks' hooks, for a store that runs its async flavour in threads
+    def _try_lock(self, digest: str, token: str, ttl: float) -> bool:
         with self._guard():
-            UNLOCK_SCRIPT.run(self._connect(), [self.lock_key(digest)], [token])
+            args = [token, pttl_of(ttl), 0]
+            return bool(LOCK_SCRIPT.run(self._client().execute_command,
+                                        [self.lock_key(digest)], args))  # fmt: skip
+
+    async def _atry_lock(self, digest: str, token: str, ttl: float) -> bool:
+        return await asyncio.to_thread(self._try_lock, digest, token, ttl)
 
     async def _aunlock(self, digest: str, token: str) -> None:
-        call = await self._aconnect()
-        with self._guard():
-            await UNLOCK_SCRIPT.arun(call, [self.lock_key(digest)], [token])
+        await asyncio.to_thread(self._unlock, digest, token)
 
 
 async def _aclose(client: Any, helpers: list[Any]) -> None:

@@ -4,6 +4,7 @@ security log line when it is damaged or foreign (never an exception, never parti
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import time
 from typing import Any
@@ -11,16 +12,18 @@ from typing import Any
 from sessionkit import serialization
 from sessionkit.stores.base import Record, RecordMeta, SessionInfo, reject_record
 
-FIELDS = frozenset({b"m", b"v", b"t", b"u", b"x"})  # every field that is not "d:<key>"
+FIELDS = frozenset({b"m", b"v", b"t", b"u", b"x", b"f", b"o", b"n"})  # all but "d:<key>"
+LAYOUT = b"2"  # the record layout this release writes (``f``); absent: layout 1, also read
 MAX_PTTL = 10 * 365 * 86400 * 1000
 
 
 def decode(digest: str, reply: list[bytes] | dict[bytes, bytes]) -> Record | None:
     """The record in a HGETALL reply, or None (with a security log line) if it is not ours.
 
-    ``reply`` is the raw flat list ``[name, value, name, value, ...]`` (a ``Lane``), or the
-    dict redis-py's Cluster client makes of it. One pass over the fields, no dict built
-    but the session's items."""
+    ``reply`` is the dict redis-py makes of a HGETALL reply (or the raw flat list
+    ``[name, value, name, value, ...]``). One pass over the fields. The items come back in
+    the session's key order (``o``, layout 2); a layout-1 record has none, so its items
+    come in the HASH's order."""
     if not reply:
         return None
     if isinstance(reply, dict):
@@ -28,7 +31,7 @@ def decode(digest: str, reply: list[bytes] | dict[bytes, bytes]) -> Record | Non
     else:
         rest = iter(reply)
         pairs = zip(rest, rest, strict=True)  # an odd length is a ValueError: rejected
-    raw_meta = version = last_seen = None
+    raw_meta = version = last_seen = order = layout = tombstone = None
     items = {}
     try:
         for name, value in pairs:
@@ -40,17 +43,53 @@ def decode(digest: str, reply: list[bytes] | dict[bytes, bytes]) -> Record | Non
                 version = value
             elif name == b"t":
                 last_seen = value
+            elif name == b"o":
+                order = value
+            elif name == b"f":
+                layout = value
+            elif name == b"r":
+                tombstone = value
             elif name not in FIELDS:
                 raise ValueError(f"unexpected field {name[:40]!r}")
         if raw_meta is None:
+            if tombstone is not None and len(reply) in (1, 2):  # rotated away (a Cluster)
+                return None
             reject_record(digest, "stored record has no metadata")
             return None
+        if layout is not None and layout != LAYOUT:
+            raise ValueError(f"unknown record layout {layout[:10]!r}")
         meta = decode_meta(raw_meta, last_seen)
         number = int(version if version is not None else b"")
+        if order is not None:
+            items = in_order(items, order)
     except (ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
         reject_record(digest, f"stored record is corrupted or foreign ({exc})")
         return None
     return Record(items, meta, number)
+
+
+def in_order(items: dict[str, str], order: bytes) -> dict[str, str]:
+    """``items`` in the order ``order`` (a JSON array of names) lists them; names it does
+    not list (written by a release that kept no order) follow, in the HASH's order."""
+    names = json.loads(order)
+    if type(names) is not list:
+        raise ValueError("malformed key order")
+    if names == list(items):  # a small HASH keeps insertion order: often nothing to do
+        return items
+    ordered = {name: items[name] for name in names if type(name) is str and name in items}
+    if len(ordered) < len(items):
+        ordered.update((k, v) for k, v in items.items() if k not in ordered)
+    return ordered
+
+
+def order_of(names: Any) -> str:
+    """The ``o`` field for these key names, in the one spelling the scripts can edit."""
+    return json.dumps(list(names), ensure_ascii=True, separators=(",", ":"))
+
+
+def encoded_name(name: str) -> str:
+    """One name as it appears in ``o``."""
+    return json.dumps(name, ensure_ascii=True)
 
 
 def decode_meta(raw: bytes, last_seen: bytes | None) -> RecordMeta:

@@ -8,6 +8,13 @@ A session is one HASH under ``<prefix>{<digest>}``:
     u        name of the user-index key this session is listed in (absent: no user)
     x        until when (epoch ms) the user index is known to outlive us (with ``u``)
     d:<key>  one field per session key: the tagged-JSON text the engine gives us
+    f        the record layout: ``2`` (absent: layout 1, which had no ``o`` and no ``n``)
+    o        the session's key order, a JSON array of the key names (``["a","b"]``, ASCII,
+             no spaces): a HASH keeps no order, a session (a dict) does
+    n        the nonce of the CREATE that made the record: a CREATE retried after its reply
+             was lost finds its own record and succeeds instead of reporting "taken"
+    r        (alone) a Cluster rotation's tombstone: the ID was rotated away by the
+             write with this nonce; read as "no session"
 
 ``ARGV[1]`` of every session script is ``1`` on a single server (or a Sentinel-managed
 master) and ``0`` on a Cluster. On a single server the scripts also maintain the user
@@ -52,7 +59,31 @@ local function bulk(command, key, first, last)
   end
 end
 local function ms(n) return string.format('%.0f', n) end
+local function reorder(o, first_add, last_add, first_drop, last_drop)
+  local kept, seen, drop = {}, {}, {}
+  for i = first_drop, last_drop do drop[ARGV[i]] = true end
+  if o ~= '[]' then  -- split '["a","b"]' at '","' (see below why that is exact)
+    local body, start = string.sub(o, 2, -2), 1
+    while start do
+      local stop = string.find(body, '","', start, true)
+      local name = string.sub(body, start, stop or -1)
+      if not drop[name] then kept[#kept + 1] = name; seen[name] = true end
+      start = stop and stop + 2
+    end
+  end
+  for i = first_add, last_add do
+    local name = ARGV[i]
+    if not seen[name] and not drop[name] then kept[#kept + 1] = name; seen[name] = true end
+  end
+  return '[' .. table.concat(kept, ',') .. ']'
+end
 """
+
+# The key order (``o``) is a JSON array of JSON strings written by Python's encoder with
+# ``ensure_ascii`` and no spaces: inside an encoded name every quote is escaped (preceded by
+# a backslash), so a quote that follows a comma always opens a name, and ``","`` occurs in
+# the array only between two names. ``reorder`` splits there, keeps the order, drops the
+# removed names and appends the new ones: no JSON parser in the script.
 
 # The user index and its coverage mark. A session bound to a user keeps ``u`` (its index
 # key) and ``x`` (until when, in epoch ms, the index is known to live). A save or touch
@@ -65,24 +96,29 @@ local function ms(n) return string.format('%.0f', n) end
 #: A new session (a first save, or a rotation to a new ID: ``regenerate()``, login).
 #: KEYS: session key, then on a single server the rotated-away key and the index key
 #:       (declared; a Cluster passes the session key only and rotates in two steps).
-#: ARGV: single, pttl, index_or_'', digest, old_key_or_'', old_digest, then the fields to
-#:       write as name, value pairs: 'v', 1, 'm', meta, ['u', index, 'x', covered,]
-#:       'd:<key>', value, ...
+#: ARGV: single, pttl, index_or_'', digest, old_key_or_'', old_digest, nonce_or_'', then
+#:       the fields to write as name, value pairs: 'v', 1, 'm', meta, ['n', nonce, 'f', 2,
+#:       'o', order,] ['u', index, 'x', covered,] 'd:<key>', value, ...
 #: Returns 1, or 0 when the key is taken or the rotated-away session is gone (a logout
-#: won the race: nothing is created).
+#: won the race: nothing is created). A key that holds this write's own nonce is not
+#: "taken": the write was applied and its reply lost, so the retry reports success (the
+#: rotated-away record is gone by then: failing would log the user out).
 CREATE = (
     _HELPERS
     + """
 local key, single, pttl, index = KEYS[1], ARGV[1] == '1', tonumber(ARGV[2]), ARGV[3]
-local digest, old_key, old_digest = ARGV[4], ARGV[5], ARGV[6]
-if redis.call('EXISTS', key) == 1 then return 0 end
+local digest, old_key, old_digest, nonce = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+if redis.call('EXISTS', key) == 1 then
+  if nonce ~= '' and redis.pcall('HGET', key, 'n') == nonce then return 1 end
+  return 0
+end
 if old_key ~= '' then  -- rotation: the old record must still exist, and goes
   local old = fields(old_key, 'u')
   if not old then return 0 end
   redis.call('DEL', old_key)
   if old[2] then redis.call('SREM', old[2], old_digest) end
 end
-bulk('HSET', key, 7, #ARGV)
+bulk('HSET', key, 8, #ARGV)
 redis.call('PEXPIRE', key, ARGV[2])
 if index ~= '' and single then extend_index(index, digest, 2 * pttl) end
 return 1
@@ -95,10 +131,14 @@ return 1
 #: only when keys were removed or a touch left its last-seen; index work only when the
 #: user changed or the coverage mark ran out.
 #: KEYS: session key, then on a single server the index keys (declared only).
-#: ARGV: single, pttl, index_or_'', digest, now_ms, replace, n, 't', removed field...,
-#:       'v', <placeholder for the version>, 'm', meta, 'd:<key>', value, ...
+#: ARGV: single, pttl, index_or_'', digest, now_ms, replace, n, a, r, 't', removed field...,
+#:       a encoded names to list, r encoded names to unlist,
+#:       'v', <placeholder for the version>, 'm', meta, ['f', 2, 'o', order,]
+#:       'd:<key>', value, ...
 #:       (n counts 't' and the removed fields: 't', a touch's last-seen, is always
-#:       dropped, because the new metadata holds a newer one)
+#:       dropped, because the new metadata holds a newer one; a merge lists its keys in the
+#:       record's key order, when it has one, and unlists the removed ones; a replace
+#:       brings the whole order and a = r = 0)
 #: Returns 0 (gone or foreign: nothing written), 1, or on a Cluster when the index needs
 #: the store's help {1, stale_index_or_'', index_needs_update}.
 UPDATE = (
@@ -106,10 +146,19 @@ UPDATE = (
     + """
 local key, single, pttl, index = KEYS[1], ARGV[1] == '1', tonumber(ARGV[2]), ARGV[3]
 local digest, now, replace, n = ARGV[4], tonumber(ARGV[5]), ARGV[6] == '1', tonumber(ARGV[7])
-local got = fields(key, 'v', 't', 'u', 'x')
+local a, r = tonumber(ARGV[8]), tonumber(ARGV[9])
+local got = fields(key, 'v', 't', 'u', 'x', 'o')
 if not got then return 0 end
-local first = 8 + n                        -- ARGV[first] is 'v'
+local first = 10 + n + a + r               -- ARGV[first] is 'v'
 ARGV[first + 1] = (tonumber(got[2]) or 0) + 1
+local order = got[6]
+if order and not replace and a + r > 0 then  -- layout 2: keep the key order
+  local changed = reorder(order, 10 + n, 9 + n + a, 10 + n + a, 9 + n + a + r)
+  if changed ~= order then
+    ARGV[#ARGV + 1] = 'o'
+    ARGV[#ARGV + 1] = changed
+  end
+end
 local current, covered = got[4] or '', tonumber(got[5]) or 0
 local stale, update, owner = '', 0, replace
 if current ~= index then                   -- the session moved to another user, or none
@@ -123,7 +172,7 @@ end
 if replace then
   redis.call('DEL', key)
 elseif n > 1 or got[3] then
-  bulk('HDEL', key, 8, first - 1)
+  bulk('HDEL', key, 10, 9 + n)
 end
 bulk('HSET', key, first, #ARGV)
 if owner then
@@ -172,6 +221,22 @@ if ARGV[1] == '1' then redis.call('SREM', index, ARGV[2]) end
 return {deleted, index}
 """
 
+#: KEYS: the rotated-away key. ARGV: nonce. (Cluster: the first half of a rotation, whose
+#: new record lives in another slot.) Replaces the record with a tombstone ``r`` = nonce
+#: for a minute, so that a retry of this write after a lost reply recognises its own
+#: rotation. Returns {1, index_or_''} (rotated now, or earlier by this same write) or
+#: {0, ''} (gone: a logout won the race).
+ROTATE_OUT = """
+local got = redis.pcall('HMGET', KEYS[1], 'm', 'u', 'r')
+if type(got) ~= 'table' or got.err then return {0, ''} end
+if got[3] == ARGV[1] then return {1, ''} end
+if not got[1] then return {0, ''} end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'r', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], 60000)
+return {1, got[2] or ''}
+"""
+
 #: KEYS: index key. ARGV: digest, pttl. (Cluster: the index half of a save or touch.)
 INDEX_ADD = (
     _HELPERS
@@ -180,6 +245,24 @@ extend_index(KEYS[1], ARGV[1], tonumber(ARGV[2]))
 return 1
 """
 )
+
+#: KEYS: lock key. ARGV: token, pttl, deadline (epoch ms, or 0). Takes the lock for
+#: ``token`` unless another token holds it, or renews it (a new lease of ``pttl``) when
+#: ``token`` already does: so a retried attempt whose first reply was lost finds the lock
+#: its own, and the holder's renewals are the same script. An attempt that runs after its
+#: caller's deadline (by the server's clock; clocks may differ by a second) takes nothing:
+#: its caller has given up. Returns 1 (held by ``token`` now) or 0.
+LOCK = """
+if ARGV[3] ~= '0' then
+  local now = redis.call('TIME')
+  if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[3]) + 1000
+  then return 0 end
+end
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
 
 #: KEYS: lock key. ARGV: token. Deletes the lock only if we still hold it.
 UNLOCK = """
@@ -197,8 +280,8 @@ class Script:
         self.sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis's script id
 
     def run(self, call: Callable[..., Any], keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """``call`` sends one command: a ``Lane``'s ``call`` or a client's
-        ``execute_command``."""
+        """``call`` is a redis-py client's ``execute_command`` (so tracing, metrics and the
+        client's retry policy see every script run)."""
         try:
             return call("EVALSHA", self.sha, len(keys), *keys, *args)
         except _rx.NoScriptError:
@@ -215,7 +298,10 @@ class Script:
 
 CREATE_SCRIPT, UPDATE_SCRIPT, TOUCH_SCRIPT = Script(CREATE), Script(UPDATE), Script(TOUCH)
 DELETE_SCRIPT, INDEX_ADD_SCRIPT, UNLOCK_SCRIPT = Script(DELETE), Script(INDEX_ADD), Script(UNLOCK)
+LOCK_SCRIPT, ROTATE_OUT_SCRIPT = Script(LOCK), Script(ROTATE_OUT)
 ALL_SCRIPTS = (
+    LOCK_SCRIPT,
+    ROTATE_OUT_SCRIPT,
     CREATE_SCRIPT,
     UPDATE_SCRIPT,
     TOUCH_SCRIPT,

@@ -190,6 +190,28 @@ class StoreConformance:
         browser.visit(lambda s: s.update(value))
         assert browser.visit(_snapshot).result == value
 
+    def test_key_order_survives_round_trips(self, browser: Browser) -> None:
+        """A session is a dict: its keys come back in insertion order from every store,
+        after a first save, a merge of new keys, a removal and a change in place, so that
+        ``popitem()`` removes what it would remove from a dict."""
+        # "m" holds more than 64 bytes, and a changed key is merged into a record whose
+        # store may keep no order (Redis then keeps the hash as a table, in hash order)
+        expected = {"z": 1, "a": 2, "m": "m" * 100}
+        browser.visit(lambda s: s.update(expected))
+        assert list(browser.visit(_snapshot).result) == ["z", "a", "m"]
+
+        def change(s: Session) -> None:
+            for key in ("y", "b", "x", "c"):  # new keys, in an order no hash would pick
+                s[key] = key
+            del s["a"]
+            s["z"] = 9  # a change in place keeps its position
+
+        browser.visit(change)
+        expected = {"z": 9, "m": "m" * 100, "y": "y", "b": "b", "x": "x", "c": "c"}
+        assert list(browser.visit(_snapshot).result.items()) == list(expected.items())
+        assert browser.visit(lambda s: s.popitem()).result == ("c", "c")
+        assert list(browser.visit(_snapshot).result) == ["z", "m", "y", "b", "x"]
+
     def test_untouched_request_costs_nothing(
         self, store: Store, clock: FakeClock, flavour: Flavour, loop: asyncio.AbstractEventLoop
     ) -> None:

@@ -159,6 +159,7 @@ def test_url_forms() -> None:
         ("redis://h?ssl_cert_reqs=none", "need a rediss"),
         ("redis://h?prefix={x}", "must not contain"),
         ("rediss://h?ssl_check_hostname=maybe", "must be true or false"),
+        ("redis://h?record_format=3", "record_format must be one of"),
     ],
 )
 def test_bad_urls_are_refused_at_start_up(url: str, problem: str) -> None:
@@ -178,7 +179,7 @@ def test_clients_follow_the_url() -> None:
     kwargs = client.connection_pool.connection_kwargs
     assert client.connection_pool.connection_class is redis.SSLConnection
     assert kwargs["ssl_cert_reqs"] == "none" and kwargs["ssl_check_hostname"] is False
-    assert kwargs["db"] == 1 and kwargs["socket_timeout"] == 5.0
+    assert kwargs["db"] == 1 and kwargs["socket_timeout"] == 1.0  # fail-fast default
     client.close()
     sentinel, _ = parse("redis+sentinel://:pw@s1:26379/mymaster/2").sync_client()
     assert sentinel.connection_pool.service_name == "mymaster"

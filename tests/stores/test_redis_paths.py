@@ -3,9 +3,9 @@
 The UPDATE script's common case (existing keys, same user, index coverage still good) is
 HMGET + HSET + PEXPIRE and nothing else; every other case (removed keys, a touch's
 last-seen, a user change, a lapsed coverage mark, replace) takes its branch in the same
-script and round trip. The ``Lane`` sends commands on borrowed redis-py connections: it
-must keep redis-py's guarantees (retry after a restart, script cache refill, timeouts, no
-stale replies after an interrupted read, fork safety, thread safety).
+script and round trip. Commands go through redis-py's ``execute_command``, so its
+guarantees hold (retry after a restart, timeouts, no stale replies after an interrupted
+read, fork safety, thread safety, pool limits); the store adds the script cache refill.
 """
 
 from __future__ import annotations
@@ -13,19 +13,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
-import struct
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 
 from sessionkit.errors import StoreUnavailable
 from sessionkit.ids import digest, handle, new_id
-from sessionkit.stores import redis_wire
 from sessionkit.stores.base import RecordMeta, Write
 from sessionkit.stores.redis import RedisStore
 from sessionkit.testing import FakeClock
@@ -203,7 +199,7 @@ def test_cluster_update_round_trips(
     store.close()
 
 
-# -- the Lane ------------------------------------------------------------------------------
+# -- redis-py's path ------------------------------------------------------------------------------
 def test_a_flushed_script_cache_is_refilled(single: RedisStore, clock: FakeClock) -> None:
     key = new_digest()
     assert single.save(create(key, clock, a="1"))
@@ -212,14 +208,6 @@ def test_a_flushed_script_cache_is_refilled(single: RedisStore, clock: FakeClock
     assert single.touch(key, int(clock.now) + 1, 60.0)
     record = single.load(key)
     assert record is not None and dict(record.items) == {"a": "2"}
-
-
-def test_one_connection_serves_a_thread(single: RedisStore, clock: FakeClock) -> None:
-    key = new_digest()
-    assert single.save(create(key, clock, a="1"))
-    for _ in range(50):
-        assert single.load(key) is not None
-    assert single._lane is not None and len(single._lane._idle) == 1
 
 
 def test_threads_share_a_store(single: RedisStore, clock: FakeClock) -> None:
@@ -241,7 +229,6 @@ def test_threads_share_a_store(single: RedisStore, clock: FakeClock) -> None:
     for thread in threads:
         thread.join()
     assert wrong == []
-    assert single._lane is not None and len(single._lane._idle) <= len(keys)
 
 
 def test_a_forked_child_uses_its_own_connections(single: RedisStore, clock: FakeClock) -> None:
@@ -264,39 +251,6 @@ def test_a_forked_child_uses_its_own_connections(single: RedisStore, clock: Fake
     os.close(read)
     record = single.load(key)  # and the parent's connection was not disturbed
     assert record is not None and dict(record.items) == {"a": "child"}
-
-
-def test_without_hiredis_commands_are_packed_by_redis_py(
-    single: RedisStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    conn = single._client().connection_pool.get_connection()
-    args = ("EVALSHA", "a" * 40, 1, "k{x}", 60000, 1.5, b"raw", "d:ü")
-    fast = redis_wire.pack(conn, args)
-    monkeypatch.setattr(redis_wire, "_hiredis_pack", None)
-    assert b"".join(redis_wire.pack(conn, args)) == b"".join(fast)
-    single._client().connection_pool.release(conn)
-    key = new_digest()
-    assert single.save(create(key, clock, a="1"))
-    assert single.load(key) is not None
-
-
-def test_lane_sockets_keep_the_socket_timeout(single: RedisStore, clock: FakeClock) -> None:
-    """On Linux in the kernel (a blocking socket: no poll before each call), elsewhere in
-    Python; after a reconnect too."""
-    for _ in range(2):
-        assert single.load(new_digest()) is None
-        assert single._lane is not None
-        conn = single._lane._idle[0]
-        sock = conn._sock
-        if redis_wire._KERNEL_TIMEOUTS:
-            assert sock.gettimeout() is None
-            size = struct.calcsize("ll")
-            for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
-                limit = sock.getsockopt(socket.SOL_SOCKET, option, size)
-                assert struct.unpack("ll", limit) == (0, 300_000)
-        else:  # pragma: no cover - not Linux
-            assert sock.gettimeout() == pytest.approx(0.3)
-        conn.disconnect()  # the next call reconnects: the callback applies it again
 
 
 # -- a server that hangs: timeouts, and no stale replies afterwards -------------------------
@@ -356,45 +310,3 @@ def test_async_timeouts_and_cancellation_leave_no_stale_replies(
         await single.aclose()
 
     asyncio.run(main())
-
-
-def test_a_hung_server_with_the_lane_timeout_left_to_redis_py(
-    redis_server: servers.Server, single: RedisStore, clock: FakeClock,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
-    """Off Linux (or on Python 3.10) the lane keeps redis-py's own socket timeouts."""
-    monkeypatch.setattr(redis_wire, "_KERNEL_TIMEOUTS", False)
-    monkeypatch.setattr(redis_wire, "_deadline", None)
-    key = new_digest()
-    assert single.save(create(key, clock, a="1"))
-
-    async def main() -> None:
-        assert await single.aload(key) is not None
-        hang(redis_server)
-        try:
-            with pytest.raises(StoreUnavailable):
-                await single.aload(key)
-        finally:
-            resume(redis_server)
-        assert await single.aload(key) is not None
-        await single.aclose()
-
-    hang(redis_server)
-    try:
-        with pytest.raises(StoreUnavailable):
-            single.load(key)
-    finally:
-        resume(redis_server)
-    assert single.load(key) is not None
-    asyncio.run(main())
-
-
-def test_raw_replies_and_errors_come_through_the_lane(single: RedisStore) -> None:
-    raw = single._client()
-    key = single.key(new_digest())
-    raw.set(key, "a string")
-    assert single.load(key[len(single.prefix) + 1 : -1]) is None  # WRONGTYPE → rejected
-    call = single._connect()
-    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-        call("HGETALL", key)
-    assert call("GET", key) == b"a string"  # the connection is still good after an error

@@ -69,6 +69,14 @@ class TestPostgresConformance(
     def make_store(self, clock: FakeClock) -> SQLStore:
         return SQLStore(self.url, table=fresh_table(), clock=clock)
 
+    # A known bug (issue 12), recorded rather than hidden: the data column is JSONB, which
+    # keeps no key order. strict: this fails the day the SQL store keeps the order.
+    @pytest.mark.xfail(
+        strict=True, raises=AssertionError, reason="PostgreSQL JSONB keeps no key order (issue 12)"
+    )
+    def test_key_order_survives_round_trips(self, browser: Browser) -> None:
+        super().test_key_order_survives_round_trips(browser)
+
 
 # -- helpers for the SQL-specific tests ---------------------------------------------------
 @pytest.fixture(params=["sqlite", "postgresql"])
