@@ -10,17 +10,19 @@ One decision path and two executors, so sync and async adapters cannot drift apa
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 from sessionkit import serialization
 from sessionkit.config import SessionConfig
 from sessionkit.cookies import CookieWriter, cookie_values
 from sessionkit.crypto import Keyring
-from sessionkit.errors import StoreError, StoreUnavailable
+from sessionkit.errors import LockTimeout, SessionTooLarge, StoreError, StoreUnavailable
 from sessionkit.events import Event, EventBus, EventKind
 from sessionkit.expiry import browser_session, deadline_for
+from sessionkit.failures import Failure, FailurePolicy, failure_of, log_refusal
 from sessionkit.fingerprint import ClientInfo, client_address, device_label, fingerprint_material
 from sessionkit.ids import digest, handle, is_well_formed, new_id
 from sessionkit.session import Session
@@ -103,6 +105,13 @@ class CommitPlan:
     @property
     def has_io(self) -> bool:
         return self.write is not None or bool(self.deletes) or self.touch is not None
+
+    @property
+    def failure(self) -> Failure | None:
+        """``CONFLICT`` once ``run()`` found that the session this plan writes was deleted
+        or rotated meanwhile (its write was not performed); ``None`` otherwise. A touch
+        that finds its session gone only clears the cookie: nothing the view did is lost."""
+        return Failure.CONFLICT if self.conflict and self.write is not None else None
 
 
 class SessionEngine:
@@ -307,7 +316,15 @@ class SessionEngine:
     # commit
     # ======================================================================================
     def commit(self, session: Session, status: int = 200) -> CommitPlan:
-        """Decide, without I/O, what this request does to the session and the response."""
+        """Decide, without I/O, what this request does to the session and the response.
+        Raises ``SessionTooLarge`` (after its event) when the cookie would be too large."""
+        try:
+            return self._commit(session, status)
+        except SessionTooLarge as exc:
+            self._failed(exc)
+            raise
+
+    def _commit(self, session: Session, status: int) -> CommitPlan:
         ctx: _Context = session._ctx
         plan = CommitPlan(session._accessed)
         if status >= 500:
@@ -527,7 +544,7 @@ class SessionEngine:
         key = self._lock_key(session)
         if key is None:
             return contextlib.nullcontext()
-        return self.store.lock(key, ttl=ttl, wait=wait)
+        return self._locked(self.store.lock(key, ttl=ttl, wait=wait))
 
     def alock(
         self, session: Session, *, ttl: float = 30.0, wait: float = 10.0
@@ -536,7 +553,29 @@ class SessionEngine:
         key = self._lock_key(session)
         if key is None:
             return contextlib.nullcontext()
-        return self.store.alock(key, ttl=ttl, wait=wait)
+        return self._alocked(self.store.alock(key, ttl=ttl, wait=wait))
+
+    @contextlib.contextmanager
+    def _locked(self, held: contextlib.AbstractContextManager[None]) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(held)
+            except LockTimeout as exc:
+                self._failed(exc)
+                raise
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _alocked(
+        self, held: contextlib.AbstractAsyncContextManager[None]
+    ) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                await stack.enter_async_context(held)
+            except LockTimeout as exc:
+                self._failed(exc)
+                raise
+            yield
 
     def _lock_key(self, session: Session) -> str | None:
         if not self.store.supports_lock:
@@ -563,8 +602,8 @@ class SessionEngine:
                     store.delete(doomed)
                 if plan.touch is not None:
                     ok = store.touch(*plan.touch)
-            except StoreUnavailable as exc:
-                self._store_error(exc)
+            except (StoreUnavailable, SessionTooLarge) as exc:
+                self._failed(exc)
                 raise
         return self._finish(plan, ok)
 
@@ -580,8 +619,8 @@ class SessionEngine:
                     await store.adelete(doomed)
                 if plan.touch is not None:
                     ok = await store.atouch(*plan.touch)
-            except StoreUnavailable as exc:
-                self._store_error(exc)
+            except (StoreUnavailable, SessionTooLarge) as exc:
+                self._failed(exc)
                 raise
         return self._finish(plan, ok)
 
@@ -612,3 +651,37 @@ class SessionEngine:
 
     def _store_error(self, exc: StoreUnavailable) -> None:
         self.events.emit(Event(EventKind.STORE_ERROR, None, str(exc)))
+
+    def _failed(self, exc: StoreUnavailable | SessionTooLarge | LockTimeout) -> None:
+        failure = failure_of(exc)
+        assert failure is not None
+        kind = self.config.failure_policies[failure].event
+        if self.events.wants(kind):
+            self.events.emit(Event(kind, getattr(exc, "handle", None), str(exc)))
+
+    # ======================================================================================
+    # failures
+    # ======================================================================================
+    def policy(self, failure: Failure) -> FailurePolicy:
+        """How a request answers ``failure`` under this engine's config."""
+        return self.config.failure_policies[failure]
+
+    def refuse(
+        self, cause: BaseException | Failure, where: str = "", logger: logging.Logger | None = None
+    ) -> FailurePolicy | None:
+        """The policy for the failure a request hit (an exception sessionkit raised, or a
+        plan's ``failure``), with its log line written; ``None`` when ``cause`` is not a
+        session failure (the adapter lets it propagate). ``where``: e.g. ``"GET /cart"``.
+        The adapter answers ``policy.status`` with ``policy.response_headers`` and
+        ``policy.body`` in its framework's own response type; the event was already
+        emitted where the failure happened. ``logger``: the adapter's own."""
+        failure = cause if isinstance(cause, Failure) else failure_of(cause)
+        if failure is None:
+            return None
+        policy = self.config.failure_policies[failure]
+        exc = None if isinstance(cause, Failure) else cause
+        if logger is None:
+            log_refusal(policy, where, exc)
+        else:
+            log_refusal(policy, where, exc, logger)
+        return policy
