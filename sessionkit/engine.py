@@ -19,7 +19,13 @@ from sessionkit import serialization
 from sessionkit.config import SessionConfig
 from sessionkit.cookies import CookieWriter, cookie_values
 from sessionkit.crypto import Keyring
-from sessionkit.errors import LockTimeout, SessionTooLarge, StoreError, StoreUnavailable
+from sessionkit.errors import (
+    LockTimeout,
+    SessionDataError,
+    SessionTooLarge,
+    StoreError,
+    StoreUnavailable,
+)
 from sessionkit.events import Event, EventBus, EventKind
 from sessionkit.expiry import browser_session, deadline_for
 from sessionkit.failures import Failure, FailurePolicy, failure_of, log_refusal
@@ -34,6 +40,16 @@ _NO_CLIENT = ClientInfo()
 _new_meta = tuple.__new__
 _ABSENT: Any = object()
 _TAG_LENGTH = 22
+
+
+def _unavailable(exc: StoreUnavailable) -> Callable[[Session], None]:
+    """The loader of a session whose async load failed: raises, loads nothing."""
+
+    def loader(session: Session) -> None:
+        session._pend(loader)
+        raise StoreUnavailable(exc.url, exc.cause)
+
+    return loader
 
 
 class _Context:
@@ -234,7 +250,9 @@ class SessionEngine:
         try:
             record = await self.store.aload(ctx.digest)
         except StoreUnavailable as exc:
-            session._pend(self.load)
+            # Still pending, but never through the sync ``load``: a later use on the event
+            # loop must not block it with I/O. It raises again; ``aload`` retries.
+            session._pend(_unavailable(exc))
             self._store_error(exc)
             raise
         self._accept(session, record)
@@ -370,7 +388,7 @@ class SessionEngine:
             )  # fmt: skip
             if not self._client_side:
                 ctx.digest = digest(session_id)
-                items = {k: serialization.dumps(v) for k, v in dict.items(session)}
+                items = {k: serialization.dumps_item(k, v) for k, v in dict.items(session)}
                 plan.write = Write(
                     ctx.digest, items, frozenset(), meta, end - now,
                     create=True, replace=True, rotated_from=rotated_from,
@@ -405,7 +423,7 @@ class SessionEngine:
             if not self._client_side:
                 full = session._cleared or session._force
                 keys = dict.keys(session) if full else session._changed
-                items = {k: serialization.dumps(dict.__getitem__(session, k)) for k in keys}
+                items = {k: serialization.dumps_item(k, dict.__getitem__(session, k)) for k in keys}
                 plan.write = Write(
                     ctx.digest, items, frozenset(session._removed), meta,  # type: ignore[arg-type]
                     end - now, replace=full, previous_user=old.user,
@@ -463,10 +481,15 @@ class SessionEngine:
     ) -> str:  # fmt: skip
         max_age = None if browser_session(meta, self.config) else int(end - now)
         if self._client_side:
-            value = self._cookie_store.seal(
-                self.keyring, self._associated, ctx.session_id,  # type: ignore[arg-type]
-                meta, serialization.tag_items(dict.items(session)),
-            )  # fmt: skip
+            try:
+                value = self._cookie_store.seal(
+                    self.keyring, self._associated, ctx.session_id,  # type: ignore[arg-type]
+                    meta, serialization.tag_items(dict.items(session)),
+                )  # fmt: skip
+            except SessionDataError:  # which key? (found only on this rare path)
+                for key, item in dict.items(session):
+                    serialization.dumps_item(key, item)
+                raise
         elif ctx.cookie is not None and ctx.key_index == 0:
             value = ctx.cookie
         else:

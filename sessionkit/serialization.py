@@ -232,6 +232,28 @@ def dumps(value: Any) -> str:
     return dumps_plain(tag(value))
 
 
+def dumps_item(key: str, value: Any) -> str:
+    """``dumps(value)`` for the session key ``key``, refused with a ``SessionDataError``
+    naming the key when the key or the text is not valid Unicode (a lone surrogate such as
+    ``"\ud800"``, which ``json.loads('"\\ud800"')`` returns): the one check that stops such
+    data before any store sees it, whatever the store's encoding."""
+    tagged = tag(value)
+    encoded = _by_orjson(tagged)  # orjson refuses lone surrogates, so its text is valid
+    text = encoded.decode("utf-8") if encoded is not None else _std_dumps(tagged)
+    plain_key = not isinstance(key, str) or key.isascii()  # other keys: refused elsewhere
+    if not (encoded is not None or text.isascii()) or not plain_key:
+        try:
+            text.encode("utf-8")
+            if not plain_key:
+                key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SessionDataError(
+                f"session key {key!r} holds a lone surrogate (in the key or its value), "
+                "which no UTF-8 store can hold; store text that came from a valid encoding"
+            ) from None
+    return text
+
+
 def loads_plain(raw: bytes) -> Any:
     """Parse plain JSON (no untagging: for documents whose keys are the user's own), with
     orjson where it reads exactly what the standard library would. ``ValueError`` for
