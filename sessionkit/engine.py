@@ -31,13 +31,13 @@ from sessionkit.expiry import browser_session, deadline_for
 from sessionkit.failures import Failure, FailurePolicy, failure_of, log_refusal
 from sessionkit.fingerprint import ClientInfo, client_address, device_label, fingerprint_material
 from sessionkit.ids import digest, handle, is_well_formed, new_id
+from sessionkit.records import Record, RecordMeta, Write
 from sessionkit.session import Session
 from sessionkit.stores import open_store
-from sessionkit.stores.base import Record, RecordMeta, Store, Write
+from sessionkit.stores.base import Store
 from sessionkit.stores.cookie import CookieStore
 
 _NO_CLIENT = ClientInfo()
-_new_meta = tuple.__new__
 _ABSENT: Any = object()
 _TAG_LENGTH = 22
 
@@ -470,10 +470,12 @@ class SessionEngine:
                 self._devices[agent] = device
         else:  # nothing said (a script, a test): keep what the record knows
             device = old.device if old is not None else None
-        return _new_meta(RecordMeta, (  # no keyword handling nor length check: on every save
-            created, int(now), session._idle, session._browser, session._until, session._user,
-            fingerprint, tuple(session._flash_new), tuple(session._flash_old), device,
-        ))  # fmt: skip
+        return RecordMeta(
+            created=created, last_seen=int(now), idle=session._idle,
+            browser=session._browser, until=session._until, user=session._user,
+            fingerprint=fingerprint, flash_new=tuple(session._flash_new),
+            flash_old=tuple(session._flash_old), device=device,
+        )  # fmt: skip
 
     def _cookie(
         self, session: Session, ctx: _Context, meta: RecordMeta, end: float, now: float,

@@ -46,11 +46,10 @@ from pymemcache.exceptions import (  # type: ignore[import-untyped]
 
 from sessionkit.errors import ConfigError, SessionTooLarge, StoreUnavailable
 from sessionkit.ids import handle, is_digest
+from sessionkit.records import Record, Write
 from sessionkit.stores.base import (
     PollingLocks,
-    Record,
     Store,
-    Write,
     decode_document,
     encode_document,
     query_options,

@@ -15,15 +15,8 @@ from collections.abc import Callable, Iterator
 
 from sessionkit.errors import ConfigError
 from sessionkit.ids import handle
-from sessionkit.stores.base import (
-    PollingLocks,
-    Record,
-    RecordMeta,
-    SessionInfo,
-    Store,
-    Write,
-    query_options,
-)
+from sessionkit.records import Record, RecordMeta, SessionInfo, Write
+from sessionkit.stores.base import PollingLocks, Store, query_options
 
 #: How many locks may lapse unclaimed before ``_try_lock`` prunes the expired ones.
 _LOCK_SWEEP = 256
