@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 from sessionkit import serialization
+from sessionkit.cache import BoundedCache
 from sessionkit.config import SessionConfig
 from sessionkit.cookies import CookieWriter, cookie_values
 from sessionkit.crypto import Keyring
@@ -38,7 +39,6 @@ from sessionkit.stores.base import Store
 from sessionkit.stores.cookie import CookieStore
 
 _NO_CLIENT = ClientInfo()
-_ABSENT: Any = object()
 _TAG_LENGTH = 22
 
 
@@ -156,8 +156,8 @@ class SessionEngine:
         self._client_side = self.store.client_side
         self._associated = CookieStore.associated_data(config.cookie_name)
         self._cookie_store = self.store if isinstance(self.store, CookieStore) else CookieStore()
-        self._materials: dict[tuple[str, str | None], bytes | None] = {}
-        self._devices: dict[str, str | None] = {}  # User-Agent -> device label, bounded
+        self._materials: BoundedCache[tuple[str, str | None], bytes | None] = BoundedCache()
+        self._devices: BoundedCache[str, str | None] = BoundedCache()  # User-Agent -> label
         self._deadline = deadline_for(config)
         self._always_secure = config.cookie_secure
 
@@ -462,12 +462,7 @@ class SessionEngine:
             fingerprint = self.keyring.fingerprint(material)  # type: ignore[arg-type]
         agent = ctx.client.user_agent
         if agent:
-            device = self._devices.get(agent, _ABSENT)
-            if device is _ABSENT:
-                device = device_label(agent)
-                if len(self._devices) >= 4096:  # bounded
-                    self._devices.clear()
-                self._devices[agent] = device
+            device = self._devices.get(agent, device_label)
         else:  # nothing said (a script, a test): keep what the record knows
             device = old.device if old is not None else None
         return RecordMeta(
@@ -521,12 +516,7 @@ class SessionEngine:
         if material is False:
             client = ctx.client
             key = (client.user_agent, client.remote_addr)
-            material = self._materials.get(key, False)
-            if material is False:
-                material = fingerprint_material(client, self.config)
-                if len(self._materials) >= 4096:  # bounded
-                    self._materials.clear()
-                self._materials[key] = material
+            material = self._materials.get(key, lambda _: fingerprint_material(client, self.config))
             ctx.material = material
         return material  # type: ignore[return-value]
 

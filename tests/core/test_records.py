@@ -43,3 +43,18 @@ def test_the_record_types_are_the_cores_and_still_importable_from_stores_base() 
     for name in ("Record", "RecordMeta", "SessionInfo", "Write"):
         assert getattr(base, name) is getattr(records, name)
         assert getattr(records, name).__module__ == "sessionkit.records"
+
+
+def test_the_bounded_cache_keeps_its_size_and_drops_the_oldest() -> None:
+    from sessionkit.cache import BoundedCache
+
+    cache: BoundedCache[int, int] = BoundedCache(size=3)
+    made: list[int] = []
+
+    def make(key: int) -> int:
+        made.append(key)
+        return key * 10
+
+    assert [cache.get(k, make) for k in (1, 2, 3, 1, 4)] == [10, 20, 30, 10, 40]
+    assert made == [1, 2, 3, 4] and len(cache) == 3  # 1 was a hit; 4 pushed 1 out
+    assert cache.get(1, make) == 10 and made[-1] == 1  # made again: it was the oldest
