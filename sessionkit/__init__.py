@@ -19,6 +19,7 @@ from sessionkit.errors import (
     StoreUnavailable,
 )
 from sessionkit.events import Event, EventBus, EventKind
+from sessionkit.failures import Failure, FailurePolicy
 from sessionkit.fingerprint import ClientInfo, client_address
 from sessionkit.session import Session
 from sessionkit.stores import (
@@ -43,6 +44,8 @@ __all__ = [
     "Event",
     "EventBus",
     "EventKind",
+    "Failure",
+    "FailurePolicy",
     "LockTimeout",
     "MemoryStore",
     "Record",

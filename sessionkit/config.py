@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from sessionkit.errors import ConfigError
+from sessionkit.failures import Failure, FailurePolicy, policies
 from sessionkit.urls import mask_url
 
 if TYPE_CHECKING:
@@ -71,10 +72,16 @@ class SessionConfig:
     trusted_proxies: Sequence[str | IPNetwork] = ()
     #: The largest Set-Cookie header value sessionkit will send.
     max_cookie_size: int = 4096
+    #: The status answered for a failure, by name (``{"lock_timeout": 423}``); the others
+    #: keep their defaults (see ``sessionkit.failures`` and docs/failures.md).
+    failure_status: Mapping[str, int] = dataclasses.field(default_factory=dict, hash=False)
 
     # Derived, validated values (filled in __post_init__).
     secret_keys: tuple[bytes, ...] = dataclasses.field(init=False, repr=False)
     trusted_networks: tuple[IPNetwork, ...] = dataclasses.field(init=False, repr=False)
+    failure_policies: Mapping[Failure, FailurePolicy] = dataclasses.field(
+        init=False, repr=False, compare=False, hash=False
+    )
 
     def __repr__(self) -> str:  # never print keys or store passwords
         def show(name: str) -> str:
@@ -101,6 +108,9 @@ class SessionConfig:
                 "expire; set at least one of them",
             )
         set_(self, "trusted_networks", _networks(self.trusted_proxies))
+        if not isinstance(self.failure_status, Mapping):
+            raise ConfigError("failure_status", "give a dict, e.g. {'lock_timeout': 423}")
+        set_(self, "failure_policies", policies(self.failure_status))
         self._check_cookie()
         self._check_fingerprint()
         if not isinstance(self.store, str) and not hasattr(self.store, "client_side"):

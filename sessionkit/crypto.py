@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from sessionkit.cache import BoundedCache
+
 TAG_BYTES = 16
 NONCE_BYTES = 12
 
@@ -98,7 +100,8 @@ class Keyring:
         self._signers = tuple(hmac.new(key, digestmod="sha256") for key in self._sign_keys)
         self._aeads = tuple(AESGCM(_derive(s, b"encrypt")) for s in secrets)
         self._fingerprint_keys = tuple(_derive(s, b"fingerprint") for s in secrets)
-        self._fingerprints: dict[bytes, str] = {}  # newest-key digests of recent clients
+        # newest-key digests of recent clients
+        self._fingerprints: BoundedCache[bytes, str] = BoundedCache()
 
     def __len__(self) -> int:
         return len(self._sign_keys)
@@ -141,16 +144,12 @@ class Keyring:
     def fingerprint(self, material: bytes, index: int = 0) -> str:
         """A keyed digest of client traits, so a leaked store does not reveal them."""
         if index == 0:
-            cached = self._fingerprints.get(material)
-            if cached is not None:
-                return cached
+            return self._fingerprints.get(material, self._fingerprint_of)
+        return self._fingerprint_of(material, index)
+
+    def _fingerprint_of(self, material: bytes, index: int = 0) -> str:
         mac = hmac.digest(self._fingerprint_keys[index], material, "sha256")
-        value = b64encode(mac[:TAG_BYTES])
-        if index == 0:
-            if len(self._fingerprints) >= 4096:  # bounded: forget everything, start again
-                self._fingerprints.clear()
-            self._fingerprints[material] = value
-        return value
+        return b64encode(mac[:TAG_BYTES])
 
     def fingerprint_matches(self, material: bytes, expected: str) -> int | None:
         """The index of the key under which ``material`` gives ``expected``, or ``None``."""

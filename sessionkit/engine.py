@@ -10,28 +10,46 @@ One decision path and two executors, so sync and async adapters cannot drift apa
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from sessionkit import serialization
+from sessionkit.cache import BoundedCache
 from sessionkit.config import SessionConfig
 from sessionkit.cookies import CookieWriter, cookie_values
 from sessionkit.crypto import Keyring
-from sessionkit.errors import StoreError, StoreUnavailable
+from sessionkit.errors import (
+    LockTimeout,
+    SessionDataError,
+    SessionTooLarge,
+    StoreError,
+    StoreUnavailable,
+)
 from sessionkit.events import Event, EventBus, EventKind
 from sessionkit.expiry import browser_session, deadline_for
+from sessionkit.failures import Failure, FailurePolicy, failure_of, log_refusal
 from sessionkit.fingerprint import ClientInfo, client_address, device_label, fingerprint_material
 from sessionkit.ids import digest, handle, is_well_formed, new_id
+from sessionkit.records import Record, RecordMeta, Write
 from sessionkit.session import Session
 from sessionkit.stores import open_store
-from sessionkit.stores.base import Record, RecordMeta, Store, Write
+from sessionkit.stores.base import Store
 from sessionkit.stores.cookie import CookieStore
 
 _NO_CLIENT = ClientInfo()
-_new_meta = tuple.__new__
-_ABSENT: Any = object()
 _TAG_LENGTH = 22
+
+
+def _unavailable(exc: StoreUnavailable) -> Callable[[Session], None]:
+    """The loader of a session whose async load failed: raises, loads nothing."""
+
+    def loader(session: Session) -> None:
+        session._pend(loader)
+        raise StoreUnavailable(exc.url, exc.cause)
+
+    return loader
 
 
 class _Context:
@@ -104,6 +122,13 @@ class CommitPlan:
     def has_io(self) -> bool:
         return self.write is not None or bool(self.deletes) or self.touch is not None
 
+    @property
+    def failure(self) -> Failure | None:
+        """``CONFLICT`` once ``run()`` found that the session this plan writes was deleted
+        or rotated meanwhile (its write was not performed); ``None`` otherwise. A touch
+        that finds its session gone only clears the cookie: nothing the view did is lost."""
+        return Failure.CONFLICT if self.conflict and self.write is not None else None
+
 
 class SessionEngine:
     """One per application: holds the config, keyring, store and event bus."""
@@ -131,8 +156,8 @@ class SessionEngine:
         self._client_side = self.store.client_side
         self._associated = CookieStore.associated_data(config.cookie_name)
         self._cookie_store = self.store if isinstance(self.store, CookieStore) else CookieStore()
-        self._materials: dict[tuple[str, str | None], bytes | None] = {}
-        self._devices: dict[str, str | None] = {}  # User-Agent -> device label, bounded
+        self._materials: BoundedCache[tuple[str, str | None], bytes | None] = BoundedCache()
+        self._devices: BoundedCache[str, str | None] = BoundedCache()  # User-Agent -> label
         self._deadline = deadline_for(config)
         self._always_secure = config.cookie_secure
 
@@ -225,7 +250,9 @@ class SessionEngine:
         try:
             record = await self.store.aload(ctx.digest)
         except StoreUnavailable as exc:
-            session._pend(self.load)
+            # Still pending, but never through the sync ``load``: a later use on the event
+            # loop must not block it with I/O. It raises again; ``aload`` retries.
+            session._pend(_unavailable(exc))
             self._store_error(exc)
             raise
         self._accept(session, record)
@@ -307,7 +334,15 @@ class SessionEngine:
     # commit
     # ======================================================================================
     def commit(self, session: Session, status: int = 200) -> CommitPlan:
-        """Decide, without I/O, what this request does to the session and the response."""
+        """Decide, without I/O, what this request does to the session and the response.
+        Raises ``SessionTooLarge`` (after its event) when the cookie would be too large."""
+        try:
+            return self._commit(session, status)
+        except SessionTooLarge as exc:
+            self._failed(exc)
+            raise
+
+    def _commit(self, session: Session, status: int) -> CommitPlan:
         ctx: _Context = session._ctx
         plan = CommitPlan(session._accessed)
         if status >= 500:
@@ -353,7 +388,7 @@ class SessionEngine:
             )  # fmt: skip
             if not self._client_side:
                 ctx.digest = digest(session_id)
-                items = {k: serialization.dumps(v) for k, v in dict.items(session)}
+                items = {k: serialization.dumps_item(k, v) for k, v in dict.items(session)}
                 plan.write = Write(
                     ctx.digest, items, frozenset(), meta, end - now,
                     create=True, replace=True, rotated_from=rotated_from,
@@ -396,7 +431,7 @@ class SessionEngine:
                     keys = [k for k in dict.keys(session) if k in changed]
                 else:
                     keys = changed
-                items = {k: serialization.dumps(dict.__getitem__(session, k)) for k in keys}
+                items = {k: serialization.dumps_item(k, dict.__getitem__(session, k)) for k in keys}
                 plan.write = Write(
                     ctx.digest, items, frozenset(session._removed), meta,  # type: ignore[arg-type]
                     end - now, replace=full, previous_user=old.user,
@@ -435,18 +470,15 @@ class SessionEngine:
             fingerprint = self.keyring.fingerprint(material)  # type: ignore[arg-type]
         agent = ctx.client.user_agent
         if agent:
-            device = self._devices.get(agent, _ABSENT)
-            if device is _ABSENT:
-                device = device_label(agent)
-                if len(self._devices) >= 4096:  # bounded
-                    self._devices.clear()
-                self._devices[agent] = device
+            device = self._devices.get(agent, device_label)
         else:  # nothing said (a script, a test): keep what the record knows
             device = old.device if old is not None else None
-        return _new_meta(RecordMeta, (  # no keyword handling nor length check: on every save
-            created, int(now), session._idle, session._browser, session._until, session._user,
-            fingerprint, tuple(session._flash_new), tuple(session._flash_old), device,
-        ))  # fmt: skip
+        return RecordMeta(
+            created=created, last_seen=int(now), idle=session._idle,
+            browser=session._browser, until=session._until, user=session._user,
+            fingerprint=fingerprint, flash_new=tuple(session._flash_new),
+            flash_old=tuple(session._flash_old), device=device,
+        )  # fmt: skip
 
     def _cookie(
         self, session: Session, ctx: _Context, meta: RecordMeta, end: float, now: float,
@@ -454,10 +486,15 @@ class SessionEngine:
     ) -> str:  # fmt: skip
         max_age = None if browser_session(meta, self.config) else int(end - now)
         if self._client_side:
-            value = self._cookie_store.seal(
-                self.keyring, self._associated, ctx.session_id,  # type: ignore[arg-type]
-                meta, serialization.tag_items(dict.items(session)),
-            )  # fmt: skip
+            try:
+                value = self._cookie_store.seal(
+                    self.keyring, self._associated, ctx.session_id,  # type: ignore[arg-type]
+                    meta, serialization.tag_items(dict.items(session)),
+                )  # fmt: skip
+            except SessionDataError:  # which key? (found only on this rare path)
+                for key, item in dict.items(session):
+                    serialization.dumps_item(key, item)
+                raise
         elif ctx.cookie is not None and ctx.key_index == 0:
             value = ctx.cookie
         else:
@@ -487,12 +524,7 @@ class SessionEngine:
         if material is False:
             client = ctx.client
             key = (client.user_agent, client.remote_addr)
-            material = self._materials.get(key, False)
-            if material is False:
-                material = fingerprint_material(client, self.config)
-                if len(self._materials) >= 4096:  # bounded
-                    self._materials.clear()
-                self._materials[key] = material
+            material = self._materials.get(key, lambda _: fingerprint_material(client, self.config))
             ctx.material = material
         return material  # type: ignore[return-value]
 
@@ -535,7 +567,7 @@ class SessionEngine:
         key = self._lock_key(session)
         if key is None:
             return contextlib.nullcontext()
-        return self.store.lock(key, ttl=ttl, wait=wait)
+        return self._locked(self.store.lock(key, ttl=ttl, wait=wait))
 
     def alock(
         self, session: Session, *, ttl: float = 30.0, wait: float = 10.0
@@ -544,7 +576,29 @@ class SessionEngine:
         key = self._lock_key(session)
         if key is None:
             return contextlib.nullcontext()
-        return self.store.alock(key, ttl=ttl, wait=wait)
+        return self._alocked(self.store.alock(key, ttl=ttl, wait=wait))
+
+    @contextlib.contextmanager
+    def _locked(self, held: contextlib.AbstractContextManager[None]) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(held)
+            except LockTimeout as exc:
+                self._failed(exc)
+                raise
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _alocked(
+        self, held: contextlib.AbstractAsyncContextManager[None]
+    ) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                await stack.enter_async_context(held)
+            except LockTimeout as exc:
+                self._failed(exc)
+                raise
+            yield
 
     def _lock_key(self, session: Session) -> str | None:
         if not self.store.supports_lock:
@@ -571,8 +625,8 @@ class SessionEngine:
                     store.delete(doomed)
                 if plan.touch is not None:
                     ok = store.touch(*plan.touch)
-            except StoreUnavailable as exc:
-                self._store_error(exc)
+            except (StoreUnavailable, SessionTooLarge) as exc:
+                self._failed(exc)
                 raise
         return self._finish(plan, ok)
 
@@ -588,8 +642,8 @@ class SessionEngine:
                     await store.adelete(doomed)
                 if plan.touch is not None:
                     ok = await store.atouch(*plan.touch)
-            except StoreUnavailable as exc:
-                self._store_error(exc)
+            except (StoreUnavailable, SessionTooLarge) as exc:
+                self._failed(exc)
                 raise
         return self._finish(plan, ok)
 
@@ -620,3 +674,37 @@ class SessionEngine:
 
     def _store_error(self, exc: StoreUnavailable) -> None:
         self.events.emit(Event(EventKind.STORE_ERROR, None, str(exc)))
+
+    def _failed(self, exc: StoreUnavailable | SessionTooLarge | LockTimeout) -> None:
+        failure = failure_of(exc)
+        assert failure is not None
+        kind = self.config.failure_policies[failure].event
+        if self.events.wants(kind):
+            self.events.emit(Event(kind, getattr(exc, "handle", None), str(exc)))
+
+    # ======================================================================================
+    # failures
+    # ======================================================================================
+    def policy(self, failure: Failure) -> FailurePolicy:
+        """How a request answers ``failure`` under this engine's config."""
+        return self.config.failure_policies[failure]
+
+    def refuse(
+        self, cause: BaseException | Failure, where: str = "", logger: logging.Logger | None = None
+    ) -> FailurePolicy | None:
+        """The policy for the failure a request hit (an exception sessionkit raised, or a
+        plan's ``failure``), with its log line written; ``None`` when ``cause`` is not a
+        session failure (the adapter lets it propagate). ``where``: e.g. ``"GET /cart"``.
+        The adapter answers ``policy.status`` with ``policy.response_headers`` and
+        ``policy.body`` in its framework's own response type; the event was already
+        emitted where the failure happened. ``logger``: the adapter's own."""
+        failure = cause if isinstance(cause, Failure) else failure_of(cause)
+        if failure is None:
+            return None
+        policy = self.config.failure_policies[failure]
+        exc = None if isinstance(cause, Failure) else cause
+        if logger is None:
+            log_refusal(policy, where, exc)
+        else:
+            log_refusal(policy, where, exc, logger)
+        return policy

@@ -19,13 +19,15 @@ class ConfigError(SessionKitError, ValueError):
 
 
 class SessionTooLarge(SessionKitError):
-    """The session would not fit in a cookie; nothing was sent."""
+    """The session would not fit in a cookie (or in the store's largest item); nothing was
+    sent or saved. ``message`` replaces the cookie wording, for a store's own limit."""
 
-    def __init__(self, size: int, limit: int) -> None:
+    def __init__(self, size: int, limit: int, message: str | None = None) -> None:
         self.size = size
         self.limit = limit
         super().__init__(
-            f"the session cookie would be {size} bytes, over the {limit}-byte limit "
+            message
+            or f"the session cookie would be {size} bytes, over the {limit}-byte limit "
             "(browsers drop cookies over 4096 bytes), so it was not sent. Store less in the "
             "session, or use a "
             "server-side store (store='redis://...', 'sqlite:///...', 'file:///...')."
@@ -47,12 +49,19 @@ class StoreError(SessionKitError):
 class StoreUnavailable(StoreError):
     """The store could not be reached; the URL in the message has its password masked."""
 
-    def __init__(self, url: str, cause: BaseException | str) -> None:
+    def __init__(self, url: str, cause: BaseException | str, *, ambiguous: bool = False) -> None:
         self.url = mask_url(url)
         self.cause = cause
+        #: True when a write was sent and its reply lost: it may have been applied.
+        self.ambiguous = ambiguous
+        outcome = (
+            "a write was sent but its reply was lost, so it may or may not have been applied"
+            if ambiguous
+            else "the session was left unchanged"
+        )
         super().__init__(
             f"session store {self.url} is unavailable: {cause}. Check that the server is "
-            "running and reachable; the session was left unchanged."
+            f"running and reachable; {outcome}."
         )
 
 

@@ -30,6 +30,8 @@ class EventKind(str, enum.Enum):
     RECORD_REJECTED = "record_rejected"
     SAVE_CONFLICT = "save_conflict"
     STORE_ERROR = "store_error"
+    LOCK_TIMEOUT = "lock_timeout"
+    SESSION_TOO_LARGE = "session_too_large"
 
 
 SECURITY_EVENTS = frozenset(

@@ -148,28 +148,15 @@ def _refuse(value: Any) -> Any:
 
 
 def _make_dumps() -> Callable[[Any], str]:
-    """The C encoder, built once (``json.dumps`` builds a new one on every call)."""
-    c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
-    if c_make_encoder is None:  # pragma: no cover - interpreters without the C accelerator
-        return json.JSONEncoder(
-            ensure_ascii=False, separators=(",", ":"), check_circular=False, default=_refuse
-        ).encode
-    encode = c_make_encoder(
-        None, _refuse, json.encoder.encode_basestring, None, ":", ",", False, False, True
-    )
-    join = "".join
-    return lambda value: join(encode(value, 0))
-
-
-def _make_scan() -> Callable[[str, int], tuple[Any, int]]:
-    """The decoder's scanner, called directly: no whitespace pass, no wrapper per call."""
-    decoder: Any = json.JSONDecoder(object_hook=_untag)
-    scanner: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(decoder)
-    return scanner
+    """The standard library's encoder, configured once, through its public API only. It
+    runs only where orjson does not (not installed, a lone surrogate, a 65-bit integer)."""
+    return json.JSONEncoder(
+        ensure_ascii=False, separators=(",", ":"), check_circular=False, default=_refuse
+    ).encode
 
 
 _std_dumps = _make_dumps()
-_scan = _make_scan()
+_decoder = json.JSONDecoder(object_hook=_untag)
 # orjson reads integers beyond 64 bits as floats: text with a run of 19 or more digits (any
 # integer outside the signed 64-bit range has one) goes to the standard library.
 # (one translate plus a substring search: ten times cheaper than a regular expression)
@@ -230,6 +217,28 @@ def dumps_plain(value: Any) -> str:
 def dumps(value: Any) -> str:
     """Serialize one value as tagged JSON text."""
     return dumps_plain(tag(value))
+
+
+def dumps_item(key: str, value: Any) -> str:
+    """``dumps(value)`` for the session key ``key``, refused with a ``SessionDataError``
+    naming the key when the key or the text is not valid Unicode (a lone surrogate such as
+    ``"\ud800"``, which ``json.loads('"\\ud800"')`` returns): the one check that stops such
+    data before any store sees it, whatever the store's encoding."""
+    tagged = tag(value)
+    encoded = _by_orjson(tagged)  # orjson refuses lone surrogates, so its text is valid
+    text = encoded.decode("utf-8") if encoded is not None else _std_dumps(tagged)
+    plain_key = not isinstance(key, str) or key.isascii()  # other keys: refused elsewhere
+    if not (encoded is not None or text.isascii()) or not plain_key:
+        try:
+            text.encode("utf-8")
+            if not plain_key:
+                key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SessionDataError(
+                f"session key {key!r} holds a lone surrogate (in the key or its value), "
+                "which no UTF-8 store can hold; store text that came from a valid encoding"
+            ) from None
+    return text
 
 
 def loads_plain(raw: bytes) -> Any:
@@ -338,13 +347,7 @@ def _std_loads(text: str | bytes) -> Any:
     try:
         if isinstance(text, bytes):
             text = text.decode("utf-8")
-        try:
-            value, end = _scan(text, 0)
-        except StopIteration as exc:
-            raise ValueError(f"not JSON at character {exc.value}") from None
-        if end != len(text):
-            raise ValueError("trailing data after the JSON value")
-        return value
+        return _decoder.decode(text)  # JSONDecodeError (a ValueError) names the problem
     except ValueError:
         raise
     except Exception as exc:  # a malformed tag: KeyError, IndexError, OverflowError, ...

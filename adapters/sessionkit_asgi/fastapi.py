@@ -17,6 +17,6 @@ from sessionkit_asgi.views import get_session, locked_session
 
 #: The request's session, loaded by the middleware.
 SessionDep = Annotated[Session, Depends(get_session)]
-#: The session under its lock (30 s TTL, 10 s wait, 423 when the wait runs out); for other
-#: settings use ``Annotated[Session, Depends(locked_session(wait=...))]``.
+#: The session under its lock (30 s TTL, 10 s wait, then the core's lock-timeout answer:
+#: 503); for other settings use ``Annotated[Session, Depends(locked_session(wait=...))]``.
 LockedSession = Annotated[Session, Depends(locked_session())]

@@ -20,16 +20,19 @@ from sessionkit import (
     CommitPlan,
     ConfigError,
     EventBus,
+    LockTimeout,
     Session,
     SessionConfig,
     SessionEngine,
     SessionNotLoaded,
+    SessionTooLarge,
     Store,
     StoreUnavailable,
 )
 from sessionkit.config import timeouts_for_age
 from sessionkit.cookies import MERGERS
 from sessionkit.events import Subscriber
+from sessionkit.failures import Failure, FailurePolicy
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -164,8 +167,8 @@ class SessionMiddleware:
 
     - ``exclude_paths``: path prefixes on which no session is loaded at all (static files,
       health checks); using the session there raises ``SessionNotLoaded``;
-    - ``store_error_status``: the status answered when the store is down (503); ``None``
-      lets ``StoreUnavailable`` propagate instead;
+    - ``store_error_status``: the status answered when the store is down (default: the
+      core's policy, 503); ``None`` lets ``StoreUnavailable`` propagate instead;
     - ``events`` (an ``EventBus``) and ``on_event`` (a callback for every event), for
       logging and metrics; ``clock`` for tests.
     """
@@ -212,7 +215,7 @@ class SessionMiddleware:
         #: Starlette treats ``max_age <= 0`` as "expires at once": nothing outlives a request.
         self.ephemeral = max_age is not None and max_age <= 0
         self.exclude_paths = _prefixes(adapter.get("exclude_paths", ()))
-        status = adapter.get("store_error_status", 503)
+        status = adapter.get("store_error_status", self.engine.policy(Failure.STORE_DOWN).status)
         if status is not None and not (isinstance(status, int) and 400 <= status <= 599):
             raise ConfigError("store_error_status", f"{status!r}: use a 4xx/5xx status or None")
         self.store_error_status: int | None = status
@@ -266,14 +269,18 @@ class SessionMiddleware:
                     await self.engine.arun(plan)
                 else:
                     self.engine.run(plan)  # no I/O: only emits the plan's events
-            except StoreUnavailable as exc:
-                if self.store_error_status is None:
+            except (StoreUnavailable, SessionTooLarge) as exc:
+                if self.store_error_status is None and isinstance(exc, StoreUnavailable):
                     raise
                 failed = True
                 await exchange.release()
                 await self._refuse(scope, send, exc)
                 return
             await exchange.release()
+            if plan.failure is not None:  # a concurrent logout: the write was not made
+                failed = True
+                await self._refuse(scope, send, plan.failure)
+                return
             headers = plan.headers()
             if headers:
                 message["headers"] = _merge(message.get("headers") or (), headers)
@@ -281,8 +288,8 @@ class SessionMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
-        except StoreUnavailable as exc:  # e.g. taking a route lock, or a view's own store call
-            if self.store_error_status is None or started:
+        except (StoreUnavailable, LockTimeout) as exc:  # a route lock, a view's own store call
+            if started or (self.store_error_status is None and isinstance(exc, StoreUnavailable)):
                 raise
             await exchange.release()
             await self._refuse(scope, send, exc)
@@ -355,26 +362,21 @@ class SessionMiddleware:
                     scope.get("path"),
                 )
 
-    async def _refuse(self, scope: Scope, send: Send, exc: StoreUnavailable) -> None:
-        status = self.store_error_status
-        log.error(
-            "sessionkit: %s %s answered %s because the session store is unavailable: %s",
-            scope.get("method", "WEBSOCKET"), scope.get("path"), status, exc,
-        )  # fmt: skip
+    async def _refuse(self, scope: Scope, send: Send, cause: BaseException | Failure) -> None:
+        """Answer the core's policy for ``cause`` (see ``sessionkit.failures``)."""
+        where = f"{scope.get('method', 'WEBSOCKET')} {scope.get('path')}"
+        policy: FailurePolicy = self.engine.refuse(cause, where, log)  # type: ignore[assignment]
         if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1011, "reason": "session store down"})
+            await send({"type": "websocket.close", "code": 1011, "reason": policy.failure.value})
             return
-        body = b"Service unavailable: the session store cannot be reached. Try again shortly."
-        await send({
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(body)).encode("ascii")),
-                (b"retry-after", b"5"),
-                (b"cache-control", b"no-store"),
-            ],
-        })  # fmt: skip
+        status = policy.status
+        if policy.failure is Failure.STORE_DOWN and self.store_error_status is not None:
+            status = self.store_error_status
+        body = policy.body.encode("utf-8")
+        headers = [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                   for k, v in policy.response_headers]  # fmt: skip
+        headers.append((b"content-length", str(len(body)).encode("ascii")))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 

@@ -49,15 +49,21 @@ def get_engine(connection: HTTPConnection) -> SessionEngine:
 
 
 async def lock_session(
-    connection: HTTPConnection, *, ttl: float = 30.0, wait: float = 10.0, status_code: int = 423
+    connection: HTTPConnection,
+    *,
+    ttl: float = 30.0,
+    wait: float = 10.0,
+    status_code: int | None = None,
 ) -> Session:
     """Take this session's lock, reload the session under it, and return the fresh copy
     (also installed as ``request.session``). The middleware releases the lock once the
     response's commit has run. Call it before touching the session.
 
     A request with no valid session cookie has nothing to race with and locks nothing.
-    When the lock stays taken for ``wait`` seconds, answers ``status_code`` (423 Locked)
-    with ``Retry-After: 1``. Needs a store that can lock (not the cookie store).
+    When the lock stays taken for ``wait`` seconds, ``LockTimeout`` propagates and the
+    middleware answers the core's lock-timeout policy (503 with ``Retry-After: 1`` unless
+    ``failure_status`` says otherwise); a ``status_code`` given here answers that status
+    instead, as an ``HTTPException``. Needs a store that can lock (not the cookie store).
     """
     exchange = _exchange(connection)
     session = exchange.session
@@ -75,6 +81,8 @@ async def lock_session(
     try:
         await stack.enter_async_context(engine.alock(session, ttl=ttl, wait=wait))
     except LockTimeout as exc:
+        if status_code is None:
+            raise  # answered by the middleware, with the core's policy
         raise HTTPException(status_code, detail=str(exc), headers={"Retry-After": "1"}) from exc
     exchange.locks = stack
     fresh = engine.open(exchange.cookie, exchange.client)
@@ -85,7 +93,7 @@ async def lock_session(
 
 
 def locked_session(
-    *, ttl: float = 30.0, wait: float = 10.0, status_code: int = 423
+    *, ttl: float = 30.0, wait: float = 10.0, status_code: int | None = None
 ) -> Callable[[HTTPConnection], Awaitable[Session]]:
     """A dependency (FastAPI ``Depends(locked_session())``) that locks and returns the
     session; see ``lock_session``."""
@@ -97,13 +105,19 @@ def locked_session(
 
 
 @overload
-def locked(endpoint: F, *, ttl: float = ..., wait: float = ..., status_code: int = ...) -> F: ...
+def locked(
+    endpoint: F, *, ttl: float = ..., wait: float = ..., status_code: int | None = ...
+) -> F: ...
 @overload
 def locked(
-    endpoint: None = None, *, ttl: float = ..., wait: float = ..., status_code: int = ...
+    endpoint: None = None, *, ttl: float = ..., wait: float = ..., status_code: int | None = ...
 ) -> Callable[[F], F]: ...
 def locked(
-    endpoint: F | None = None, *, ttl: float = 30.0, wait: float = 10.0, status_code: int = 423
+    endpoint: F | None = None,
+    *,
+    ttl: float = 30.0,
+    wait: float = 10.0,
+    status_code: int | None = None,
 ) -> F | Callable[[F], F]:
     """Decorate an async Starlette endpoint (``async def view(request)``) so its session's
     requests run one at a time: ``@locked`` or ``@locked(wait=2.0)``."""

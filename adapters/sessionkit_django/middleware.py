@@ -6,27 +6,37 @@ after the view ``engine.commit()`` decides the write, the cookie, ``Vary``/``Cac
 and the no-save-on-5xx rule; ``run()``/``arun()`` execute it. Under ASGI the store's async
 methods are awaited directly, with no thread hop. A save that finds the session deleted
 meanwhile (a concurrent logout) is not performed and the request ends in 400, as with
-Django's ``SessionInterrupted``.
+Django's ``SessionInterrupted``; that and every other failure is answered with the core's
+policy (``sessionkit.failures``, docs/failures.md).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from http.cookies import Morsel
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
-from django.contrib.sessions.exceptions import SessionInterrupted
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
-from sessionkit import ClientInfo, CommitPlan, SessionEngine
+from sessionkit import (
+    ClientInfo,
+    CommitPlan,
+    LockTimeout,
+    SessionEngine,
+    SessionTooLarge,
+    StoreUnavailable,
+)
 from sessionkit.cookies import merge_header
+from sessionkit.failures import Failure
 from sessionkit_django.conf import engines
-from sessionkit_django.engine import _INTERRUPTED, SessionStore
+from sessionkit_django.engine import SessionStore
 
 Handler = Callable[[HttpRequest], Any]
+log = logging.getLogger("sessionkit.django")
 _ATTRS = {"max-age", "expires", "path", "domain", "samesite"}
 _FLAGS = {"secure", "httponly"}
 
@@ -98,12 +108,15 @@ class SessionMiddleware(DjangoSessionMiddleware):
             response = self.get_response(request)
             session = request.session
             if isinstance(session, SessionStore) and session._managed:
-                if settings.SESSION_SAVE_EVERY_REQUEST:
-                    session._data()
-                    session._core.accessed = True
-                plan = engine.commit(session._core, response.status_code)
-                ok = engine.run(plan)
-                self._finish(session, plan, ok, response)
+                try:
+                    if settings.SESSION_SAVE_EVERY_REQUEST:
+                        session._data()
+                        session._core.accessed = True
+                    plan = engine.commit(session._core, response.status_code)
+                    ok = engine.run(plan)
+                except (StoreUnavailable, SessionTooLarge) as exc:
+                    return refuse(engine, exc, request)
+                return self._finish(engine, request, session, plan, ok, response)
             return response
         finally:
             _release_sync(store)
@@ -113,16 +126,22 @@ class SessionMiddleware(DjangoSessionMiddleware):
         store = self._open(engine, request)
         try:
             if not store._core.loaded:  # a validly signed cookie: fetch it natively now
-                await store._adata()
+                try:
+                    await store._adata()
+                except StoreUnavailable as exc:
+                    return refuse(engine, exc, request)
             response: HttpResponseBase = await self.get_response(request)
             session = request.session
             if isinstance(session, SessionStore) and session._managed:
-                if settings.SESSION_SAVE_EVERY_REQUEST:
-                    await session._adata()
-                    session._core.accessed = True
-                plan = engine.commit(session._core, response.status_code)
-                ok = await engine.arun(plan)
-                self._finish(session, plan, ok, response)
+                try:
+                    if settings.SESSION_SAVE_EVERY_REQUEST:
+                        await session._adata()
+                        session._core.accessed = True
+                    plan = engine.commit(session._core, response.status_code)
+                    ok = await engine.arun(plan)
+                except (StoreUnavailable, SessionTooLarge) as exc:
+                    return refuse(engine, exc, request)
+                return self._finish(engine, request, session, plan, ok, response)
             return response
         finally:
             await _release_async(store)
@@ -135,12 +154,20 @@ class SessionMiddleware(DjangoSessionMiddleware):
         request.session = store
         return store
 
+    def process_exception(self, request: HttpRequest, exception: Exception) -> Any:
+        """A store that is down or a lock that stayed taken inside the view (Django calls
+        this before its own 500 handling): the core's answer, not a 500."""
+        if isinstance(exception, (StoreUnavailable, LockTimeout)):
+            return refuse(engines().request, exception, request)
+        return None
+
     @staticmethod
     def _finish(
-        session: SessionStore, plan: CommitPlan, ok: bool, response: HttpResponseBase
-    ) -> None:
-        if not ok and plan.write is not None:
-            raise SessionInterrupted(_INTERRUPTED)
+        engine: SessionEngine, request: HttpRequest, session: SessionStore, plan: CommitPlan,
+        ok: bool, response: HttpResponseBase,
+    ) -> HttpResponseBase:  # fmt: skip
+        if plan.failure is not None:  # a concurrent logout: the write was not made
+            return refuse(engine, plan.failure, request)
         for name, value in plan.headers():
             if name == "Set-Cookie":
                 morsel = _SetCookie(value)
@@ -148,6 +175,16 @@ class SessionMiddleware(DjangoSessionMiddleware):
                 session._key = morsel.value or None
             else:
                 response.headers[name] = merge_header(name, response.headers.get(name))
+        return response
+
+
+def refuse(
+    engine: SessionEngine, cause: BaseException | Failure, request: HttpRequest
+) -> HttpResponse:
+    """The core's answer for a session failure (see ``sessionkit.failures``)."""
+    policy = engine.refuse(cause, f"{request.method} {request.path}", log)
+    assert policy is not None and policy.status is not None
+    return HttpResponse(policy.body, status=policy.status, headers=dict(policy.response_headers))
 
 
 # -- @session_lock -------------------------------------------------------------------------

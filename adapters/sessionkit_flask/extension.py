@@ -8,13 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from sessionkit import EventBus, EventKind, LockTimeout, SessionEngine, StoreUnavailable
 from sessionkit_flask import login, signals
-from sessionkit_flask.interface import (
-    HELD,
-    STORE_DOWN_BODY,
-    STORE_DOWN_HEADERS,
-    SessionKitInterface,
-    release_lock,
-)
+from sessionkit_flask.interface import HELD, SessionKitInterface, release_lock
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -59,8 +53,8 @@ class SessionKit:
         login.connect(app)
         app.teardown_request(_teardown)
         if self.handle_store_errors:
-            app.register_error_handler(StoreUnavailable, _store_unavailable)
-            app.register_error_handler(LockTimeout, _lock_timeout)
+            app.register_error_handler(StoreUnavailable, _refuse)
+            app.register_error_handler(LockTimeout, _refuse)
         from sessionkit_flask.cli import flask_group
 
         app.cli.add_command(flask_group(app))
@@ -90,12 +84,10 @@ def _teardown(_: BaseException | None) -> None:
         release_lock(session)
 
 
-def _store_unavailable(exc: StoreUnavailable) -> Any:
-    log.error("sessionkit: %s Answering 503.", exc)
-    return STORE_DOWN_BODY, 503, {**STORE_DOWN_HEADERS, "Content-Type": "text/plain"}
+def _refuse(exc: StoreUnavailable | LockTimeout) -> Any:
+    """The core's answer for a store that is down or a lock that stayed taken in a view."""
+    from flask import current_app, request
 
-
-def _lock_timeout(exc: LockTimeout) -> Any:
-    log.warning("sessionkit: %s Answering 503.", exc)
-    body = "Service unavailable: another request of this session is still running. Retry."
-    return body, 503, {"Retry-After": "1", "Content-Type": "text/plain"}
+    policy = SessionKit.engine(current_app).refuse(exc, f"{request.method} {request.path}", log)
+    assert policy is not None
+    return policy.body, policy.status, policy.response_headers

@@ -20,21 +20,19 @@ from sessionkit import (
     EventBus,
     Session,
     SessionEngine,
+    SessionTooLarge,
     Store,
     StoreUnavailable,
     open_store,
 )
 from sessionkit.cookies import merge_header
+from sessionkit.failures import Failure
 from sessionkit_flask import settings
 
 if TYPE_CHECKING:
     from flask import Flask, Request, Response
 
 log = logging.getLogger("sessionkit.flask")
-
-STORE_DOWN_BODY = "Service unavailable: the session store cannot be reached. Please retry."
-#: What every 503 for a store that is down carries, whether it failed loading or saving.
-STORE_DOWN_HEADERS = {"Retry-After": "5", "Cache-Control": "no-store"}
 
 
 class FlaskSession(Session, SessionMixin):  # type: ignore[override]
@@ -156,13 +154,16 @@ class SessionKitInterface(SessionInterface):
                 apply_permanent(app, session)
             plan = engine.commit(session, response.status_code)
             engine.run(plan)
-        except StoreUnavailable as exc:
+        except (StoreUnavailable, SessionTooLarge) as exc:
             if not self.handle_store_errors:
                 raise
-            store_down(exc, response)
+            refuse(engine, exc, response)
             return
         finally:
             release_lock(session)
+        if plan.failure is not None:  # a concurrent logout: the write was not made
+            refuse(engine, plan.failure, response)
+            return
         headers = response.headers
         for name, value in plan.headers():
             if name == "Set-Cookie":
@@ -185,11 +186,14 @@ def release_lock(session: FlaskSession) -> None:
         release()
 
 
-def store_down(exc: StoreUnavailable, response: Response) -> None:
-    """Turn a response whose session could not be saved into a 503: sending the page as if
-    the session were saved would lose what the user just did without telling them."""
-    log.error("sessionkit: %s Answering 503.", exc)
-    response.status_code = 503
-    response.set_data(STORE_DOWN_BODY)
-    response.mimetype = "text/plain"
-    response.headers.update(STORE_DOWN_HEADERS)
+def refuse(engine: SessionEngine, cause: BaseException | Failure, response: Response) -> None:
+    """Turn a response whose session could not be saved into the core's answer for that
+    failure (see ``sessionkit.failures``): sending the page as if the session were saved
+    would lose what the user just did without telling them."""
+    from flask import request
+
+    policy = engine.refuse(cause, f"{request.method} {request.path}", log)
+    assert policy is not None and policy.status is not None
+    response.status_code = policy.status
+    response.set_data(policy.body)
+    response.headers.update(policy.response_headers)

@@ -11,157 +11,25 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, ClassVar
 
 from sessionkit import serialization
 from sessionkit.errors import LockTimeout, StoreError
 from sessionkit.events import security_log
 from sessionkit.ids import handle, is_digest
 
+# Record, RecordMeta, SessionInfo and Write live in sessionkit.records (the core's module
+# the stores import); re-exported here, where stores and users have always found them.
+from sessionkit.records import Record as Record
+from sessionkit.records import RecordMeta as RecordMeta
+from sessionkit.records import SessionInfo as SessionInfo
+from sessionkit.records import Write as Write
+
 # Re-exported: stores (and third-party ones) import these from here.
 from sessionkit.urls import mask_url as mask_url
 from sessionkit.urls import parse_flag as parse_flag
 from sessionkit.urls import query_options as query_options
-
-
-class RecordMeta(NamedTuple):
-    """What the engine knows about a session besides its data. Timestamps are whole epoch
-    seconds (sub-second precision buys nothing for expiry and costs bytes in every cookie)."""
-
-    created: int
-    last_seen: int
-    idle: float | None = None  # per-session idle timeout ("remember me"); None: the default
-    browser: bool | None = None  # per-session browser-session cookie; None: the default
-    until: float | None = None  # a fixed deadline set with set_expiry(datetime)
-    user: str | None = None
-    fingerprint: str | None = None
-    flash_new: tuple[str, ...] = ()
-    flash_old: tuple[str, ...] = ()
-    device: str | None = None  # "Firefox on Linux": a coarse label for device lists
-
-    def to_list(self) -> list[Any]:
-        """Positional and plain JSON: ``[version, created, last_seen, idle, browser, until,
-        user, fingerprint, flash_new, flash_old, device]``. Readers also take the first ten
-        alone (records written before ``device`` existed)."""
-        return [serialization.FORMAT_VERSION, *self]  # JSON writes the flash tuples as arrays
-
-    @classmethod
-    def from_list(cls, raw: Any, last_seen: int | None = None) -> RecordMeta:
-        """Metadata out of a stored record, every field's type checked. ``last_seen``, when
-        the store keeps it apart (a touch moves only that), replaces the list's."""
-        if type(raw) is not list or len(raw) not in _META_LENGTHS or raw[0] != _FORMAT:
-            raise ValueError("not a sessionkit v1 record")
-        _, created, seen, idle, browser, until, user, fingerprint, flash_new, flash_old = raw[:10]
-        device = raw[10] if len(raw) == 11 else None
-        if type(seen) is not int:  # checked even when the store keeps a newer one apart
-            raise ValueError("malformed record metadata")
-        if last_seen is not None:
-            seen = last_seen
-        if (
-            type(created) is not int
-            or type(seen) is not int
-            or type(idle) not in _NUMBER_OR_NONE
-            or type(until) not in _NUMBER_OR_NONE
-            or type(browser) not in _BOOL_OR_NONE
-            or type(user) not in _STR_OR_NONE
-            or type(fingerprint) not in _STR_OR_NONE
-            or not _is_str_list(flash_new)
-            or not _is_str_list(flash_old)
-            or type(device) not in _STR_OR_NONE
-        ):
-            raise ValueError("malformed record metadata")
-        return _new_meta(cls, (
-            created, seen, idle, browser, until, user, fingerprint, tuple(flash_new),
-            tuple(flash_old), device,
-        ))  # fmt: skip
-
-    @classmethod
-    def from_sealed_list(cls, raw: Any) -> RecordMeta:
-        """Metadata out of an AEAD-authenticated cookie. Only a holder of our key can have
-        written it, so the layout is checked (format version, length, timestamps) but not
-        every optional field's type, which ``from_list`` checks for server-side records."""
-        if type(raw) is not list or len(raw) not in _META_LENGTHS or raw[0] != _FORMAT:
-            raise ValueError("not a sessionkit v1 record")
-        if type(raw[1]) is not int or type(raw[2]) is not int:
-            raise ValueError("malformed record metadata")
-        # tuple.__new__: no keyword handling and no length check, on every request
-        return _new_meta(cls, (raw[1], raw[2], raw[3], raw[4], raw[5], raw[6], raw[7],
-                               tuple(raw[8]), tuple(raw[9]),
-                               raw[10] if len(raw) == 11 else None))  # fmt: skip
-
-
-_new_meta = tuple.__new__
-_FORMAT = serialization.FORMAT_VERSION
-_META_LENGTHS = frozenset({10, 11})  # without and with ``device``
-
-
-_NUMBER_OR_NONE = frozenset({int, float, type(None)})
-_BOOL_OR_NONE = frozenset({bool, type(None)})
-_STR_OR_NONE = frozenset({str, type(None)})
-
-
-def _is_str_list(value: Any) -> bool:
-    return type(value) is list and (not value or all(type(v) is str for v in value))
-
-
-class Record(NamedTuple):
-    """A stored session: per-key tagged-JSON values, metadata and a version counter."""
-
-    items: Mapping[str, str]
-    meta: RecordMeta
-    version: int = 1
-
-
-class Write(NamedTuple):
-    """One conditional save.
-
-    ``create``: the record must not exist yet. Otherwise it must still exist (a session
-    deleted or rotated meanwhile is never brought back). ``rotated_from``: a create that
-    replaces that record, atomically, and only if it still exists (``regenerate()`` racing a
-    logout must not bring the session back under a new ID). ``replace``: the record's items
-    become exactly ``items``; otherwise ``items`` are merged in and ``removed`` deleted, so
-    concurrent requests that change different keys both survive.
-    """
-
-    digest: str
-    items: Mapping[str, str]
-    removed: frozenset[str]
-    meta: RecordMeta
-    ttl: float
-    create: bool = False
-    replace: bool = False
-    rotated_from: str | None = None
-    previous_user: str | None = None
-
-    def items_over(self, current: Mapping[str, str]) -> dict[str, str]:
-        """The record's items once this write lands on ``current`` (a store that cannot
-        merge on its server merges here): exactly ``items`` for a replace, otherwise
-        ``current`` without ``removed``, with ``items`` over it."""
-        if self.replace:
-            return dict(self.items)
-        merged = {k: v for k, v in current.items() if k not in self.removed}
-        merged.update(self.items)
-        return merged
-
-
-@dataclass(frozen=True, slots=True)
-class SessionInfo:
-    """A session as shown in a device list: a handle, never the ID."""
-
-    handle: str
-    user: str | None
-    created: float
-    last_seen: float
-    #: "Chrome on Windows": what the session's browser said it was when last saved (a coarse
-    #: label from its User-Agent, never the header itself); None when it sent none
-    device: str | None = None
-
-    @classmethod
-    def of(cls, digest: str, meta: RecordMeta) -> SessionInfo:
-        """The device-list entry of a stored session (its handle, never the digest)."""
-        return cls(handle(digest), meta.user, meta.created, meta.last_seen, meta.device)
 
 
 class Store:

@@ -37,13 +37,10 @@ from urllib.parse import unquote, urlsplit
 
 from sessionkit.errors import ConfigError, StoreUnavailable
 from sessionkit.ids import handle, is_digest
+from sessionkit.records import Record, RecordMeta, SessionInfo, Write
 from sessionkit.stores.base import (
     PollingLocks,
-    Record,
-    RecordMeta,
-    SessionInfo,
     Store,
-    Write,
     decode_document,
     encode_document,
     query_options,

@@ -44,13 +44,12 @@ from pymemcache.exceptions import (  # type: ignore[import-untyped]
     MemcacheUnknownError,
 )
 
-from sessionkit.errors import ConfigError, StoreUnavailable
+from sessionkit.errors import ConfigError, SessionTooLarge, StoreUnavailable
 from sessionkit.ids import handle, is_digest
+from sessionkit.records import Record, Write
 from sessionkit.stores.base import (
     PollingLocks,
-    Record,
     Store,
-    Write,
     decode_document,
     encode_document,
     query_options,
@@ -88,6 +87,12 @@ def encode(record: Record, expires_at: float) -> bytes:
 def decode(raw: bytes) -> tuple[Record, float]:
     """Parse a stored memcached value, all or nothing; ``ValueError`` for anything not ours."""
     return decode_document(raw, FORMAT)
+
+
+#: The commands that change the server's state (a lost reply leaves their outcome unknown).
+_WRITES = frozenset({"add", "set", "cas", "delete", "touch"})
+#: memcached's default largest item (``-I 1m``).
+ITEM_LIMIT = 1024 * 1024
 
 
 class MemcachedStore(PollingLocks, Store):
@@ -254,9 +259,26 @@ class MemcachedStore(PollingLocks, Store):
         client = self._only or self._clients[self._ring.get_node(key)]
         try:
             return getattr(client, command)(key, *args, **kwargs)
-        except (OSError, MemcacheServerError, MemcacheUnknownError) as exc:
+        except MemcacheServerError as exc:
+            if "too large" in str(exc) and args and isinstance(args[0], bytes):
+                # the server is up and said so: a session problem, not an outage (a 503
+                # with Retry-After would have clients retry a request that cannot succeed)
+                raise SessionTooLarge(
+                    len(args[0]),
+                    ITEM_LIMIT,
+                    f"the session record is {len(args[0])} bytes, over memcached's item "
+                    f"size limit ({ITEM_LIMIT} bytes by default; memcached -I raises it), "
+                    "so it was not saved. Store less in the session, or use a store without "
+                    "that limit (redis://, sqlite:///, file:///).",
+                ) from exc
             cause = exc if str(exc) else f"{type(exc).__name__} (connection closed)"
             raise StoreUnavailable(self.url, cause) from exc
+        except (OSError, MemcacheUnknownError) as exc:
+            cause = exc if str(exc) else f"{type(exc).__name__} (connection closed)"
+            # a refused connection sent nothing; any other failure of a write may have
+            # come after the server applied it
+            sent = command in _WRITES and not isinstance(exc, ConnectionRefusedError)
+            raise StoreUnavailable(self.url, cause, ambiguous=sent) from exc
 
     def _decode(self, digest: str, raw: bytes | None) -> tuple[Record, float] | None:
         if raw is None or raw == TOMBSTONE:

@@ -15,15 +15,11 @@ from collections.abc import Callable, Iterator
 
 from sessionkit.errors import ConfigError
 from sessionkit.ids import handle
-from sessionkit.stores.base import (
-    PollingLocks,
-    Record,
-    RecordMeta,
-    SessionInfo,
-    Store,
-    Write,
-    query_options,
-)
+from sessionkit.records import Record, RecordMeta, SessionInfo, Write
+from sessionkit.stores.base import PollingLocks, Store, query_options
+
+#: How many locks may lapse unclaimed before ``_try_lock`` prunes the expired ones.
+_LOCK_SWEEP = 256
 
 
 class MemoryStore(PollingLocks, Store):
@@ -43,6 +39,7 @@ class MemoryStore(PollingLocks, Store):
         self._records: OrderedDict[str, tuple[Record, float]] = OrderedDict()
         self._users: dict[str, set[str]] = {}
         self._locks: dict[str, tuple[str, float]] = {}
+        self._lock_sweep_at = _LOCK_SWEEP  # amortised: a sweep at most per doubling
         self._mutex = threading.Lock()
 
     @classmethod
@@ -183,7 +180,12 @@ class MemoryStore(PollingLocks, Store):
             held = self._locks.get(digest)
             if held is not None and held[1] > now:
                 return False
-            self._locks[digest] = (token, now + ttl)
+            locks = self._locks
+            if len(locks) >= self._lock_sweep_at:  # holders that died never unlock: prune
+                for key in [k for k, (_, until) in locks.items() if until <= now]:
+                    del locks[key]
+                self._lock_sweep_at = max(_LOCK_SWEEP, 2 * len(locks))
+            locks[digest] = (token, now + ttl)
             return True
 
     def _unlock(self, digest: str, token: str) -> None:

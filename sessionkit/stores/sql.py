@@ -18,14 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from sessionkit.ids import handle, is_handle
-from sessionkit.stores.base import (
-    PollingLocks,
-    Record,
-    RecordMeta,
-    SessionInfo,
-    Write,
-    reject_record,
-)
+from sessionkit.records import Record, RecordMeta, SessionInfo, Write
+from sessionkit.stores.base import PollingLocks, reject_record
 from sessionkit.stores.sql_engine import SQLEngines
 from sessionkit.stores.sql_schema import decode_meta, decode_record, row_params
 

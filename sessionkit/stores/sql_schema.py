@@ -19,7 +19,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.schema import CreateIndex, CreateTable, ExecutableDDLElement
 
 from sessionkit.errors import ConfigError
-from sessionkit.stores.base import Record, RecordMeta, Write, mask_url, reject_record
+from sessionkit.records import Record, RecordMeta, Write
+from sessionkit.stores.base import mask_url, reject_record
 
 DEFAULT_TABLE = "sessionkit_sessions"
 #: Connection execution option that makes SQLite open a transaction (BEGIN IMMEDIATE);

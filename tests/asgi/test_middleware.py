@@ -29,7 +29,6 @@ from sessionkit import (
     EventKind,
     MemoryStore,
     SessionNotLoaded,
-    SessionTooLarge,
     StoreUnavailable,
 )
 from sessionkit.testing import FakeClock
@@ -271,14 +270,16 @@ async def test_tampered_cookie_is_an_event_not_a_500(store: Any) -> None:
     assert counter.counts[EventKind.COOKIE_REJECTED.value] == 3
 
 
-def test_oversized_session_raises_and_sends_no_cookie() -> None:
+def test_oversized_session_answers_500_with_advice_and_sends_no_cookie(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     with TestClient(make_app(), raise_server_exceptions=True) as http:
-        with pytest.raises(SessionTooLarge, match="4096-byte limit"):
-            http.get("/big")
-    with TestClient(make_app(), raise_server_exceptions=False) as http:
-        response = http.get("/big")
-        assert response.status_code == 500
+        with caplog.at_level(logging.ERROR, logger="sessionkit.asgi"):
+            response = http.get("/big")
+        assert response.status_code == 500  # sessionkit.failures: TOO_LARGE
+        assert "too large" in response.text
         assert "set-cookie" not in response.headers
+    assert any("4096-byte limit" in r.getMessage() for r in caplog.records)
     with TestClient(make_app(store="memory://")) as http:
         assert http.get("/big").status_code == 200  # a server-side store takes it
 
@@ -372,13 +373,13 @@ async def test_without_the_lock_updates_are_lost() -> None:
         assert (await http.get("/get")).json()["n"] < 20  # why the route lock exists
 
 
-async def test_lock_wait_timeout_answers_423() -> None:
+async def test_lock_wait_timeout_answers_the_core_policy() -> None:
     async with client(make_app(store="memory://")) as http:
         await http.get("/set", params={"a": "1"})
         slow = asyncio.ensure_future(http.get("/slow"))
         await asyncio.sleep(0.1)
         blocked = await http.get("/impatient")
-        assert blocked.status_code == 423
+        assert blocked.status_code == 503  # sessionkit.failures: LOCK_TIMEOUT
         assert blocked.headers["retry-after"] == "1"
         assert (await slow).status_code == 200
         assert (await http.get("/impatient")).status_code == 200

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import flask
 import pytest
 from flask.sessions import NullSession, SessionMixin
 from sessionkit_flask import FlaskSession
 
-from sessionkit import Session, SessionTooLarge
+from sessionkit import Session
 from tests.flask.conftest import AppFactory
 from tests.flask.helpers import cookie_value, replay, set_cookies, the_cookie, vary
 
@@ -161,10 +163,15 @@ def test_null_session_is_flasks(make_app: AppFactory) -> None:
         assert isinstance(flask.session._get_current_object(), NullSession)  # type: ignore[attr-defined]
 
 
-def test_cookie_store_too_large_raises_with_advice(make_app: AppFactory) -> None:
+def test_cookie_store_too_large_answers_500_with_advice(
+    make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
     client = make_app("cookie://").test_client()
-    with pytest.raises(SessionTooLarge, match="server-side store"):
-        client.get("/big")
+    with caplog.at_level(logging.ERROR, logger="sessionkit.flask"):
+        response = client.get("/big")
+    assert response.status_code == 500  # sessionkit.failures: TOO_LARGE
+    assert "Set-Cookie" not in response.headers
+    assert any("server-side store" in r.getMessage() for r in caplog.records)
 
 
 def test_server_store_takes_large_sessions(make_app: AppFactory, server_store: str) -> None:

@@ -364,3 +364,49 @@ def test_delete_and_rotation_drop_the_token(store: MemcachedStore, clock: FakeCl
     assert store.save(rotate)
     assert gone not in store._tokens and old not in store._tokens  # no copies left behind
     assert store.load(old) is None and store.load(gone) is None
+
+
+def test_a_session_over_the_item_limit_is_too_large_not_an_outage(
+    url: str, clock: FakeClock
+) -> None:
+    from sessionkit import Failure, SessionTooLarge
+
+    engine = SessionEngine(
+        SessionConfig(secret_key="memcached-limit-key-0123456789abcdefghijklmn", store=url),
+        clock=clock,
+    )
+    browser = Browser(engine)
+    with pytest.raises(SessionTooLarge, match="item size limit") as caught:
+        browser.visit(lambda s: s.__setitem__("blob", "x" * (2 * 1024 * 1024)))
+    assert engine.refuse(caught.value) is engine.policy(Failure.TOO_LARGE)  # 500, no Retry-After
+    browser.visit(lambda s: s.__setitem__("small", 1))  # the server is up all along
+    assert browser.visit(lambda s: dict(s)).result == {"small": 1}
+    engine.store.close()
+
+
+def test_a_lost_write_reply_is_not_logged_as_unchanged(clock: FakeClock) -> None:
+    """A server that takes the write and never answers: the write may have been applied,
+    so the error must not claim that the session was left unchanged."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    held: list[socket.socket] = []
+    accepter = threading.Thread(target=lambda: held.append(listener.accept()[0]), daemon=True)
+    accepter.start()
+    store = MemcachedStore.from_url(f"memcached://127.0.0.1:{port}?timeout=0.2", clock=clock)
+    meta = RecordMeta(created=int(clock()), last_seen=int(clock()))
+    write = Write(digest(new_id()), {"a": "1"}, frozenset(), meta, 60.0, create=True)
+    try:
+        with pytest.raises(StoreUnavailable) as caught:
+            store.save(write)
+        assert caught.value.ambiguous
+        assert "left unchanged" not in str(caught.value)
+        assert "may or may not have been applied" in str(caught.value)
+    finally:
+        store.close()
+        for conn in held:
+            conn.close()
+        listener.close()
