@@ -21,6 +21,7 @@ from sessionkit.crypto import Keyring
 from sessionkit.errors import StoreError, StoreUnavailable
 from sessionkit.events import Event, EventBus, EventKind
 from sessionkit.expiry import browser_session, deadline_for
+from sessionkit.expiry import max_age as cookie_max_age
 from sessionkit.fingerprint import ClientInfo, client_address, device_label, fingerprint_material
 from sessionkit.ids import digest, handle, is_well_formed, new_id
 from sessionkit.session import Session
@@ -444,7 +445,7 @@ class SessionEngine:
         self, session: Session, ctx: _Context, meta: RecordMeta, end: float, now: float,
         secure: bool,
     ) -> str:  # fmt: skip
-        max_age = None if browser_session(meta, self.config) else int(end - now)
+        max_age = None if browser_session(meta, self.config) else cookie_max_age(end, now)
         if self._client_side:
             value = self._cookie_store.seal(
                 self.keyring, self._associated, ctx.session_id,  # type: ignore[arg-type]
@@ -465,7 +466,8 @@ class SessionEngine:
             serialization.tag_items(data.items()),
         )  # fmt: skip
         end = self._deadline(meta)
-        max_age = None if browser_session(meta, self.config) else int(end - self.clock())
+        now = self.clock()
+        max_age = None if browser_session(meta, self.config) else cookie_max_age(end, now)
         self._cookies.set(value, max_age, secure=True)  # the longest header it can travel in
         return value
 
