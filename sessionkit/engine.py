@@ -168,6 +168,8 @@ class SessionEngine:
         """Verify the request's cookie (no I/O) and return the session the view will see."""
         session = self.session_class()
         ctx = session._ctx = _Context(client)
+        if self.config.ephemeral:  # its cookies died with their response: none comes back
+            return session
         values = cookie_values(cookie_header, self._name)
         if not values:
             return session
@@ -352,7 +354,7 @@ class SessionEngine:
             ctx.session_id, ctx.digest, ctx.cookie, ctx.key_index = (
                 session_id, None, None, 0,
             )  # fmt: skip
-            if not self._client_side:
+            if not self._client_side and not self.config.ephemeral:  # ephemeral: dead on arrival
                 ctx.digest = digest(session_id)
                 items = {k: serialization.dumps(v) for k, v in dict.items(session)}
                 plan.write = Write(
@@ -445,7 +447,12 @@ class SessionEngine:
         self, session: Session, ctx: _Context, meta: RecordMeta, end: float, now: float,
         secure: bool,
     ) -> str:  # fmt: skip
-        max_age = None if browser_session(meta, self.config) else cookie_max_age(end, now)
+        if self.config.ephemeral:
+            max_age: int | None = 0
+        elif browser_session(meta, self.config):
+            max_age = None
+        else:
+            max_age = cookie_max_age(end, now)
         if self._client_side:
             value = self._cookie_store.seal(
                 self.keyring, self._associated, ctx.session_id,  # type: ignore[arg-type]

@@ -30,6 +30,7 @@ from sessionkit import (
 from sessionkit.config import timeouts_for_age
 from sessionkit.cookies import MERGERS
 from sessionkit.events import Subscriber
+from sessionkit_asgi import loops
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -146,11 +147,14 @@ def build_config(
         "cookie_secure": https_only,
         "cookie_domain": domain,
         "cookie_partitioned": partitioned,
+        "cookie_spelling": "starlette",  # the drop-in's headers read as Starlette's did
     }
     if max_age is None:
         values["browser_session"] = True
     elif max_age > 0:
         values.update(timeouts_for_age(max_age))
+    else:  # Starlette: Max-Age=0 goes out, and the cookie is refused when replayed
+        values["ephemeral"] = True
     values.update(options or {})
     return SessionConfig.from_mapping(values)
 
@@ -209,8 +213,6 @@ class SessionMiddleware:
         self.app = app
         self.engine = SessionEngine(config, events=events, **engine_options)
         self.engine.session_class = StarletteSession
-        #: Starlette treats ``max_age <= 0`` as "expires at once": nothing outlives a request.
-        self.ephemeral = max_age is not None and max_age <= 0
         self.exclude_paths = _prefixes(adapter.get("exclude_paths", ()))
         status = adapter.get("store_error_status", 503)
         if status is not None and not (isinstance(status, int) and 400 <= status <= 599):
@@ -238,7 +240,7 @@ class SessionMiddleware:
         session = exchange.session
         if not session.loaded:  # a validly signed cookie: fetch its record
             try:
-                await self.engine.aload(session)
+                await loops.aload(self.engine, session)
             except StoreUnavailable as exc:
                 if self.store_error_status is None:
                     raise
@@ -261,11 +263,8 @@ class SessionMiddleware:
                 return
             started = True
             try:
-                plan = self._plan(exchange, message["status"])
-                if plan.has_io:
-                    await self.engine.arun(plan)
-                else:
-                    self.engine.run(plan)  # no I/O: only emits the plan's events
+                plan = self.engine.commit(exchange.session, message["status"])
+                await loops.arun(self.engine, plan)
             except StoreUnavailable as exc:
                 if self.store_error_status is None:
                     raise
@@ -313,7 +312,7 @@ class SessionMiddleware:
             if len(self._clients) >= 4096:
                 self._clients.clear()
             self._clients[key] = client
-        opened = self.engine.open(None if self.ephemeral else cookie, client)
+        opened = self.engine.open(cookie, client)
         return Exchange(self, opened, cookie, client)
 
     def _closing_on_shutdown(self, send: Send) -> Send:
@@ -323,20 +322,12 @@ class SessionMiddleware:
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "lifespan.shutdown.complete":
                 try:
-                    await self.engine.store.aclose()
+                    await loops.aclose(self.engine.store)
                 except Exception:
                     log.exception("sessionkit: closing the session store failed")
             await send(message)
 
         return send_wrapper
-
-    def _plan(self, exchange: Exchange, status: int) -> CommitPlan:
-        session = exchange.session
-        if self.ephemeral:
-            # Starlette sends such cookies with Max-Age<=0, which browsers drop at once, and
-            # refuses them if replayed: nothing outlives the request, so nothing is written.
-            return CommitPlan(vary_cookie=session.accessed)
-        return self.engine.commit(session, status)
 
     async def _websocket(
         self, scope: Scope, receive: Receive, send: Send, exchange: Exchange

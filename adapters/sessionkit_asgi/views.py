@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 
 from sessionkit import LockTimeout, Session, SessionEngine, SessionNotLoaded
+from sessionkit_asgi import loops
 from sessionkit_asgi.middleware import EXCHANGE_KEY, Exchange, NotLoadedSession
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -73,12 +74,12 @@ async def lock_session(
     engine = exchange.middleware.engine
     stack = AsyncExitStack()
     try:
-        await stack.enter_async_context(engine.alock(session, ttl=ttl, wait=wait))
+        await stack.enter_async_context(loops.alock(engine, session, ttl=ttl, wait=wait))
     except LockTimeout as exc:
         raise HTTPException(status_code, detail=str(exc), headers={"Retry-After": "1"}) from exc
     exchange.locks = stack
     fresh = engine.open(exchange.cookie, exchange.client)
-    await engine.aload(fresh)  # a StoreUnavailable here is answered by the middleware
+    await loops.aload(engine, fresh)  # a StoreUnavailable here is answered by the middleware
     exchange.session = fresh
     connection.scope["session"] = fresh
     return fresh
