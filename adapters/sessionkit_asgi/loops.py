@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator
 
 import anyio
@@ -25,6 +26,21 @@ def asyncio_running() -> bool:
     """Whether asyncio clients can run here (asyncio, or trio-asyncio); not under trio."""
     try:
         asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def in_event_loop() -> bool:
+    """Whether this code runs inside an event loop (asyncio or trio): Starlette building
+    its middleware on its first call rather than at import."""
+    if asyncio_running():
+        return True
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return False
+    try:
+        trio.lowlevel.current_task()
     except RuntimeError:
         return False
     return True

@@ -10,6 +10,7 @@ translates ASGI scopes and messages.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from contextlib import AsyncExitStack
@@ -17,7 +18,6 @@ from typing import Any, NoReturn
 
 from sessionkit import (
     ClientInfo,
-    CommitPlan,
     ConfigError,
     EventBus,
     Session,
@@ -43,7 +43,10 @@ EXCHANGE_KEY = "sessionkit"
 log = logging.getLogger("sessionkit.asgi")
 
 _FOURTEEN_DAYS = 14 * 24 * 3600
-_ADAPTER_OPTIONS = frozenset({"exclude_paths", "store_error_status", "clock", "events", "on_event"})
+_ADAPTER_OPTIONS = frozenset({
+    "exclude_paths", "store_error_status", "store_error_body", "clock", "events", "on_event",
+})  # fmt: skip
+_UNAVAILABLE = "Service unavailable: the session store cannot be reached. Try again shortly."
 _MERGED = frozenset(name.encode("latin-1") for name in MERGERS)
 
 
@@ -197,34 +200,53 @@ class SessionMiddleware:
                 "SessionMiddleware takes at most 10 positional arguments; pass store "
                 "settings as keywords (e.g. idle_timeout=3600)"
             )
-        adapter = {k: options.pop(k) for k in list(options) if k in _ADAPTER_OPTIONS}
-        config = build_config(
-            secret_key, session_cookie=session_cookie, max_age=max_age, path=path,
-            same_site=same_site, https_only=https_only, domain=domain,
-            partitioned=partitioned, store=store, options=options,
-        )  # fmt: skip
-        engine_options: dict[str, Any] = {}
-        if "clock" in adapter:
-            engine_options["clock"] = adapter["clock"]
-        events: EventBus = adapter.get("events") or EventBus()
-        on_event: Subscriber | None = adapter.get("on_event")
-        if on_event is not None:
-            events.subscribe(on_event)
         self.app = app
-        self.engine = SessionEngine(config, events=events, **engine_options)
-        self.engine.session_class = StarletteSession
-        self.exclude_paths = _prefixes(adapter.get("exclude_paths", ()))
-        status = adapter.get("store_error_status", 503)
-        if status is not None and not (isinstance(status, int) and 400 <= status <= 599):
-            raise ConfigError("store_error_status", f"{status!r}: use a 4xx/5xx status or None")
-        self.store_error_status: int | None = status
-        self._trusted = bool(config.trusted_networks)
-        self._owns_store = not isinstance(config.store, Store)  # opened here from a URL
-        self._clients: dict[tuple[str | None, str, str | None, str | None], ClientInfo] = {}
+        #: A fatal setting found while Starlette/FastAPI built the middleware stack lazily,
+        #: inside their first call: answered by refusing the lifespan startup.
+        self.startup_error: ConfigError | None = None
+        try:
+            adapter = {k: options.pop(k) for k in list(options) if k in _ADAPTER_OPTIONS}
+            config = build_config(
+                secret_key, session_cookie=session_cookie, max_age=max_age, path=path,
+                same_site=same_site, https_only=https_only, domain=domain,
+                partitioned=partitioned, store=store, options=options,
+            )  # fmt: skip
+            engine_options: dict[str, Any] = {}
+            if "clock" in adapter:
+                engine_options["clock"] = adapter["clock"]
+            events: EventBus = adapter.get("events") or EventBus()
+            on_event: Subscriber | None = adapter.get("on_event")
+            if on_event is not None:
+                events.subscribe(on_event)
+            self.engine = SessionEngine(config, events=events, **engine_options)
+            self.engine.session_class = StarletteSession
+            self.exclude_paths = _prefixes(adapter.get("exclude_paths", ()))
+            status = adapter.get("store_error_status", 503)
+            if status is not None and not (isinstance(status, int) and 400 <= status <= 599):
+                raise ConfigError("store_error_status", f"{status!r}: use a 4xx/5xx status or None")
+            self.store_error_status: int | None = status
+            body = adapter.get("store_error_body", "auto")
+            if body not in ("auto", "json", "text"):
+                raise ConfigError("store_error_body", f"{body!r}: use 'auto', 'json' or 'text'")
+            self.store_error_body: str = body
+            self._trusted = bool(config.trusted_networks)
+            self._owns_store = not isinstance(config.store, Store)  # opened here from a URL
+            self._clients: dict[tuple[str | None, str, str | None, str | None], ClientInfo] = {}
+        except ConfigError as exc:
+            if not loops.in_event_loop():
+                raise  # built eagerly (plain ASGI, module level): fail right here
+            # Starlette builds its middleware on its first call, which under uvicorn is the
+            # lifespan startup: raising there reads to uvicorn as "lifespan unsupported", and
+            # it would go on to serve 500s. Refusing that startup makes it exit instead.
+            self.startup_error = exc
+            log.critical("sessionkit: %s", exc)
 
     # ------------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
+        if self.startup_error is not None:
+            await self._refuse_startup(scope, receive, send, self.startup_error)
+            return
         if kind != "http" and kind != "websocket":
             if kind == "lifespan" and self._owns_store:
                 send = self._closing_on_shutdown(send)
@@ -315,6 +337,19 @@ class SessionMiddleware:
         opened = self.engine.open(cookie, client)
         return Exchange(self, opened, cookie, client)
 
+    @staticmethod
+    async def _refuse_startup(
+        scope: Scope, receive: Receive, send: Send, error: ConfigError
+    ) -> None:
+        """A fatal setting: the lifespan startup fails with its message (the server exits);
+        any request before that (a server without lifespan) raises it."""
+        if scope["type"] != "lifespan":
+            raise error
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.failed", "message": f"sessionkit: {error}"})
+        return None
+
     def _closing_on_shutdown(self, send: Send) -> Send:
         """Close the store this middleware opened (its connection pools belong to the
         server's event loop) when the app reports a finished shutdown."""
@@ -355,18 +390,35 @@ class SessionMiddleware:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1011, "reason": "session store down"})
             return
-        body = b"Service unavailable: the session store cannot be reached. Try again shortly."
+        if self._json_body(scope):
+            body, kind = json.dumps({"detail": _UNAVAILABLE}).encode(), b"application/json"
+        else:
+            body, kind = _UNAVAILABLE.encode(), b"text/plain; charset=utf-8"
         await send({
             "type": "http.response.start",
             "status": status,
             "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-type", kind),
                 (b"content-length", str(len(body)).encode("ascii")),
                 (b"retry-after", b"5"),
                 (b"cache-control", b"no-store"),
             ],
         })  # fmt: skip
         await send({"type": "http.response.body", "body": body})
+
+
+    def _json_body(self, scope: Scope) -> bool:
+        """``store_error_body="auto"``: JSON ``{"detail": ...}`` where the app answers its own
+        errors so (a FastAPI app) or the client asks for JSON first; plain text otherwise."""
+        if self.store_error_body != "auto":
+            return self.store_error_body == "json"
+        if type(scope.get("app")).__module__.partition(".")[0] == "fastapi":
+            return True
+        for name, value in scope.get("headers", ()):
+            if name == b"accept":
+                first = value.split(b",", 1)[0].split(b";", 1)[0].strip().lower()
+                return first == b"application/json"
+        return False
 
 
 def _prefixes(paths: Iterable[str] | str) -> tuple[str, ...]:
