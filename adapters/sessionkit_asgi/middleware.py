@@ -101,7 +101,7 @@ class NotLoadedSession:
     def __init__(self, path: str) -> None:
         object.__setattr__(self, "_path", path)
 
-    def _fail(self, *args: object, **kwargs: object) -> NoReturn:
+    def raise_not_loaded(self, *args: object, **kwargs: object) -> NoReturn:
         raise SessionNotLoaded(
             f"the session is not loaded on {self._path!r}: the path matches the "
             "SessionMiddleware's exclude_paths. Remove it from exclude_paths to use the "
@@ -109,10 +109,10 @@ class NotLoadedSession:
         )
 
     def __getattr__(self, name: str) -> NoReturn:
-        self._fail()
+        self.raise_not_loaded()
 
-    __getitem__ = __setitem__ = __delitem__ = __contains__ = __iter__ = __len__ = _fail
-    __setattr__ = __bool__ = __eq__ = _fail
+    __getitem__ = __setitem__ = __delitem__ = __contains__ = __iter__ = __len__ = raise_not_loaded
+    __setattr__ = __bool__ = __eq__ = raise_not_loaded
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
@@ -406,7 +406,6 @@ class SessionMiddleware:
         })  # fmt: skip
         await send({"type": "http.response.body", "body": body})
 
-
     def _json_body(self, scope: Scope) -> bool:
         """``store_error_body="auto"``: JSON ``{"detail": ...}`` where the app answers its own
         errors so (a FastAPI app) or the client asks for JSON first; plain text otherwise."""
@@ -417,7 +416,7 @@ class SessionMiddleware:
         for name, value in scope.get("headers", ()):
             if name == b"accept":
                 first = value.split(b",", 1)[0].split(b";", 1)[0].strip().lower()
-                return first == b"application/json"
+                return bool(first == b"application/json")
         return False
 
 

@@ -31,7 +31,7 @@ def _exchange(connection: HTTPConnection) -> Exchange:
         return exchange
     session = connection.scope.get("session")
     if isinstance(session, NotLoadedSession):
-        session._fail()
+        session.raise_not_loaded()
     raise SessionNotLoaded(
         "this request has no sessionkit session: add sessionkit_asgi.SessionMiddleware to "
         "the application (app.add_middleware(SessionMiddleware, secret_key=...))"

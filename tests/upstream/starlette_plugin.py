@@ -6,9 +6,10 @@ suite imports by that name) becomes ``sessionkit_asgi.SessionMiddleware`` on tha
 because sessionkit refuses secret keys shorter than 32 random bytes (a deliberate difference,
 docs/asgi.md), the suite's key ("example") is stretched by SHA-256, so distinct keys stay
 distinct. (Starlette 1.10's tests import ``httpx2``; where it is not installed, ``httpx``,
-which Starlette's TestClient still accepts, stands in under that name.) Everything else (Starlette's ``Session`` class, its TestClient, both anyio
-backends) is Starlette's own. The test runs this module from a directory of its own so that
-Starlette's ``tests`` package, not ours, is the one named ``tests``.
+which Starlette's TestClient still accepts, stands in under that name.) Everything else
+(Starlette's ``Session`` class, its TestClient, both anyio backends) is Starlette's own.
+The test runs this module from a directory of its own so that Starlette's ``tests``
+package, not ours, is the one named ``tests``.
 """
 
 from __future__ import annotations
@@ -24,9 +25,8 @@ if importlib.util.find_spec("httpx2") is None:
 
     sys.modules["httpx2"] = httpx
 
-import starlette.middleware.sessions  # noqa: E402
-
-import sessionkit_asgi  # noqa: E402
+import sessionkit_asgi
+import starlette.middleware.sessions
 
 STORE = os.environ["SESSIONKIT_UPSTREAM_STORE"]
 

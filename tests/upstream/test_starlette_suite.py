@@ -32,7 +32,9 @@ def store_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     return f"redis://127.0.0.1:{port}/0?prefix=starlette{secrets.token_hex(6)}:"
 
 
-def run_tree(dist: str, tmp_path: Path, files: tuple[str, ...] = ("pyproject.toml", "tests")) -> Path:
+def run_tree(
+    dist: str, tmp_path: Path, files: tuple[str, ...] = ("pyproject.toml", "tests")
+) -> Path:
     """A directory holding the upstream suite and our plugin side by side (symlinks only)."""
     source = upstream_tree(dist)
     tree = tmp_path / "tree"
