@@ -37,7 +37,7 @@ class CookieWriter:
     and ``name=null; ...; expires=...`` to delete), so the drop-in's headers read as before.
     """
 
-    __slots__ = ("_head", "_limit", "_name", "_null", "_tail", "_tail_secure")
+    __slots__ = ("_expires", "_head", "_limit", "_name", "_null", "_tail", "_tail_secure")
 
     def __init__(self, config: SessionConfig) -> None:
         if config.cookie_spelling == "starlette":
@@ -53,8 +53,9 @@ class CookieWriter:
             first = "; " + "; ".join(parts) if parts else ""
             rest = "; " + "; ".join(tail_parts) if tail_parts else ""
             tail, tail_secure, null = first + rest, first + secure + rest, "null"
+            expires = "expires"
         else:
-            head, null = "", ""
+            head, null, expires = "", "", "Expires"
             parts = [f"Path={config.cookie_path}"]
             if config.cookie_domain:
                 parts.append(f"Domain={config.cookie_domain}")
@@ -69,6 +70,7 @@ class CookieWriter:
         self._name = config.cookie_name
         self._head = head
         self._null = null
+        self._expires = f"; Max-Age=0; {expires}={_EPOCH}"
         self._tail_secure = tail_secure
         self._tail = tail_secure if config.cookie_secure else tail
         self._limit = config.max_cookie_size
@@ -91,7 +93,7 @@ class CookieWriter:
     def clear(self, *, secure: bool = False) -> str:
         """A Set-Cookie value that deletes the cookie."""
         tail = self._tail_secure if secure else self._tail
-        return f"{self._name}={self._null}{self._head}; Max-Age=0; Expires={_EPOCH}{tail}"
+        return f"{self._name}={self._null}{self._head}{self._expires}{tail}"
 
 
 def add_vary_cookie(existing: str | None) -> str:

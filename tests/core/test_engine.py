@@ -412,3 +412,20 @@ def test_max_age_rounds_up_so_a_live_session_is_never_told_to_delete_itself() ->
     assert cookie_max_age(1_000.0, 999.6) == 1
     assert cookie_max_age(1_000.0, 1_000.0) == 0
     assert cookie_max_age(1_000.0, 1_003.0) == 0
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_an_ephemeral_session_sends_max_age_0_stores_nothing_and_ignores_replays(
+    store: str, clock: FakeClock
+) -> None:
+    """ephemeral (Starlette's max_age <= 0): the cookie goes out with Max-Age=0, no record
+    is written, and the cookie sent back opens an empty session (issue 12/13: decided in
+    the core, not in the ASGI adapter)."""
+    engine = make_engine(clock, store=store, ephemeral=True)
+    browser = Browser(engine)
+    visit = browser.visit(lambda s: s.update(a=1))
+    assert visit.set_cookie is not None and "; Max-Age=0;" in visit.set_cookie
+    assert visit.plan.write is None
+    replay = engine.open(f"session={visit.set_cookie.split(';')[0].partition('=')[2]}")
+    assert replay.loaded and dict(replay) == {}  # the cookie was not even looked at
+    assert engine.commit(replay).set_cookie is None  # nothing to clear: it was never kept
