@@ -49,7 +49,11 @@ def in_event_loop() -> bool:
 async def aload(engine: SessionEngine, session: Session) -> None:
     if asyncio_running():
         await engine.aload(session)
-    elif not session.loaded:
+    elif session.loaded:
+        return
+    elif engine.store.client_side:  # the cookie store: nothing to wait for
+        engine.load(session)
+    else:
         await anyio.to_thread.run_sync(engine.load, session)
 
 
