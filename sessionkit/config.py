@@ -34,6 +34,7 @@ def timeouts_for_age(age: float) -> dict[str, float]:
 
 
 SameSite = Literal["lax", "strict", "none"]
+CookieSpelling = Literal["standard", "starlette"]
 FingerprintAction = Literal["log", "regenerate", "invalidate"]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -75,6 +76,13 @@ class SessionConfig:
     #: The status answered for a failure, by name (``{"lock_timeout": 423}``); the others
     #: keep their defaults (see ``sessionkit.failures`` and docs/failures.md).
     failure_status: Mapping[str, int] = dataclasses.field(default_factory=dict, hash=False)
+    #: How Set-Cookie attributes are written: ``"standard"`` (``Path=/; HttpOnly``) or
+    #: ``"starlette"`` (``path=/; httponly``, in Starlette's order), for the drop-in whose
+    #: users' tests grep the header. Browsers read both alike.
+    cookie_spelling: CookieSpelling = "standard"
+    #: Sessions that die with the response (Starlette's ``max_age <= 0``): the cookie goes
+    #: out with ``Max-Age=0``, nothing is stored, and a cookie sent back is ignored.
+    ephemeral: bool = False
 
     # Derived, validated values (filled in __post_init__).
     secret_keys: tuple[bytes, ...] = dataclasses.field(init=False, repr=False)
@@ -173,6 +181,10 @@ class SessionConfig:
                 raise ConfigError("cookie_name", "write the prefix exactly as '__Secure-'")
             if not self.cookie_secure:
                 raise ConfigError("cookie_secure", "a __Secure- cookie must set cookie_secure=True")
+        if self.cookie_spelling not in ("standard", "starlette"):
+            raise ConfigError(
+                "cookie_spelling", f"{self.cookie_spelling!r}: use 'standard' or 'starlette'"
+            )
         if not 256 <= self.max_cookie_size <= 4096:
             raise ConfigError("max_cookie_size", "must be between 256 and 4096 bytes")
 

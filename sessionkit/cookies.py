@@ -30,24 +30,49 @@ def cookie_values(header: str | None, name: str) -> list[str]:
 
 
 class CookieWriter:
-    """Builds this app's Set-Cookie headers; the attribute tail is computed once."""
+    """Builds this app's Set-Cookie headers; the attribute tail is computed once.
 
-    __slots__ = ("_limit", "_name", "_tail", "_tail_secure")
+    ``cookie_spelling="starlette"`` writes Starlette's own spelling and order
+    (``name=v; path=/; Max-Age=N; httponly; samesite=lax; secure; domain=d; partitioned``,
+    and ``name=null; ...; expires=...`` to delete), so the drop-in's headers read as before.
+    """
+
+    __slots__ = ("_expires", "_head", "_limit", "_name", "_null", "_tail", "_tail_secure")
 
     def __init__(self, config: SessionConfig) -> None:
-        parts = [f"Path={config.cookie_path}"]
-        if config.cookie_domain:
-            parts.append(f"Domain={config.cookie_domain}")
-        if config.cookie_httponly:
-            parts.append("HttpOnly")
-        if config.cookie_samesite:
-            parts.append(f"SameSite={config.cookie_samesite.capitalize()}")
-        if config.cookie_partitioned:
-            parts.append("Partitioned")
-        tail = "; " + "; ".join(parts)
+        if config.cookie_spelling == "starlette":
+            head = f"; path={config.cookie_path}"
+            parts = ["httponly"] if config.cookie_httponly else []
+            if config.cookie_samesite:
+                parts.append(f"samesite={config.cookie_samesite}")
+            secure, tail_parts = "; secure", []
+            if config.cookie_domain:
+                tail_parts.append(f"domain={config.cookie_domain}")
+            if config.cookie_partitioned:
+                tail_parts.append("partitioned")
+            first = "; " + "; ".join(parts) if parts else ""
+            rest = "; " + "; ".join(tail_parts) if tail_parts else ""
+            tail, tail_secure, null = first + rest, first + secure + rest, "null"
+            expires = "expires"
+        else:
+            head, null, expires = "", "", "Expires"
+            parts = [f"Path={config.cookie_path}"]
+            if config.cookie_domain:
+                parts.append(f"Domain={config.cookie_domain}")
+            if config.cookie_httponly:
+                parts.append("HttpOnly")
+            if config.cookie_samesite:
+                parts.append(f"SameSite={config.cookie_samesite.capitalize()}")
+            if config.cookie_partitioned:
+                parts.append("Partitioned")
+            tail = "; " + "; ".join(parts)
+            tail_secure = tail + "; Secure"
         self._name = config.cookie_name
-        self._tail_secure = tail + "; Secure"
-        self._tail = self._tail_secure if config.cookie_secure else tail
+        self._head = head
+        self._null = null
+        self._expires = f"; Max-Age=0; {expires}={_EPOCH}"
+        self._tail_secure = tail_secure
+        self._tail = tail_secure if config.cookie_secure else tail
         self._limit = config.max_cookie_size
 
     def set(self, value: str, max_age: int | None, *, secure: bool = False) -> str:
@@ -57,9 +82,10 @@ class CookieWriter:
         """
         tail = self._tail_secure if secure else self._tail
         if max_age is None:
-            header = f"{self._name}={value}{tail}"
+            header = f"{self._name}={value}{self._head}{tail}"
         else:
-            header = f"{self._name}={value}; Max-Age={max_age if max_age > 0 else 0}{tail}"
+            age = max_age if max_age > 0 else 0
+            header = f"{self._name}={value}{self._head}; Max-Age={age}{tail}"
         if len(header) > self._limit:
             raise SessionTooLarge(len(header), self._limit)
         return header
@@ -67,7 +93,7 @@ class CookieWriter:
     def clear(self, *, secure: bool = False) -> str:
         """A Set-Cookie value that deletes the cookie."""
         tail = self._tail_secure if secure else self._tail
-        return f"{self._name}=; Max-Age=0; Expires={_EPOCH}{tail}"
+        return f"{self._name}={self._null}{self._head}{self._expires}{tail}"
 
 
 def add_vary_cookie(existing: str | None) -> str:

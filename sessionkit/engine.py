@@ -29,6 +29,7 @@ from sessionkit.errors import (
 )
 from sessionkit.events import Event, EventBus, EventKind
 from sessionkit.expiry import browser_session, deadline_for
+from sessionkit.expiry import max_age as cookie_max_age
 from sessionkit.failures import Failure, FailurePolicy, failure_of, log_refusal
 from sessionkit.fingerprint import ClientInfo, client_address, device_label, fingerprint_material
 from sessionkit.ids import digest, handle, is_well_formed, new_id
@@ -192,6 +193,8 @@ class SessionEngine:
         """Verify the request's cookie (no I/O) and return the session the view will see."""
         session = self.session_class()
         ctx = session._ctx = _Context(client)
+        if self.config.ephemeral:  # its cookies died with their response: none comes back
+            return session
         values = cookie_values(cookie_header, self._name)
         if not values:
             return session
@@ -386,7 +389,7 @@ class SessionEngine:
             ctx.session_id, ctx.digest, ctx.cookie, ctx.key_index = (
                 session_id, None, None, 0,
             )  # fmt: skip
-            if not self._client_side:
+            if not self._client_side and not self.config.ephemeral:  # ephemeral: dead on arrival
                 ctx.digest = digest(session_id)
                 items = {k: serialization.dumps_item(k, v) for k, v in dict.items(session)}
                 plan.write = Write(
@@ -484,7 +487,12 @@ class SessionEngine:
         self, session: Session, ctx: _Context, meta: RecordMeta, end: float, now: float,
         secure: bool,
     ) -> str:  # fmt: skip
-        max_age = None if browser_session(meta, self.config) else int(end - now)
+        if self.config.ephemeral:
+            max_age: int | None = 0
+        elif browser_session(meta, self.config):
+            max_age = None
+        else:
+            max_age = cookie_max_age(end, now)
         if self._client_side:
             try:
                 value = self._cookie_store.seal(
@@ -510,7 +518,8 @@ class SessionEngine:
             serialization.tag_items(data.items()),
         )  # fmt: skip
         end = self._deadline(meta)
-        max_age = None if browser_session(meta, self.config) else int(end - self.clock())
+        now = self.clock()
+        max_age = None if browser_session(meta, self.config) else cookie_max_age(end, now)
         self._cookies.set(value, max_age, secure=True)  # the longest header it can travel in
         return value
 

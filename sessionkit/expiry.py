@@ -6,6 +6,7 @@ Max-Age, so a replayed cookie past its time is refused whatever the browser kept
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from sessionkit.config import SessionConfig
@@ -44,3 +45,14 @@ def browser_cookie(choice: bool | None, config: SessionConfig) -> bool:
     """The same decision from a session's own choice (``None``: the configured default),
     for a session not saved yet."""
     return config.browser_session if choice is None else choice
+
+
+def max_age(end: float, now: float) -> int:
+    """The cookie's Max-Age for a session that dies at ``end``, seen at ``now``.
+
+    Rounded up: deadlines are whole seconds counted from ``int(now)``, so a fresh 14-day
+    session gets exactly ``Max-Age=1209600`` (truncating gave 1209599 whenever ``now`` had a
+    fraction), and a session with 0.4 s left is not told to delete itself. The server
+    enforces the deadline itself; the browser keeping the cookie under a second longer is moot.
+    """
+    return max(0, math.ceil(end - now))

@@ -107,3 +107,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.section("frameworks' own session tests against sessionkit")
     for outcome in sorted(outcomes, key=lambda o: (o.framework, o.store)):
         terminalreporter.write_line(outcome.line())
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    """asyncio unless a test package asks for more (anyio would otherwise run every
+    ``mark.anyio`` test on trio too once trio is installed; Django's async runs on asyncio
+    only). tests/asgi runs on both."""
+    return "asyncio"

@@ -10,6 +10,7 @@ translates ASGI scopes and messages.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from contextlib import AsyncExitStack
@@ -17,7 +18,6 @@ from typing import Any, NoReturn
 
 from sessionkit import (
     ClientInfo,
-    CommitPlan,
     ConfigError,
     EventBus,
     LockTimeout,
@@ -33,6 +33,7 @@ from sessionkit.config import timeouts_for_age
 from sessionkit.cookies import MERGERS
 from sessionkit.events import Subscriber
 from sessionkit.failures import Failure, FailurePolicy
+from sessionkit_asgi import loops
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -45,7 +46,9 @@ EXCHANGE_KEY = "sessionkit"
 log = logging.getLogger("sessionkit.asgi")
 
 _FOURTEEN_DAYS = 14 * 24 * 3600
-_ADAPTER_OPTIONS = frozenset({"exclude_paths", "store_error_status", "clock", "events", "on_event"})
+_ADAPTER_OPTIONS = frozenset({
+    "exclude_paths", "store_error_status", "store_error_body", "clock", "events", "on_event",
+})  # fmt: skip
 _MERGED = frozenset(name.encode("latin-1") for name in MERGERS)
 
 
@@ -100,7 +103,7 @@ class NotLoadedSession:
     def __init__(self, path: str) -> None:
         object.__setattr__(self, "_path", path)
 
-    def _fail(self, *args: object, **kwargs: object) -> NoReturn:
+    def raise_not_loaded(self, *args: object, **kwargs: object) -> NoReturn:
         raise SessionNotLoaded(
             f"the session is not loaded on {self._path!r}: the path matches the "
             "SessionMiddleware's exclude_paths. Remove it from exclude_paths to use the "
@@ -108,10 +111,10 @@ class NotLoadedSession:
         )
 
     def __getattr__(self, name: str) -> NoReturn:
-        self._fail()
+        self.raise_not_loaded()
 
-    __getitem__ = __setitem__ = __delitem__ = __contains__ = __iter__ = __len__ = _fail
-    __setattr__ = __bool__ = __eq__ = _fail
+    __getitem__ = __setitem__ = __delitem__ = __contains__ = __iter__ = __len__ = raise_not_loaded
+    __setattr__ = __bool__ = __eq__ = raise_not_loaded
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
@@ -149,11 +152,14 @@ def build_config(
         "cookie_secure": https_only,
         "cookie_domain": domain,
         "cookie_partitioned": partitioned,
+        "cookie_spelling": "starlette",  # the drop-in's headers read as Starlette's did
     }
     if max_age is None:
         values["browser_session"] = True
     elif max_age > 0:
         values.update(timeouts_for_age(max_age))
+    else:  # Starlette: Max-Age=0 goes out, and the cookie is refused when replayed
+        values["ephemeral"] = True
     values.update(options or {})
     return SessionConfig.from_mapping(values)
 
@@ -196,36 +202,55 @@ class SessionMiddleware:
                 "SessionMiddleware takes at most 10 positional arguments; pass store "
                 "settings as keywords (e.g. idle_timeout=3600)"
             )
-        adapter = {k: options.pop(k) for k in list(options) if k in _ADAPTER_OPTIONS}
-        config = build_config(
-            secret_key, session_cookie=session_cookie, max_age=max_age, path=path,
-            same_site=same_site, https_only=https_only, domain=domain,
-            partitioned=partitioned, store=store, options=options,
-        )  # fmt: skip
-        engine_options: dict[str, Any] = {}
-        if "clock" in adapter:
-            engine_options["clock"] = adapter["clock"]
-        events: EventBus = adapter.get("events") or EventBus()
-        on_event: Subscriber | None = adapter.get("on_event")
-        if on_event is not None:
-            events.subscribe(on_event)
         self.app = app
-        self.engine = SessionEngine(config, events=events, **engine_options)
-        self.engine.session_class = StarletteSession
-        #: Starlette treats ``max_age <= 0`` as "expires at once": nothing outlives a request.
-        self.ephemeral = max_age is not None and max_age <= 0
-        self.exclude_paths = _prefixes(adapter.get("exclude_paths", ()))
-        status = adapter.get("store_error_status", self.engine.policy(Failure.STORE_DOWN).status)
-        if status is not None and not (isinstance(status, int) and 400 <= status <= 599):
-            raise ConfigError("store_error_status", f"{status!r}: use a 4xx/5xx status or None")
-        self.store_error_status: int | None = status
-        self._trusted = bool(config.trusted_networks)
-        self._owns_store = not isinstance(config.store, Store)  # opened here from a URL
-        self._clients: dict[tuple[str | None, str, str | None, str | None], ClientInfo] = {}
+        #: A fatal setting found while Starlette/FastAPI built the middleware stack lazily,
+        #: inside their first call: answered by refusing the lifespan startup.
+        self.startup_error: ConfigError | None = None
+        try:
+            adapter = {k: options.pop(k) for k in list(options) if k in _ADAPTER_OPTIONS}
+            config = build_config(
+                secret_key, session_cookie=session_cookie, max_age=max_age, path=path,
+                same_site=same_site, https_only=https_only, domain=domain,
+                partitioned=partitioned, store=store, options=options,
+            )  # fmt: skip
+            engine_options: dict[str, Any] = {}
+            if "clock" in adapter:
+                engine_options["clock"] = adapter["clock"]
+            events: EventBus = adapter.get("events") or EventBus()
+            on_event: Subscriber | None = adapter.get("on_event")
+            if on_event is not None:
+                events.subscribe(on_event)
+            self.engine = SessionEngine(config, events=events, **engine_options)
+            self.engine.session_class = StarletteSession
+            self.exclude_paths = _prefixes(adapter.get("exclude_paths", ()))
+            status = adapter.get(
+                "store_error_status", self.engine.policy(Failure.STORE_DOWN).status
+            )
+            if status is not None and not (isinstance(status, int) and 400 <= status <= 599):
+                raise ConfigError("store_error_status", f"{status!r}: use a 4xx/5xx status or None")
+            self.store_error_status: int | None = status
+            body = adapter.get("store_error_body", "auto")
+            if body not in ("auto", "json", "text"):
+                raise ConfigError("store_error_body", f"{body!r}: use 'auto', 'json' or 'text'")
+            self.store_error_body: str = body
+            self._trusted = bool(config.trusted_networks)
+            self._owns_store = not isinstance(config.store, Store)  # opened here from a URL
+            self._clients: dict[tuple[str | None, str, str | None, str | None], ClientInfo] = {}
+        except ConfigError as exc:
+            if not loops.in_event_loop():
+                raise  # built eagerly (plain ASGI, module level): fail right here
+            # Starlette builds its middleware on its first call, which under uvicorn is the
+            # lifespan startup: raising there reads to uvicorn as "lifespan unsupported", and
+            # it would go on to serve 500s. Refusing that startup makes it exit instead.
+            self.startup_error = exc
+            log.critical("sessionkit: %s", exc)
 
     # ------------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
+        if self.startup_error is not None:
+            await self._refuse_startup(scope, receive, send, self.startup_error)
+            return
         if kind != "http" and kind != "websocket":
             if kind == "lifespan" and self._owns_store:
                 send = self._closing_on_shutdown(send)
@@ -241,7 +266,7 @@ class SessionMiddleware:
         session = exchange.session
         if not session.loaded:  # a validly signed cookie: fetch its record
             try:
-                await self.engine.aload(session)
+                await loops.aload(self.engine, session)
             except StoreUnavailable as exc:
                 if self.store_error_status is None:
                     raise
@@ -264,11 +289,8 @@ class SessionMiddleware:
                 return
             started = True
             try:
-                plan = self._plan(exchange, message["status"])
-                if plan.has_io:
-                    await self.engine.arun(plan)
-                else:
-                    self.engine.run(plan)  # no I/O: only emits the plan's events
+                plan = self.engine.commit(exchange.session, message["status"])
+                await loops.arun(self.engine, plan)
             except (StoreUnavailable, SessionTooLarge) as exc:
                 if self.store_error_status is None and isinstance(exc, StoreUnavailable):
                     raise
@@ -320,8 +342,21 @@ class SessionMiddleware:
             if len(self._clients) >= 4096:
                 self._clients.clear()
             self._clients[key] = client
-        opened = self.engine.open(None if self.ephemeral else cookie, client)
+        opened = self.engine.open(cookie, client)
         return Exchange(self, opened, cookie, client)
+
+    @staticmethod
+    async def _refuse_startup(
+        scope: Scope, receive: Receive, send: Send, error: ConfigError
+    ) -> None:
+        """A fatal setting: the lifespan startup fails with its message (the server exits);
+        any request before that (a server without lifespan) raises it."""
+        if scope["type"] != "lifespan":
+            raise error
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.failed", "message": f"sessionkit: {error}"})
+        return None
 
     def _closing_on_shutdown(self, send: Send) -> Send:
         """Close the store this middleware opened (its connection pools belong to the
@@ -330,20 +365,12 @@ class SessionMiddleware:
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "lifespan.shutdown.complete":
                 try:
-                    await self.engine.store.aclose()
+                    await loops.aclose(self.engine.store)
                 except Exception:
                     log.exception("sessionkit: closing the session store failed")
             await send(message)
 
         return send_wrapper
-
-    def _plan(self, exchange: Exchange, status: int) -> CommitPlan:
-        session = exchange.session
-        if self.ephemeral:
-            # Starlette sends such cookies with Max-Age<=0, which browsers drop at once, and
-            # refuses them if replayed: nothing outlives the request, so nothing is written.
-            return CommitPlan(vary_cookie=session.accessed)
-        return self.engine.commit(session, status)
 
     async def _websocket(
         self, scope: Scope, receive: Receive, send: Send, exchange: Exchange
@@ -372,12 +399,30 @@ class SessionMiddleware:
         status = policy.status
         if policy.failure is Failure.STORE_DOWN and self.store_error_status is not None:
             status = self.store_error_status
-        body = policy.body.encode("utf-8")
         headers = [(k.lower().encode("latin-1"), v.encode("latin-1"))
                    for k, v in policy.response_headers]  # fmt: skip
+        if self._json_body(scope):
+            body = json.dumps({"detail": policy.body}).encode()
+            headers = [(k, v) for k, v in headers if k != b"content-type"]
+            headers.append((b"content-type", b"application/json"))
+        else:
+            body = policy.body.encode("utf-8")
         headers.append((b"content-length", str(len(body)).encode("ascii")))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    def _json_body(self, scope: Scope) -> bool:
+        """``store_error_body="auto"``: JSON ``{"detail": ...}`` where the app answers its own
+        errors so (a FastAPI app) or the client asks for JSON first; plain text otherwise."""
+        if self.store_error_body != "auto":
+            return self.store_error_body == "json"
+        if type(scope.get("app")).__module__.partition(".")[0] == "fastapi":
+            return True
+        for name, value in scope.get("headers", ()):
+            if name == b"accept":
+                first = value.split(b",", 1)[0].split(b";", 1)[0].strip().lower()
+                return bool(first == b"application/json")
+        return False
 
 
 def _prefixes(paths: Iterable[str] | str) -> tuple[str, ...]:

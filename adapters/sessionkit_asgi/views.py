@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 
 from sessionkit import LockTimeout, Session, SessionEngine, SessionNotLoaded
+from sessionkit_asgi import loops
 from sessionkit_asgi.middleware import EXCHANGE_KEY, Exchange, NotLoadedSession
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -30,7 +31,7 @@ def _exchange(connection: HTTPConnection) -> Exchange:
         return exchange
     session = connection.scope.get("session")
     if isinstance(session, NotLoadedSession):
-        session._fail()
+        session.raise_not_loaded()
     raise SessionNotLoaded(
         "this request has no sessionkit session: add sessionkit_asgi.SessionMiddleware to "
         "the application (app.add_middleware(SessionMiddleware, secret_key=...))"
@@ -79,14 +80,14 @@ async def lock_session(
     engine = exchange.middleware.engine
     stack = AsyncExitStack()
     try:
-        await stack.enter_async_context(engine.alock(session, ttl=ttl, wait=wait))
+        await stack.enter_async_context(loops.alock(engine, session, ttl=ttl, wait=wait))
     except LockTimeout as exc:
         if status_code is None:
             raise  # answered by the middleware, with the core's policy
         raise HTTPException(status_code, detail=str(exc), headers={"Retry-After": "1"}) from exc
     exchange.locks = stack
     fresh = engine.open(exchange.cookie, exchange.client)
-    await engine.aload(fresh)  # a StoreUnavailable here is answered by the middleware
+    await loops.aload(engine, fresh)  # a StoreUnavailable here is answered by the middleware
     exchange.session = fresh
     connection.scope["session"] = fresh
     return fresh

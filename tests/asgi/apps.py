@@ -3,11 +3,11 @@ built around either Starlette's own SessionMiddleware or ours, and small client 
 
 from __future__ import annotations
 
-import asyncio
 import warnings
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import httpx
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -51,7 +51,7 @@ async def untouched(request: Request) -> Response:
 
 async def increment(request: Request) -> Response:
     value = request.session.get("n", 0)
-    await asyncio.sleep(0.001)  # room for another request to interleave
+    await anyio.sleep(0.001)  # room for another request to interleave
     request.session["n"] = value + 1
     return JSONResponse({"n": value + 1})
 
@@ -76,7 +76,7 @@ async def stream(request: Request) -> Response:
 
     async def chunks() -> AsyncIterator[bytes]:
         for number in range(3):
-            await asyncio.sleep(0)
+            await anyio.sleep(0)
             yield f"chunk{number};".encode()
 
     def after() -> None:

@@ -6,10 +6,10 @@ environment (``SESSIONKIT_STORE``, ``SESSIONKIT_SECRET_KEY``).
 
 from __future__ import annotations
 
-import asyncio
 import os
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, FastAPI, WebSocket
 from sessionkit_asgi import LockedSession, SessionDep, SessionMiddleware, locked_session
 
@@ -46,7 +46,7 @@ def create_app(store: Any = None, secret_key: str | None = None, **options: Any)
 
     @app.post("/count-slow")
     async def count_slow(session: LockedSession) -> dict[str, int]:
-        await asyncio.sleep(0.3)
+        await anyio.sleep(0.3)
         session["n"] = session.get("n", 0) + 1
         return {"n": session["n"]}
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import typing
 
+import anyio
 import pytest
 from fastapi import FastAPI
 from sessionkit_asgi import SessionDep
 
 from sessionkit import Session, SessionNotLoaded
 from tests.asgi.apps import KEY, TestClient, client
+from tests.asgi.concurrently import Background, gather
 from tests.asgi.fastapi_app import create_app
 
 pytestmark = pytest.mark.anyio
@@ -29,19 +30,19 @@ async def test_session_dependency_is_the_typed_session() -> None:
 async def test_locked_dependency_serialises_fifty_increments() -> None:
     async with client(create_app("memory://", KEY)) as http:
         await http.get("/write", params={"value": "x"})
-        results = await asyncio.gather(*(http.post("/count") for _ in range(50)))
+        results = await gather(*(http.post("/count") for _ in range(50)))
         assert sorted(r.json()["n"] for r in results) == list(range(1, 51))
 
 
 async def test_locked_dependency_answers_its_status_when_the_wait_runs_out() -> None:
-    async with client(create_app("memory://", KEY)) as http:
+    async with client(create_app("memory://", KEY)) as http, anyio.create_task_group() as tg:
         await http.get("/write", params={"value": "x"})
-        slow = asyncio.ensure_future(http.post("/count-slow"))
-        await asyncio.sleep(0.1)
+        slow = Background(tg, http.post("/count-slow"))
+        await anyio.sleep(0.1)
         refused = await http.post("/count-quick")
         assert refused.status_code == 409
         assert "is locked by another request" in refused.json()["detail"]
-        assert (await slow).json() == {"n": 1}
+        assert (await slow.result()).json() == {"n": 1}
         assert (await http.post("/count-quick")).json() == {"n": 2}
 
 

@@ -3,7 +3,6 @@ goes down mid-run (503, then recovery)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -14,6 +13,7 @@ import redis
 from sessionkit import Store, open_store
 from tests import servers
 from tests.asgi.apps import TestClient, client
+from tests.asgi.concurrently import gather
 from tests.asgi.test_middleware import make_app
 
 pytestmark = pytest.mark.anyio
@@ -57,7 +57,7 @@ async def test_fifty_locked_increments_on_redis(url: str) -> None:
     store = open_store(url)
     async with client(make_app(store=store)) as http, closing(store):
         await http.get("/set", params={"start": "yes"})
-        results = await asyncio.gather(*(http.get("/locked-inc") for _ in range(50)))
+        results = await gather(*(http.get("/locked-inc") for _ in range(50)))
         assert sorted(r.json()["n"] for r in results) == list(range(1, 51))
         assert (await http.get("/get")).json()["n"] == 50
 

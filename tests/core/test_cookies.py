@@ -6,7 +6,7 @@ import pytest
 
 from sessionkit.config import SessionConfig
 from sessionkit.cookies import CookieWriter, add_cache_private, add_vary_cookie, cookie_values
-from sessionkit.errors import SessionTooLarge
+from sessionkit.errors import ConfigError, SessionTooLarge
 
 KEY = "FaWbAmZ2QofmTa7fW4bpYftfzDZOG8ywyXEDTt4SbFcybr1O"
 
@@ -277,3 +277,34 @@ def test_add_cache_private_never_leaves_public() -> None:
         directives = [d.strip().lower() for d in merged.split(",")]
         assert "public" not in directives
         assert "private" in directives
+
+
+def test_starlette_spelling_matches_starlettes_own_header() -> None:
+    """cookie_spelling="starlette": the drop-in's Set-Cookie reads as Starlette 1.10 writes
+    it (lower case, its order), for users' tests that grep the header (issue 12)."""
+    config = SessionConfig(
+        secret_key=KEY, cookie_spelling="starlette", cookie_path="/app", cookie_secure=True,
+        cookie_domain=".example.com", cookie_samesite="none", cookie_partitioned=True,
+    )  # fmt: skip
+    writer = CookieWriter(config)
+    assert writer.set("v", 1209600) == (
+        "session=v; path=/app; Max-Age=1209600; httponly; samesite=none; secure; "
+        "domain=.example.com; partitioned"
+    )
+    assert writer.set("v", None) == (
+        "session=v; path=/app; httponly; samesite=none; secure; domain=.example.com; partitioned"
+    )
+    assert writer.clear() == (
+        "session=null; path=/app; Max-Age=0; expires=Thu, 01 Jan 1970 00:00:00 GMT; httponly; "
+        "samesite=none; secure; domain=.example.com; partitioned"
+    )
+    plain = CookieWriter(SessionConfig(secret_key=KEY, cookie_spelling="starlette"))
+    assert (
+        plain.set("v", 5, secure=True)
+        == "session=v; path=/; Max-Age=5; httponly; samesite=lax; secure"
+    )
+
+
+def test_cookie_spelling_is_checked() -> None:
+    with pytest.raises(ConfigError, match="cookie_spelling"):
+        SessionConfig(secret_key=KEY, cookie_spelling="django")  # type: ignore[arg-type]

@@ -21,6 +21,7 @@ from sessionkit import (
     open_store,
 )
 from sessionkit.crypto import b64encode
+from sessionkit.expiry import max_age as cookie_max_age
 from sessionkit.testing import Browser, FakeClock
 from tests.conftest import make_engine
 
@@ -392,3 +393,39 @@ def test_a_missing_client_library_names_what_to_install(monkeypatch: pytest.Monk
     with pytest.raises(ConfigError, match="provides 'no_such_acme_store'") as raised:
         open_store("acme://somewhere")
     assert "sessionkit[" not in str(raised.value)  # not ours to install: no redis hint
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_max_age_is_the_configured_age_when_the_clock_has_a_fraction(store: str) -> None:
+    """Starlette's max_age=14*24*3600 gives Max-Age=1209600, not 1209599 (issue 12)."""
+    age = 14 * 24 * 3600
+    clock = FakeClock(1_800_000_000.75)
+    browser = Browser(make_engine(clock, store=store, idle_timeout=age, absolute_timeout=age))
+    visit = browser.visit(lambda s: s.update(a=1))
+    assert visit.set_cookie is not None and f"Max-Age={age};" in visit.set_cookie
+    clock.advance(3600)
+    visit = browser.visit(lambda s: s.update(b=2))  # the absolute deadline now binds
+    assert visit.set_cookie is not None and f"Max-Age={age - 3600};" in visit.set_cookie
+
+
+def test_max_age_rounds_up_so_a_live_session_is_never_told_to_delete_itself() -> None:
+    assert cookie_max_age(1_000.0, 999.6) == 1
+    assert cookie_max_age(1_000.0, 1_000.0) == 0
+    assert cookie_max_age(1_000.0, 1_003.0) == 0
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_an_ephemeral_session_sends_max_age_0_stores_nothing_and_ignores_replays(
+    store: str, clock: FakeClock
+) -> None:
+    """ephemeral (Starlette's max_age <= 0): the cookie goes out with Max-Age=0, no record
+    is written, and the cookie sent back opens an empty session (issue 12/13: decided in
+    the core, not in the ASGI adapter)."""
+    engine = make_engine(clock, store=store, ephemeral=True)
+    browser = Browser(engine)
+    visit = browser.visit(lambda s: s.update(a=1))
+    assert visit.set_cookie is not None and "; Max-Age=0;" in visit.set_cookie
+    assert visit.plan.write is None
+    replay = engine.open(f"session={visit.set_cookie.split(';')[0].partition('=')[2]}")
+    assert replay.loaded and dict(replay) == {}  # the cookie was not even looked at
+    assert engine.commit(replay).set_cookie is None  # nothing to clear: it was never kept

@@ -1,0 +1,133 @@
+"""A fatal setting stops the app before it serves (issue 14): at construction where the
+middleware is built eagerly, at the lifespan startup where Starlette/FastAPI build it on
+their first call, so uvicorn exits instead of answering 500s; and FastAPI's 503 is JSON."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from sessionkit_asgi import SessionMiddleware
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from sessionkit import ConfigError
+from tests.asgi.apps import KEY, TestClient
+from tests.asgi.test_middleware import FlakyStore
+
+pytestmark = pytest.mark.anyio
+ROOT = Path(__file__).resolve().parents[2]
+FATAL = [
+    pytest.param({"secret_key": "changeme"}, "secret key", id="weak-key"),
+    pytest.param({"secret_key": KEY, "store": "rdis://localhost:6379/0"}, "rdis", id="scheme"),
+]
+
+
+@pytest.mark.parametrize(("settings", "said"), FATAL)
+def test_built_eagerly_it_refuses_at_construction(settings: dict[str, Any], said: str) -> None:
+    with pytest.raises(ConfigError, match=said):
+        SessionMiddleware(Starlette(), **settings)
+
+
+async def lifespan_messages(app: Any) -> list[dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
+    incoming = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+
+    async def receive() -> dict[str, Any]:
+        return next(incoming)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+    return sent
+
+
+@pytest.mark.parametrize("framework", [Starlette, FastAPI])
+@pytest.mark.parametrize(("settings", "said"), FATAL)
+async def test_built_lazily_the_lifespan_startup_fails(
+    framework: type[Starlette], settings: dict[str, Any], said: str
+) -> None:
+    app = framework(middleware=[Middleware(SessionMiddleware, **settings)])
+    sent = await lifespan_messages(app)
+    assert sent[0]["type"] == "lifespan.startup.failed"
+    assert said in sent[0]["message"] and "sessionkit" in sent[0]["message"]
+
+
+@pytest.mark.parametrize(("settings", "said"), FATAL)
+def test_without_lifespan_every_request_raises_the_setting(
+    settings: dict[str, Any], said: str
+) -> None:
+    app = Starlette(middleware=[Middleware(SessionMiddleware, **settings)])
+    with pytest.raises(ConfigError, match=said):
+        TestClient(app).get("/")
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [({"SESSIONKIT_SECRET_KEY": "changeme"}, "secret key"),
+     ({"SESSIONKIT_SECRET_KEY": KEY, "SESSIONKIT_STORE": "rdis://localhost/0"}, "rdis")],
+)  # fmt: skip
+def test_uvicorn_refuses_to_start(env: dict[str, str], said: str) -> None:
+    run_env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONKIT_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "tests.asgi.fastapi_app:app", "--port", "0"],
+        cwd=ROOT, env={**run_env, **env}, capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    assert "Application startup failed" in output and said in output
+    assert "Application startup complete" not in output
+
+
+def down_app(framework: type[Starlette], **options: Any) -> tuple[Starlette, FlakyStore]:
+    store = FlakyStore()
+
+    async def get(request: Request) -> JSONResponse:
+        return JSONResponse(dict(request.session))
+
+    async def put(request: Request) -> JSONResponse:
+        request.session["a"] = "1"
+        return JSONResponse({})
+
+    app = framework(
+        routes=[Route("/get", get), Route("/put", put)],
+        middleware=[Middleware(SessionMiddleware, secret_key=KEY, store=store, **options)],
+    )
+    return app, store
+
+
+@pytest.mark.parametrize(
+    ("framework", "options", "accept", "json_body"),
+    [
+        (FastAPI, {}, "*/*", True),
+        (Starlette, {}, "*/*", False),
+        (Starlette, {}, "application/json", True),
+        (FastAPI, {"store_error_body": "text"}, "*/*", False),
+        (Starlette, {"store_error_body": "json"}, "text/html", True),
+    ],
+)
+def test_the_503_body_speaks_the_apps_language(
+    framework: type[Starlette], options: dict[str, Any], accept: str, json_body: bool
+) -> None:
+    app, store = down_app(framework, **options)
+    with TestClient(app) as http:
+        http.get("/put")
+        store.down = True
+        answer = http.get("/get", headers={"Accept": accept})
+    assert answer.status_code == 503
+    if json_body:
+        assert answer.headers["content-type"] == "application/json"
+        assert "session store" in answer.json()["detail"]
+    else:
+        assert answer.headers["content-type"].startswith("text/plain")
+        assert "session store" in answer.text
