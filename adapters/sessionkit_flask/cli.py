@@ -17,7 +17,7 @@ def flask_group(app: Flask) -> Any:
     """The click group for ``app``; each command opens the store from ``app.config``."""
 
     def get_store() -> Store:
-        store = settings.session_config(app.config).store
+        store = settings.session_config(app.config, settings.secret_keys(app)).store
         # A fresh client per command: the command closes it when done.
         return open_store(store) if isinstance(store, str) else store
 

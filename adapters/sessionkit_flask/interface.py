@@ -102,25 +102,26 @@ class SessionKitInterface(SessionInterface):
         size = len(config)
         if size != self._size:  # a key was added or removed: look for SESSIONKIT_* again
             self._keys, self._size = settings.relevant_keys(config), size
-        key = settings.fingerprint(config, self._keys)
+        keys = settings.secret_keys(app)
+        key = (keys, settings.fingerprint(config, self._keys))
         last = self._last
         if last is not None and last[0] == key:
             return last[1]
-        if not settings.has_secret(config):
+        if not settings.has_secret(config, keys):
             return None
         frozen = settings.freeze(key)
         with self._mutex:
             engine = self._engines.get(frozen)
             if engine is None:
-                engine = self._build(config)
+                engine = self._build(config, keys)
                 if len(self._engines) >= 32:  # a test suite cycling settings; stay bounded
                     self._engines.clear()
                 self._engines[frozen] = engine
             self._last = (key, engine)
         return engine
 
-    def _build(self, config: Any) -> SessionEngine:
-        session_config = settings.session_config(config)
+    def _build(self, config: Any, keys: list[str | bytes]) -> SessionEngine:
+        session_config = settings.session_config(config, keys)
         store = session_config.store
         if isinstance(store, str):
             # One store per URL for the app's life: a settings change must not lose the

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sessionkit import ConfigError, SessionConfig
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 PREFIX = "SESSIONKIT_"
 
 #: Flask's own settings that shape the engine. ``PERMANENT_SESSION_LIFETIME`` is not here:
 #: it is applied per session (``session.permanent``), not per engine.
 FLASK_KEYS = (
-    "SECRET_KEY",
-    "SECRET_KEY_FALLBACKS",
     "SESSION_COOKIE_NAME",
     "SESSION_COOKIE_DOMAIN",
     "SESSION_COOKIE_PATH",
@@ -58,12 +59,21 @@ def freeze(value: Any) -> Hashable:
     return value  # type: ignore[no-any-return]
 
 
-def has_secret(config: Mapping[str, Any]) -> bool:
+def secret_keys(app: Flask) -> list[str | bytes]:
+    """The app's keys, newest first, read where Flask reads them: ``app.secret_key`` (so an
+    app class with a ``secret_key`` attribute works), then ``SECRET_KEY_FALLBACKS``."""
+    key = app.secret_key
+    if not key:
+        return []
+    return [key, *(app.config.get("SECRET_KEY_FALLBACKS") or ())]
+
+
+def has_secret(config: Mapping[str, Any], keys: list[str | bytes]) -> bool:
     """Whether sessions can work at all; without a key Flask serves its null session."""
-    return bool(config.get("SECRET_KEY") or config.get(PREFIX + "SECRET_KEY"))
+    return bool(keys or config.get(PREFIX + "SECRET_KEY"))
 
 
-def session_config(config: Mapping[str, Any]) -> SessionConfig:
+def session_config(config: Mapping[str, Any], keys: list[str | bytes]) -> SessionConfig:
     """The ``SessionConfig`` for an app's current config.
 
     ``SESSIONKIT_*`` keys win; everything else follows Flask's meaning:
@@ -87,9 +97,8 @@ def session_config(config: Mapping[str, Any]) -> SessionConfig:
         "cookie_partitioned": bool(config.get("SESSION_COOKIE_PARTITIONED", False)),
         "browser_session": True,
     }
-    if config.get("SECRET_KEY"):
-        fallbacks = config.get("SECRET_KEY_FALLBACKS") or ()
-        derived["secret_key"] = [config["SECRET_KEY"], *fallbacks]
+    if keys:
+        derived["secret_key"] = keys
     if not config.get("SESSION_REFRESH_EACH_REQUEST", True):
         derived["touch_interval"] = math.inf  # Flask: expiry counts from the last change
     overrides = {key: value for key, value in derived.items() if key not in present}
