@@ -8,6 +8,8 @@ verification later.
 
 from __future__ import annotations
 
+from email.utils import formatdate
+
 from sessionkit.config import SessionConfig
 from sessionkit.errors import SessionTooLarge
 
@@ -50,8 +52,12 @@ class CookieWriter:
         self._tail = self._tail_secure if config.cookie_secure else tail
         self._limit = config.max_cookie_size
 
-    def set(self, value: str, max_age: int | None, *, secure: bool = False) -> str:
-        """A Set-Cookie value; ``max_age=None`` makes a browser-session cookie.
+    def set(
+        self, value: str, max_age: int | None, *, secure: bool = False,
+        expires: float | None = None,
+    ) -> str:  # fmt: skip
+        """A Set-Cookie value; ``max_age=None`` makes a browser-session cookie. ``expires``
+        (a timestamp) adds ``Expires=`` to a persistent one.
 
         Raises ``SessionTooLarge`` rather than produce a header browsers would drop.
         """
@@ -59,6 +65,8 @@ class CookieWriter:
         if max_age is None:
             header = f"{self._name}={value}{tail}"
         else:
+            if expires is not None:
+                tail = f"; Expires={formatdate(expires, usegmt=True)}{tail}"
             header = f"{self._name}={value}; Max-Age={max_age if max_age > 0 else 0}{tail}"
         if len(header) > self._limit:
             raise SessionTooLarge(len(header), self._limit)

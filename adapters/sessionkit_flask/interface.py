@@ -14,6 +14,8 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from flask import after_this_request, has_request_context
+from flask.globals import request_ctx
 from flask.sessions import SessionInterface, SessionMixin
 
 from sessionkit import (
@@ -46,9 +48,11 @@ class FlaskSession(Session, SessionMixin):  # type: ignore[override]
     non-permanent goes back to a browser-session cookie.
     """
 
-    __slots__ = ("_engine", "_release")
+    __slots__ = ("_down", "_engine", "_phase", "_release")
     _engine: SessionEngine
     _release: Callable[[], Any] | None
+    _down: StoreUnavailable | None
+    _phase: str
 
     @property
     def permanent(self) -> bool:
@@ -61,17 +65,100 @@ class FlaskSession(Session, SessionMixin):  # type: ignore[override]
         if self.get("_permanent", _ABSENT) is not bool(value):
             self["_permanent"] = bool(value)
 
+    # -- what the adapter keeps per request ------------------------------------------------
+    def opened_by(self, engine: SessionEngine) -> None:
+        """Remember the engine that opened this session: it also commits it, even if the
+        app's settings change during the request."""
+        self._engine = engine
+        self._release = None
+        self._down = None
+        self._phase = "view"
+
+    @property
+    def phase(self) -> str:
+        """Where the request is: ``"view"`` (and before-request hooks), ``"after"`` (its
+        after-request hooks and the save), or ``"refresh"`` (the save reading an unused
+        session to re-send a permanent one's cookie)."""
+        return self._phase
+
+    def enter(self, phase: str) -> None:
+        self._phase = phase
+
+    def after_view(self, response: Response) -> Response:
+        """The first after-request function of the request (``after_this_request``)."""
+        self._phase = "after"
+        return response
+
+    @property
+    def engine(self) -> SessionEngine:
+        """The engine that opened this session."""
+        return self._engine
+
+    @property
+    def store_down(self) -> StoreUnavailable | None:
+        """The outage this request ran into, if any. From then on the session reads as
+        empty and is not saved, so a later read (an after-request hook) cannot raise
+        again, and the response is the store-down 503."""
+        return self._down
+
+    def mark_store_down(self, exc: StoreUnavailable) -> None:
+        if self._down is None:
+            self._down = exc
+
+    @property
+    def holds_lock(self) -> bool:
+        return self._release is not None
+
+    def hold_lock(self, release: Callable[[], Any]) -> None:
+        """Keep ``release`` until ``release_lock`` (called after the save, or at teardown)."""
+        self._release = release
+        HELD.set(self)
+
+    def release_lock(self) -> None:
+        """Let the next request of this session in (see ``sessionkit_flask.locked``)."""
+        release = self._release
+        if release is not None:
+            self._release = None
+            HELD.set(None)
+            release()
+
 
 _ABSENT = object()
+
+
+class FlaskEngine(SessionEngine):
+    """The engine with one Flask rule: once the store failed in a request, the session stops
+    trying. Flask-Login's after-request hook reads the session again after the view's
+    ``StoreUnavailable`` became a 503; a second load would raise past Flask's error handler
+    and turn that 503 into a 500."""
+
+    session_class = FlaskSession
+
+    def load(self, session: Session) -> None:
+        if not isinstance(session, FlaskSession):
+            super().load(session)
+            return
+        if session.store_down is not None:
+            return  # already failed in this request: it stays an empty session
+        try:
+            super().load(session)
+        except StoreUnavailable as exc:
+            if session.phase == "refresh":
+                raise  # only the cookie refresh is lost; save_session serves the page
+            session.mark_store_down(exc)
+            if session.phase == "view":
+                raise  # the view cannot go on as if the session were empty: 503
+            session.load()  # after the view: settle it as empty; the save answers 503
 
 
 def apply_permanent(app: Flask, session: FlaskSession) -> None:
     """Map ``session.permanent`` onto the session's own expiry (see ``FlaskSession``)."""
     permanent = dict.get(session, "_permanent", False)
+    choice = session.expiry_choice
     if permanent:
-        if session._browser is not False:  # not yet persistent (and not "remember me")
+        if choice != "persistent":  # not yet persistent (and not "remember me")
             session.set_expiry(app.permanent_session_lifetime)
-    elif "_permanent" in session._changed and session._browser is False:
+    elif "_permanent" in session.changed_keys and choice == "persistent":
         session.set_expiry(None)
 
 
@@ -132,9 +219,7 @@ class SessionKitInterface(SessionInterface):
                 self._stores[store] = open_store(store, **options)
             store = self._stores[store]
         kwargs: dict[str, Any] = {} if self.clock is None else {"clock": self.clock}
-        engine = SessionEngine(session_config, store=store, events=self.events, **kwargs)
-        engine.session_class = FlaskSession
-        return engine
+        return FlaskEngine(session_config, store=store, events=self.events, **kwargs)
 
     # -- the two calls Flask makes ---------------------------------------------------------
     def open_session(self, app: Flask, request: Request) -> FlaskSession | None:
@@ -144,26 +229,41 @@ class SessionKitInterface(SessionInterface):
         environ = request.environ
         client = engine.wsgi_client(environ)
         session: FlaskSession = engine.open(environ.get("HTTP_COOKIE"), client)  # type: ignore[assignment]
-        session._engine = engine
-        session._release = None
+        session.opened_by(engine)
+        after_this_request(session.after_view)
         return session
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if type(session) is not FlaskSession and not isinstance(session, FlaskSession):
             return
-        engine = session._engine
+        engine = session.engine
+        session.enter("after")
+        if not session.loaded and engine.config.refresh_each_request:
+            # Flask re-sends a permanent session's cookie on every request, used or not:
+            # whether this one is permanent is in its record.
+            session.enter("refresh")
+            try:
+                session.load()
+            except StoreUnavailable:
+                pass  # the page does not need the session; its cookie is not refreshed
+            session.enter("after")
         try:
-            if session._loader is None:
-                apply_permanent(app, session)
-            plan = engine.commit(session, response.status_code)
-            engine.run(plan)
+            if session.store_down is None:
+                if session.loaded:
+                    apply_permanent(app, session)
+                plan = engine.commit(session, response.status_code)
+                engine.run(plan)
         except StoreUnavailable as exc:
+            session.mark_store_down(exc)
             if not self.handle_store_errors:
                 raise
-            store_down(exc, response)
-            return
         finally:
-            release_lock(session)
+            session.release_lock()
+        down = session.store_down
+        if down is not None:
+            if self.handle_store_errors:
+                store_down(down, response)
+            return
         headers = response.headers
         for name, value in plan.headers():
             if name == "Set-Cookie":
@@ -172,24 +272,26 @@ class SessionKitInterface(SessionInterface):
                 headers[name] = merge_header(name, headers.get(name))
 
 
+def current() -> FlaskSession | None:
+    """This request's session when it is sessionkit's (``None`` outside a request or with
+    Flask's null session). Like ``flask.session``, it counts as an access."""
+    if not has_request_context():
+        return None
+    session = request_ctx.session
+    return session if isinstance(session, FlaskSession) else None
+
+
 #: The session whose lock this request holds, for the teardown safety net: a request that
 #: fails before ``save_session`` must not keep the lock until its ttl runs out.
 HELD: ContextVar[FlaskSession | None] = ContextVar("sessionkit_flask_held", default=None)
 
 
-def release_lock(session: FlaskSession) -> None:
-    """Let the next request of this session in (see ``sessionkit_flask.locked``)."""
-    release = session._release
-    if release is not None:
-        session._release = None
-        HELD.set(None)
-        release()
-
-
 def store_down(exc: StoreUnavailable, response: Response) -> None:
-    """Turn a response whose session could not be saved into a 503: sending the page as if
-    the session were saved would lose what the user just did without telling them."""
-    log.error("sessionkit: %s Answering 503.", exc)
+    """Turn a response whose session could not be loaded or saved into a 503: sending the
+    page as if the session were saved would lose what the user just did without telling
+    them. Logged once per request (the error handler may have logged it already)."""
+    if response.status_code != 503 or "Retry-After" not in response.headers:
+        log.error("sessionkit: %s Answering 503.", exc)
     response.status_code = 503
     response.set_data(STORE_DOWN_BODY)
     response.mimetype = "text/plain"
