@@ -29,7 +29,6 @@ from sessionkit_flask.signals import (
 )
 
 
-
 def _session() -> FlaskSession:
     found = current()
     if found is None:
@@ -54,12 +53,12 @@ __all__ = [
     "locked",
     "record_rejected",
     "save_conflict",
+    "session",
     "session_created",
     "session_expired",
     "session_invalidated",
     "session_loaded",
     "session_regenerated",
-    "session",
     "session_saved",
     "session_touched",
     "store_error",

@@ -128,5 +128,3 @@ def _lock_timeout(exc: LockTimeout) -> Any:
     log.warning("sessionkit: %s Answering 503.", exc)
     body = "Service unavailable: another request of this session is still running. Retry."
     return body, 503, {"Retry-After": "1", "Content-Type": "text/plain"}
-
-

@@ -8,6 +8,7 @@ is only where the settings come from and how ``session.permanent`` maps onto exp
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -242,10 +243,9 @@ class SessionKitInterface(SessionInterface):
             # Flask re-sends a permanent session's cookie on every request, used or not:
             # whether this one is permanent is in its record.
             session.enter("refresh")
-            try:
+            # A store that is down costs only the refresh: the page did not need the session.
+            with contextlib.suppress(StoreUnavailable):
                 session.load()
-            except StoreUnavailable:
-                pass  # the page does not need the session; its cookie is not refreshed
             session.enter("after")
         try:
             if session.store_down is None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
+import re
 import sys
 import textwrap
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -27,25 +27,25 @@ from tests.flask.conftest import AppFactory
 ROOT = Path(__file__).resolve().parents[2]
 ADAPTER = ROOT / "adapters" / "sessionkit_flask"
 
-TUTORIAL_APP = '''
+TUTORIAL_APP = """
 from flask import Flask
 from sessionkit_flask import SessionKit
 
 app = Flask(__name__)
 app.config.from_mapping(SECRET_KEY="dev")  # Flask's tutorial key
 SessionKit(app)
-'''
+"""
 
 
 def declared_flask_commands() -> list[importlib.metadata.EntryPoint]:
     """The ``flask.commands`` entry points pyproject.toml declares (the installed metadata
     of an editable install may predate them)."""
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = project["entry-points"]["flask.commands"]
-    return [
-        importlib.metadata.EntryPoint(name, value, "flask.commands")
-        for name, value in declared.items()
-    ]
+    text = (ROOT / "pyproject.toml").read_text()
+    section = re.search(r'^\[project\.entry-points\."flask\.commands"\]\n(.*?)(?:^\[|\Z)',
+                        text, re.M | re.S)  # fmt: skip
+    assert section is not None, "pyproject.toml declares no flask.commands entry point"
+    pairs = re.findall(r'^(\w+) = "([^"]+)"', section.group(1), re.M)
+    return [importlib.metadata.EntryPoint(n, v, "flask.commands") for n, v in pairs]
 
 
 @pytest.mark.parametrize("key", ["dev", None])
@@ -73,9 +73,7 @@ def test_keygen_works_for_an_app_that_refuses_its_key(
     assert flask.cli  # the module whose entry points were looked up
 
 
-def test_the_store_commands_still_use_the_apps_store(
-    make_app: AppFactory, tmp_path: Path
-) -> None:
+def test_the_store_commands_still_use_the_apps_store(make_app: AppFactory, tmp_path: Path) -> None:
     app = make_app(f"sqlite:///{tmp_path / 's.db'}")
     app.test_client().get("/login/alice")
     result = app.test_cli_runner().invoke(args=["sessionkit", "list", "--user", "alice"])
@@ -94,7 +92,7 @@ def test_typed_session_accessor(make_app: AppFactory) -> None:
         sessionkit_flask.session.get("a")
 
 
-RECIPE = '''
+RECIPE = """
 from flask import Flask
 from sessionkit_flask import SessionKit, session
 
@@ -108,7 +106,7 @@ def login() -> str:
     handle: str | None = session.handle
     session.regenerate()
     return handle or ""
-'''
+"""
 
 
 def test_the_typed_accessor_type_checks_under_mypy_strict(tmp_path: Path) -> None:
@@ -169,5 +167,5 @@ def test_the_adapter_reads_no_private_attribute_of_core_objects() -> None:
 
 
 def test_the_private_read_check_catches_one() -> None:
-    code = "class A:\n    __slots__ = ('_x',)\n    def f(self, s):\n        return self._x, s._ctx\n"
+    code = "class A:\n  __slots__ = ('_x',)\n  def f(self, s):\n    return self._x, s._ctx\n"
     assert _private_reads(ast.parse(code)) == ["line 4: ._ctx"]
