@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Mapping
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from sessionkit import ConfigError, SessionConfig
+from sessionkit.config import timeouts_for_age
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -23,9 +25,11 @@ LOGOUT = PREFIX + "LOGOUT"
 ADAPTER_KEYS = frozenset({LOGOUT})
 LOGOUT_MODES = ("rotate", "invalidate")
 
-#: Flask's own settings that shape the engine. ``PERMANENT_SESSION_LIFETIME`` is not here:
-#: it is applied per session (``session.permanent``), not per engine.
+#: Flask's own settings that shape the engine. ``PERMANENT_SESSION_LIFETIME`` is the idle
+#: timeout of each permanent session (``session.permanent``), and the engine's absolute
+#: timeout is never shorter than it.
 FLASK_KEYS = (
+    "PERMANENT_SESSION_LIFETIME",
     "SESSION_COOKIE_NAME",
     "SESSION_COOKIE_DOMAIN",
     "SESSION_COOKIE_PATH",
@@ -112,6 +116,10 @@ def session_config(config: Mapping[str, Any], keys: list[str | bytes]) -> Sessio
         "refresh_each_request": refresh,
         "clear_unverified_cookie": False,
     }
+    lifetime = config.get("PERMANENT_SESSION_LIFETIME")
+    if lifetime is not None:
+        seconds = lifetime.total_seconds() if isinstance(lifetime, timedelta) else lifetime
+        derived["absolute_timeout"] = timeouts_for_age(seconds)["absolute_timeout"]
     if keys:
         derived["secret_key"] = keys
     if not refresh:

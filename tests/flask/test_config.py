@@ -251,3 +251,20 @@ def test_a_permanent_cookie_carries_expires_as_flasks_does(make_app: AppFactory)
     assert expires == int(clock() + 3 * DAY) and int(cookie["max-age"]) in (3 * DAY - 1, 3 * DAY)
     cookie = the_cookie(client.get("/permanent/0"))
     assert "expires" not in cookie and "max-age" not in cookie  # a browser-session cookie
+
+
+def test_the_absolute_timeout_is_never_shorter_than_the_permanent_lifetime(
+    make_app: AppFactory,
+) -> None:
+    """Flask's default PERMANENT_SESSION_LIFETIME is 31 days: a permanent session lives that
+    long, as in Flask (the 30-day absolute default does not cut it a day short), and
+    SESSIONKIT_ABSOLUTE_TIMEOUT still caps it when set."""
+    clock = FakeClock()
+    app = make_app(CLOCK=clock)  # Flask's default lifetime
+    client = app.test_client()
+    expires = parsedate_to_datetime(the_cookie(client.get("/permanent/1"))["expires"])
+    assert expires.timestamp() == int(clock() + 31 * DAY)
+    app.config["SESSIONKIT_ABSOLUTE_TIMEOUT"] = 7 * DAY
+    response = app.test_client().get("/permanent/1")  # a new session under the new cap
+    expires = parsedate_to_datetime(the_cookie(response)["expires"])
+    assert expires.timestamp() == int(clock() + 7 * DAY)

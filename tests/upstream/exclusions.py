@@ -31,14 +31,6 @@ _CUSTOM_INTERFACE = (
 EXCLUSIONS: list[Exclusion] = [
     Exclusion("flask", "tests/test_reqctx.py::test_session_dynamic_cookie_name", _CUSTOM_INTERFACE),
     Exclusion("flask", "tests/test_reqctx.py::test_session_error_pops_context", _CUSTOM_INTERFACE),
-    Exclusion(
-        "flask",
-        "tests/test_basic.py::test_session_expiration",
-        "security: the absolute timeout (30 days by default) caps a permanent session, "
-        "so under Flask's default PERMANENT_SESSION_LIFETIME of 31 days the cookie's "
-        "Expires= is a day earlier than the test expects (docs/flask.md, Differences; "
-        "tests/flask/test_config.py checks Expires= itself)",
-    ),
 ]
 
 
