@@ -9,6 +9,8 @@ is only where the settings come from and how ``session.permanent`` maps onto exp
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.metadata
 import logging
 import threading
 from collections.abc import Callable
@@ -228,6 +230,8 @@ class SessionKitInterface(SessionInterface):
         if engine is None:
             return None  # Flask then serves its NullSession, which refuses writes
         environ = request.environ
+        if "REMOTE_ADDR" not in environ and "HTTP_USER_AGENT" not in environ:
+            environ = {**environ, **test_client_environ()}
         client = engine.wsgi_client(environ)
         session: FlaskSession = engine.open(environ.get("HTTP_COOKIE"), client)  # type: ignore[assignment]
         session.opened_by(engine)
@@ -270,6 +274,17 @@ class SessionKitInterface(SessionInterface):
                 headers.add(name, value)
             else:
                 headers[name] = merge_header(name, headers.get(name))
+
+
+@functools.cache
+def test_client_environ() -> dict[str, str]:
+    """What Flask's test client sends (its ``environ_base``) for a request that carries
+    neither an address nor a User-Agent. Servers always set ``REMOTE_ADDR``; only Flask's
+    test helpers leave both out: ``test_request_context()``, and so the
+    ``session_transaction()`` of any test client class (Flask-Login's ``FlaskLoginClient``
+    too). Such a session is then bound to the test client that reads it afterwards."""
+    version = importlib.metadata.version("werkzeug")
+    return {"REMOTE_ADDR": "127.0.0.1", "HTTP_USER_AGENT": f"Werkzeug/{version}"}
 
 
 def current() -> FlaskSession | None:

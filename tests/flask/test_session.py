@@ -136,6 +136,26 @@ def test_session_transaction_keeps_an_apps_own_client_class() -> None:
     assert client.get("/n").text == "1"
 
 
+def test_session_transaction_of_a_client_class_set_after_sessionkit(
+    make_app: AppFactory, store: str
+) -> None:
+    """Flask-Login's ``FlaskLoginClient`` pattern: the app's client class is set after
+    ``SessionKit(app)`` and prepares the session in its ``__init__``."""
+
+    class LoginClient(FlaskClient):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            user = kwargs.pop("user", None)
+            super().__init__(*args, **kwargs)
+            with self.session_transaction() as session:
+                session["_user_id"] = user
+                session["_fresh"] = True
+
+    app = make_app(store)
+    app.test_client_class = LoginClient
+    client = app.test_client(user="alice")
+    assert client.get("/whoami").text == "alice"
+
+
 def test_failing_view_saves_nothing(make_app: AppFactory, store: str) -> None:
     app = make_app(store, TESTING=False)
     client = app.test_client()
