@@ -64,6 +64,15 @@ class SessionConfig:
     browser_session: bool = False
     #: A read-only request extends the expiry at most this often (seconds).
     touch_interval: float = 60.0
+    #: A persistent session's cookie is re-sent on every request that presents it, read or
+    #: not, so the browser's expiry slides too (Flask's ``SESSION_REFRESH_EACH_REQUEST``).
+    #: The store write is still throttled by ``touch_interval``.
+    refresh_each_request: bool = False
+    #: Persistent cookies also carry ``Expires=`` beside ``Max-Age`` (as Flask's do).
+    cookie_expires: bool = False
+    #: Clear a cookie that fails verification. ``False`` leaves it alone (as Flask and
+    #: Starlette do): during a rolling key rotation it may be valid for another worker.
+    clear_unverified_cookie: bool = True
     fingerprint_user_agent: bool = True
     fingerprint_ip: bool = False
     fingerprint_ipv4_prefix: int = 24

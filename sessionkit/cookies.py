@@ -8,6 +8,8 @@ verification later.
 
 from __future__ import annotations
 
+from email.utils import formatdate
+
 from sessionkit.config import SessionConfig
 from sessionkit.errors import SessionTooLarge
 
@@ -75,8 +77,12 @@ class CookieWriter:
         self._tail = tail_secure if config.cookie_secure else tail
         self._limit = config.max_cookie_size
 
-    def set(self, value: str, max_age: int | None, *, secure: bool = False) -> str:
-        """A Set-Cookie value; ``max_age=None`` makes a browser-session cookie.
+    def set(
+        self, value: str, max_age: int | None, *, secure: bool = False,
+        expires: float | None = None,
+    ) -> str:  # fmt: skip
+        """A Set-Cookie value; ``max_age=None`` makes a browser-session cookie. ``expires``
+        (a timestamp) adds ``Expires=`` to a persistent one.
 
         Raises ``SessionTooLarge`` rather than produce a header browsers would drop.
         """
@@ -84,6 +90,8 @@ class CookieWriter:
         if max_age is None:
             header = f"{self._name}={value}{self._head}{tail}"
         else:
+            if expires is not None:
+                tail = f"; Expires={formatdate(expires, usegmt=True)}{tail}"
             age = max_age if max_age > 0 else 0
             header = f"{self._name}={value}{self._head}; Max-Age={age}{tail}"
         if len(header) > self._limit:

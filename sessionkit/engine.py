@@ -59,6 +59,7 @@ class _Context:
 
     presented = False  # a cookie with our name arrived
     rejected = False  # ... and it did not lead to a live session
+    unverified = False  # ... because its signature or encryption did not verify
     cookie: str | None = None  # the value as presented
     session_id: str | None = None
     digest: str | None = None
@@ -206,6 +207,7 @@ class SessionEngine:
         if self._client_side:
             opened = self._cookie_store.unseal(self.keyring, self._associated, value)
             if opened is None:
+                ctx.unverified = True
                 self._reject(ctx, "cookie failed authentication (tampered, truncated, foreign, "
                              "or sealed with a key that is no longer configured)")  # fmt: skip
                 return session
@@ -218,6 +220,7 @@ class SessionEngine:
         if is_well_formed(session_id) and len(tag) == _TAG_LENGTH:
             key_index = self.keyring.verify(self._sign_prefix + session_id.encode("ascii"), tag)
         if key_index is None:
+            ctx.unverified = True
             self._reject(ctx, "cookie signature invalid (tampered, malformed, or signed with a "
                          "key that is no longer configured)")  # fmt: skip
             return session
@@ -378,7 +381,7 @@ class SessionEngine:
             if empty:
                 if rotated_from is not None:
                     plan.deletes.append(rotated_from)
-                if ctx.presented:
+                if ctx.presented and self._clears(ctx):
                     plan.set_cookie = self._cookies.clear(secure=secure)
                 return plan
             fresh = old is None or session._invalidated or session._user_changed
@@ -445,7 +448,8 @@ class SessionEngine:
             session._meta, session._expires, session._new = meta, end, False
             return plan
 
-        if session._accessed and now - old.last_seen >= self.config.touch_interval:
+        refresh = self.config.refresh_each_request
+        if (session._accessed or refresh) and now - old.last_seen >= self.config.touch_interval:
             meta = old._replace(last_seen=int(now))
             end = self._deadline(meta)
             if not self._client_side:
@@ -454,9 +458,17 @@ class SessionEngine:
                 plan.set_cookie = self._cookie(session, ctx, meta, end, now, secure)
             self._note(plan, EventKind.TOUCHED, ctx)
             self._settle(session, meta, end)
-        elif ctx.rejected and ctx.presented:
+        elif refresh and not browser_session(old, self.config):
+            # the store write waits for touch_interval; the browser's cookie does not
+            plan.set_cookie = self._cookie(session, ctx, old, self._deadline(old), now, secure)
+        elif ctx.rejected and ctx.presented and self._clears(ctx):
             plan.set_cookie = self._cookies.clear(secure=secure)
         return plan
+
+    def _clears(self, ctx: _Context) -> bool:
+        """Whether a presented cookie that led to no session is cleared (see
+        ``SessionConfig.clear_unverified_cookie``)."""
+        return self.config.clear_unverified_cookie or not ctx.unverified
 
     def _meta(
         self, session: Session, ctx: _Context, created: int, now: float, old: RecordMeta | None
@@ -493,6 +505,7 @@ class SessionEngine:
             max_age = None
         else:
             max_age = cookie_max_age(end, now)
+        expires = end if self.config.cookie_expires else None
         if self._client_side:
             try:
                 value = self._cookie_store.seal(
@@ -507,7 +520,7 @@ class SessionEngine:
             value = ctx.cookie
         else:
             value = ctx.cookie = self.sign(ctx.session_id)  # type: ignore[arg-type]
-        return self._cookies.set(value, max_age, secure=secure)
+        return self._cookies.set(value, max_age, secure=secure, expires=expires)
 
     def seal(self, session_id: str, meta: RecordMeta, data: Mapping[str, Any]) -> str:
         """The cookie value of a ``cookie://`` session (what ``open`` unseals), for adapters

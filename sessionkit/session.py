@@ -302,6 +302,28 @@ class Session(dict[str, Any]):
     def loaded(self) -> bool:
         return self._loader is None
 
+    def load(self) -> None:
+        """Fetch the record now if the session is still pending (a no-op otherwise), without
+        marking it accessed: for an adapter that must know the session at the end of a
+        request the view did not use it in."""
+        if self._loader is not None:
+            self._ensure()
+
+    @property
+    def changed_keys(self) -> frozenset[str]:
+        """The keys this request set or removed so far (``clear()`` starts again)."""
+        return frozenset(self._changed | self._removed)
+
+    @property
+    def expiry_choice(self) -> str | None:
+        """What ``set_expiry`` chose for the cookie: ``"persistent"`` (seconds or a
+        datetime), ``"browser"`` (``0``), or ``None`` (the configured defaults)."""
+        if self._loader is not None:
+            self._ensure()
+        if self._browser is None:
+            return None
+        return "browser" if self._browser else "persistent"
+
     @property
     def user_id(self) -> str | None:
         """The user this session was bound to with ``bind_user``."""

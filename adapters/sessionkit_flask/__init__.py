@@ -7,8 +7,10 @@ server-side logout, idle and absolute timeouts, per-session locks and key rotati
 
 from __future__ import annotations
 
+from werkzeug.local import LocalProxy
+
 from sessionkit_flask.extension import SessionKit
-from sessionkit_flask.interface import FlaskSession, SessionKitInterface
+from sessionkit_flask.interface import FlaskSession, SessionKitInterface, current
 from sessionkit_flask.locking import locked
 from sessionkit_flask.signals import (
     SIGNALS,
@@ -26,6 +28,21 @@ from sessionkit_flask.signals import (
     store_error,
 )
 
+
+def _session() -> FlaskSession:
+    found = current()
+    if found is None:
+        raise RuntimeError(
+            "sessionkit_flask.session is only available in a request of an app with "
+            "SessionKit(app) and a secret key"
+        )
+    return found
+
+
+#: ``flask.session``, typed as what it is with ``SessionKit(app)``: a ``FlaskSession``, so
+#: ``session.handle``, ``session.bind_user()`` and ``session.regenerate()`` type-check.
+session: FlaskSession = LocalProxy(_session)  # type: ignore[assignment]
+
 __all__ = [
     "SIGNALS",
     "FlaskSession",
@@ -36,6 +53,7 @@ __all__ = [
     "locked",
     "record_rejected",
     "save_conflict",
+    "session",
     "session_created",
     "session_expired",
     "session_invalidated",

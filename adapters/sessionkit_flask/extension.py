@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
+
+from flask.sessions import SessionMixin
+from flask.testing import FlaskClient
 
 from sessionkit import EventBus, EventKind, LockTimeout, SessionEngine, StoreUnavailable
 from sessionkit_flask import login, signals
-from sessionkit_flask.interface import HELD, SessionKitInterface, release_lock
+from sessionkit_flask.interface import HELD, SessionKitInterface
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -52,12 +56,13 @@ class SessionKit:
         interface.engine(app)  # a bad setting fails here, at start-up, not on a request
         login.connect(app)
         app.teardown_request(_teardown)
+        app.test_client_class = client_class(app.test_client_class)
         if self.handle_store_errors:
             app.register_error_handler(StoreUnavailable, _refuse)
             app.register_error_handler(LockTimeout, _refuse)
-        from sessionkit_flask.cli import flask_group
+        from sessionkit_flask.cli import cli
 
-        app.cli.add_command(flask_group(app))
+        app.cli.add_command(cli)
 
     @staticmethod
     def engine(app: Flask) -> SessionEngine:
@@ -77,11 +82,36 @@ class SessionKit:
             self.events.subscribe(signals.forward, [kind])
 
 
+class SessionTransactions(FlaskClient):
+    """The test client's ``session_transaction()`` as one of its own requests: with the
+    client's ``environ_base`` (its User-Agent and address), so the session it prepares is
+    bound to the same browser as the requests that follow, as with Flask's own sessions."""
+
+    def session_transaction(  # type: ignore[override]
+        self, *args: Any, **kwargs: Any
+    ) -> AbstractContextManager[SessionMixin]:
+        kwargs["environ_base"] = {**self.environ_base, **(kwargs.get("environ_base") or {})}
+        transaction: AbstractContextManager[SessionMixin] = super().session_transaction(
+            *args, **kwargs
+        )
+        return transaction
+
+
+def client_class(current: type[FlaskClient] | None) -> type[FlaskClient]:
+    """``app.test_client_class`` with ``SessionTransactions`` mixed in (an app's own client
+    class is kept as the base)."""
+    if current is None:
+        return SessionTransactions
+    if issubclass(current, SessionTransactions):
+        return current
+    return type(current.__name__, (SessionTransactions, current), {})
+
+
 def _teardown(_: BaseException | None) -> None:
     # save_session releases the lock; this covers a request that never got that far.
     session = HELD.get()
     if session is not None:
-        release_lock(session)
+        session.release_lock()
 
 
 def _refuse(exc: StoreUnavailable | LockTimeout) -> Any:

@@ -8,12 +8,17 @@ is only where the settings come from and how ``session.permanent`` maps onto exp
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import importlib.metadata
 import logging
 import threading
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from flask import after_this_request, has_request_context
+from flask.globals import request_ctx
 from flask.sessions import SessionInterface, SessionMixin
 
 from sessionkit import (
@@ -44,9 +49,11 @@ class FlaskSession(Session, SessionMixin):  # type: ignore[override]
     non-permanent goes back to a browser-session cookie.
     """
 
-    __slots__ = ("_engine", "_release")
+    __slots__ = ("_down", "_engine", "_phase", "_release")
     _engine: SessionEngine
     _release: Callable[[], Any] | None
+    _down: StoreUnavailable | None
+    _phase: str
 
     @property
     def permanent(self) -> bool:
@@ -59,17 +66,100 @@ class FlaskSession(Session, SessionMixin):  # type: ignore[override]
         if self.get("_permanent", _ABSENT) is not bool(value):
             self["_permanent"] = bool(value)
 
+    # -- what the adapter keeps per request ------------------------------------------------
+    def opened_by(self, engine: SessionEngine) -> None:
+        """Remember the engine that opened this session: it also commits it, even if the
+        app's settings change during the request."""
+        self._engine = engine
+        self._release = None
+        self._down = None
+        self._phase = "view"
+
+    @property
+    def phase(self) -> str:
+        """Where the request is: ``"view"`` (and before-request hooks), ``"after"`` (its
+        after-request hooks and the save), or ``"refresh"`` (the save reading an unused
+        session to re-send a permanent one's cookie)."""
+        return self._phase
+
+    def enter(self, phase: str) -> None:
+        self._phase = phase
+
+    def after_view(self, response: Response) -> Response:
+        """The first after-request function of the request (``after_this_request``)."""
+        self._phase = "after"
+        return response
+
+    @property
+    def engine(self) -> SessionEngine:
+        """The engine that opened this session."""
+        return self._engine
+
+    @property
+    def store_down(self) -> StoreUnavailable | None:
+        """The outage this request ran into, if any. From then on the session reads as
+        empty and is not saved, so a later read (an after-request hook) cannot raise
+        again, and the response is the store-down 503."""
+        return self._down
+
+    def mark_store_down(self, exc: StoreUnavailable) -> None:
+        if self._down is None:
+            self._down = exc
+
+    @property
+    def holds_lock(self) -> bool:
+        return self._release is not None
+
+    def hold_lock(self, release: Callable[[], Any]) -> None:
+        """Keep ``release`` until ``release_lock`` (called after the save, or at teardown)."""
+        self._release = release
+        HELD.set(self)
+
+    def release_lock(self) -> None:
+        """Let the next request of this session in (see ``sessionkit_flask.locked``)."""
+        release = self._release
+        if release is not None:
+            self._release = None
+            HELD.set(None)
+            release()
+
 
 _ABSENT = object()
+
+
+class FlaskEngine(SessionEngine):
+    """The engine with one Flask rule: once the store failed in a request, the session stops
+    trying. Flask-Login's after-request hook reads the session again after the view's
+    ``StoreUnavailable`` became a 503; a second load would raise past Flask's error handler
+    and turn that 503 into a 500."""
+
+    session_class = FlaskSession
+
+    def load(self, session: Session) -> None:
+        if not isinstance(session, FlaskSession):
+            super().load(session)
+            return
+        if session.store_down is not None:
+            return  # already failed in this request: it stays an empty session
+        try:
+            super().load(session)
+        except StoreUnavailable as exc:
+            if session.phase == "refresh":
+                raise  # only the cookie refresh is lost; save_session serves the page
+            session.mark_store_down(exc)
+            if session.phase == "view":
+                raise  # the view cannot go on as if the session were empty: 503
+            session.load()  # after the view: settle it as empty; the save answers 503
 
 
 def apply_permanent(app: Flask, session: FlaskSession) -> None:
     """Map ``session.permanent`` onto the session's own expiry (see ``FlaskSession``)."""
     permanent = dict.get(session, "_permanent", False)
+    choice = session.expiry_choice
     if permanent:
-        if session._browser is not False:  # not yet persistent (and not "remember me")
+        if choice != "persistent":  # not yet persistent (and not "remember me")
             session.set_expiry(app.permanent_session_lifetime)
-    elif "_permanent" in session._changed and session._browser is False:
+    elif "_permanent" in session.changed_keys and choice == "persistent":
         session.set_expiry(None)
 
 
@@ -100,25 +190,26 @@ class SessionKitInterface(SessionInterface):
         size = len(config)
         if size != self._size:  # a key was added or removed: look for SESSIONKIT_* again
             self._keys, self._size = settings.relevant_keys(config), size
-        key = settings.fingerprint(config, self._keys)
+        keys = settings.secret_keys(app)
+        key = (keys, settings.fingerprint(config, self._keys))
         last = self._last
         if last is not None and last[0] == key:
             return last[1]
-        if not settings.has_secret(config):
+        if not settings.has_secret(config, keys):
             return None
         frozen = settings.freeze(key)
         with self._mutex:
             engine = self._engines.get(frozen)
             if engine is None:
-                engine = self._build(config)
+                engine = self._build(config, keys)
                 if len(self._engines) >= 32:  # a test suite cycling settings; stay bounded
                     self._engines.clear()
                 self._engines[frozen] = engine
             self._last = (key, engine)
         return engine
 
-    def _build(self, config: Any) -> SessionEngine:
-        session_config = settings.session_config(config)
+    def _build(self, config: Any, keys: list[str | bytes]) -> SessionEngine:
+        session_config = settings.session_config(config, keys)
         store = session_config.store
         if isinstance(store, str):
             # One store per URL for the app's life: a settings change must not lose the
@@ -129,9 +220,7 @@ class SessionKitInterface(SessionInterface):
                 self._stores[store] = open_store(store, **options)
             store = self._stores[store]
         kwargs: dict[str, Any] = {} if self.clock is None else {"clock": self.clock}
-        engine = SessionEngine(session_config, store=store, events=self.events, **kwargs)
-        engine.session_class = FlaskSession
-        return engine
+        return FlaskEngine(session_config, store=store, events=self.events, **kwargs)
 
     # -- the two calls Flask makes ---------------------------------------------------------
     def open_session(self, app: Flask, request: Request) -> FlaskSession | None:
@@ -139,28 +228,51 @@ class SessionKitInterface(SessionInterface):
         if engine is None:
             return None  # Flask then serves its NullSession, which refuses writes
         environ = request.environ
+        if "REMOTE_ADDR" not in environ and "HTTP_USER_AGENT" not in environ:
+            environ = {**environ, **test_client_environ()}
         client = engine.wsgi_client(environ)
         session: FlaskSession = engine.open(environ.get("HTTP_COOKIE"), client)  # type: ignore[assignment]
-        session._engine = engine
-        session._release = None
+        session.opened_by(engine)
+        after_this_request(session.after_view)
         return session
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if type(session) is not FlaskSession and not isinstance(session, FlaskSession):
             return
-        engine = session._engine
+        engine = session.engine
+        session.enter("after")
+        if not session.loaded and engine.config.refresh_each_request:
+            # Flask re-sends a permanent session's cookie on every request, used or not:
+            # whether this one is permanent is in its record.
+            session.enter("refresh")
+            # A store that is down costs only the refresh: the page did not need the session.
+            with contextlib.suppress(StoreUnavailable):
+                session.load()
+            session.enter("after")
         try:
-            if session._loader is None:
-                apply_permanent(app, session)
-            plan = engine.commit(session, response.status_code)
-            engine.run(plan)
-        except (StoreUnavailable, SessionTooLarge) as exc:
+            if session.store_down is None:
+                if session.loaded:
+                    apply_permanent(app, session)
+                plan = engine.commit(session, response.status_code)
+                engine.run(plan)
+        except StoreUnavailable as exc:
+            session.mark_store_down(exc)
             if not self.handle_store_errors:
                 raise
+        except SessionTooLarge as exc:
             refuse(engine, exc, response)
             return
         finally:
-            release_lock(session)
+            session.release_lock()
+        down = session.store_down
+        if down is not None:
+            # once per request: the error handler may have answered the policy already
+            answered = engine.policy(Failure.STORE_DOWN)
+            if self.handle_store_errors and not (
+                response.status_code == answered.status and "Retry-After" in response.headers
+            ):
+                refuse(engine, down, response)
+            return
         if plan.failure is not None:  # a concurrent logout: the write was not made
             refuse(engine, plan.failure, response)
             return
@@ -172,18 +284,29 @@ class SessionKitInterface(SessionInterface):
                 headers[name] = merge_header(name, headers.get(name))
 
 
+@functools.cache
+def test_client_environ() -> dict[str, str]:
+    """What Flask's test client sends (its ``environ_base``) for a request that carries
+    neither an address nor a User-Agent. Servers always set ``REMOTE_ADDR``; only Flask's
+    test helpers leave both out: ``test_request_context()``, and so the
+    ``session_transaction()`` of any test client class (Flask-Login's ``FlaskLoginClient``
+    too). Such a session is then bound to the test client that reads it afterwards."""
+    version = importlib.metadata.version("werkzeug")
+    return {"REMOTE_ADDR": "127.0.0.1", "HTTP_USER_AGENT": f"Werkzeug/{version}"}
+
+
+def current() -> FlaskSession | None:
+    """This request's session when it is sessionkit's (``None`` outside a request or with
+    Flask's null session). Like ``flask.session``, it counts as an access."""
+    if not has_request_context():
+        return None
+    session = request_ctx.session
+    return session if isinstance(session, FlaskSession) else None
+
+
 #: The session whose lock this request holds, for the teardown safety net: a request that
 #: fails before ``save_session`` must not keep the lock until its ttl runs out.
 HELD: ContextVar[FlaskSession | None] = ContextVar("sessionkit_flask_held", default=None)
-
-
-def release_lock(session: FlaskSession) -> None:
-    """Let the next request of this session in (see ``sessionkit_flask.locked``)."""
-    release = session._release
-    if release is not None:
-        session._release = None
-        HELD.set(None)
-        release()
 
 
 def refuse(engine: SessionEngine, cause: BaseException | Failure, response: Response) -> None:

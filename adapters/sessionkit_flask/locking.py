@@ -11,9 +11,8 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
-from flask import session as flask_session
-
-from sessionkit_flask.interface import HELD, FlaskSession
+from sessionkit import StoreUnavailable
+from sessionkit_flask.interface import FlaskSession, current
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,18 +46,21 @@ def locked(
 
 def acquire(*, ttl: float = 30.0, wait: float = 10.0) -> None:
     """Take this request's session lock until the session is saved (a no-op when held)."""
-    session = flask_session._get_current_object()  # type: ignore[attr-defined]
+    session = current()
     if not isinstance(session, FlaskSession):
         raise RuntimeError("@locked needs sessionkit_flask.SessionKit(app) and a secret key")
-    if session._release is not None:
+    if session.holds_lock:
         return
-    if session._loader is None and session._ctx.digest is not None:
+    if session.loaded and not session.new:
         raise RuntimeError(
             "the session was read before @locked took the lock, so it may be stale; put "
             "@locked above @login_required and do not read the session in before_request "
             "hooks of locked views"
         )
-    lock = session._engine.lock(session, ttl=ttl, wait=wait)
-    lock.__enter__()
-    session._release = functools.partial(lock.__exit__, None, None, None)
-    HELD.set(session)
+    lock = session.engine.lock(session, ttl=ttl, wait=wait)
+    try:
+        lock.__enter__()
+    except StoreUnavailable as exc:
+        session.mark_store_down(exc)  # later reads in this request answer empty, not raise
+        raise
+    session.hold_lock(functools.partial(lock.__exit__, None, None, None))

@@ -6,7 +6,10 @@
   would outlive the absolute timeout and survive "log out everywhere", the session itself
   lives longer: a persistent cookie and an idle timeout of ``REMEMBER_COOKIE_DURATION``
   (or ``duration=``), still capped by the absolute timeout.
-- ``logout_user``: the session is invalidated server-side; the captured cookie is dead.
+- ``logout_user``: as in stock Flask-Login, only Flask-Login's own keys go (it removes
+  them itself); the rest of the session stays, under a new ID, unbound from the user, and
+  the old ID dies in the store. ``SESSIONKIT_LOGOUT = "invalidate"`` discards the whole
+  session instead.
 - A user restored from an existing Flask-Login remember cookie is a login too.
 """
 
@@ -16,9 +19,9 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from flask import current_app
-from flask import session as flask_session
 
-from sessionkit_flask.interface import FlaskSession
+from sessionkit_flask import settings
+from sessionkit_flask.interface import current
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -39,13 +42,8 @@ def connect(app: Flask) -> bool:
     return True
 
 
-def _current() -> FlaskSession | None:
-    session = flask_session._get_current_object()  # type: ignore[attr-defined]
-    return session if isinstance(session, FlaskSession) else None
-
-
 def _logged_in(app: Flask, user: Any = None, **_: Any) -> None:
-    session = _current()
+    session = current()
     if session is None or user is None:
         return
     manager = getattr(app, "login_manager", None)
@@ -60,8 +58,15 @@ def _logged_in(app: Flask, user: Any = None, **_: Any) -> None:
 
 
 def _logged_out(app: Flask, user: Any = None, **_: Any) -> None:
-    session = _current()
+    session = current()
     if session is None:
+        return
+    if settings.logout_mode(app.config) == "rotate":
+        # Flask-Login has removed its keys; the rest stays, under a new ID (the old one is
+        # deleted when the session is saved), bound to nobody.
+        session.bind_user(None)
+        if session.expiry_choice is not None:
+            session.set_expiry(None)  # "remember me" ends with the login (permanent stays)
         return
     # Flask-Login asks, through the session, that its remember cookie be cleared after
     # the view; keep that request across the invalidation.

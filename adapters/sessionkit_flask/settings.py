@@ -9,17 +9,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Mapping
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from sessionkit import ConfigError, SessionConfig
+from sessionkit.config import timeouts_for_age
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 PREFIX = "SESSIONKIT_"
 
-#: Flask's own settings that shape the engine. ``PERMANENT_SESSION_LIFETIME`` is not here:
-#: it is applied per session (``session.permanent``), not per engine.
+#: The adapter's own settings, which are not ``SessionConfig`` fields.
+LOGOUT = PREFIX + "LOGOUT"
+ADAPTER_KEYS = frozenset({LOGOUT})
+LOGOUT_MODES = ("rotate", "invalidate")
+
+#: Flask's own settings that shape the engine. ``PERMANENT_SESSION_LIFETIME`` is the idle
+#: timeout of each permanent session (``session.permanent``), and the engine's absolute
+#: timeout is never shorter than it.
 FLASK_KEYS = (
-    "SECRET_KEY",
-    "SECRET_KEY_FALLBACKS",
+    "PERMANENT_SESSION_LIFETIME",
     "SESSION_COOKIE_NAME",
     "SESSION_COOKIE_DOMAIN",
     "SESSION_COOKIE_PATH",
@@ -58,39 +68,61 @@ def freeze(value: Any) -> Hashable:
     return value  # type: ignore[no-any-return]
 
 
-def has_secret(config: Mapping[str, Any]) -> bool:
+def secret_keys(app: Flask) -> list[str | bytes]:
+    """The app's keys, newest first, read where Flask reads them: ``app.secret_key`` (so an
+    app class with a ``secret_key`` attribute works), then ``SECRET_KEY_FALLBACKS``."""
+    key = app.secret_key
+    if not key:
+        return []
+    return [key, *(app.config.get("SECRET_KEY_FALLBACKS") or ())]
+
+
+def has_secret(config: Mapping[str, Any], keys: list[str | bytes]) -> bool:
     """Whether sessions can work at all; without a key Flask serves its null session."""
-    return bool(config.get("SECRET_KEY") or config.get(PREFIX + "SECRET_KEY"))
+    return bool(keys or config.get(PREFIX + "SECRET_KEY"))
 
 
-def session_config(config: Mapping[str, Any]) -> SessionConfig:
+def session_config(config: Mapping[str, Any], keys: list[str | bytes]) -> SessionConfig:
     """The ``SessionConfig`` for an app's current config.
 
     ``SESSIONKIT_*`` keys win; everything else follows Flask's meaning:
     ``SECRET_KEY`` signs (newest) and ``SECRET_KEY_FALLBACKS`` still verify; the cookie
     attributes come from ``SESSION_COOKIE_*`` (path falling back to ``APPLICATION_ROOT``);
     cookies are browser-session cookies unless the session is permanent, as in Flask.
-    Two deliberate differences: Flask's ``SESSION_COOKIE_SAMESITE = None`` (its default)
-    still gives ``SameSite=Lax`` (set ``SESSIONKIT_COOKIE_SAMESITE = None`` to omit it), and
-    ``SESSION_REFRESH_EACH_REQUEST`` slides the expiry at most once per ``touch_interval``
-    (default 60 s; set ``SESSIONKIT_TOUCH_INTERVAL = 0`` for every request).
+    ``SESSION_REFRESH_EACH_REQUEST`` re-sends a permanent session's cookie on every request
+    and slides the stored expiry at most once per ``touch_interval`` (default 60 s; set
+    ``SESSIONKIT_TOUCH_INTERVAL = 0`` for every request). A cookie that fails verification
+    is left alone, as Flask does, so a key rotation rolled out worker by worker logs nobody
+    out.
     """
-    own = {key[len(PREFIX) :]: value for key, value in config.items() if key.startswith(PREFIX)}
+    logout_mode(config)
+    own = {
+        key[len(PREFIX) :]: value
+        for key, value in config.items()
+        if key.startswith(PREFIX) and key not in ADAPTER_KEYS
+    }
     present = {key.lower() for key in own}
+    refresh = bool(config.get("SESSION_REFRESH_EACH_REQUEST", True))
     derived: dict[str, Any] = {
         "cookie_name": config.get("SESSION_COOKIE_NAME") or "session",
-        "cookie_domain": config.get("SESSION_COOKIE_DOMAIN") or None,
+        "cookie_domain": cookie_domain(config.get("SESSION_COOKIE_DOMAIN")),
         "cookie_path": config.get("SESSION_COOKIE_PATH") or config.get("APPLICATION_ROOT") or "/",
         "cookie_httponly": bool(config.get("SESSION_COOKIE_HTTPONLY", True)),
         "cookie_secure": bool(config.get("SESSION_COOKIE_SECURE", False)),
-        "cookie_samesite": config.get("SESSION_COOKIE_SAMESITE") or "lax",
+        "cookie_samesite": config.get("SESSION_COOKIE_SAMESITE"),
         "cookie_partitioned": bool(config.get("SESSION_COOKIE_PARTITIONED", False)),
+        "cookie_expires": True,
         "browser_session": True,
+        "refresh_each_request": refresh,
+        "clear_unverified_cookie": False,
     }
-    if config.get("SECRET_KEY"):
-        fallbacks = config.get("SECRET_KEY_FALLBACKS") or ()
-        derived["secret_key"] = [config["SECRET_KEY"], *fallbacks]
-    if not config.get("SESSION_REFRESH_EACH_REQUEST", True):
+    lifetime = config.get("PERMANENT_SESSION_LIFETIME")
+    if lifetime is not None:
+        seconds = lifetime.total_seconds() if isinstance(lifetime, timedelta) else lifetime
+        derived["absolute_timeout"] = timeouts_for_age(seconds)["absolute_timeout"]
+    if keys:
+        derived["secret_key"] = keys
+    if not refresh:
         derived["touch_interval"] = math.inf  # Flask: expiry counts from the last change
     overrides = {key: value for key, value in derived.items() if key not in present}
     try:
@@ -102,6 +134,24 @@ def session_config(config: Mapping[str, Any]) -> SessionConfig:
             problem = exc.problem.replace("did you mean '", "did you mean '" + PREFIX)
             raise ConfigError(source, problem) from None
         raise
+
+
+def cookie_domain(value: str | None) -> str | None:
+    """``SESSION_COOKIE_DOMAIN`` as Werkzeug writes it: no port, no leading dot (browsers
+    ignore it, RFC 6265; Werkzeug's test client then matches subdomains as browsers do)."""
+    if not value:
+        return None
+    return value.partition(":")[0].lstrip(".").encode("idna").decode("ascii") or None
+
+
+def logout_mode(config: Mapping[str, Any]) -> str:
+    """``SESSIONKIT_LOGOUT``: what ``logout_user()`` does to the rest of the session.
+    ``"rotate"`` (default, stock Flask-Login): other keys stay, under a new ID; the old ID
+    dies. ``"invalidate"``: the whole session is discarded."""
+    mode = config.get(LOGOUT, "rotate")
+    if mode not in LOGOUT_MODES:
+        raise ConfigError(LOGOUT, f"{mode!r}: use 'rotate' or 'invalidate'")
+    return str(mode)
 
 
 def _flask_name(setting: str) -> str:

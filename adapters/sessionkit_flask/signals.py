@@ -16,7 +16,8 @@ import weakref
 from typing import Any, Protocol
 
 from blinker import Namespace, Signal
-from flask import current_app, has_app_context
+from flask import has_app_context
+from flask.globals import app_ctx
 
 from sessionkit import Event, EventKind
 
@@ -60,7 +61,7 @@ def watch(extension: _Bridged) -> None:
 
 def forward(event: Event) -> None:
     """An engine subscriber: send ``event`` on its signal, with the current app as sender."""
-    sender = current_app._get_current_object() if has_app_context() else None  # type: ignore[attr-defined]
+    sender = app_ctx.app if has_app_context() else None
     SIGNALS[event.kind].send(sender, event=event)
 
 

@@ -43,6 +43,9 @@ def create_app() -> Flask:
         SESSIONKIT_IDLE_TIMEOUT=config.IDLE_TIMEOUT,
         SESSIONKIT_ABSOLUTE_TIMEOUT=config.ABSOLUTE_TIMEOUT,
         SESSIONKIT_BROWSER_SESSION=False,  # persistent cookies, as in the other two apps
+        # One sign-in for three apps: logout ends the shared session, the shop's keys too
+        # (stock Flask-Login would remove only its own keys).
+        SESSIONKIT_LOGOUT="invalidate",
     )
     kit = SessionKit(app)
     kit.events.subscribe(activity.record)
@@ -88,7 +91,7 @@ def create_app() -> Flask:
 
     @app.post("/logout")
     def logout() -> ResponseReturnValue:
-        logout_user()  # sessionkit invalidates the shared session: all three apps
+        logout_user()  # SESSIONKIT_LOGOUT="invalidate": the shared session, all three apps
         flash("Signed out of all three apps in this browser.", "info")
         return redirect("/")
 

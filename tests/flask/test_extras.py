@@ -22,7 +22,7 @@ from sessionkit.testing import FakeClock
 from tests import servers
 from tests.conftest import store_url
 from tests.flask.conftest import AppFactory, new_key
-from tests.flask.helpers import cookie_value, replay
+from tests.flask.helpers import cookie_value, replay, set_cookies
 
 
 # -- signals ---------------------------------------------------------------------------------
@@ -200,3 +200,36 @@ def test_flask_sessionkit_cli(
     assert clients[0].get("/whoami").status_code == 401
     gc = runner.invoke(args=["sessionkit", "gc", "--quiet"])
     assert gc.exit_code == 0, gc.output
+
+
+@pytest.mark.parametrize("testing", [True, False])
+def test_store_down_with_flask_login_is_a_503_not_a_500(
+    make_app: AppFactory, own_redis: servers.Server, testing: bool
+) -> None:
+    """Flask-Login's after-request hook reads the session again after the view's
+    ``StoreUnavailable`` became a 503. That read must not raise a second time (a 500, or
+    under TESTING an exception out of the test client): once the request has met the
+    outage, the session answers empty and the response is the store-down 503."""
+    app = make_app(f"redis://127.0.0.1:{own_redis.port}/0", TESTING=testing)
+    client = app.test_client()
+    client.get("/login/alice")
+    own_redis.stop()
+    in_view = client.get("/whoami")  # login_required loads the session in the view
+    after_view = client.get("/none")  # only Flask-Login's after-request hook reads it
+    for response in (in_view, after_view):
+        assert response.status_code == 503
+        assert "session store cannot be reached" in response.text
+        assert response.headers["Retry-After"] and response.headers["Cache-Control"] == "no-store"
+        assert set_cookies(response) == []
+    own_redis.start()
+
+
+def test_store_down_in_a_locked_view_is_a_503(
+    make_app: AppFactory, own_redis: servers.Server
+) -> None:
+    app = make_app(f"redis://127.0.0.1:{own_redis.port}/0")
+    client = app.test_client()
+    client.get("/locked-incr")
+    own_redis.stop()
+    assert client.get("/locked-incr").status_code == 503  # the lock fails, then the hook reads
+    own_redis.start()

@@ -8,6 +8,7 @@ import pytest
 from flask_login.utils import encode_cookie
 from sessionkit_flask import SessionKit
 
+from sessionkit import ConfigError
 from sessionkit.testing import FakeClock
 from tests.flask.conftest import AppFactory
 from tests.flask.helpers import cookie_value, replay, set_cookies, the_cookie
@@ -150,3 +151,37 @@ def test_timeouts_log_out(make_app: AppFactory, store: str, kind: str) -> None:
             client.get("/whoami")
         clock.advance(1)
     assert client.get("/whoami").status_code == 401
+
+
+def test_logout_keeps_the_rest_of_the_session_as_stock_flask_login(
+    make_app: AppFactory, server_store: str
+) -> None:
+    """Stock ``logout_user()`` removes only Flask-Login's keys. The rest survives, under a
+    new ID; the old ID dies, and the session is no longer the user's."""
+    app = make_app(server_store)
+    client = app.test_client()
+    client.get("/login/alice")
+    client.get("/set/cart/apple")
+    captured = cookie_value(client)
+    response = client.get("/logout")
+    assert the_cookie(response)["value"] not in ("", captured)
+    assert client.get("/whoami").status_code == 401
+    assert client.get("/get/cart").text == "apple"
+    thief = replay(app, captured)  # type: ignore[arg-type]
+    assert thief.get("/get/cart").text == "None"
+    assert thief.get("/whoami").status_code == 401
+    assert SessionKit.engine(app).store.user_sessions("alice") == []
+
+
+def test_logout_can_discard_the_whole_session(make_app: AppFactory, store: str) -> None:
+    app = make_app(store, SESSIONKIT_LOGOUT="invalidate")
+    client = app.test_client()
+    client.get("/login/alice")
+    client.get("/set/cart/apple")
+    assert the_cookie(client.get("/logout"))["max-age"] == "0"
+    assert client.get("/get/cart").text == "None"
+
+
+def test_logout_mode_is_checked_at_start_up(make_app: AppFactory) -> None:
+    with pytest.raises(ConfigError, match="SESSIONKIT_LOGOUT"):
+        make_app(SESSIONKIT_LOGOUT="wipe")

@@ -7,10 +7,11 @@ import logging
 import flask
 import pytest
 from flask.sessions import NullSession, SessionMixin
-from sessionkit_flask import FlaskSession
+from flask.testing import FlaskClient
+from sessionkit_flask import FlaskSession, SessionKit
 
 from sessionkit import Session
-from tests.flask.conftest import AppFactory
+from tests.flask.conftest import AppFactory, new_key
 from tests.flask.helpers import cookie_value, replay, set_cookies, the_cookie, vary
 
 
@@ -105,23 +106,56 @@ def test_flash_messages_live_one_request(make_app: AppFactory, store: str) -> No
 
 
 def test_session_transaction_works(make_app: AppFactory, store: str) -> None:
-    """``session_transaction`` must present the client's User-Agent (``environ_base``):
-    sessions are bound to it, and a session made for another agent is refused."""
+    """``session_transaction`` prepares the session the client's own requests see, as with
+    Flask's sessions, although sessions are bound to the client's User-Agent."""
     client = make_app(store).test_client()
-    with client.session_transaction(environ_base=client.environ_base) as session:
+    with client.session_transaction() as session:
         session["n"] = 41
     assert client.get("/incr").json["n"] == 42  # type: ignore[index]
-    with client.session_transaction(environ_base=client.environ_base) as session:
+    with client.session_transaction() as session:
         assert session["n"] == 42
+    with client.session_transaction(environ_base=client.environ_base) as session:
+        assert session["n"] == 42  # passing it explicitly, as the docs used to say, works
 
 
-def test_session_transaction_without_user_agent_is_refused(
+def test_session_transaction_keeps_an_apps_own_client_class() -> None:
+    class Client(FlaskClient):
+        pass
+
+    app = flask.Flask(__name__)
+    app.config["SECRET_KEY"] = new_key()
+    app.test_client_class = Client
+    SessionKit(app, clock=None)
+
+    @app.get("/n")
+    def read() -> str:
+        return str(flask.session.get("n"))
+
+    client = app.test_client()
+    assert isinstance(client, Client)
+    with client.session_transaction() as session:
+        session["n"] = 1
+    assert client.get("/n").text == "1"
+
+
+def test_session_transaction_of_a_client_class_set_after_sessionkit(
     make_app: AppFactory, store: str
 ) -> None:
-    client = make_app(store).test_client()
-    with client.session_transaction() as session:  # no User-Agent: another "browser"
-        session["n"] = 41
-    assert client.get("/incr").json["n"] == 1  # type: ignore[index]
+    """Flask-Login's ``FlaskLoginClient`` pattern: the app's client class is set after
+    ``SessionKit(app)`` and prepares the session in its ``__init__``."""
+
+    class LoginClient(FlaskClient):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            user = kwargs.pop("user", None)
+            super().__init__(*args, **kwargs)
+            with self.session_transaction() as session:
+                session["_user_id"] = user
+                session["_fresh"] = True
+
+    app = make_app(store)
+    app.test_client_class = LoginClient
+    client = app.test_client(user="alice")
+    assert client.get("/whoami").text == "alice"
 
 
 def test_failing_view_saves_nothing(make_app: AppFactory, store: str) -> None:
