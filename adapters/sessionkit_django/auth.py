@@ -24,12 +24,12 @@ from django.http import HttpRequest
 
 from sessionkit import SessionInfo
 from sessionkit_django.conf import engines, user_key_getter
-from sessionkit_django.engine import SessionStore
+from sessionkit_django.engine import SessionStoreBase
 
 
-def _store_of(request: HttpRequest | None) -> SessionStore | None:
+def _store_of(request: HttpRequest | None) -> SessionStoreBase | None:
     session = getattr(request, "session", None)
-    return session if isinstance(session, SessionStore) else None
+    return session if isinstance(session, SessionStoreBase) else None
 
 
 def _user_key(user: Any) -> str:

@@ -53,6 +53,7 @@ class Engines(NamedTuple):
 
 
 _engines: Engines | None = None
+_retired: Engines | None = None  # the engines a settings change replaced (their store)
 _mutex = threading.Lock()
 
 
@@ -144,9 +145,20 @@ def engines() -> Engines:
         return current
     with _mutex:
         if _engines is None:
-            _install(_build(build_config()))
+            _install(_build(build_config(), store=_kept_store()))
         assert _engines is not None
         return _engines
+
+
+def _kept_store() -> Any:
+    """The store of the engines a settings change retired, when ``STORE`` names the same
+    one: changing a cookie setting (``override_settings`` in a test, say) must not drop a
+    ``memory://`` store's sessions nor open new connections."""
+    if _retired is None:
+        return None
+    previous = _retired.request.config.store
+    configured = build_config().store
+    return _retired.request.store if previous == configured else None
 
 
 def get_engine() -> SessionEngine:
@@ -154,8 +166,10 @@ def get_engine() -> SessionEngine:
     return engines().request
 
 
-def _build(config: SessionConfig, engine: SessionEngine | None = None) -> Engines:
-    request = engine if engine is not None else SessionEngine(config)
+def _build(
+    config: SessionConfig, engine: SessionEngine | None = None, store: Any = None
+) -> Engines:
+    request = engine if engine is not None else SessionEngine(config, store=store)
     standalone_config = request.config.replace(
         fingerprint_user_agent=False, fingerprint_ip=False, store=request.store
     )
@@ -190,7 +204,10 @@ def use_engine(engine: SessionEngine) -> Iterator[SessionEngine]:
 
 def reset() -> None:
     """Forget the engines; the next use rebuilds them from the current settings."""
+    global _retired
     with _mutex:
+        if _engines is not None:
+            _retired = _engines
         _install(None)
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.upstream.deselect import ENV as DESELECT_ENV
 from tests.upstream.exclusions import excluded
 from tests.upstream.fetch import ROOT
 from tests.upstream.outcome import Outcome, from_junit
@@ -23,16 +25,17 @@ def run_pytest(
     timeout: float = 600,
 ) -> Outcome:
     """``python -m pytest ARGS`` in ``tree`` (so the framework's own pytest config applies),
-    with this repository and ``adapters/`` importable and every exclusion deselected."""
+    with this repository and ``adapters/`` importable and every exclusion deselected (by its
+    exact node id: ``tests.upstream.deselect``)."""
     skip = excluded(framework, store)
     run_env = {**os.environ, **(env or {})}
     run_env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "adapters")])
     run_env.pop("PYTEST_XDIST_WORKER", None)
     run_env.pop("PYTEST_ADDOPTS", None)
+    run_env[DESELECT_ENV] = json.dumps([exclusion.test for exclusion in skip])
     command = [sys.executable, "-m", "pytest", *args, "-q", "-p", "no:cacheprovider",
-               "-p", "no:randomly", f"--junitxml={junit}", "-o", "junit_family=xunit1"]
-    for exclusion in skip:
-        command += ["--deselect", exclusion.test]
+               "-p", "no:randomly", "-p", "tests.upstream.deselect", f"--junitxml={junit}",
+               "-o", "junit_family=xunit1"]
     proc = subprocess.run(command, cwd=tree, env=run_env, capture_output=True, text=True,
                           timeout=timeout, check=False)
     if not junit.exists():
