@@ -470,7 +470,7 @@ class SessionStore(SessionStoreBase):
         self._core.modified = True
         self._settled(await self._engine.asave(self._core), SessionInterrupted)
 
-    def _forget(self) -> None:
+    def _forget_key(self) -> None:
         self._set_session_key(None)
         self._fetched = True
         self.accessed = self.modified = True
@@ -478,11 +478,11 @@ class SessionStore(SessionStoreBase):
     def flush(self) -> None:
         """Logout: the data goes, the record is deleted server-side, the key is forgotten."""
         self.delete()
-        self._forget()
+        self._forget_key()
 
     async def aflush(self) -> None:
         await self.adelete()
-        self._forget()
+        self._forget_key()
 
 
 class RequestSessionStore(SessionStoreBase):

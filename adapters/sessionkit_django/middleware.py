@@ -143,7 +143,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
                 (await session._adata()).accessed = True
             plan = session._engine.commit(session.core, response.status_code)
             ok = await session._engine.arun(plan)
-            self._finish(session, plan, ok, response)
+            self._respond(session, plan, ok, response)
             return response
         finally:
             await _release_async(store)
@@ -161,7 +161,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
             session._data().accessed = True
         engine = session._engine
         plan = engine.commit(session.core, response.status_code)
-        self._finish(session, plan, engine.run(plan), response)
+        self._respond(session, plan, engine.run(plan), response)
         return response
 
     @staticmethod
@@ -172,7 +172,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
         return store
 
     @staticmethod
-    def _finish(
+    def _respond(
         session: RequestSessionStore, plan: CommitPlan, ok: bool, response: HttpResponseBase
     ) -> None:
         if not ok and plan.write is not None:

@@ -1,0 +1,164 @@
+"""What Django's own session suite and the ecosystem's tests rely on (issue 12): each test
+here failed before the fix it names."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.sessions.backends.base import UpdateError
+from django.contrib.sessions.exceptions import SessionInterrupted
+from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
+from django.http import HttpResponse
+from django.test import RequestFactory, override_settings
+from sessionkit_django import conf
+from sessionkit_django.engine import SessionStore
+from sessionkit_django.middleware import SessionMiddleware
+
+from sessionkit import SessionEngine
+
+SERVER_SIDE = ["memory", "file", "sqlite", "redis"]
+MIDDLEWARES = [SessionMiddleware, DjangoSessionMiddleware]
+factory = RequestFactory()
+
+
+@pytest.mark.parametrize("kind", SERVER_SIDE)
+def test_a_save_after_a_logout_elsewhere_raises_and_leaves_nothing(make_sk, kind: str) -> None:
+    make_sk(kind)
+    s1 = SessionStore()
+    s1["data"] = "value1"
+    s1.save(must_create=True)
+    SessionStore(s1.session_key).delete()  # logout in another context
+    s1["data"] = "value2"
+    with pytest.raises(UpdateError):
+        s1.save()
+    assert s1.load() == {}  # what the store holds, not the dict in memory
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("aclosing")
+@pytest.mark.parametrize("kind", SERVER_SIDE)
+async def test_an_asave_after_a_logout_elsewhere_raises_and_leaves_nothing(
+    make_sk, kind: str
+) -> None:
+    make_sk(kind)
+    s1 = SessionStore()
+    await s1.aset("data", "value1")
+    await s1.asave(must_create=True)
+    await SessionStore(s1.session_key).adelete()
+    await s1.aset("data", "value2")
+    with pytest.raises(UpdateError):
+        await s1.asave()
+    assert await s1.aload() == {}
+
+
+def test_load_returns_what_the_store_holds(sk: SessionEngine) -> None:
+    session = SessionStore()
+    session["a"] = 1
+    session.save()
+    session["a"] = 2
+    assert session.load() == {"a": 1}
+    assert session["a"] == 2
+
+
+@pytest.mark.parametrize("middleware", MIDDLEWARES)
+def test_no_save_on_5xx_as_load_shows(sk: SessionEngine, middleware: type) -> None:
+    def view(request):
+        request.session["hello"] = "world"
+        return HttpResponse(status=503)
+
+    request = factory.get("/")
+    middleware(view)(request)
+    assert request.session.load() == {}
+
+
+def test_browser_close_follows_set_expiry_and_the_current_settings(sk: SessionEngine) -> None:
+    session = SessionStore()
+    session.set_expiry(0)
+    assert session.get_expire_at_browser_close() is True
+    session.set_expiry(None)
+    assert session.get_expire_at_browser_close() is False
+    with override_settings(SESSION_EXPIRE_AT_BROWSER_CLOSE=True):
+        assert session.get_expire_at_browser_close() is True  # read when asked, as Django
+
+
+def test_any_key_of_8_characters_is_accepted_and_never_looked_up(make_sk) -> None:
+    engine = make_sk("memory")
+    looked: list[str] = []
+    original = engine.store.load
+    engine.store.load = lambda d: looked.append(d) or original(d)  # type: ignore[method-assign]
+    session = SessionStore()
+    session._session_key = "12345678"
+    assert session.session_key == "12345678"
+    session._session_key = "1234567"
+    assert session.session_key is None
+    assert SessionStore("someunknownkey").load() == {} and looked == []
+
+
+@override_settings(USE_TZ=False)
+def test_expiry_dates_are_naive_without_use_tz(sk: SessionEngine) -> None:
+    from django.utils import timezone
+
+    modification = timezone.now()
+    session = SessionStore()
+    session.set_expiry(10)
+    assert session.get_expiry_date(modification=modification) == modification + timedelta(
+        seconds=10
+    )
+    assert timezone.is_naive(session.get_expiry_date())
+
+
+def test_a_settings_change_keeps_the_store() -> None:
+    conf.reset()
+    session = SessionStore()
+    session["a"] = 1
+    session.save()
+    with override_settings(SESSION_COOKIE_SECURE=True):  # rebuilds the engines
+        assert SessionStore(session.session_key).get("a") == 1
+
+
+@pytest.mark.parametrize("kind", ["memory", "cookie"])
+def test_process_request_and_response_by_hand_with_request_cookies(make_sk, kind: str) -> None:
+    """The MiddlewareMixin steps tests call by hand, and ``request.COOKIES`` set by a test
+    (what Django's own middleware reads)."""
+    make_sk(kind)
+    middleware = SessionMiddleware(lambda request: HttpResponse())
+    request = factory.get("/")
+    middleware.process_request(request)
+    request.session["a"] = 1
+    response = middleware.process_response(request, HttpResponse())
+    key = response.cookies["sessionid"].value
+    assert key == request.session.session_key and response["Vary"] == "Cookie"
+    assert response.cookies["sessionid"]["expires"]  # as Django's set_cookie sets it
+    later = factory.get("/")
+    later.COOKIES["sessionid"] = key
+    middleware.process_request(later)
+    assert later.session["a"] == 1
+
+
+@pytest.mark.parametrize("middleware", MIDDLEWARES)
+def test_a_deleted_cookie_is_spelled_as_django_spells_it(sk: SessionEngine, middleware) -> None:
+    def view(request):
+        request.session.flush()
+        return HttpResponse()
+
+    request = factory.get("/")
+    request.COOKIES["sessionid"] = "abc"
+    response = middleware(view)(request)
+    assert str(response.cookies["sessionid"]) == (
+        'Set-Cookie: sessionid=""; expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/; '
+        "SameSite=Lax"
+    )
+
+
+def test_another_session_object_on_the_request_gets_djangos_handling(make_sk) -> None:
+    make_sk("memory")
+
+    def view(request):
+        request.session = SessionStore()
+        request.session.save(must_create=True)
+        request.session.delete()
+        return HttpResponse()
+
+    with pytest.raises(SessionInterrupted):
+        SessionMiddleware(view)(factory.get("/"))
