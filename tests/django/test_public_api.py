@@ -33,8 +33,8 @@ def core_private_names() -> set[str]:
     engine = SessionEngine(SessionConfig(secret_key=KEY, store="memory://"))
     session = engine.open(None)
     names: set[str] = set()
-    for thing in (Session, SessionEngine, CommitPlan, core_engine._Context, RecordMeta, Store,
-                  Keyring, engine, session, session._ctx, engine.store, engine.keyring):  # fmt: skip
+    classes = (Session, SessionEngine, CommitPlan, core_engine._Context, RecordMeta, Store, Keyring)
+    for thing in (*classes, engine, session, session._ctx, engine.store, engine.keyring):
         names.update(n for n in dir(thing) if _private(n))
         names.update(n for n in getattr(thing, "__dict__", {}) if _private(n))
     return names
