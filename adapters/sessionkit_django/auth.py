@@ -39,7 +39,9 @@ def _user_key(user: Any) -> str:
 def bind_on_login(sender: Any, request: HttpRequest | None, user: Any, **_: Any) -> None:
     store = _store_of(request)
     if store is not None and user is not None and user.pk is not None:
-        store.bind_user(_user_key(user))
+        # login() rotated the ID already (cycle_key, or flush for another user), or kept it on
+        # purpose for the same user logging in again, as Django does
+        store.bind_user(_user_key(user), regenerate=False)
 
 
 def invalidate_on_logout(sender: Any, request: HttpRequest | None, **_: Any) -> None:

@@ -15,11 +15,12 @@ Two classes share the dict API, the expiry getters and the key handling
   stores a record, ``save()`` raises ``UpdateError`` if the record vanished (a concurrent
   logout is never undone), ``cycle_key()`` rotates atomically, ``flush()`` deletes.
 - ``RequestSessionStore``: built by ``sessionkit_django.middleware.SessionMiddleware``
-  around the core ``Session`` of the request. Data, rotation (``cycle_key``), logout
-  (``flush``) and expiry go to that session, and the middleware commits it once through the
-  engine: key-level merge, atomic rotation, no resurrection, cookie and cache headers all
-  decided by the core. ``save()`` therefore waits for the end of the request, and a rotated
-  ``session_key`` is known once the response is committed.
+  around the core ``Session`` of the request. What the view changes goes to that session,
+  and the middleware commits it after the view through the engine: key-level merge, no
+  resurrection, logout (``flush``), cookie and cache headers all decided by the core. What
+  the view explicitly asks for (``save()``, ``create()``, ``cycle_key()``) happens right
+  away, as Django's contract says, so ``session_key`` is always the key the client will
+  get; the response then carries that cookie.
 """
 
 from __future__ import annotations
@@ -272,9 +273,15 @@ class SessionStoreBase(SessionBase):
         """The store key of the current record (``None`` before one exists)."""
         return self._engine.digest_of(self._core)
 
-    async def abind_user(self, user_id: object) -> None:
+    def bind_user(self, user_id: object, *, regenerate: bool = False) -> None:
+        raise NotImplementedError
+
+    async def abind_user(self, user_id: object, *, regenerate: bool | None = None) -> None:
         await self._aget_session()
-        self.bind_user(user_id)
+        if regenerate is None:
+            self.bind_user(user_id)
+        else:
+            self.bind_user(user_id, regenerate=regenerate)
 
     # -- expiry ----------------------------------------------------------------------------
     def set_expiry(self, value: Any) -> None:
@@ -374,45 +381,14 @@ class SessionStoreBase(SessionBase):
         if doomed is not None:
             await self._engine.store.adelete(doomed)
 
-    @classmethod
-    def clear_expired(cls) -> None:
-        """Sweep expired records (``manage.py clearsessions``); stores that expire records
-        themselves (Redis, memcached, cookies) have nothing to do."""
-        store = engines().request.store
-        if store.supports_sweep:
-            store.delete_expired()
-
-    @classmethod
-    async def aclear_expired(cls) -> None:
-        from asgiref.sync import sync_to_async
-
-        await sync_to_async(cls.clear_expired, thread_sensitive=False)()
-
-
-class SessionStore(SessionStoreBase):
-    """Django's session backend contract, sync and async, on a sessionkit engine: every
-    write happens when it is called, through ``SessionEngine.save``."""
-
-    def __init__(self, session_key: str | None = None) -> None:
-        self._modified = False
-        super().__init__(session_key)
-
-    @property
-    def _engine(self) -> SessionEngine:
-        return engines().standalone  # read per call: settings may change (override_settings)
-
-    def bind_user(self, user_id: object) -> None:
-        """Put this session in ``user_id``'s index; rotation stays ``cycle_key``'s job."""
-        self._session.bind_user(user_id, regenerate=False)
-        self.modified = True
-
     # -- writing: each decision is the core's (SessionEngine.save) -------------------------
     def _for_create(self) -> Session:
         """``create()`` stores the data in hand under a new key; it never loads a pending
         record (Django's ``no_load``), and a stored one moves to the new key."""
         core = self._core
         if not self._fetched and not core.loaded:
-            core = self._core = self._engine.open(None)
+            engine = self._engine
+            core = self._core = engine.open(None, engine.client_of(core))
             self._fetched = True
         elif not core.new:
             core.regenerate()
@@ -470,6 +446,38 @@ class SessionStore(SessionStoreBase):
         self._core.modified = True
         self._settled(await self._engine.asave(self._core), SessionInterrupted)
 
+    @classmethod
+    def clear_expired(cls) -> None:
+        """Sweep expired records (``manage.py clearsessions``); stores that expire records
+        themselves (Redis, memcached, cookies) have nothing to do."""
+        store = engines().request.store
+        if store.supports_sweep:
+            store.delete_expired()
+
+    @classmethod
+    async def aclear_expired(cls) -> None:
+        from asgiref.sync import sync_to_async
+
+        await sync_to_async(cls.clear_expired, thread_sensitive=False)()
+
+
+class SessionStore(SessionStoreBase):
+    """Django's session backend contract, sync and async, on a sessionkit engine: every
+    write happens when it is called, through ``SessionEngine.save``."""
+
+    def __init__(self, session_key: str | None = None) -> None:
+        self._modified = False
+        super().__init__(session_key)
+
+    @property
+    def _engine(self) -> SessionEngine:
+        return engines().standalone  # read per call: settings may change (override_settings)
+
+    def bind_user(self, user_id: object, *, regenerate: bool = False) -> None:
+        """Put this session in ``user_id``'s index; rotation stays ``cycle_key``'s job."""
+        self._session.bind_user(user_id, regenerate=regenerate)
+        self.modified = True
+
     def _forget_key(self) -> None:
         self._set_session_key(None)
         self._fetched = True
@@ -496,6 +504,9 @@ class RequestSessionStore(SessionStoreBase):
         self._key = engine.cookie_of(core) if not core.loaded else None
         self._fetched = core.loaded
         self.serializer = JSONSerializer
+        #: The Set-Cookie of a save the view asked for (``save()``, ``create()``,
+        #: ``cycle_key()``), sent with the response unless its own commit sends another.
+        self.unsent_cookie: str | None = None
 
     @property
     def _engine(self) -> SessionEngine:
@@ -521,42 +532,23 @@ class RequestSessionStore(SessionStoreBase):
         if value and not core.modified:
             core.modified = True  # an explicit "save this" with nothing else changed
 
-    def bind_user(self, user_id: object) -> None:
-        """Put this session in ``user_id``'s index and rotate its ID (binding is a login)."""
-        self._session.bind_user(user_id)
+    def bind_user(self, user_id: object, *, regenerate: bool = True) -> None:
+        """Put this session in ``user_id``'s index and, by default, rotate its ID at the
+        end of the request (binding is a login)."""
+        self._session.bind_user(user_id, regenerate=regenerate)
         self.modified = True
 
-    def create(self) -> None:
-        if self._key is not None:
-            self._session.regenerate()
-        self.modified = True
-
-    async def acreate(self) -> None:
-        if self._key is not None:
-            (await self._aget_session()).regenerate()
-        self.modified = True
-
-    def save(self, must_create: bool = False) -> None:
-        self.modified = True  # the middleware writes at the end of the request
-
-    async def asave(self, must_create: bool = False) -> None:
-        self.modified = True
-
-    def cycle_key(self) -> None:
-        self._session.regenerate()
-        self.modified = True
-
-    async def acycle_key(self) -> None:
-        (await self._aget_session()).regenerate()
-        self.modified = True
+    def _settled(self, plan: CommitPlan, error: type[Exception]) -> None:
+        super()._settled(plan, error)
+        self.unsent_cookie = plan.set_cookie
 
     def flush(self) -> None:
         """Logout: the data goes, the record is deleted when the request commits."""
         self._data().invalidate()
-        self._key = None
+        self._key = self.unsent_cookie = None
         self.accessed = self.modified = True
 
     async def aflush(self) -> None:
         (await self._adata()).invalidate()
-        self._key = None
+        self._key = self.unsent_cookie = None
         self.accessed = self.modified = True

@@ -177,6 +177,8 @@ class SessionMiddleware(DjangoSessionMiddleware):
     ) -> None:
         if not ok and plan.write is not None:
             raise SessionInterrupted(_INTERRUPTED)
+        if plan.set_cookie is None and session.unsent_cookie and response.status_code < 500:
+            plan.set_cookie = session.unsent_cookie  # the cookie of a save() in the view
         for name, value in plan.headers():
             if name == "Set-Cookie":
                 morsel = _SetCookie(value)

@@ -162,3 +162,49 @@ def test_another_session_object_on_the_request_gets_djangos_handling(make_sk) ->
 
     with pytest.raises(SessionInterrupted):
         SessionMiddleware(view)(factory.get("/"))
+
+
+@pytest.mark.parametrize("kind", ["memory", "cookie", "redis"])
+def test_session_key_in_the_view_is_the_cookie_the_client_gets(make_sk, kind: str) -> None:
+    """``save()`` in a view writes now, as Django's does, so code that reads
+    ``session_key`` afterwards (allauth's user sessions, carts) sees the real key."""
+    make_sk(kind)
+    seen: list[str | None] = []
+
+    def view(request):
+        request.session["a"] = 1
+        request.session.save()
+        seen.append(request.session.session_key)
+        return HttpResponse()
+
+    response = SessionMiddleware(view)(factory.get("/"))
+    sent = response.cookies["sessionid"].value
+    assert seen[0] and SessionStore(seen[0]).get("a") == 1 and SessionStore(sent).get("a") == 1
+    if kind != "cookie":  # a cookie:// key is the sealed data: re-sealed, it reads the same
+        assert sent == seen[0]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("kind", ["memory", "cookie"])
+def test_session_key_seen_at_login_is_the_one_the_client_keeps(make_sk, kind: str) -> None:
+    from django.contrib.auth.models import User
+    from django.contrib.auth.signals import user_logged_in
+    from django.test import Client
+
+    make_sk(kind)
+    User.objects.create_user("bob", password="pw-bob-1")
+    seen: list[str | None] = []
+
+    def record(sender, request, user, **kwargs):
+        seen.append(request.session.session_key)
+
+    user_logged_in.connect(record)
+    try:
+        client = Client()
+        client.get("/count/")
+        client.post("/login/", {"username": "bob", "password": "pw-bob-1"})
+    finally:
+        user_logged_in.disconnect(record)
+    if kind != "cookie":  # a cookie:// key is the sealed data, which the view then changes
+        assert seen == [client.cookies["sessionid"].value]
+    assert client.get("/whoami/").json() == {"user": "bob"}
