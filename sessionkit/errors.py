@@ -19,15 +19,26 @@ class ConfigError(SessionKitError, ValueError):
 class SessionTooLarge(SessionKitError):
     """The session would not fit in a cookie; nothing was sent."""
 
+    #: How the message names the store setting; ``suggest`` puts a framework's spelling.
+    STORE_SETTING = "store='redis://...', 'sqlite:///...', 'file:///...'"
+
     def __init__(self, size: int, limit: int) -> None:
         self.size = size
         self.limit = limit
-        super().__init__(
-            f"the session cookie would be {size} bytes, over the {limit}-byte limit "
+        super().__init__(self._message(self.STORE_SETTING))
+
+    def _message(self, store_setting: str) -> str:
+        return (
+            f"the session cookie would be {self.size} bytes, over the {self.limit}-byte limit "
             "(browsers drop cookies over 4096 bytes), so it was not sent. Store less in the "
-            "session, or use a "
-            "server-side store (store='redis://...', 'sqlite:///...', 'file:///...')."
+            f"session, or use a server-side store ({store_setting})."
         )
+
+    def suggest(self, store_setting: str) -> SessionTooLarge:
+        """This error, its message naming the store setting as an adapter's framework
+        spells it (e.g. ``SESSIONKIT = {"STORE": "redis://..."}``)."""
+        self.args = (self._message(store_setting),)
+        return self
 
 
 class SessionDataError(SessionKitError, TypeError):

@@ -4,6 +4,9 @@
 - ``sessionkit.E002`` a ``__Host-`` cookie name with Secure off, a Domain, or a Path other
   than ``/`` (browsers reject such cookies)
 - ``sessionkit.E003`` both Django's and sessionkit's session middleware are installed
+- ``sessionkit.E004`` sessionkit's middleware without ``SESSION_ENGINE =
+  "sessionkit_django.engine"``: ``Client.login()``, ``Client.session`` and scripts would
+  write sessions of another engine, which the middleware then rejects
 - ``sessionkit.W001`` (deploy) the session cookie is not ``Secure``
 - ``sessionkit.W002`` (deploy) the secret key is short or not random-looking
 - ``sessionkit.W003`` (deploy) ``memory://``: sessions die with the process and are not
@@ -24,6 +27,7 @@ from sessionkit import ConfigError, SessionConfig
 from sessionkit_django.conf import build_config
 
 _OURS = "sessionkit_django.middleware.SessionMiddleware"
+_ENGINE = "sessionkit_django.engine"
 _DJANGOS = "django.contrib.sessions.middleware.SessionMiddleware"
 _HOST_SETTINGS = {"cookie_secure", "cookie_domain", "cookie_path", "cookie_name"}
 
@@ -58,7 +62,33 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 id="sessionkit.E003",
             )
         )
+    if _OURS in middleware and not _engine_is_ours():
+        errors.append(
+            Error(
+                f"sessionkit's SessionMiddleware is installed but SESSION_ENGINE is "
+                f"{settings.SESSION_ENGINE!r}: Client.login(), Client.session and code that "
+                "builds a SessionStore would write sessions the middleware cannot read (it "
+                "rejects their cookie as an invalid signature).",
+                hint=f"Set SESSION_ENGINE = {_ENGINE!r}.",
+                id="sessionkit.E004",
+            )
+        )
     return errors
+
+
+def _engine_is_ours() -> bool:
+    """``SESSION_ENGINE`` names ours, or a module whose ``SessionStore`` extends ours."""
+    if settings.SESSION_ENGINE == _ENGINE:
+        return True
+    from importlib import import_module
+
+    from sessionkit_django.engine import SessionStore
+
+    try:
+        store = import_module(settings.SESSION_ENGINE).SessionStore
+    except (ImportError, AttributeError):
+        return False
+    return isinstance(store, type) and issubclass(store, SessionStore)
 
 
 def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[Warning]:

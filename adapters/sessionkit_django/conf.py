@@ -145,9 +145,24 @@ def engines() -> Engines:
         return current
     with _mutex:
         if _engines is None:
+            _require_app()
             _install(_build(build_config(), store=_kept_store()))
         assert _engines is not None
         return _engines
+
+
+def _require_app() -> None:
+    """Without ``sessionkit_django`` in ``INSTALLED_APPS`` the system checks, the admin page
+    and ``manage.py sessionkit`` silently go missing: refuse to serve sessions instead."""
+    from django.apps import apps
+    from django.core.exceptions import ImproperlyConfigured
+
+    if apps.ready and not apps.is_installed("sessionkit_django"):
+        raise ImproperlyConfigured(
+            "sessionkit_django is not in INSTALLED_APPS. Add it: without it sessionkit's "
+            "system checks (which catch a missing SESSION_ENGINE, weak keys and bad "
+            "settings), its admin page and `manage.py sessionkit` are missing."
+        )
 
 
 def _kept_store() -> Any:

@@ -25,6 +25,8 @@ Two classes share the dict API, the expiry getters and the key handling
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,7 +35,7 @@ from django.contrib.sessions.exceptions import SessionInterrupted
 from django.core.signing import JSONSerializer
 from django.utils import timezone
 
-from sessionkit import CommitPlan, Session, SessionEngine
+from sessionkit import CommitPlan, Session, SessionEngine, SessionTooLarge
 from sessionkit.expiry import FOREVER
 from sessionkit_django.conf import engines
 
@@ -43,6 +45,16 @@ _INTERRUPTED = (
     "The request's session was deleted before the request completed. The user may have "
     "logged out in a concurrent request, for example."
 )
+
+
+@contextmanager
+def django_wording() -> Iterator[None]:
+    """Errors that name a setting name it as a Django project writes it."""
+    try:
+        yield
+    except SessionTooLarge as exc:
+        exc.suggest('SESSIONKIT = {"STORE": "redis://..."} (or a database or file:// URL)')
+        raise
 
 
 def _timestamp(moment: datetime) -> float:
@@ -395,17 +407,25 @@ class SessionStoreBase(SessionBase):
         core.modified = True
         return core
 
+    def _save(self, core: Session) -> CommitPlan:
+        with django_wording():
+            return self._engine.save(core)
+
+    async def _asave(self, core: Session) -> CommitPlan:
+        with django_wording():
+            return await self._engine.asave(core)
+
     def _settled(self, plan: CommitPlan, error: type[Exception]) -> None:
         if plan.conflict:
             raise error(_INTERRUPTED) if error is SessionInterrupted else error
         self._key = plan.cookie_value or None  # "" or None: saved already expired, so gone
 
     def create(self) -> None:
-        self._settled(self._engine.save(self._for_create()), CreateError)
+        self._settled(self._save(self._for_create()), CreateError)
         self.modified = True
 
     async def acreate(self) -> None:
-        self._settled(await self._engine.asave(self._for_create()), CreateError)
+        self._settled(await self._asave(self._for_create()), CreateError)
         self.modified = True
 
     def _saving(self, core: Session) -> Session:
@@ -423,7 +443,7 @@ class SessionStoreBase(SessionBase):
             if self.exists(self._key):
                 raise CreateError
             return self.create()
-        self._settled(self._engine.save(self._saving(self._data())), UpdateError)
+        self._settled(self._save(self._saving(self._data())), UpdateError)
 
     async def asave(self, must_create: bool = False) -> None:
         if self._key is None:
@@ -433,18 +453,18 @@ class SessionStoreBase(SessionBase):
                 raise CreateError
             return await self.acreate()
         core = self._saving(await self._adata())
-        self._settled(await self._engine.asave(core), UpdateError)
+        self._settled(await self._asave(core), UpdateError)
 
     def cycle_key(self) -> None:
         """A new key for the same data; the old key dies in the same atomic write."""
         self._data().regenerate()
         self._core.modified = True
-        self._settled(self._engine.save(self._core), SessionInterrupted)
+        self._settled(self._save(self._core), SessionInterrupted)
 
     async def acycle_key(self) -> None:
         (await self._adata()).regenerate()
         self._core.modified = True
-        self._settled(await self._engine.asave(self._core), SessionInterrupted)
+        self._settled(await self._asave(self._core), SessionInterrupted)
 
     @classmethod
     def clear_expired(cls) -> None:
@@ -516,6 +536,11 @@ class RequestSessionStore(SessionStoreBase):
     def core(self) -> Session:
         """The request's core session (what the middleware commits)."""
         return self._core
+
+    def commit(self, status: int) -> CommitPlan:
+        """The core's plan for the end of the request (the middleware runs it)."""
+        with django_wording():
+            return self._engine.commit(self._core, status)
 
     def _issued(self, value: str | None) -> None:
         """The middleware's word on the cookie the response sets (``None``: cleared)."""

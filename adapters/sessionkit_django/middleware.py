@@ -141,7 +141,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
                 return await sync_to_async(super().process_response)(request, response)
             if settings.SESSION_SAVE_EVERY_REQUEST:
                 (await session._adata()).accessed = True
-            plan = session._engine.commit(session.core, response.status_code)
+            plan = session.commit(response.status_code)
             ok = await session._engine.arun(plan)
             self._respond(session, plan, ok, response)
             return response
@@ -160,7 +160,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
         if settings.SESSION_SAVE_EVERY_REQUEST:
             session._data().accessed = True
         engine = session._engine
-        plan = engine.commit(session.core, response.status_code)
+        plan = session.commit(response.status_code)
         self._respond(session, plan, engine.run(plan), response)
         return response
 

@@ -160,3 +160,27 @@ def test_default_store_is_files(tmp_path: Path) -> None:
         assert client.get("/count/").json() == {"count": 1}
         assert client.get("/count/").json() == {"count": 2}
         assert any(tmp_path.rglob("*"))
+
+
+def test_our_middleware_without_our_engine_is_an_error() -> None:
+    """With only the middleware swapped, Client.login() wrote a db session the middleware
+    then rejected with a log line about keys; the check says what is missing."""
+    ours = ["sessionkit_django.middleware.SessionMiddleware"]
+    with override_settings(MIDDLEWARE=ours, SESSION_ENGINE="django.contrib.sessions.backends.db"):
+        errors = [m for m in checks.run_checks() if m.id == "sessionkit.E004"]
+    assert errors and "sessionkit_django.engine" in errors[0].hint
+    with override_settings(MIDDLEWARE=ours):  # the test settings name our engine
+        assert "sessionkit.E004" not in ids(deploy=False)
+
+
+def test_without_the_app_sessions_refuse_to_start() -> None:
+    from django.core.exceptions import ImproperlyConfigured
+    from sessionkit_django import conf
+    from sessionkit_django.middleware import SessionMiddleware
+
+    apps = ["django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions"]
+    with override_settings(INSTALLED_APPS=apps):
+        conf.reset()
+        with pytest.raises(ImproperlyConfigured, match="INSTALLED_APPS"):
+            SessionMiddleware(lambda request: None)
+    conf.reset()

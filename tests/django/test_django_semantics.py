@@ -208,3 +208,22 @@ def test_session_key_seen_at_login_is_the_one_the_client_keeps(make_sk, kind: st
     if kind != "cookie":  # a cookie:// key is the sealed data, which the view then changes
         assert seen == [client.cookies["sessionid"].value]
     assert client.get("/whoami/").json() == {"user": "bob"}
+
+
+@pytest.mark.parametrize("where", ["standalone", "middleware"])
+def test_too_large_names_the_django_setting(make_sk, where: str) -> None:
+    from sessionkit import SessionTooLarge
+
+    make_sk("cookie")
+
+    def view(request):
+        request.session["x"] = "a" * 5000
+        return HttpResponse()
+
+    session = SessionStore()
+    session["x"] = "a" * 5000
+    run = session.save
+    if where == "middleware":
+        run = lambda: SessionMiddleware(view)(factory.get("/"))  # noqa: E731
+    with pytest.raises(SessionTooLarge, match=r'SESSIONKIT = \{"STORE": "redis://\.\.\."\}'):
+        run()
