@@ -7,6 +7,8 @@
 - ``sessionkit.E004`` sessionkit's middleware without ``SESSION_ENGINE =
   "sessionkit_django.engine"``: ``Client.login()``, ``Client.session`` and scripts would
   write sessions of another engine, which the middleware then rejects
+- ``sessionkit.W005`` the app is not in ``INSTALLED_APPS`` (registered by ``conf``, since
+  without the app nothing else registers checks)
 - ``sessionkit.W001`` (deploy) the session cookie is not ``Secure``
 - ``sessionkit.W002`` (deploy) the secret key is short or not random-looking
 - ``sessionkit.W003`` (deploy) ``memory://``: sessions die with the process and are not

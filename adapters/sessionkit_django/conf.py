@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from django.conf import settings
+from django.core.checks import register as register_check
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
@@ -151,18 +152,35 @@ def engines() -> Engines:
         return _engines
 
 
+_NO_APP = (
+    "sessionkit_django is not in INSTALLED_APPS, so sessionkit's system checks (which catch a "
+    "missing SESSION_ENGINE, weak keys and bad settings), its admin page and `manage.py "
+    "sessionkit` are missing. Add 'sessionkit_django' to INSTALLED_APPS."
+)
+
+
 def _require_app() -> None:
     """Without ``sessionkit_django`` in ``INSTALLED_APPS`` the system checks, the admin page
-    and ``manage.py sessionkit`` silently go missing: refuse to serve sessions instead."""
+    and ``manage.py sessionkit`` silently go missing: say so when sessions start (a warning,
+    not an error: a test runner that sets its own ``INSTALLED_APPS``, as Django's
+    ``runtests.py`` does, must still run)."""
     from django.apps import apps
-    from django.core.exceptions import ImproperlyConfigured
 
     if apps.ready and not apps.is_installed("sessionkit_django"):
-        raise ImproperlyConfigured(
-            "sessionkit_django is not in INSTALLED_APPS. Add it: without it sessionkit's "
-            "system checks (which catch a missing SESSION_ENGINE, weak keys and bad "
-            "settings), its admin page and `manage.py sessionkit` are missing."
-        )
+        import warnings
+
+        warnings.warn(_NO_APP, RuntimeWarning, stacklevel=3)
+
+
+def _check_app(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """``sessionkit.W005``, registered when this module is imported, so that it runs even
+    though the app (which registers the other checks) is missing."""
+    from django.apps import apps
+    from django.core.checks import Warning
+
+    if apps.is_installed("sessionkit_django"):
+        return []
+    return [Warning(_NO_APP, id="sessionkit.W005")]
 
 
 def _kept_store() -> Any:
@@ -224,6 +242,9 @@ def reset() -> None:
         if _engines is not None:
             _retired = _engines
         _install(None)
+
+
+register_check(_check_app)
 
 
 @receiver(setting_changed)

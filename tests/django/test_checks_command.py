@@ -173,14 +173,15 @@ def test_our_middleware_without_our_engine_is_an_error() -> None:
         assert "sessionkit.E004" not in ids(deploy=False)
 
 
-def test_without_the_app_sessions_refuse_to_start() -> None:
-    from django.core.exceptions import ImproperlyConfigured
+def test_without_the_app_a_check_and_a_warning_say_so() -> None:
     from sessionkit_django import conf
     from sessionkit_django.middleware import SessionMiddleware
 
     apps = ["django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions"]
+    assert "sessionkit.W005" not in ids(deploy=False)
     with override_settings(INSTALLED_APPS=apps):
+        assert "sessionkit.W005" in ids(deploy=False)
         conf.reset()
-        with pytest.raises(ImproperlyConfigured, match="INSTALLED_APPS"):
+        with pytest.warns(RuntimeWarning, match="INSTALLED_APPS"):
             SessionMiddleware(lambda request: None)
     conf.reset()
