@@ -161,15 +161,15 @@ _NO_APP = (
 
 def _require_app() -> None:
     """Without ``sessionkit_django`` in ``INSTALLED_APPS`` the system checks, the admin page
-    and ``manage.py sessionkit`` silently go missing: say so when sessions start (a warning,
-    not an error: a test runner that sets its own ``INSTALLED_APPS``, as Django's
-    ``runtests.py`` does, must still run)."""
+    and ``manage.py sessionkit`` silently go missing: log it when sessions start. Not an
+    error, nor a Python warning (test runners turn those into errors): a runner that sets
+    its own ``INSTALLED_APPS``, as Django's ``runtests.py`` does, must still run."""
     from django.apps import apps
 
     if apps.ready and not apps.is_installed("sessionkit_django"):
-        import warnings
+        import logging
 
-        warnings.warn(_NO_APP, RuntimeWarning, stacklevel=3)
+        logging.getLogger("sessionkit_django").warning(_NO_APP)
 
 
 def _check_app(app_configs: Any = None, **kwargs: Any) -> list[Any]:

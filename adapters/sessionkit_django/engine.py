@@ -460,11 +460,13 @@ class SessionStoreBase(SessionBase):
         self._data().regenerate()
         self._core.modified = True
         self._settled(self._save(self._core), SessionInterrupted)
+        self.modified = True  # as Django's (create() marks it): the new key must be sent
 
     async def acycle_key(self) -> None:
         (await self._adata()).regenerate()
         self._core.modified = True
         self._settled(await self._asave(self._core), SessionInterrupted)
+        self.modified = True
 
     @classmethod
     def clear_expired(cls) -> None:

@@ -227,3 +227,22 @@ def test_too_large_names_the_django_setting(make_sk, where: str) -> None:
         run = lambda: SessionMiddleware(view)(factory.get("/"))  # noqa: E731
     with pytest.raises(SessionTooLarge, match=r'SESSIONKIT = \{"STORE": "redis://\.\.\."\}'):
         run()
+
+
+@pytest.mark.parametrize("middleware", MIDDLEWARES)
+def test_cycle_key_in_a_view_sends_the_new_key(sk: SessionEngine, middleware) -> None:
+    """Django's admin password change calls cycle_key() alone; the client must get the new
+    key (Django's middleware saves only a modified session)."""
+    session = SessionStore()
+    session["a"] = 1
+    session.save()
+
+    def view(request):
+        request.session.cycle_key()
+        return HttpResponse()
+
+    request = factory.get("/")
+    request.COOKIES["sessionid"] = session.session_key
+    response = middleware(view)(request)
+    sent = response.cookies["sessionid"].value
+    assert sent != session.session_key and SessionStore(sent).get("a") == 1
