@@ -8,11 +8,11 @@ project already relies on. ``SECRET_KEY`` and ``SECRET_KEY_FALLBACKS`` are the d
 the keyring derives separate sub-keys from them (HKDF), so reusing Django's key is safe and
 rotating it with ``SECRET_KEY_FALLBACKS`` rotates session signatures too.
 
-Two engines share one store and one event bus: the *request* engine applies the fingerprint
-policy to the client the middleware describes; the *standalone* engine serves
-``SessionStore(key)`` used outside a request (Django's own middleware, the test client,
-scripts), where no client is known, so it must not judge a fingerprint (doing so would
-invalidate a user's session from a management command).
+Two engines share one store and the one event bus (``signals.EVENTS``): the *request*
+engine applies the fingerprint policy to the client the middleware describes; the
+*standalone* engine serves ``SessionStore(key)`` used outside a request (Django's own
+middleware, the test client, scripts), where no client is known, so it must not judge a
+fingerprint (doing so would invalidate a user's session from a management command).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from django.dispatch import receiver
 
 from sessionkit import SessionConfig, SessionEngine
 from sessionkit.config import timeouts_for_age
+from sessionkit_django.signals import EVENTS, forward
 
 #: Django settings whose change (``override_settings`` in tests) rebuilds the engine.
 WATCHED = frozenset(
@@ -202,7 +203,7 @@ def get_engine() -> SessionEngine:
 def _build(
     config: SessionConfig, engine: SessionEngine | None = None, store: Any = None
 ) -> Engines:
-    request = engine if engine is not None else SessionEngine(config, store=store)
+    request = engine if engine is not None else SessionEngine(config, store=store, events=EVENTS)
     standalone_config = request.config.replace(
         fingerprint_user_agent=False, fingerprint_ip=False, store=request.store
     )
@@ -215,10 +216,6 @@ def _build(
 def _install(new: Engines | None) -> None:
     global _engines
     _engines = new
-    if new is not None:
-        from sessionkit_django.signals import rebridge
-
-        rebridge(new.request.events)
 
 
 @contextmanager
@@ -228,9 +225,13 @@ def use_engine(engine: SessionEngine) -> Iterator[SessionEngine]:
     with _mutex:
         previous = _engines
         _install(_build(engine.config, engine))
+    relayed = engine.events is not EVENTS  # its own bus: its events still reach the signal
+    stop = engine.events.subscribe(forward) if relayed else None
     try:
         yield engine
     finally:
+        if stop is not None:
+            stop()
         with _mutex:
             _install(previous)
 

@@ -418,7 +418,8 @@ class SessionStoreBase(SessionBase):
     def _settled(self, plan: CommitPlan, error: type[Exception]) -> None:
         if plan.conflict:
             raise error(_INTERRUPTED) if error is SessionInterrupted else error
-        self._key = plan.cookie_value or None  # "" or None: saved already expired, so gone
+        if plan.cookie_value:  # "" (cleared: saved already expired, so deleted) keeps the
+            self._key = plan.cookie_value  # key, which now names nothing, as Django's do
 
     def create(self) -> None:
         self._settled(self._save(self._for_create()), CreateError)

@@ -246,3 +246,23 @@ def test_cycle_key_in_a_view_sends_the_new_key(sk: SessionEngine, middleware) ->
     response = middleware(view)(request)
     sent = response.cookies["sessionid"].value
     assert sent != session.session_key and SessionStore(sent).get("a") == 1
+
+
+def test_one_event_bus_outlives_settings_changes() -> None:
+    from sessionkit_django.signals import EVENTS, session_event
+
+    seen: list[str] = []
+
+    def receiver(sender, event, **kwargs):
+        seen.append(event.kind.value)
+
+    conf.reset()
+    session_event.connect(receiver)
+    try:
+        SessionStore().save()
+        with override_settings(SESSION_COOKIE_SECURE=True):  # new engines, the same bus
+            assert conf.engines().request.events is EVENTS
+            SessionStore().save()
+    finally:
+        session_event.disconnect(receiver)
+    assert seen.count("created") == 2
