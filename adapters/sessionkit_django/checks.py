@@ -9,8 +9,11 @@
   write sessions of another engine, which the middleware then rejects
 - ``sessionkit.W005`` the app is not in ``INSTALLED_APPS`` (registered by ``conf``, since
   without the app nothing else registers checks)
-- ``sessionkit.W001`` (deploy) the session cookie is not ``Secure``
-- ``sessionkit.W002`` (deploy) the secret key is short or not random-looking
+- ``sessionkit.W001`` (deploy) the session cookie is not ``Secure``, when Django's own
+  ``security.W010``/``W011`` do not already say so (``SESSIONKIT["COOKIE_SECURE"]`` decides,
+  or ``django.contrib.sessions`` is not installed)
+- ``sessionkit.W002`` (deploy) a key of its own in ``SESSIONKIT["SECRET_KEY"]`` is short or not
+  random-looking (``SECRET_KEY`` itself is Django's ``security.W009``)
 - ``sessionkit.W003`` (deploy) ``memory://``: sessions die with the process and are not
   shared between workers
 - ``sessionkit.W004`` (deploy) no ``SESSIONKIT["STORE"]``: the default file store serves
@@ -98,7 +101,7 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
     if config is None:
         return []  # reported by check_settings
     found = []
-    if not config.cookie_secure:
+    if not config.cookie_secure and not _django_warns_insecure_cookie():
         found.append(
             Warning(
                 "The session cookie is not Secure, so it is sent over plain HTTP too.",
@@ -107,7 +110,8 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
             )
         )
     key = config.secret_keys[0]
-    if len(key) < 50 or len(set(key)) < 5:
+    djangos = str(settings.SECRET_KEY).encode()
+    if key != djangos and (len(key) < 50 or len(set(key)) < 5):  # Django's key: security.W009
         found.append(
             Warning(
                 f"The secret key signing sessions is {len(key)} bytes; use at least 50 "
@@ -138,6 +142,16 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
             )
         )
     return found
+
+
+def _django_warns_insecure_cookie() -> bool:
+    """Whether Django's own ``security.W010``/``W011`` already says the session cookie is not
+    Secure (they look at ``SESSION_COOKIE_SECURE`` with ``django.contrib.sessions`` installed
+    or Django's middleware in ``MIDDLEWARE``): one warning, not two."""
+    django_apps_or_mw = "django.contrib.sessions" in settings.INSTALLED_APPS or _DJANGOS in (
+        getattr(settings, "MIDDLEWARE", None) or ()
+    )
+    return django_apps_or_mw and settings.SESSION_COOKIE_SECURE is not True
 
 
 def register() -> None:
