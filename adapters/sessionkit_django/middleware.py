@@ -123,7 +123,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
             return self.__acall__(request)
-        store = self.process_request(request)
+        store = self._open(engines().request, request)
         try:
             return self.process_response(request, self.get_response(request))
         finally:
@@ -148,9 +148,10 @@ class SessionMiddleware(DjangoSessionMiddleware):
         finally:
             await _release_async(store)
 
-    def process_request(self, request: HttpRequest) -> RequestSessionStore:
-        """Django's ``MiddlewareMixin`` step (tests call it by hand): ``request.session``."""
-        return self._open(engines().request, request)
+    def process_request(self, request: HttpRequest) -> None:
+        """Django's ``MiddlewareMixin`` step (tests call it by hand): ``request.session``.
+        Returns ``None``, as a ``process_request`` that lets the request through must."""
+        self._open(engines().request, request)
 
     def process_response(self, request: HttpRequest, response: Any) -> Any:
         """Commit the request's session (sync), or hand another session object to Django."""

@@ -124,7 +124,7 @@ def test_process_request_and_response_by_hand_with_request_cookies(make_sk, kind
     make_sk(kind)
     middleware = SessionMiddleware(lambda request: HttpResponse())
     request = factory.get("/")
-    middleware.process_request(request)
+    assert middleware.process_request(request) is None  # None: the request goes on
     request.session["a"] = 1
     response = middleware.process_response(request, HttpResponse())
     key = response.cookies["sessionid"].value
