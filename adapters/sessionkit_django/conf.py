@@ -32,7 +32,7 @@ from django.dispatch import receiver
 
 from sessionkit import SessionConfig, SessionEngine
 from sessionkit.config import timeouts_for_age
-from sessionkit_django.signals import EVENTS, forward
+from sessionkit_django.signals import EVENTS, relay
 
 #: Django settings whose change (``override_settings`` in tests) rebuilds the engine.
 WATCHED = frozenset(
@@ -225,8 +225,8 @@ def use_engine(engine: SessionEngine) -> Iterator[SessionEngine]:
     with _mutex:
         previous = _engines
         _install(_build(engine.config, engine))
-    relayed = engine.events is not EVENTS  # its own bus: its events still reach the signal
-    stop = engine.events.subscribe(forward) if relayed else None
+    # an engine's own bus: its events still reach the signal (once anyone listens)
+    stop = relay(engine.events) if engine.events is not EVENTS else None
     try:
         yield engine
     finally:

@@ -47,13 +47,16 @@ _INTERRUPTED = (
 )
 
 
+_STORE_SETTING = 'SESSIONKIT = {"STORE": "redis://..."} (or a database or file:// URL)'
+
+
 @contextmanager
 def django_wording() -> Iterator[None]:
     """Errors that name a setting name it as a Django project writes it."""
     try:
         yield
     except SessionTooLarge as exc:
-        exc.suggest('SESSIONKIT = {"STORE": "redis://..."} (or a database or file:// URL)')
+        exc.suggest(_STORE_SETTING)
         raise
 
 
@@ -542,8 +545,11 @@ class RequestSessionStore(SessionStoreBase):
 
     def commit(self, status: int) -> CommitPlan:
         """The core's plan for the end of the request (the middleware runs it)."""
-        with django_wording():
+        try:
             return self._engine.commit(self._core, status)
+        except SessionTooLarge as exc:  # not django_wording(): this runs on every request
+            exc.suggest(_STORE_SETTING)
+            raise
 
     def _issued(self, value: str | None) -> None:
         """The middleware's word on the cookie the response sets (``None``: cleared)."""

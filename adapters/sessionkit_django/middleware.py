@@ -62,11 +62,24 @@ def _attributes(tail: str) -> tuple[dict[str, Any], tuple[str, ...]]:
     return parsed
 
 
+_ORDER = sorted(_BLANK)  # the order Morsel.OutputString writes attributes in
+_tails: dict[tuple[Any, ...], str] = {}  # rendered attributes, by their values (bounded)
+_dates: list[Any] = [None, ""]  # [epoch second, its HTTP date]: one format per second
+
+
+def _http_date(when: float) -> str:
+    second = int(when)
+    if _dates[0] != second:
+        _dates[:] = [second, http_date(second)]
+    return str(_dates[1])
+
+
 class _SetCookie(Morsel[str]):
     """The core's Set-Cookie, as Django's ``set_cookie``/``delete_cookie`` would spell it:
     a morsel in ``response.cookies`` with Django's attributes (an ``expires`` next to
     ``Max-Age``; a deletion is ``name=""`` with the epoch date), plus the flags ``Morsel``
-    does not know (``Partitioned``). The core made the cookie, so nothing is re-validated."""
+    does not know (``Partitioned``). The core made the cookie, so nothing is re-validated;
+    what a later middleware changes in the morsel is written as it says."""
 
     def __init__(self, header: str) -> None:
         pair, _, tail = header.partition("; ")
@@ -74,14 +87,27 @@ class _SetCookie(Morsel[str]):
         attrs, self._extra = _attributes(tail)
         dict.update(self, attrs)
         if not value:
-            self["httponly"] = ""  # Django's delete_cookie leaves it out
-        elif not self["expires"] and self["max-age"] != "":
-            self["expires"] = http_date(time.time() + self["max-age"])
+            dict.__setitem__(self, "httponly", "")  # Django's delete_cookie leaves it out
+        elif not attrs["expires"] and attrs["max-age"] != "":
+            dict.__setitem__(self, "expires", _http_date(time.time() + attrs["max-age"]))
         self._key, self._value, self._coded_value = name, value, value or '""'
 
     def OutputString(self, attrs: Any = None) -> str:
-        out = super().OutputString(attrs)
-        return out + "".join(f"; {flag}" for flag in self._extra) if self._extra else out
+        """``Morsel.OutputString``, its attribute part rendered once per distinct set of
+        values (an app sends a handful; the date changes once a second)."""
+        if attrs is not None:
+            return super().OutputString(attrs) + "".join(f"; {f}" for f in self._extra)
+        values = (*map(self.get, _ORDER), self._extra)
+        rendered = _tails.get(values)
+        if rendered is None:
+            probe: Morsel[str] = Morsel()
+            dict.update(probe, self)
+            probe.set("x", "", "")
+            rendered = probe.OutputString()[len("x=") :] + "".join(f"; {f}" for f in self._extra)
+            if len(_tails) >= 64:  # bounded
+                _tails.clear()
+            _tails[values] = rendered
+        return f"{self._key}={self._coded_value}{rendered}"
 
 
 def client_of(engine: SessionEngine, request: HttpRequest) -> ClientInfo:

@@ -9,6 +9,7 @@ build an event object on every request.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.dispatch import Signal
@@ -20,22 +21,41 @@ EVENTS = EventBus()
 
 
 class _BridgedSignal(Signal):
-    _bridged = False
-
     def connect(self, *args: Any, **kwargs: Any) -> None:
         super().connect(*args, **kwargs)
-        if not self._bridged:
-            self._bridged = True
-            EVENTS.subscribe(forward)
+        for bus in (EVENTS, *_relayed):
+            _listen(bus)
 
 
 #: Sent for every core event (created, saved, regenerated, invalidated, expired,
 #: fingerprint_mismatch, cookie_rejected, save_conflict, store_error, ...).
 session_event = _BridgedSignal()
 
+_relayed: list[EventBus] = []  # buses of engines installed with use_engine
+_listening: dict[int, Callable[[], None]] = {}  # id(bus) -> unsubscribe
 
-def forward(event: Event) -> None:
-    """Send ``event`` as ``session_event`` (subscribed to ``EVENTS``, and to the bus of an
-    engine installed with ``use_engine``)."""
+
+def _forward(event: Event) -> None:
+    session_event.send(sender=Event, event=event)
+
+
+def _listen(bus: EventBus) -> None:
+    if id(bus) not in _listening:
+        _listening[id(bus)] = bus.subscribe(_forward)
+
+
+def relay(bus: EventBus) -> Callable[[], None]:
+    """Also send the events of ``bus`` (an engine of its own, installed with
+    ``use_engine``) as the signal, from when anyone listens; call the result to stop."""
+    _relayed.append(bus)
     if session_event.has_listeners():
-        session_event.send(sender=Event, event=event)
+        _listen(bus)
+
+    def stop() -> None:
+        _relayed.remove(bus)
+        if bus not in _relayed and bus is not EVENTS:
+            unsubscribe = _listening.pop(id(bus), None)
+            if unsubscribe is not None:
+                unsubscribe()
+
+    return stop

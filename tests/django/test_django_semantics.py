@@ -266,3 +266,20 @@ def test_one_event_bus_outlives_settings_changes() -> None:
     finally:
         session_event.disconnect(receiver)
     assert seen.count("created") == 2
+
+
+def test_the_cookie_morsel_writes_what_later_code_sets(make_sk) -> None:
+    """Apps' middleware edit cookies after the session middleware (SameSite=None for an
+    embed, say): the header follows the morsel; flags Morsel lacks (Partitioned) stay."""
+    make_sk("memory", cookie_partitioned=True, cookie_secure=True)
+
+    def view(request):
+        request.session["a"] = 1
+        return HttpResponse()
+
+    response = SessionMiddleware(view)(factory.get("/"))
+    morsel = response.cookies["sessionid"]
+    assert str(morsel).endswith("; Partitioned") and "SameSite=Lax" in str(morsel)
+    morsel["samesite"] = "None"
+    assert "SameSite=None" in morsel.OutputString() and "SameSite=Lax" not in str(morsel)
+    assert morsel["expires"] and morsel["max-age"] > 1_000_000
