@@ -62,9 +62,10 @@ _mutex = threading.Lock()
 def default_store() -> str:
     """The store used when ``SESSIONKIT["STORE"]`` is not set: files in a per-project
     directory (``SESSION_FILE_PATH`` if set, else the temp directory). It needs no server
-    and no extra package, survives restarts and code reloads, is shared by every worker
-    process on the machine, and supports logout, per-user lists and revocation. For
-    several machines, configure Redis or a database."""
+    and no extra package, survives server restarts and code reloads (not a reboot that
+    clears the temp directory), is shared by every worker process on the machine, and
+    supports logout, per-user lists and revocation. For several machines, configure Redis
+    or a database."""
     base = getattr(settings, "SESSION_FILE_PATH", None)
     if base:
         return f"file://{Path(base).resolve()}"
