@@ -64,14 +64,17 @@ def _attributes(tail: str) -> tuple[dict[str, Any], tuple[str, ...]]:
 
 _ORDER = sorted(_BLANK)  # the order Morsel.OutputString writes attributes in
 _tails: dict[tuple[Any, ...], str] = {}  # rendered attributes, by their values (bounded)
-_dates: list[Any] = [None, ""]  # [epoch second, its HTTP date]: one format per second
+_date: tuple[int, str] = (0, "")  # (epoch second, its HTTP date): one format per second
 
 
 def _http_date(when: float) -> str:
-    second = int(when)
-    if _dates[0] != second:
-        _dates[:] = [second, http_date(second)]
-    return str(_dates[1])
+    global _date
+    second, text = _date  # one read: threads may replace it meanwhile
+    if second != int(when):
+        second = int(when)
+        text = http_date(second)
+        _date = (second, text)
+    return text
 
 
 class _SetCookie(Morsel[str]):
