@@ -8,10 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.upstream.deselect import ENV as DESELECT_ENV
 from tests.upstream.exclusions import excluded
 from tests.upstream.fetch import ROOT
 from tests.upstream.outcome import Outcome, from_junit
+from tests.upstream.sessionkit_deselect import ENV as DESELECT_ENV
 
 
 def run_pytest(
@@ -26,15 +26,19 @@ def run_pytest(
 ) -> Outcome:
     """``python -m pytest ARGS`` in ``tree`` (so the framework's own pytest config applies),
     with this repository and ``adapters/`` importable and every exclusion deselected (by its
-    exact node id: ``tests.upstream.deselect``)."""
+    exact node id: ``sessionkit_deselect``)."""
     skip = excluded(framework, store)
     run_env = {**os.environ, **(env or {})}
-    run_env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "adapters")])
+    # tests/upstream itself too: the plugin loads by a top-level name, because the upstream
+    # tree, the subprocess's cwd, may have a ``tests`` package of its own
+    run_env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT), str(ROOT / "adapters"), str(Path(__file__).resolve().parent)]
+    )
     run_env.pop("PYTEST_XDIST_WORKER", None)
     run_env.pop("PYTEST_ADDOPTS", None)
     run_env[DESELECT_ENV] = json.dumps([exclusion.test for exclusion in skip])
     command = [sys.executable, "-m", "pytest", *args, "-q", "-p", "no:cacheprovider",
-               "-p", "no:randomly", "-p", "tests.upstream.deselect", f"--junitxml={junit}",
+               "-p", "no:randomly", "-p", "sessionkit_deselect", f"--junitxml={junit}",
                "-o", "junit_family=xunit1"]
     proc = subprocess.run(command, cwd=tree, env=run_env, capture_output=True, text=True,
                           timeout=timeout, check=False)

@@ -1,6 +1,7 @@
-"""A pytest plugin for the upstream subprocess: deselect exactly the tests named in
-``$SESSIONKIT_UPSTREAM_DESELECT`` (a JSON list of node ids). pytest's own ``--deselect``
-matches prefixes, so excluding ``test_save`` would also drop ``test_save_async``."""
+"""A pytest plugin for the upstream subprocess (``-p sessionkit_deselect``): deselect
+exactly the tests named in ``$SESSIONKIT_UPSTREAM_DESELECT`` (a JSON list of node ids).
+pytest's own ``--deselect`` matches prefixes, so excluding ``test_save`` would also drop
+``test_save_async``."""
 
 from __future__ import annotations
 
