@@ -28,7 +28,7 @@ from sessionkit.errors import (
     StoreUnavailable,
 )
 from sessionkit.events import Event, EventBus, EventKind
-from sessionkit.expiry import browser_session, deadline_for
+from sessionkit.expiry import browser_cookie, browser_session, deadline_for
 from sessionkit.expiry import max_age as cookie_max_age
 from sessionkit.failures import Failure, FailurePolicy, failure_of, log_refusal
 from sessionkit.fingerprint import ClientInfo, client_address, device_label, fingerprint_material
@@ -130,6 +130,14 @@ class CommitPlan:
         or rotated meanwhile (its write was not performed); ``None`` otherwise. A touch
         that finds its session gone only clears the cookie: nothing the view did is lost."""
         return Failure.CONFLICT if self.conflict and self.write is not None else None
+
+    @property
+    def cookie_value(self) -> str | None:
+        """The value ``set_cookie`` gives the session cookie: ``""`` when it clears it,
+        ``None`` when the plan sends no cookie."""
+        if self.set_cookie is None:
+            return None
+        return self.set_cookie.partition(";")[0].partition("=")[2]
 
 
 class SessionEngine:
@@ -339,16 +347,21 @@ class SessionEngine:
     # ======================================================================================
     # commit
     # ======================================================================================
-    def commit(self, session: Session, status: int = 200) -> CommitPlan:
+    def commit(
+        self, session: Session, status: int = 200, *, keep_empty: bool = False
+    ) -> CommitPlan:
         """Decide, without I/O, what this request does to the session and the response.
-        Raises ``SessionTooLarge`` (after its event) when the cookie would be too large."""
+        Raises ``SessionTooLarge`` (after its event) when the cookie would be too large.
+
+        ``keep_empty``: store the session even when it holds no data (``save``, where the
+        caller asked for a record); requests never store an empty session."""
         try:
-            return self._commit(session, status)
+            return self._commit(session, status, keep_empty)
         except SessionTooLarge as exc:
             self._failed(exc)
             raise
 
-    def _commit(self, session: Session, status: int) -> CommitPlan:
+    def _commit(self, session: Session, status: int, keep_empty: bool) -> CommitPlan:
         ctx: _Context = session._ctx
         plan = CommitPlan(session._accessed)
         if status >= 500:
@@ -365,7 +378,7 @@ class SessionEngine:
         if ctx.doomed:
             plan.deletes.extend(ctx.doomed)
         old = session._meta
-        empty = not dict.__len__(session) and session._user is None
+        empty = not keep_empty and not dict.__len__(session) and session._user is None
         now = self.clock()
 
         if old is None or session._rotate:
@@ -384,10 +397,15 @@ class SessionEngine:
                 if ctx.presented and self._clears(ctx):
                     plan.set_cookie = self._cookies.clear(secure=secure)
                 return plan
-            fresh = old is None or session._invalidated or session._user_changed
-            created = int(now) if fresh else old.created  # type: ignore[union-attr]
+            created = self._created(session, now)
             meta = self._meta(session, ctx, created, now, old)
             end = self._deadline(meta)
+            if end <= now:  # set_expiry() to a moment already past: nothing to store
+                if rotated_from is not None:
+                    plan.deletes.append(rotated_from)
+                if ctx.presented:
+                    plan.set_cookie = self._cookies.clear(secure=secure)
+                return plan
             session_id = new_id()
             ctx.session_id, ctx.digest, ctx.cookie, ctx.key_index = (
                 session_id, None, None, 0,
@@ -469,6 +487,15 @@ class SessionEngine:
         """Whether a presented cookie that led to no session is cleared (see
         ``SessionConfig.clear_unverified_cookie``)."""
         return self.config.clear_unverified_cookie or not ctx.unverified
+
+    @staticmethod
+    def _created(session: Session, now: float) -> int:
+        """The creation time a (re)written record carries: a rotation keeps the session's
+        age (the absolute timeout still counts from the first save); a new session, a
+        logout or a change of user starts it again."""
+        old = session._meta
+        fresh = old is None or session._invalidated or session._user_changed
+        return int(now) if fresh else old.created  # type: ignore[union-attr]
 
     def _meta(
         self, session: Session, ctx: _Context, created: int, now: float, old: RecordMeta | None
@@ -555,6 +582,73 @@ class SessionEngine:
         session._meta = meta
         session._expires = end
         session._new = False
+
+    # ======================================================================================
+    # outside a request: save now, and what adapters may ask of a session
+    # ======================================================================================
+    def save(self, session: Session) -> CommitPlan:
+        """Commit ``session`` and run the plan now, outside a request (a framework's
+        standalone session object, a script). Unlike a request, it stores a session that
+        holds no data: the caller asked for a record. Afterwards the session counts as
+        saved, so it can change and be saved again. ``plan.conflict``: the session was
+        deleted or rotated away meanwhile (a logout) and nothing was written."""
+        plan = self.commit(session, keep_empty=True)
+        if self.run(plan):
+            self._saved(session)
+        return plan
+
+    async def asave(self, session: Session) -> CommitPlan:
+        """The async flavour of ``save``."""
+        plan = self.commit(session, keep_empty=True)
+        if await self.arun(plan):
+            self._saved(session)
+        return plan
+
+    @staticmethod
+    def _saved(session: Session) -> None:
+        session._changed.clear()
+        session._removed.clear()
+        session._snapshots.clear()
+        session._cleared = session._force = session._meta_changed = False
+        session._rotate = session._invalidated = session._user_changed = False
+        ctx: _Context = session._ctx
+        ctx.doomed, ctx.rejected = (), False
+
+    def expiry_if_saved(self, session: Session, at: float) -> float:
+        """The epoch second ``session`` would expire at if it were saved at ``at``: its own
+        ``set_expiry()`` choice, else the configured timeouts, the absolute one counted from
+        the session's creation (``at`` for one not stored yet). A loaded session only."""
+        meta = RecordMeta(
+            created=self._created(session, at), last_seen=at,  # type: ignore[arg-type]
+            idle=session._idle, browser=session._browser, until=session._until,
+        )  # fmt: skip
+        return self._deadline(meta)
+
+    def browser_session_of(self, session: Session) -> bool:
+        """Whether ``session``'s cookie is a browser-session one (no Max-Age): its own
+        ``set_expiry(0)``/``set_expiry(None)`` choice, else the configured default."""
+        return browser_cookie(session._browser, self.config)
+
+    @staticmethod
+    def cookie_of(session: Session) -> str | None:
+        """The session's verified cookie value: as presented (``open`` checked its
+        signature), or as issued by the last commit of a server-side session."""
+        ctx: _Context = session._ctx
+        return ctx.cookie
+
+    @staticmethod
+    def digest_of(session: Session) -> str | None:
+        """The store key of the session's record (``None`` for ``cookie://`` and for a
+        session without an ID yet). It is not a secret to keep from the store, but never
+        show it: ``session.handle`` is the name to show."""
+        ctx: _Context = session._ctx
+        return ctx.digest if ctx.session_id is not None else None
+
+    @staticmethod
+    def client_of(session: Session) -> ClientInfo:
+        """The ``ClientInfo`` the session was opened with."""
+        ctx: _Context = session._ctx
+        return ctx.client
 
     # ======================================================================================
     # a user's other sessions

@@ -22,16 +22,28 @@ class SessionTooLarge(SessionKitError):
     """The session would not fit in a cookie (or in the store's largest item); nothing was
     sent or saved. ``message`` replaces the cookie wording, for a store's own limit."""
 
+    #: How the message names the store setting; ``suggest`` puts a framework's spelling.
+    STORE_SETTING = "store='redis://...', 'sqlite:///...', 'file:///...'"
+
     def __init__(self, size: int, limit: int, message: str | None = None) -> None:
         self.size = size
         self.limit = limit
-        super().__init__(
-            message
-            or f"the session cookie would be {size} bytes, over the {limit}-byte limit "
+        self.custom = message
+        super().__init__(message or self._message(self.STORE_SETTING))
+
+    def _message(self, store_setting: str) -> str:
+        return (
+            f"the session cookie would be {self.size} bytes, over the {self.limit}-byte limit "
             "(browsers drop cookies over 4096 bytes), so it was not sent. Store less in the "
-            "session, or use a "
-            "server-side store (store='redis://...', 'sqlite:///...', 'file:///...')."
+            f"session, or use a server-side store ({store_setting})."
         )
+
+    def suggest(self, store_setting: str) -> SessionTooLarge:
+        """This error, its message naming the store setting as an adapter's framework
+        spells it (e.g. ``SESSIONKIT = {"STORE": "redis://..."}``)."""
+        if self.custom is None:
+            self.args = (self._message(store_setting),)
+        return self
 
 
 class SessionDataError(SessionKitError, TypeError):

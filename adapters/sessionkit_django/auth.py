@@ -24,12 +24,12 @@ from django.http import HttpRequest
 
 from sessionkit import SessionInfo
 from sessionkit_django.conf import engines, user_key_getter
-from sessionkit_django.engine import SessionStore
+from sessionkit_django.engine import SessionStoreBase
 
 
-def _store_of(request: HttpRequest | None) -> SessionStore | None:
+def _store_of(request: HttpRequest | None) -> SessionStoreBase | None:
     session = getattr(request, "session", None)
-    return session if isinstance(session, SessionStore) else None
+    return session if isinstance(session, SessionStoreBase) else None
 
 
 def _user_key(user: Any) -> str:
@@ -39,7 +39,9 @@ def _user_key(user: Any) -> str:
 def bind_on_login(sender: Any, request: HttpRequest | None, user: Any, **_: Any) -> None:
     store = _store_of(request)
     if store is not None and user is not None and user.pk is not None:
-        store.bind_user(_user_key(user))
+        # login() rotated the ID already (cycle_key, or flush for another user), or kept it on
+        # purpose for the same user logging in again, as Django does
+        store.bind_user(_user_key(user), regenerate=False)
 
 
 def invalidate_on_logout(sender: Any, request: HttpRequest | None, **_: Any) -> None:

@@ -4,8 +4,16 @@
 - ``sessionkit.E002`` a ``__Host-`` cookie name with Secure off, a Domain, or a Path other
   than ``/`` (browsers reject such cookies)
 - ``sessionkit.E003`` both Django's and sessionkit's session middleware are installed
-- ``sessionkit.W001`` (deploy) the session cookie is not ``Secure``
-- ``sessionkit.W002`` (deploy) the secret key is short or not random-looking
+- ``sessionkit.E004`` sessionkit's middleware without ``SESSION_ENGINE =
+  "sessionkit_django.engine"``: ``Client.login()``, ``Client.session`` and scripts would
+  write sessions of another engine, which the middleware then rejects
+- ``sessionkit.W005`` the app is not in ``INSTALLED_APPS`` (registered by ``conf``, since
+  without the app nothing else registers checks)
+- ``sessionkit.W001`` (deploy) the session cookie is not ``Secure``, when Django's own
+  ``security.W010``/``W011`` do not already say so (``SESSIONKIT["COOKIE_SECURE"]`` decides,
+  or ``django.contrib.sessions`` is not installed)
+- ``sessionkit.W002`` (deploy) a key of its own in ``SESSIONKIT["SECRET_KEY"]`` is short or not
+  random-looking (``SECRET_KEY`` itself is Django's ``security.W009``)
 - ``sessionkit.W003`` (deploy) ``memory://``: sessions die with the process and are not
   shared between workers
 - ``sessionkit.W004`` (deploy) no ``SESSIONKIT["STORE"]``: the default file store serves
@@ -24,6 +32,7 @@ from sessionkit import ConfigError, SessionConfig
 from sessionkit_django.conf import build_config
 
 _OURS = "sessionkit_django.middleware.SessionMiddleware"
+_ENGINE = "sessionkit_django.engine"
 _DJANGOS = "django.contrib.sessions.middleware.SessionMiddleware"
 _HOST_SETTINGS = {"cookie_secure", "cookie_domain", "cookie_path", "cookie_name"}
 
@@ -58,7 +67,33 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 id="sessionkit.E003",
             )
         )
+    if _OURS in middleware and not _engine_is_ours():
+        errors.append(
+            Error(
+                f"sessionkit's SessionMiddleware is installed but SESSION_ENGINE is "
+                f"{settings.SESSION_ENGINE!r}: Client.login(), Client.session and code that "
+                "builds a SessionStore would write sessions the middleware cannot read (it "
+                "rejects their cookie as an invalid signature).",
+                hint=f"Set SESSION_ENGINE = {_ENGINE!r}.",
+                id="sessionkit.E004",
+            )
+        )
     return errors
+
+
+def _engine_is_ours() -> bool:
+    """``SESSION_ENGINE`` names ours, or a module whose ``SessionStore`` extends ours."""
+    if settings.SESSION_ENGINE == _ENGINE:
+        return True
+    from importlib import import_module
+
+    from sessionkit_django.engine import SessionStore
+
+    try:
+        store = import_module(settings.SESSION_ENGINE).SessionStore
+    except (ImportError, AttributeError):
+        return False
+    return isinstance(store, type) and issubclass(store, SessionStore)
 
 
 def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
@@ -66,7 +101,7 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
     if config is None:
         return []  # reported by check_settings
     found = []
-    if not config.cookie_secure:
+    if not config.cookie_secure and not _django_warns_insecure_cookie():
         found.append(
             Warning(
                 "The session cookie is not Secure, so it is sent over plain HTTP too.",
@@ -75,7 +110,8 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
             )
         )
     key = config.secret_keys[0]
-    if len(key) < 50 or len(set(key)) < 5:
+    djangos = str(settings.SECRET_KEY).encode()
+    if key != djangos and (len(key) < 50 or len(set(key)) < 5):  # Django's key: security.W009
         found.append(
             Warning(
                 f"The secret key signing sessions is {len(key)} bytes; use at least 50 "
@@ -106,6 +142,16 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
             )
         )
     return found
+
+
+def _django_warns_insecure_cookie() -> bool:
+    """Whether Django's own ``security.W010``/``W011`` already says the session cookie is not
+    Secure (they look at ``SESSION_COOKIE_SECURE`` with ``django.contrib.sessions`` installed
+    or Django's middleware in ``MIDDLEWARE``): one warning, not two."""
+    django_apps_or_mw = "django.contrib.sessions" in settings.INSTALLED_APPS or _DJANGOS in (
+        getattr(settings, "MIDDLEWARE", None) or ()
+    )
+    return django_apps_or_mw and settings.SESSION_COOKIE_SECURE is not True
 
 
 def register() -> None:

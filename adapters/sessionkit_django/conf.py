@@ -8,11 +8,11 @@ project already relies on. ``SECRET_KEY`` and ``SECRET_KEY_FALLBACKS`` are the d
 the keyring derives separate sub-keys from them (HKDF), so reusing Django's key is safe and
 rotating it with ``SECRET_KEY_FALLBACKS`` rotates session signatures too.
 
-Two engines share one store and one event bus: the *request* engine applies the fingerprint
-policy to the client the middleware describes; the *standalone* engine serves
-``SessionStore(key)`` used outside a request (Django's own middleware, the test client,
-scripts), where no client is known, so it must not judge a fingerprint (doing so would
-invalidate a user's session from a management command).
+Two engines share one store and the one event bus (``signals.EVENTS``): the *request*
+engine applies the fingerprint policy to the client the middleware describes; the
+*standalone* engine serves ``SessionStore(key)`` used outside a request (Django's own
+middleware, the test client, scripts), where no client is known, so it must not judge a
+fingerprint (doing so would invalidate a user's session from a management command).
 """
 
 from __future__ import annotations
@@ -26,11 +26,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from django.conf import settings
+from django.core.checks import register as register_check
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from sessionkit import SessionConfig, SessionEngine
 from sessionkit.config import timeouts_for_age
+from sessionkit_django.signals import EVENTS, relay
 
 #: Django settings whose change (``override_settings`` in tests) rebuilds the engine.
 WATCHED = frozenset(
@@ -53,15 +55,17 @@ class Engines(NamedTuple):
 
 
 _engines: Engines | None = None
+_retired: Engines | None = None  # the engines a settings change replaced (their store)
 _mutex = threading.Lock()
 
 
 def default_store() -> str:
     """The store used when ``SESSIONKIT["STORE"]`` is not set: files in a per-project
     directory (``SESSION_FILE_PATH`` if set, else the temp directory). It needs no server
-    and no extra package, survives restarts and code reloads, is shared by every worker
-    process on the machine, and supports logout, per-user lists and revocation. For
-    several machines, configure Redis or a database."""
+    and no extra package, survives server restarts and code reloads (not a reboot that
+    clears the temp directory), is shared by every worker process on the machine, and
+    supports logout, per-user lists and revocation. For several machines, configure Redis
+    or a database."""
     base = getattr(settings, "SESSION_FILE_PATH", None)
     if base:
         return f"file://{Path(base).resolve()}"
@@ -144,9 +148,52 @@ def engines() -> Engines:
         return current
     with _mutex:
         if _engines is None:
-            _install(_build(build_config()))
+            _require_app()
+            _install(_build(build_config(), store=_kept_store()))
         assert _engines is not None
         return _engines
+
+
+_NO_APP = (
+    "sessionkit_django is not in INSTALLED_APPS, so sessionkit's system checks (which catch a "
+    "missing SESSION_ENGINE, weak keys and bad settings), its admin page and `manage.py "
+    "sessionkit` are missing. Add 'sessionkit_django' to INSTALLED_APPS."
+)
+
+
+def _require_app() -> None:
+    """Without ``sessionkit_django`` in ``INSTALLED_APPS`` the system checks, the admin page
+    and ``manage.py sessionkit`` silently go missing: log it when sessions start. Not an
+    error, nor a Python warning (test runners turn those into errors): a runner that sets
+    its own ``INSTALLED_APPS``, as Django's ``runtests.py`` does, must still run."""
+    from django.apps import apps
+
+    if apps.ready and not apps.is_installed("sessionkit_django"):
+        import logging
+
+        logging.getLogger("sessionkit_django").warning(_NO_APP)
+
+
+def _check_app(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """``sessionkit.W005``, registered when this module is imported, so that it runs even
+    though the app (which registers the other checks) is missing."""
+    from django.apps import apps
+    from django.core.checks import Warning
+
+    if apps.is_installed("sessionkit_django"):
+        return []
+    return [Warning(_NO_APP, id="sessionkit.W005")]
+
+
+def _kept_store() -> Any:
+    """The store of the engines a settings change retired, when ``STORE`` names the same
+    one: changing a cookie setting (``override_settings`` in a test, say) must not drop a
+    ``memory://`` store's sessions nor open new connections."""
+    if _retired is None:
+        return None
+    previous = _retired.request.config.store
+    configured = build_config().store
+    return _retired.request.store if previous == configured else None
 
 
 def get_engine() -> SessionEngine:
@@ -154,8 +201,10 @@ def get_engine() -> SessionEngine:
     return engines().request
 
 
-def _build(config: SessionConfig, engine: SessionEngine | None = None) -> Engines:
-    request = engine if engine is not None else SessionEngine(config)
+def _build(
+    config: SessionConfig, engine: SessionEngine | None = None, store: Any = None
+) -> Engines:
+    request = engine if engine is not None else SessionEngine(config, store=store, events=EVENTS)
     standalone_config = request.config.replace(
         fingerprint_user_agent=False, fingerprint_ip=False, store=request.store
     )
@@ -168,10 +217,6 @@ def _build(config: SessionConfig, engine: SessionEngine | None = None) -> Engine
 def _install(new: Engines | None) -> None:
     global _engines
     _engines = new
-    if new is not None:
-        from sessionkit_django.signals import rebridge
-
-        rebridge(new.request.events)
 
 
 @contextmanager
@@ -181,17 +226,27 @@ def use_engine(engine: SessionEngine) -> Iterator[SessionEngine]:
     with _mutex:
         previous = _engines
         _install(_build(engine.config, engine))
+    # an engine's own bus: its events still reach the signal (once anyone listens)
+    stop = relay(engine.events) if engine.events is not EVENTS else None
     try:
         yield engine
     finally:
+        if stop is not None:
+            stop()
         with _mutex:
             _install(previous)
 
 
 def reset() -> None:
     """Forget the engines; the next use rebuilds them from the current settings."""
+    global _retired
     with _mutex:
+        if _engines is not None:
+            _retired = _engines
         _install(None)
+
+
+register_check(_check_app)
 
 
 @receiver(setting_changed)

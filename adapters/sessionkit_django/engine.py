@@ -6,22 +6,27 @@ store) or the sealed payload for ``cookie://``. Records are keyed by the ID's di
 hold the core's format (tagged-JSON values, ``RecordMeta``), so the same session is read
 by the Flask and ASGI adapters.
 
-A ``SessionStore`` runs in one of two modes:
+Two classes share the dict API, the expiry getters and the key handling
+(``SessionStoreBase``), and differ in when the core commits:
 
-- *managed*: built by ``sessionkit_django.middleware.SessionMiddleware`` around the core
-  ``Session`` of the request. Data, rotation (``cycle_key``), logout (``flush``) and expiry
-  go to that session, and the middleware commits it once through the engine: key-level
-  merge, atomic rotation, no resurrection, cookie and cache headers all decided by the core.
-  ``save()`` therefore waits for the end of the request, and a rotated ``session_key`` is
-  known once the response is committed.
-- *standalone*: everywhere else (Django's own ``SessionMiddleware``, ``Client.session``,
-  scripts). Every call does what Django's contract says, right away: ``create()`` stores a
-  record, ``save()`` raises ``UpdateError`` if the record vanished (a concurrent logout is
-  never undone), ``cycle_key()`` rotates atomically, ``flush()`` deletes.
+- ``SessionStore`` (what ``SESSION_ENGINE`` names): everywhere outside sessionkit's
+  middleware (Django's own ``SessionMiddleware``, ``Client.session``, scripts). Every call
+  does what Django's contract says, right away, through ``SessionEngine.save``: ``create()``
+  stores a record, ``save()`` raises ``UpdateError`` if the record vanished (a concurrent
+  logout is never undone), ``cycle_key()`` rotates atomically, ``flush()`` deletes.
+- ``RequestSessionStore``: built by ``sessionkit_django.middleware.SessionMiddleware``
+  around the core ``Session`` of the request. What the view changes goes to that session,
+  and the middleware commits it after the view through the engine: key-level merge, no
+  resurrection, logout (``flush``), cookie and cache headers all decided by the core. What
+  the view explicitly asks for (``save()``, ``create()``, ``cycle_key()``) happens right
+  away, as Django's contract says, so ``session_key`` is always the key the client will
+  get; the response then carries that cookie.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,14 +35,11 @@ from django.contrib.sessions.exceptions import SessionInterrupted
 from django.core.signing import JSONSerializer
 from django.utils import timezone
 
-from sessionkit import Session, SessionEngine, Write, serialization
-from sessionkit.expiry import browser_cookie, deadline
-from sessionkit.ids import digest, handle, new_id
-from sessionkit.stores.base import RecordMeta
+from sessionkit import CommitPlan, Session, SessionEngine, SessionTooLarge
+from sessionkit.expiry import FOREVER
 from sessionkit_django.conf import engines
 
 _MISSING: Any = object()
-_EXPIRED_TTL = 0.001
 _UNSAFE = frozenset(';, \t\r\n"\\')
 _INTERRUPTED = (
     "The request's session was deleted before the request completed. The user may have "
@@ -45,79 +47,78 @@ _INTERRUPTED = (
 )
 
 
-class SessionStore(SessionBase):
-    """Django's session backend contract, sync and async, on a sessionkit engine."""
+_STORE_SETTING = 'SESSIONKIT = {"STORE": "redis://..."} (or a database or file:// URL)'
 
-    def __init__(self, session_key: str | None = None) -> None:
-        self._engine: SessionEngine = engines().standalone
-        self._managed = False
-        self._modified = False
-        self._record_id: str | None = None  # the stored record's raw ID (standalone)
-        self._stored = False  # a record exists under _record_id, as far as we know
-        super().__init__(session_key)
 
-    @classmethod
-    def for_request(cls, engine: SessionEngine, core: Session, cookie: str | None) -> SessionStore:
-        """The managed store the middleware hangs on ``request.session``."""
-        self = cls.__new__(cls)
-        self._engine, self._core, self._managed = engine, core, True
-        self._modified = self.accessed = self._stored = False
-        self._record_id = None
-        self._key = cookie if not core.loaded else None
-        self.serializer = JSONSerializer
-        return self
+@contextmanager
+def django_wording() -> Iterator[None]:
+    """Errors that name a setting name it as a Django project writes it."""
+    try:
+        yield
+    except SessionTooLarge as exc:
+        exc.suggest(_STORE_SETTING)
+        raise
+
+
+def _timestamp(moment: datetime) -> float:
+    """Epoch seconds of a Django datetime (naive ones are in the current time zone)."""
+    return (timezone.make_aware(moment) if timezone.is_naive(moment) else moment).timestamp()
+
+
+class SessionStoreBase(SessionBase):
+    """Django's session API over one core ``Session`` (``self._core``)."""
+
+    _core: Session
+    _key: str | None
+    _fetched: bool  # the core was loaded for the current key (or there is no key)
+    _modified: bool
+
+    @property
+    def _engine(self) -> SessionEngine:
+        raise NotImplementedError
 
     # -- the key ---------------------------------------------------------------------------
     def _get_session_key(self) -> str | None:
         return self._key
 
     def _set_session_key(self, value: str | None) -> None:
-        """Verify ``value`` (signature or AEAD, no I/O); anything invalid becomes ``None``."""
+        """Django's rule: any string of 8 or more characters is a key (it may be unknown to
+        the store). Only a verified one (signature or AEAD, no I/O) opens a session that
+        loads; any other reads as empty, and loading it forgets the key."""
+        engine = self._engine
+        valid = isinstance(value, str) and len(value) >= 8
         header = None
-        if value and isinstance(value, str) and not _UNSAFE.intersection(value):
-            header = f"{self._engine.config.cookie_name}={value}"
-        self._core = core = self._engine.open(header)
-        self._key = value if header is not None and not core.loaded else None
-        self._stored = False
-        self._record_id = None
-        if self._key is not None and not self._engine.store.client_side:
-            self._record_id = core._ctx.session_id  # verified by open()
+        if valid and not _UNSAFE.intersection(value):  # type: ignore[arg-type]
+            header = f"{engine.config.cookie_name}={value}"
+        previous = getattr(self, "_core", None)
+        client = engine.client_of(previous) if previous is not None else None
+        self._core = engine.open(header) if client is None else engine.open(header, client)
+        self._key = value if valid else None
+        self._fetched = self._key is None
 
     session_key = property(_get_session_key)
     _session_key = property(_get_session_key, _set_session_key)
 
-    def _verified_id(self, session_key: str | None) -> str | None:
-        if not session_key or self._engine.store.client_side:
-            return None
-        probe = SessionStore.__new__(SessionStore)
-        probe._engine = self._engine
-        probe._set_session_key(session_key)
-        return probe._record_id
-
     # -- loading ---------------------------------------------------------------------------
     def _data(self) -> Session:
         core = self._core
-        if not core.loaded:
-            self._engine.load(core)
-            self._loaded()
+        if not self._fetched:
+            if not core.loaded:
+                self._engine.load(core)
+            self._fetched = True
+            if core.new:  # expired, revoked, never ours: Django then forgets the key
+                self._key = None
         return core
 
     async def _adata(self) -> Session:
         core = self._core
-        if not core.loaded:
-            await self._engine.aload(core)
-            self._loaded()
+        if not self._fetched:
+            if not core.loaded:
+                await self._engine.aload(core)
+            self._fetched = True
+            if core.new:
+                self._key = None
         return core
-
-    def _loaded(self) -> None:
-        core = self._core
-        if core.new:  # expired, revoked, never stored: Django then makes a new key on save
-            self._key = self._record_id = None
-            self._stored = False
-            return
-        self._stored = True
-        if self._engine.store.client_side:
-            self._record_id = core._ctx.session_id
 
     def _get_session(self, no_load: bool = False) -> Session:
         self.accessed = True
@@ -129,12 +130,48 @@ class SessionStore(SessionBase):
 
     _session = property(_get_session)
 
+    @property
+    def _session_cache(self) -> Session:
+        """Django's name for the loaded data: absent until loaded; ``del`` forgets it, so
+        the next access reads the store again."""
+        if not self._fetched:
+            raise AttributeError("_session_cache")
+        return self._core
+
+    @_session_cache.deleter
+    def _session_cache(self) -> None:
+        self._set_session_key(self._key)
+
+    def _fresh(self) -> Session | None:
+        """A new core for the current key, to read what the store holds now."""
+        if self._key is None or _UNSAFE.intersection(self._key):
+            return None
+        engine = self._engine
+        return engine.open(f"{engine.config.cookie_name}={self._key}")
+
     def load(self) -> dict[str, Any]:
-        """The session's data; never creates anything."""
-        return self._data().copy()
+        """What the store holds under this key (not what this object holds in memory);
+        ``{}``, and the key forgotten, when it holds nothing. Never creates anything."""
+        if not self._fetched:
+            return self._data().copy()
+        fresh = self._fresh()
+        if fresh is not None:
+            self._engine.load(fresh)
+            if not fresh.new:
+                return fresh.copy()
+        self._key = None
+        return {}
 
     async def aload(self) -> dict[str, Any]:
-        return (await self._adata()).copy()
+        if not self._fetched:
+            return (await self._adata()).copy()
+        fresh = self._fresh()
+        if fresh is not None:
+            await self._engine.aload(fresh)
+            if not fresh.new:
+                return fresh.copy()
+        self._key = None
+        return {}
 
     # -- the dict API (writes mark the Django flag; the core tracks which keys) ----------
     @property
@@ -144,39 +181,38 @@ class SessionStore(SessionBase):
     @modified.setter
     def modified(self, value: bool) -> None:
         self._modified = bool(value)
-        core = getattr(self, "_core", None)
-        if value and self._managed and core is not None and not core.modified:
-            core.modified = True  # an explicit "save this" with nothing else changed
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._session[key] = value
-        self._modified = True
+        self.modified = True
 
     async def aset(self, key: str, value: Any) -> None:
         (await self._aget_session())[key] = value
-        self._modified = True
+        self.modified = True
 
     def __delitem__(self, key: str) -> None:
         del self._session[key]
-        self._modified = True
+        self.modified = True
 
     def pop(self, key: str, default: Any = _MISSING) -> Any:
         data = self._session
-        self._modified = self._modified or key in data
+        if key in data:
+            self.modified = True
         return data.pop(key) if default is _MISSING else data.pop(key, default)
 
     async def apop(self, key: str, default: Any = _MISSING) -> Any:
         data = await self._aget_session()
-        self._modified = self._modified or key in data
+        if key in data:
+            self.modified = True
         return data.pop(key) if default is _MISSING else data.pop(key, default)
 
     def update(self, dict_: Any) -> None:
         self._session.update(dict_)
-        self._modified = True
+        self.modified = True
 
     async def aupdate(self, dict_: Any) -> None:
         (await self._aget_session()).update(dict_)
-        self._modified = True
+        self.modified = True
 
     # Django 5.0 added the async API to SessionBase; defining it here gives it to 4.2 too.
     async def aget(self, key: str, default: Any = None) -> Any:
@@ -209,12 +245,12 @@ class SessionStore(SessionBase):
 
     async def adelete_test_cookie(self) -> None:
         del (await self._aget_session())[self.TEST_COOKIE_NAME]
-        self._modified = True
+        self.modified = True
 
     def clear(self) -> None:
         self._data().clear()
         self.accessed = True
-        self._modified = True
+        self.modified = True
 
     def is_empty(self) -> bool:
         core = self._core
@@ -224,11 +260,11 @@ class SessionStore(SessionBase):
     def flash(self, key: str, value: Any) -> None:
         """Keep ``value`` for this request and the next one (see ``Session.flash``)."""
         self._session.flash(key, value)
-        self._modified = True
+        self.modified = True
 
     def now(self, key: str, value: Any) -> None:
         self._session.now(key, value)
-        self._modified = True
+        self.modified = True
 
     def reflash(self) -> None:
         self._session.reflash()
@@ -244,27 +280,23 @@ class SessionStore(SessionBase):
     @property
     def handle(self) -> str | None:
         """An opaque name for this session, safe to show and log; never the ID."""
-        if self._managed:
-            return self._get_session().handle
-        return handle(digest(self._record_id)) if self._record_id and self._stored else None
-
-    def bind_user(self, user_id: object) -> None:
-        """Put this session in ``user_id``'s index. Managed sessions also rotate their ID
-        (binding is a login); standalone ones leave rotation to ``cycle_key``."""
-        self._session.bind_user(user_id, regenerate=self._managed)
-        self._modified = True
-
-    async def abind_user(self, user_id: object) -> None:
-        await self._aget_session()
-        self.bind_user(user_id)
+        core = self._get_session()
+        return None if core.new else core.handle
 
     @property
     def digest(self) -> str | None:
         """The store key of the current record (``None`` before one exists)."""
-        if self._managed:
-            ctx = self._core._ctx
-            return ctx.digest if ctx.session_id is not None else None
-        return digest(self._record_id) if self._record_id is not None else None
+        return self._engine.digest_of(self._core)
+
+    def bind_user(self, user_id: object, *, regenerate: bool = False) -> None:
+        raise NotImplementedError
+
+    async def abind_user(self, user_id: object, *, regenerate: bool | None = None) -> None:
+        await self._aget_session()
+        if regenerate is None:
+            self.bind_user(user_id)
+        else:
+            self.bind_user(user_id, regenerate=regenerate)
 
     # -- expiry ----------------------------------------------------------------------------
     def set_expiry(self, value: Any) -> None:
@@ -285,24 +317,17 @@ class SessionStore(SessionBase):
         if isinstance(value, datetime) and timezone.is_naive(value):
             value = timezone.make_aware(value)
         core.set_expiry(value)
-        self._modified = True
+        self.modified = True
 
-    def _deadline(self, modification: datetime | None) -> tuple[datetime, float]:
-        core = self._data()
-        moment = modification if modification is not None else timezone.now()
-        if timezone.is_naive(moment):
-            moment = timezone.make_aware(moment)
-        at = moment.timestamp()
-        meta = core._meta
-        created = meta.created if meta is not None else at
-        policy = RecordMeta(created, at, core._idle, core._browser, core._until)  # type: ignore[arg-type]
-        return moment, deadline(policy, self._engine.config) - at
+    def _seconds_left(self, modification: datetime) -> float:
+        at = _timestamp(modification)
+        end = self._engine.expiry_if_saved(self._data(), at)
+        return float(self.get_session_cookie_age()) if end == FOREVER else end - at
 
     def get_expiry_age(self, **kwargs: Any) -> int:
         if "expiry" in kwargs:
             return int(super().get_expiry_age(**kwargs))
-        _, seconds = self._deadline(kwargs.get("modification"))
-        delta = timedelta(seconds=seconds)
+        delta = timedelta(seconds=self._seconds_left(kwargs.get("modification") or timezone.now()))
         return delta.days * 86400 + delta.seconds
 
     async def aget_expiry_age(self, **kwargs: Any) -> int:
@@ -313,77 +338,53 @@ class SessionStore(SessionBase):
         if "expiry" in kwargs:
             result: datetime = super().get_expiry_date(**kwargs)
             return result
-        moment, seconds = self._deadline(kwargs.get("modification"))
-        return moment + timedelta(seconds=seconds)
+        moment: datetime = kwargs.get("modification") or timezone.now()
+        return moment + timedelta(seconds=self._seconds_left(moment))
 
     async def aget_expiry_date(self, **kwargs: Any) -> datetime:
         await self._adata()
         return self.get_expiry_date(**kwargs)
 
     def get_expire_at_browser_close(self) -> bool:
-        return browser_cookie(self._session._browser, self._engine.config)
+        return self._engine.browser_session_of(self._session)
 
     async def aget_expire_at_browser_close(self) -> bool:
-        await self._adata()
-        return self.get_expire_at_browser_close()
+        return self._engine.browser_session_of(await self._aget_session())
 
     def get_session_cookie_age(self) -> int:
-        return int(self._engine.config.idle_timeout or self._engine.config.absolute_timeout or 0)
+        config = self._engine.config
+        return int(config.idle_timeout or config.absolute_timeout or 0)
 
     # -- Django's storage contract ---------------------------------------------------------
+    def _live(self, session_key: str | None) -> Session | None:
+        """A core opened from ``session_key`` when it verifies (no I/O), else ``None``."""
+        engine = self._engine
+        if not session_key or engine.store.client_side or _UNSAFE.intersection(session_key):
+            return None  # a cookie:// key has no record to look up (as Django's signed_cookies)
+        core = engine.open(f"{engine.config.cookie_name}={session_key}")
+        return None if core.loaded else core
+
     def exists(self, session_key: str | None) -> bool:
-        record_id = self._verified_id(session_key)
-        return record_id is not None and self._engine.store.load(digest(record_id)) is not None
+        """Whether ``session_key`` names a live stored session."""
+        core = self._live(session_key)
+        if core is None:
+            return False
+        self._engine.load(core)
+        return not core.new
 
     async def aexists(self, session_key: str | None) -> bool:
-        record_id = self._verified_id(session_key)
-        if record_id is None:
+        core = self._live(session_key)
+        if core is None:
             return False
-        return await self._engine.store.aload(digest(record_id)) is not None
+        await self._engine.aload(core)
+        return not core.new
 
-    def create(self) -> None:
-        if self._managed:
-            return self._managed_create()
-        self._fresh_core()
-        for _ in range(8):
-            if self._put(new_id(), create=True):
-                self._modified = True
-                return
-        raise RuntimeError("could not create a session (IDs kept colliding)")
-
-    async def acreate(self) -> None:
-        if self._managed:
-            return self._managed_create()
-        self._fresh_core()
-        for _ in range(8):
-            if await self._aput(new_id(), create=True):
-                self._modified = True
-                return
-        raise RuntimeError("could not create a session (IDs kept colliding)")
-
-    def save(self, must_create: bool = False) -> None:
-        if self._managed:
-            self.modified = True  # the middleware writes at the end of the request
-            return
-        if self.session_key is None:
-            return self.create()
-        self._data()
-        if self._key is None:  # the record was gone when we loaded it
-            return self.create()
-        if not self._put(self._record_id or new_id(), create=must_create):
-            raise CreateError if must_create else UpdateError
-
-    async def asave(self, must_create: bool = False) -> None:
-        if self._managed:
-            self.modified = True
-            return
-        if self.session_key is None:
-            return await self.acreate()
-        await self._adata()
-        if self._key is None:
-            return await self.acreate()
-        if not await self._aput(self._record_id or new_id(), create=must_create):
-            raise CreateError if must_create else UpdateError
+    def _doomed(self, session_key: str | None) -> str | None:
+        """The store key ``delete(session_key)`` removes (``None``: nothing to do)."""
+        if session_key is None:
+            return self.digest
+        core = self._live(session_key)
+        return self._engine.digest_of(core) if core is not None else None
 
     def delete(self, session_key: str | None = None) -> None:
         doomed = self._doomed(session_key)
@@ -395,60 +396,81 @@ class SessionStore(SessionBase):
         if doomed is not None:
             await self._engine.store.adelete(doomed)
 
-    def _doomed(self, session_key: str | None) -> str | None:
-        if self._engine.store.client_side:
-            return None
-        if session_key is None:
-            if self._managed:
-                return self.digest
-            if self._record_id is None:
-                return None
-            self._stored = False
-            return digest(self._record_id)
-        record_id = self._verified_id(session_key)
-        return digest(record_id) if record_id is not None else None
+    # -- writing: each decision is the core's (SessionEngine.save) -------------------------
+    def _for_create(self) -> Session:
+        """``create()`` stores the data in hand under a new key; it never loads a pending
+        record (Django's ``no_load``), and a stored one moves to the new key."""
+        core = self._core
+        if not self._fetched and not core.loaded:
+            engine = self._engine
+            core = self._core = engine.open(None, engine.client_of(core))
+            self._fetched = True
+        elif not core.new:
+            core.regenerate()
+        core.modified = True
+        return core
+
+    def _save(self, core: Session) -> CommitPlan:
+        with django_wording():
+            return self._engine.save(core)
+
+    async def _asave(self, core: Session) -> CommitPlan:
+        with django_wording():
+            return await self._engine.asave(core)
+
+    def _settled(self, plan: CommitPlan, error: type[Exception]) -> None:
+        if plan.conflict:
+            raise error(_INTERRUPTED) if error is SessionInterrupted else error
+        if plan.cookie_value:  # "" (cleared: saved already expired, so deleted) keeps the
+            self._key = plan.cookie_value  # key, which now names nothing, as Django's do
+
+    def create(self) -> None:
+        self._settled(self._save(self._for_create()), CreateError)
+        self.modified = True
+
+    async def acreate(self) -> None:
+        self._settled(await self._asave(self._for_create()), CreateError)
+        self.modified = True
+
+    def _saving(self, core: Session) -> Session:
+        if core.new:  # the key names nothing (any more): UpdateError, as Django's backends
+            raise UpdateError
+        core.modified = True  # Django's save() writes the whole session
+        return core
+
+    def save(self, must_create: bool = False) -> None:
+        """Django's ``save``: no key (or ``must_create``) means ``create()``; otherwise
+        update the stored record, or raise ``UpdateError`` if it is gone (never resurrect)."""
+        if self._key is None:
+            return self.create()
+        if must_create:
+            if self.exists(self._key):
+                raise CreateError
+            return self.create()
+        self._settled(self._save(self._saving(self._data())), UpdateError)
+
+    async def asave(self, must_create: bool = False) -> None:
+        if self._key is None:
+            return await self.acreate()
+        if must_create:
+            if await self.aexists(self._key):
+                raise CreateError
+            return await self.acreate()
+        core = self._saving(await self._adata())
+        self._settled(await self._asave(core), UpdateError)
 
     def cycle_key(self) -> None:
         """A new key for the same data; the old key dies in the same atomic write."""
-        if self._managed:
-            self._session.regenerate()
-            self._modified = True
-            return
-        self._data()
-        rotated = digest(self._record_id) if self._stored and self._record_id else None
-        if not self._put(new_id(), create=True, rotated_from=rotated):
-            raise SessionInterrupted(_INTERRUPTED)
-        self._modified = True
+        self._data().regenerate()
+        self._core.modified = True
+        self._settled(self._save(self._core), SessionInterrupted)
+        self.modified = True  # as Django's (create() marks it): the new key must be sent
 
     async def acycle_key(self) -> None:
-        if self._managed:
-            (await self._aget_session()).regenerate()
-            self._modified = True
-            return
-        await self._adata()
-        rotated = digest(self._record_id) if self._stored and self._record_id else None
-        if not await self._aput(new_id(), create=True, rotated_from=rotated):
-            raise SessionInterrupted(_INTERRUPTED)
-        self._modified = True
-
-    def flush(self) -> None:
-        """Logout: the data goes, the record is deleted server-side, the key is forgotten."""
-        if self._managed:
-            self._data().invalidate()
-        else:
-            self.delete()
-            self._core = self._engine.open(None)
-        self._key = self._record_id = None
-        self.accessed = self._modified = True
-
-    async def aflush(self) -> None:
-        if self._managed:
-            (await self._adata()).invalidate()
-        else:
-            await self.adelete()
-            self._core = self._engine.open(None)
-        self._key = self._record_id = None
-        self.accessed = self._modified = True
+        (await self._adata()).regenerate()
+        self._core.modified = True
+        self._settled(await self._asave(self._core), SessionInterrupted)
+        self.modified = True
 
     @classmethod
     def clear_expired(cls) -> None:
@@ -464,68 +486,103 @@ class SessionStore(SessionBase):
 
         await sync_to_async(cls.clear_expired, thread_sensitive=False)()
 
-    # -- writing (standalone mode) ---------------------------------------------------------
-    def _fresh_core(self) -> None:
-        """A new record starts from the data in hand, without loading a pending one."""
-        if not self._core.loaded:
-            self._core = self._engine.open(None)
 
-    def _managed_create(self) -> None:
-        if self._key is not None:
-            self._session.regenerate()
-        self._modified = True
+class SessionStore(SessionStoreBase):
+    """Django's session backend contract, sync and async, on a sessionkit engine: every
+    write happens when it is called, through ``SessionEngine.save``."""
 
-    def _put(self, record_id: str, *, create: bool, rotated_from: str | None = None) -> bool:
-        write, meta = self._write(record_id, create, rotated_from)
-        ok = True if write is None else self._engine.store.save(write)
-        return self._settle(record_id, ok, write, meta)
+    def __init__(self, session_key: str | None = None) -> None:
+        self._modified = False
+        super().__init__(session_key)
 
-    async def _aput(self, record_id: str, *, create: bool, rotated_from: str | None = None) -> bool:
-        write, meta = self._write(record_id, create, rotated_from)
-        ok = True if write is None else await self._engine.store.asave(write)
-        return self._settle(record_id, ok, write, meta)
+    @property
+    def _engine(self) -> SessionEngine:
+        return engines().standalone  # read per call: settings may change (override_settings)
 
-    def _write(
-        self, record_id: str, create: bool, rotated_from: str | None
-    ) -> tuple[Write | None, RecordMeta]:
-        """The full-replace write Django's ``save()`` means, in the core's record format.
-        ``None`` for ``cookie://``, where saving is sealing the new key."""
-        engine, core = self._engine, self._core
-        now = engine.clock()
-        old = core._meta
-        keeps_age = old is not None and (not create or rotated_from is not None)
-        meta = RecordMeta(
-            old.created if keeps_age else int(now),  # type: ignore[union-attr]
-            int(now), core._idle, core._browser, core._until, core._user,
-            old.fingerprint if old is not None else None,
-            tuple(core._flash_new), tuple(core._flash_old),
-            old.device if old is not None else None,  # no client here: keep what is known
-        )  # fmt: skip
-        data = dict(dict.items(core))
-        if engine.store.client_side:
-            self._seal(record_id, meta, data)
-            return None, meta
-        items = {key: serialization.dumps(value) for key, value in data.items()}
-        ttl = deadline(meta, engine.config) - now
-        write = Write(
-            digest(record_id), items, frozenset(), meta, max(ttl, _EXPIRED_TTL),
-            create=create, replace=True, rotated_from=rotated_from,
-            previous_user=old.user if old is not None else None,
-        )  # fmt: skip
-        return write, meta
+    def bind_user(self, user_id: object, *, regenerate: bool = False) -> None:
+        """Put this session in ``user_id``'s index; rotation stays ``cycle_key``'s job."""
+        self._session.bind_user(user_id, regenerate=regenerate)
+        self.modified = True
 
-    def _seal(self, record_id: str, meta: RecordMeta, data: dict[str, Any]) -> None:
-        self._key = self._engine.seal(record_id, meta, data)  # SessionTooLarge when too big
+    def _forget_key(self) -> None:
+        self._set_session_key(None)
+        self._fetched = True
+        self.accessed = self.modified = True
 
-    def _settle(self, record_id: str, ok: bool, write: Write | None, meta: RecordMeta) -> bool:
-        if not ok:
-            return False
+    def flush(self) -> None:
+        """Logout: the data goes, the record is deleted server-side, the key is forgotten."""
+        self.delete()
+        self._forget_key()
+
+    async def aflush(self) -> None:
+        await self.adelete()
+        self._forget_key()
+
+
+class RequestSessionStore(SessionStoreBase):
+    """``request.session`` under sessionkit's middleware: what the view does goes to the
+    request's core session, which the middleware commits once, after the view."""
+
+    def __init__(self, engine: SessionEngine, core: Session) -> None:
+        self._request_engine = engine
+        self._core = core
+        self._modified = self.accessed = False
+        self._key = engine.cookie_of(core) if not core.loaded else None
+        self._fetched = core.loaded
+        self.serializer = JSONSerializer
+        #: The Set-Cookie of a save the view asked for (``save()``, ``create()``,
+        #: ``cycle_key()``), sent with the response unless its own commit sends another.
+        self.unsent_cookie: str | None = None
+
+    @property
+    def _engine(self) -> SessionEngine:
+        return self._request_engine
+
+    @property
+    def core(self) -> Session:
+        """The request's core session (what the middleware commits)."""
+        return self._core
+
+    def commit(self, status: int) -> CommitPlan:
+        """The core's plan for the end of the request (the middleware runs it)."""
+        try:
+            return self._engine.commit(self._core, status)
+        except SessionTooLarge as exc:  # not django_wording(): this runs on every request
+            exc.suggest(_STORE_SETTING)
+            raise
+
+    def _issued(self, value: str | None) -> None:
+        """The middleware's word on the cookie the response sets (``None``: cleared)."""
+        self._key = value
+
+    @property
+    def modified(self) -> bool:
+        return self._modified
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        self._modified = bool(value)
         core = self._core
-        core._meta, core._new = meta, False
-        self._record_id, self._stored = record_id, True
-        if write is not None:
-            self._key = self._engine.sign(record_id)
-            if write.ttl <= _EXPIRED_TTL:  # saved already expired (set_expiry in the past)
-                self._engine.store.delete(write.digest)
-                self._stored = False
-        return True
+        if value and not core.modified:
+            core.modified = True  # an explicit "save this" with nothing else changed
+
+    def bind_user(self, user_id: object, *, regenerate: bool = True) -> None:
+        """Put this session in ``user_id``'s index and, by default, rotate its ID at the
+        end of the request (binding is a login)."""
+        self._session.bind_user(user_id, regenerate=regenerate)
+        self.modified = True
+
+    def _settled(self, plan: CommitPlan, error: type[Exception]) -> None:
+        super()._settled(plan, error)
+        self.unsent_cookie = plan.set_cookie
+
+    def flush(self) -> None:
+        """Logout: the data goes, the record is deleted when the request commits."""
+        self._data().invalidate()
+        self._key = self.unsent_cookie = None
+        self.accessed = self.modified = True
+
+    async def aflush(self) -> None:
+        (await self._adata()).invalidate()
+        self._key = self.unsent_cookie = None
+        self.accessed = self.modified = True

@@ -13,14 +13,17 @@ policy (``sessionkit.failures``, docs/failures.md).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from http.cookies import Morsel
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
+from django.contrib.sessions.exceptions import SessionInterrupted
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.utils.http import http_date
 
 from sessionkit import (
     ClientInfo,
@@ -30,54 +33,95 @@ from sessionkit import (
     SessionTooLarge,
     StoreUnavailable,
 )
-from sessionkit.cookies import merge_header
+from sessionkit.cookies import cookie_values, merge_header
 from sessionkit.failures import Failure
 from sessionkit_django.conf import engines
-from sessionkit_django.engine import SessionStore
+from sessionkit_django.engine import _INTERRUPTED, RequestSessionStore
 
 Handler = Callable[[HttpRequest], Any]
 log = logging.getLogger("sessionkit.django")
-_ATTRS = {"max-age", "expires", "path", "domain", "samesite"}
+_ATTRS = {"expires", "path", "domain", "samesite"}
 _FLAGS = {"secure", "httponly"}
 
 
 _BLANK = dict.fromkeys(Morsel._reserved, "")  # type: ignore[attr-defined]
-_parsed_tails: dict[str, dict[str, str | bool]] = {}
+_parsed_tails: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {}
 
 
-def _attributes(tail: str) -> dict[str, str | bool]:
-    """The morsel attributes of a Set-Cookie tail (``Max-Age=...; Path=/; HttpOnly``),
-    parsed once per distinct tail: an app sends only a handful."""
+def _attributes(tail: str) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The morsel attributes of a Set-Cookie tail (``Max-Age=...; Path=/; HttpOnly``), and
+    the flags ``Morsel`` does not know (``Partitioned``), parsed once per distinct tail: an
+    app sends only a handful."""
     parsed = _parsed_tails.get(tail)
     if parsed is None:
-        parsed = dict(_BLANK)
+        attrs: dict[str, Any] = dict(_BLANK)
+        extra: list[str] = []
         for attribute in tail.split("; ") if tail else ():
             key, _, val = attribute.partition("=")
             lowered = key.lower()
-            if lowered in _ATTRS:
-                parsed[lowered] = val
+            if lowered == "max-age":
+                attrs[lowered] = int(val)  # as Django's set_cookie stores it
+            elif lowered in _ATTRS:
+                attrs[lowered] = val
             elif lowered in _FLAGS:
-                parsed[lowered] = True
+                attrs[lowered] = True
+            else:
+                extra.append(attribute)
         if len(_parsed_tails) >= 64:  # bounded
             _parsed_tails.clear()
-        _parsed_tails[tail] = parsed
+        parsed = _parsed_tails[tail] = (attrs, tuple(extra))
     return parsed
 
 
+_ORDER = sorted(_BLANK)  # the order Morsel.OutputString writes attributes in
+_tails: dict[tuple[Any, ...], str] = {}  # rendered attributes, by their values (bounded)
+_date: tuple[int, str] = (0, "")  # (epoch second, its HTTP date): one format per second
+
+
+def _http_date(when: float) -> str:
+    global _date
+    second, text = _date  # one read: threads may replace it meanwhile
+    if second != int(when):
+        second = int(when)
+        text = http_date(second)
+        _date = (second, text)
+    return text
+
+
 class _SetCookie(Morsel[str]):
-    """A morsel that writes the core's Set-Cookie value verbatim (attributes included,
-    e.g. ``Partitioned``), while still reading like any other in ``response.cookies``.
-    The core made the header, so name and value need no re-validation here."""
+    """The core's Set-Cookie, as Django's ``set_cookie``/``delete_cookie`` would spell it:
+    a morsel in ``response.cookies`` with Django's attributes (an ``expires`` next to
+    ``Max-Age``; a deletion is ``name=""`` with the epoch date), plus the flags ``Morsel``
+    does not know (``Partitioned``). The core made the cookie, so nothing is re-validated;
+    what a later middleware changes in the morsel is written as it says."""
 
     def __init__(self, header: str) -> None:
         pair, _, tail = header.partition("; ")
         name, _, value = pair.partition("=")
-        dict.update(self, _attributes(tail))
-        self._key, self._value, self._coded_value = name, value, value
-        self._header = header
+        attrs, self._extra = _attributes(tail)
+        dict.update(self, attrs)
+        if not value:
+            dict.__setitem__(self, "httponly", "")  # Django's delete_cookie leaves it out
+        elif not attrs["expires"] and attrs["max-age"] != "":
+            dict.__setitem__(self, "expires", _http_date(time.time() + attrs["max-age"]))
+        self._key, self._value, self._coded_value = name, value, value or '""'
 
     def OutputString(self, attrs: Any = None) -> str:
-        return self._header
+        """``Morsel.OutputString``, its attribute part rendered once per distinct set of
+        values (an app sends a handful; the date changes once a second)."""
+        if attrs is not None:
+            return super().OutputString(attrs) + "".join(f"; {f}" for f in self._extra)
+        values = (*map(self.get, _ORDER), self._extra)
+        rendered = _tails.get(values)
+        if rendered is None:
+            probe: Morsel[str] = Morsel()
+            dict.update(probe, self)
+            probe.set("x", "", "")
+            rendered = probe.OutputString()[len("x=") :] + "".join(f"; {f}" for f in self._extra)
+            if len(_tails) >= 64:  # bounded
+                _tails.clear()
+            _tails[values] = rendered
+        return f"{self._key}={self._coded_value}{rendered}"
 
 
 def client_of(engine: SessionEngine, request: HttpRequest) -> ClientInfo:
@@ -85,9 +129,26 @@ def client_of(engine: SessionEngine, request: HttpRequest) -> ClientInfo:
     return engine.wsgi_client(request.META, secure=request.is_secure())
 
 
+def cookie_header(request: HttpRequest, name: str) -> str | None:
+    """The Cookie header the core parses (strictly: duplicates, nameless pairs). When the
+    request's ``COOKIES`` were already parsed and hold another value for our cookie (a
+    test's ``request.COOKIES[...] = key``, an ``HttpRequest()`` built by hand), that value
+    is what Django's own middleware reads, so it is ours too; it is verified all the same."""
+    header: str | None = request.META.get("HTTP_COOKIE")
+    parsed = request.__dict__.get("COOKIES")
+    if parsed is not None:
+        value = parsed.get(name)
+        if value is None:
+            return None
+        if value not in cookie_values(header, name):
+            return f"{name}={value}"
+    return header
+
+
 class SessionMiddleware(DjangoSessionMiddleware):
-    """Subclasses Django's only so that checks and apps looking for it (``admin.E410``)
-    find it; none of its code runs."""
+    """Subclasses Django's so that checks and apps looking for it (``admin.E410``) find it,
+    and so that a view which puts another session object on ``request.session`` gets
+    Django's handling of it; our own sessions never run Django's code."""
 
     sync_capable = True
     async_capable = True
@@ -102,22 +163,9 @@ class SessionMiddleware(DjangoSessionMiddleware):
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
             return self.__acall__(request)
-        engine = engines().request
-        store = self._open(engine, request)
+        store = self._open(engines().request, request)
         try:
-            response = self.get_response(request)
-            session = request.session
-            if isinstance(session, SessionStore) and session._managed:
-                try:
-                    if settings.SESSION_SAVE_EVERY_REQUEST:
-                        session._data()
-                        session._core.accessed = True
-                    plan = engine.commit(session._core, response.status_code)
-                    ok = engine.run(plan)
-                except (StoreUnavailable, SessionTooLarge) as exc:
-                    return refuse(engine, exc, request)
-                return self._finish(engine, request, session, plan, ok, response)
-            return response
+            return self.process_response(request, self.get_response(request))
         finally:
             _release_sync(store)
 
@@ -125,32 +173,52 @@ class SessionMiddleware(DjangoSessionMiddleware):
         engine = engines().request
         store = self._open(engine, request)
         try:
-            if not store._core.loaded:  # a validly signed cookie: fetch it natively now
+            if not store.core.loaded:  # a validly signed cookie: fetch it natively now
                 try:
                     await store._adata()
                 except StoreUnavailable as exc:
                     return refuse(engine, exc, request)
             response: HttpResponseBase = await self.get_response(request)
             session = request.session
-            if isinstance(session, SessionStore) and session._managed:
-                try:
-                    if settings.SESSION_SAVE_EVERY_REQUEST:
-                        await session._adata()
-                        session._core.accessed = True
-                    plan = engine.commit(session._core, response.status_code)
-                    ok = await engine.arun(plan)
-                except (StoreUnavailable, SessionTooLarge) as exc:
-                    return refuse(engine, exc, request)
-                return self._finish(engine, request, session, plan, ok, response)
+            if not isinstance(session, RequestSessionStore):
+                return await sync_to_async(super().process_response)(request, response)
+            try:
+                if settings.SESSION_SAVE_EVERY_REQUEST:
+                    (await session._adata()).accessed = True
+                plan = session.commit(response.status_code)
+                ok = await session._engine.arun(plan)
+            except (StoreUnavailable, SessionTooLarge) as exc:
+                return refuse(engine, exc, request)
+            self._respond(session, plan, ok, response, request)
             return response
         finally:
             await _release_async(store)
 
+    def process_request(self, request: HttpRequest) -> None:
+        """Django's ``MiddlewareMixin`` step (tests call it by hand): ``request.session``.
+        Returns ``None``, as a ``process_request`` that lets the request through must."""
+        self._open(engines().request, request)
+
+    def process_response(self, request: HttpRequest, response: Any) -> Any:
+        """Commit the request's session (sync), or hand another session object to Django."""
+        session = getattr(request, "session", None)
+        if not isinstance(session, RequestSessionStore):
+            return super().process_response(request, response)
+        engine = session._engine
+        try:
+            if settings.SESSION_SAVE_EVERY_REQUEST:
+                session._data().accessed = True
+            plan = session.commit(response.status_code)
+            ok = engine.run(plan)
+        except (StoreUnavailable, SessionTooLarge) as exc:
+            return refuse(engine, exc, request)
+        self._respond(session, plan, ok, response, request)
+        return response
+
     @staticmethod
-    def _open(engine: SessionEngine, request: HttpRequest) -> SessionStore:
-        header = request.META.get("HTTP_COOKIE")
-        core = engine.open(header, client_of(engine, request))
-        store = SessionStore.for_request(engine, core, core._ctx.cookie)
+    def _open(engine: SessionEngine, request: HttpRequest) -> RequestSessionStore:
+        header = cookie_header(request, engine.config.cookie_name)
+        store = RequestSessionStore(engine, engine.open(header, client_of(engine, request)))
         request.session = store
         return store
 
@@ -162,20 +230,25 @@ class SessionMiddleware(DjangoSessionMiddleware):
         return None
 
     @staticmethod
-    def _finish(
-        engine: SessionEngine, request: HttpRequest, session: SessionStore, plan: CommitPlan,
-        ok: bool, response: HttpResponseBase,
-    ) -> HttpResponseBase:  # fmt: skip
+    def _respond(
+        session: RequestSessionStore, plan: CommitPlan, ok: bool, response: HttpResponseBase,
+        request: HttpRequest,
+    ) -> None:  # fmt: skip
         if plan.failure is not None:  # a concurrent logout: the write was not made
-            return refuse(engine, plan.failure, request)
+            # the core's log line and event; Django's own SessionInterrupted is its 400
+            session._engine.refuse(plan.failure, f"{request.method} {request.path}", log)
+            raise SessionInterrupted(_INTERRUPTED)
+        if not ok and plan.write is not None:
+            raise SessionInterrupted(_INTERRUPTED)
+        if plan.set_cookie is None and session.unsent_cookie and response.status_code < 500:
+            plan.set_cookie = session.unsent_cookie  # the cookie of a save() in the view
         for name, value in plan.headers():
             if name == "Set-Cookie":
                 morsel = _SetCookie(value)
                 response.cookies[morsel.key] = morsel
-                session._key = morsel.value or None
+                session._issued(morsel.value or None)
             else:
                 response.headers[name] = merge_header(name, response.headers.get(name))
-        return response
 
 
 def refuse(
@@ -232,28 +305,26 @@ def session_lock(
     return decorate(view) if view is not None else decorate
 
 
-def _managed(request: HttpRequest) -> SessionStore:
+def _managed(request: HttpRequest) -> RequestSessionStore:
     store = getattr(request, "session", None)
-    if not isinstance(store, SessionStore) or not store._managed:
+    if not isinstance(store, RequestSessionStore):
         raise RuntimeError(
             "@session_lock needs sessionkit_django.middleware.SessionMiddleware in MIDDLEWARE"
         )
     return store
 
 
-def _reopen(store: SessionStore) -> Any:
+def _reopen(store: RequestSessionStore) -> Any:
     """If something read the session before the view (e.g. CSRF_USE_SESSIONS), read it
     again once the lock is held; it may have changed while we waited."""
-    core = store._core
-    if core.loaded and store._key is not None and not core.modified:
-        engine = store._engine
-        fresh = engine.open(f"{engine.config.cookie_name}={store._key}", core._ctx.client)
-        store._core = fresh
-        return fresh
+    core = store.core
+    if core.loaded and store.session_key is not None and not core.modified:
+        del store._session_cache  # the next access reads the store again
+        return store.core
     return core
 
 
-def _release_sync(store: SessionStore) -> None:
+def _release_sync(store: RequestSessionStore) -> None:
     held = store.__dict__.pop(_LOCK_ATTR, None)
     if held is None:
         return
@@ -265,7 +336,7 @@ def _release_sync(store: SessionStore) -> None:
         held.__exit__(None, None, None)
 
 
-async def _release_async(store: SessionStore) -> None:
+async def _release_async(store: RequestSessionStore) -> None:
     held = store.__dict__.pop(_LOCK_ATTR, None)
     if held is None:
         return

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core import checks
 from django.core.management import CommandError, call_command
 from django.test import Client, override_settings
@@ -21,10 +22,22 @@ def ids(deploy: bool = True) -> set[str]:
 
 def test_deploy_warnings_for_the_test_settings() -> None:
     found = ids()
-    assert {"sessionkit.W001", "sessionkit.W003"} <= found
+    assert {"security.W010", "sessionkit.W003"} <= found
+    assert "sessionkit.W001" not in found  # Django's security.W010 says it already
     assert "sessionkit.W004" not in found  # STORE is set
     assert "admin.E410" not in found  # our middleware counts as a session middleware
     assert not {"sessionkit.W001", "sessionkit.W003"} & ids(deploy=False)
+
+
+def test_an_insecure_cookie_is_reported_once() -> None:
+    apps = [a for a in settings.INSTALLED_APPS if a != "django.contrib.sessions"]
+    with override_settings(INSTALLED_APPS=apps):  # Django's own check is silent then
+        assert "sessionkit.W001" in ids()
+    with override_settings(  # sessionkit's setting wins over Django's: ours says it
+        SESSION_COOKIE_SECURE=True, SESSIONKIT={"STORE": "memory://", "COOKIE_SECURE": False}
+    ):
+        found = ids()
+        assert "sessionkit.W001" in found and "security.W010" not in found
 
 
 @override_settings(SESSION_COOKIE_SECURE=True, SESSIONKIT={"STORE": "redis://localhost/0"})
@@ -51,9 +64,16 @@ def test_non_random_key_is_an_error() -> None:
 
 
 @override_settings(SECRET_KEY="Zq8vN3kLp0xR7tY2wB5mC9dF1gH4jK6s")  # 32 bytes: allowed, short
-def test_short_but_valid_key_warns_on_deploy() -> None:
-    assert "sessionkit.W002" in ids()
-    assert "sessionkit.W002" not in ids(deploy=False)
+def test_a_short_django_key_is_djangos_warning() -> None:
+    found = ids()
+    assert "security.W009" in found and "sessionkit.W002" not in found
+
+
+def test_a_short_key_of_our_own_warns_on_deploy() -> None:
+    own = {"STORE": "memory://", "SECRET_KEY": "Zq8vN3kLp0xR7tY2wB5mC9dF1gH4jK6s"}
+    with override_settings(SESSIONKIT=own):
+        assert "sessionkit.W002" in ids()
+        assert "sessionkit.W002" not in ids(deploy=False)
 
 
 @pytest.mark.parametrize(
@@ -160,3 +180,28 @@ def test_default_store_is_files(tmp_path: Path) -> None:
         assert client.get("/count/").json() == {"count": 1}
         assert client.get("/count/").json() == {"count": 2}
         assert any(tmp_path.rglob("*"))
+
+
+def test_our_middleware_without_our_engine_is_an_error() -> None:
+    """With only the middleware swapped, Client.login() wrote a db session the middleware
+    then rejected with a log line about keys; the check says what is missing."""
+    ours = ["sessionkit_django.middleware.SessionMiddleware"]
+    with override_settings(MIDDLEWARE=ours, SESSION_ENGINE="django.contrib.sessions.backends.db"):
+        errors = [m for m in checks.run_checks() if m.id == "sessionkit.E004"]
+    assert errors and "sessionkit_django.engine" in errors[0].hint
+    with override_settings(MIDDLEWARE=ours):  # the test settings name our engine
+        assert "sessionkit.E004" not in ids(deploy=False)
+
+
+def test_without_the_app_a_check_and_a_warning_say_so(caplog: pytest.LogCaptureFixture) -> None:
+    from sessionkit_django import conf
+    from sessionkit_django.middleware import SessionMiddleware
+
+    apps = ["django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions"]
+    assert "sessionkit.W005" not in ids(deploy=False)
+    with override_settings(INSTALLED_APPS=apps):
+        assert "sessionkit.W005" in ids(deploy=False)
+        conf.reset()
+        SessionMiddleware(lambda request: None)
+    assert any("INSTALLED_APPS" in r.getMessage() for r in caplog.records)
+    conf.reset()

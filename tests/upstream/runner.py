@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 from tests.upstream.exclusions import excluded
 from tests.upstream.fetch import ROOT
 from tests.upstream.outcome import Outcome, from_junit
+from tests.upstream.sessionkit_deselect import ENV as DESELECT_ENV
 
 
 def run_pytest(
@@ -23,16 +25,21 @@ def run_pytest(
     timeout: float = 600,
 ) -> Outcome:
     """``python -m pytest ARGS`` in ``tree`` (so the framework's own pytest config applies),
-    with this repository and ``adapters/`` importable and every exclusion deselected."""
+    with this repository and ``adapters/`` importable and every exclusion deselected (by its
+    exact node id: ``sessionkit_deselect``)."""
     skip = excluded(framework, store)
     run_env = {**os.environ, **(env or {})}
-    run_env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "adapters")])
+    # tests/upstream itself too: the plugin loads by a top-level name, because the upstream
+    # tree, the subprocess's cwd, may have a ``tests`` package of its own
+    run_env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT), str(ROOT / "adapters"), str(Path(__file__).resolve().parent)]
+    )
     run_env.pop("PYTEST_XDIST_WORKER", None)
     run_env.pop("PYTEST_ADDOPTS", None)
+    run_env[DESELECT_ENV] = json.dumps([exclusion.test for exclusion in skip])
     command = [sys.executable, "-m", "pytest", *args, "-q", "-p", "no:cacheprovider",
-               "-p", "no:randomly", f"--junitxml={junit}", "-o", "junit_family=xunit1"]
-    for exclusion in skip:
-        command += ["--deselect", exclusion.test]
+               "-p", "no:randomly", "-p", "sessionkit_deselect", f"--junitxml={junit}",
+               "-o", "junit_family=xunit1"]
     proc = subprocess.run(command, cwd=tree, env=run_env, capture_output=True, text=True,
                           timeout=timeout, check=False)
     if not junit.exists():
