@@ -110,6 +110,11 @@ class SessionStoreBase(SessionBase):
                 self._key = None
         return core
 
+    def fetch(self) -> Session:
+        """The core session, read from the store first if it was not yet (the middleware's
+        ``SESSION_SAVE_EVERY_REQUEST``)."""
+        return self._data()
+
     async def _adata(self) -> Session:
         core = self._core
         if not self._fetched:

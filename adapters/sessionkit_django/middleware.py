@@ -189,8 +189,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
                 ok = await session._engine.arun(plan)
             except (StoreUnavailable, SessionTooLarge) as exc:
                 return refuse(engine, exc, request)
-            self._respond(session, plan, ok, response, request)
-            return response
+            return self._respond(session, plan, ok, response, request) or response
         finally:
             await _release_async(store)
 
@@ -207,13 +206,12 @@ class SessionMiddleware(DjangoSessionMiddleware):
         engine = session._engine
         try:
             if settings.SESSION_SAVE_EVERY_REQUEST:
-                session._data().accessed = True
+                session.fetch().accessed = True
             plan = session.commit(response.status_code)
             ok = engine.run(plan)
         except (StoreUnavailable, SessionTooLarge) as exc:
             return refuse(engine, exc, request)
-        self._respond(session, plan, ok, response, request)
-        return response
+        return self._respond(session, plan, ok, response, request) or response
 
     @staticmethod
     def _open(engine: SessionEngine, request: HttpRequest) -> RequestSessionStore:
@@ -233,11 +231,11 @@ class SessionMiddleware(DjangoSessionMiddleware):
     def _respond(
         session: RequestSessionStore, plan: CommitPlan, ok: bool, response: HttpResponseBase,
         request: HttpRequest,
-    ) -> None:  # fmt: skip
-        if plan.failure is not None:  # a concurrent logout: the write was not made
-            # the core's log line and event; Django's own SessionInterrupted is its 400
-            session._engine.refuse(plan.failure, f"{request.method} {request.path}", log)
-            raise SessionInterrupted(_INTERRUPTED)
+    ) -> HttpResponseBase | None:  # fmt: skip
+        """Put the plan's headers on ``response``; the core's answer instead when the plan
+        failed (a concurrent logout: the write was not made)."""
+        if plan.failure is not None:
+            return refuse(session._engine, plan.failure, request)
         if not ok and plan.write is not None:
             raise SessionInterrupted(_INTERRUPTED)
         if plan.set_cookie is None and session.unsent_cookie and response.status_code < 500:
@@ -249,6 +247,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
                 session._issued(morsel.value or None)
             else:
                 response.headers[name] = merge_header(name, response.headers.get(name))
+        return None
 
 
 def refuse(
