@@ -80,6 +80,11 @@ class InvalidationSource:
     def sync(self) -> bool:
         raise NotImplementedError
 
+    def wait_live(self, timeout: float = 5.0) -> bool:
+        """Start listening now and wait (at most ``timeout`` seconds) until hits may be
+        served; ``False`` if that did not happen in time."""
+        return self.sync()
+
     def close(self) -> None:
         """Stop listening (the cache is then flushed and serves nothing)."""
 

@@ -76,6 +76,7 @@ class RedisTracking(InvalidationSource):
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self.connects = 0  # how many times tracking was (re)established (for tests, stats)
+        self.client_id: int | None = None  # the invalidation connection's CLIENT ID
 
     @classmethod
     def for_client(cls, client: Any, prefix: str, **options: Any) -> RedisTracking:
@@ -156,6 +157,21 @@ class RedisTracking(InvalidationSource):
         if self._cache is not None:
             self._cache.flush("forked: the parent's invalidations are not ours")
 
+    @property
+    def live(self) -> bool:
+        """Whether hits may be served now (tracking is on and the link answers)."""
+        return self._live
+
+    def wait_live(self, timeout: float = 5.0) -> bool:
+        """Start listening now rather than on the first read, and wait until tracking is
+        on (a process that warms up before taking traffic; tests)."""
+        deadline = time.monotonic() + timeout
+        while not self.sync():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
     # -- the listener thread ---------------------------------------------------------------
     def _start(self) -> None:
         if self._thread is not None or self._closed.is_set():
@@ -203,7 +219,7 @@ class RedisTracking(InvalidationSource):
                 return
             # Nothing was cached while we were not live (reads bypassed the cache, fills
             # that spanned the drop were poisoned by its flush): serving may start now.
-            self._conn, self._live = conn, True
+            self._conn, self._live, self.client_id = conn, True, client_id
             self._last_pong = self._ping_sent = time.monotonic()
             self.connects += 1
 
