@@ -213,10 +213,8 @@ class SessionEngine:
             self._load_payload(session)
             return
         try:
-            if ctx.fresh:
-                record = self.store.load_fresh(ctx.digest)
-            else:
-                record = self.store.load(ctx.digest)
+            load = self.store.load_fresh if ctx.fresh else self.store.load
+            record = load(ctx.digest)
         except StoreUnavailable as exc:
             session._pend(self.load)
             self._store_error(exc)

@@ -371,8 +371,9 @@ class CachingStore(Store):
         from dataclasses import asdict
 
         counts = asdict(self.cache.stats)
-        counts.update(entries=len(self.cache), bytes=self.cache.bytes,
-                      max_entries=self.cache.max_entries, max_bytes=self.cache.max_bytes)  # fmt: skip
+        cache = self.cache
+        counts.update(entries=len(cache), bytes=cache.bytes, max_entries=cache.max_entries,
+                      max_bytes=cache.max_bytes)  # fmt: skip
         return counts
 
     def __repr__(self) -> str:
@@ -396,7 +397,7 @@ def parse_cache_option(url: str, value: str) -> tuple[int, int] | None:
     try:
         entries = int(count)
         number = size.rstrip("kmgb")
-        max_bytes = DEFAULT_BYTES if not size else int(float(number) * _UNITS[size[len(number):]])
+        max_bytes = DEFAULT_BYTES if not size else int(float(number) * _UNITS[size[len(number) :]])
     except (ValueError, KeyError):
         max_bytes = entries = 0
     if entries < 1 or max_bytes < 1:

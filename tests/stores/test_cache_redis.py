@@ -209,7 +209,7 @@ def test_killing_the_invalidation_connection(store: CachingStore, raw: redis.Red
     assert isinstance(source, RedisTracking)
     key = create(store, a="1")
     warm(store, key)
-    raw.client_kill_filter(_id=source.client_id)
+    raw.client_kill_filter(_id=str(source.client_id))
     raw.hset(redis_key(store, key), "d:a", "2")  # a change nobody will tell us about
     record = store.load(key)
     assert record is not None and record.items == {"a": "2"}
@@ -276,8 +276,8 @@ def test_default_tracking_mode_forgets_a_key_after_our_own_noloop_write(
     save would never be invalidated (Redis 7.0)."""
     import redis.connection
 
-    listener = redis.connection.Connection(port=redis_server.port, protocol=2)
-    data = redis.connection.Connection(port=redis_server.port, protocol=2)
+    connection: Any = redis.connection.Connection
+    listener, data = (connection(port=redis_server.port, protocol=2) for _ in range(2))
     try:
         listener.send_command("CLIENT", "ID")
         listener_id = listener.read_response()
@@ -318,7 +318,7 @@ def test_a_fresh_read_goes_past_the_cache(redis_server: servers.Server, raw: red
     browser.visit(lambda s: s.__setitem__("role", "admin"))
     browser.visit(lambda s: s["role"])  # cached now
     cookie = browser.cookie_header
-    (name,) = [k.decode() for k in raw.keys(f"{inner.prefix}*")]
+    (name,) = [k.decode() if isinstance(k, bytes) else k for k in raw.keys(f"{inner.prefix}*")]
     raw.hset(name, "d:role", '"user"')  # unannounced (the Silent source)
     stale = engine.open(cookie, browser.client)["role"]
     assert stale == "admin"  # the copy a silent source leaves, as this test intends
