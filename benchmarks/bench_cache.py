@@ -194,11 +194,9 @@ def staleness(port: int, trials: int, readers: int) -> dict[str, Any]:
     writer.save(Write(key, {"n": "0"}, frozenset(), meta, 3600.0, create=True, replace=True))
     pause = 0.002
     seconds = trials * (pause + 0.001) + 3.0
-    procs = [
-        subprocess.Popen([sys.executable, "-c", READER, url + "&cache=on", key, str(seconds)],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
-        for _ in range(readers)
-    ]
+    argv = [sys.executable, "-c", READER, url + "&cache=on", key, str(seconds)]
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
+    procs = [subprocess.Popen(argv, **pipes) for _ in range(readers)]  # type: ignore[call-overload]
     for proc in procs:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     for proc in procs:
