@@ -135,11 +135,14 @@ class LocalCache:
         return len(self._entries)
 
     def get(self, digest: str) -> Record | None:
+        """The cached record (counted as a hit), or ``None`` (a miss)."""
         with self._lock:
             entry = self._entries.get(digest)
             if entry is None:
+                self.stats.misses += 1
                 return None
             self._entries.move_to_end(digest)
+            self.stats.hits += 1
             return entry[0]
 
     def begin(self, digest: str) -> tuple[str, int, int]:
@@ -230,11 +233,7 @@ class CachingStore(Store):
             cache.stats.bypassed += 1
             return self.store.load(digest)
         record = cache.get(digest)
-        if record is not None:
-            cache.stats.hits += 1
-            return record
-        cache.stats.misses += 1
-        return self._fill(digest)
+        return record if record is not None else self._fill(digest)
 
     def load_fresh(self, digest: str) -> Record | None:
         self.cache.stats.fresh += 1
@@ -258,11 +257,7 @@ class CachingStore(Store):
             cache.stats.bypassed += 1
             return await self.store.aload(digest)
         record = cache.get(digest)
-        if record is not None:
-            cache.stats.hits += 1
-            return record
-        cache.stats.misses += 1
-        return await self._afill(digest)
+        return record if record is not None else await self._afill(digest)
 
     async def aload_fresh(self, digest: str) -> Record | None:
         self.cache.stats.fresh += 1

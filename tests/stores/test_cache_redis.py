@@ -298,6 +298,85 @@ def test_default_tracking_mode_forgets_a_key_after_our_own_noloop_write(
         data.disconnect()
 
 
+def test_threads_never_read_what_another_process_replaced(
+    store: CachingStore, redis_server: servers.Server
+) -> None:
+    import threading
+
+    key = create(store, n="0")
+    writer = RedisStore.from_url(f"redis://127.0.0.1:{redis_server.port}/0",
+                                 prefix=store.store.prefix)  # type: ignore[attr-defined]  # fmt: skip
+    done = threading.Event()
+    stale: list[tuple[int, int]] = []
+    latest = [0]
+
+    def reader() -> None:
+        while not done.is_set():
+            floor = latest[0]  # written before the save returned: the next read must see it
+            record = store.load(key)
+            assert record is not None
+            if int(record.items["n"]) < floor:
+                stale.append((int(record.items["n"]), floor))
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for n in range(1, 201):
+        writer.save(Write(key, {"n": str(n)}, frozenset(), meta(), 60.0))
+        latest[0] = n
+    done.set()
+    for thread in threads:
+        thread.join()
+    writer.close()
+    assert stale == []
+    assert store.cache.stats.hits > 0
+
+
+def test_a_forked_child_never_reads_its_parents_invalidations(
+    store: CachingStore, raw: redis.Redis
+) -> None:
+    import multiprocessing
+
+    key = create(store, a="1")
+    warm(store, key)
+    name = redis_key(store, key)
+
+    def child(queue: Any) -> None:
+        raw.hset(name, "d:a", "2")  # (the child's copy of the parent's cache has a=1)
+        record = store.load(key)
+        live = store.source.wait_live(5.0)
+        raw.hset(name, "d:a", "3")
+        again = store.load(key)
+        queue.put((record.items["a"] if record else None, live,
+                   again.items["a"] if again else None))  # fmt: skip
+
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    process = context.Process(target=child, args=(queue,))
+    process.start()
+    got = queue.get(timeout=30)
+    process.join(timeout=30)
+    assert got == ("2", True, "3")
+    assert store.load(key).items == {"a": "3"}  # type: ignore[union-attr]  # the parent's own
+
+
+def test_behind_sentinel(redis_server: servers.Server, raw: redis.Redis) -> None:
+    from tests.stores.test_redis_sentinel import sentinel_server
+
+    sentinel = sentinel_server(redis_server.port)
+    try:
+        url = f"redis+sentinel://127.0.0.1:{sentinel.port}/sessions/0?prefix={unique_prefix()}"
+        store = open_store(url + "&cache=on")
+        assert isinstance(store, CachingStore) and store.source.wait_live(5.0)
+        key = create(store, a="1")
+        warm(store, key)
+        raw.hset(redis_key(store, key), "d:a", "2")
+        assert store.load(key).items == {"a": "2"}  # type: ignore[union-attr]
+        store.close()
+    finally:
+        sentinel.close()
+
+
 # -- fresh reads ---------------------------------------------------------------------------
 class Silent(InvalidationSource):
     """A source that never hears anything: the cache then serves what it has."""
