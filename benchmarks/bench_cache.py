@@ -128,10 +128,19 @@ def requests(port: int, iterations: int, repeats: int) -> list[dict[str, Any]]:
     url = f"redis://127.0.0.1:{port}/0?prefix=bench:"
     cached = open_store(url + "&cache=on")
     assert isinstance(cached, CachingStore) and cached.source.wait_live(5.0)
+    cold = open_store(url + "&cache=on")
+    assert isinstance(cold, CachingStore) and cold.source.wait_live(5.0)
+    cold_read = engine_steps(cold)[0]["read"]
+
+    def cold_step() -> None:  # every read a miss: the cache's bookkeeping on top of Redis
+        cold.cache.flush("cold row")
+        cold_read()
+
     contestants: list[tuple[str, dict[str, Step], Any]] = [
         ("memory://", engine_steps(MemoryStore())[0], None),
         ("redis://", engine_steps(open_store(url))[0], None),
         ("redis://?cache=on (warm)", engine_steps(cached)[0], cached),
+        ("redis://?cache=on (cold)", {"read": cold_step}, cold),
         ("redis-py floor", floor_steps(port), None),
     ]
     rows = []
