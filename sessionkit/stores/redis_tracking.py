@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -68,6 +69,7 @@ class RedisTracking(InvalidationSource):
         self.retry_pause = retry_pause
         self._cache: LocalCache | None = None
         self._conn: Any = None
+        self._poller: Any = None  # select.poll() on the connection's socket, when it has one
         self._live = False
         self._last_pong = 0.0
         self._ping_sent = 0.0
@@ -109,11 +111,15 @@ class RedisTracking(InvalidationSource):
             if time.monotonic() - self._last_pong > 2 * self.health_interval + 1.0:
                 self._down("no reply to the health check")
                 return False
-            self._drain()
+            poller = self._poller
+            if poller is None or poller.poll(0):  # data (or a hang-up) waits on the socket
+                self._drain()
             return self._live
 
     def _drain(self) -> None:
-        """Read what is buffered, without blocking (the caller holds the lock)."""
+        """Read what is buffered, without blocking (the caller holds the lock). It reads
+        until redis-py's parser holds nothing either, so an empty socket afterwards means
+        nothing is waiting: ``sync`` then checks the socket alone (one ``poll``)."""
         conn = self._conn
         try:
             while conn.can_read(timeout=0):
@@ -143,7 +149,7 @@ class RedisTracking(InvalidationSource):
     def _down(self, reason: str) -> None:
         """Stop serving hits and flush (the caller holds the lock)."""
         was_live, self._live = self._live, False
-        conn, self._conn = self._conn, None
+        conn, self._conn, self._poller = self._conn, None, None
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.disconnect()
@@ -153,6 +159,7 @@ class RedisTracking(InvalidationSource):
     def _forked(self) -> None:
         """A child process: the parent's socket and thread are not ours."""
         self._pid, self._conn, self._live, self._thread = os.getpid(), None, False, None
+        self._poller = None
         self._lock = threading.Lock()
         if self._cache is not None:
             self._cache.flush("forked: the parent's invalidations are not ours")
@@ -220,6 +227,8 @@ class RedisTracking(InvalidationSource):
             # Nothing was cached while we were not live (reads bypassed the cache, fills
             # that spanned the drop were poisoned by its flush): serving may start now.
             self._conn, self._live, self.client_id = conn, True, client_id
+            self._poller = _poller_for(conn)
+            self._drain()  # anything that came with the subscription's reply
             self._last_pong = self._ping_sent = time.monotonic()
             self.connects += 1
 
@@ -254,6 +263,18 @@ class RedisTracking(InvalidationSource):
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
+
+
+def _poller_for(conn: Any) -> Any:
+    """A ``poll`` object on ``conn``'s socket (redis-py keeps it in ``_sock``), or ``None``
+    when there is none to poll or it is TLS (the drain then asks redis-py every time)."""
+    sock = getattr(conn, "_sock", None)
+    poll = getattr(select, "poll", None)
+    if type(sock) is not socket.socket or poll is None:  # TLS may hold decrypted bytes back
+        return None
+    poller = poll()
+    poller.register(sock, select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP)
+    return poller
 
 
 def source_for(store: Store, client: Any = None) -> InvalidationSource | None:
