@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,6 +33,7 @@ from sessionkit.testing import (
 )
 from tests import servers
 from tests.stores.test_redis import round_trips, unique_prefix
+from tests.stores.test_redis_tls import tls_redis
 
 KEY = "cache-tests-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 
@@ -92,7 +94,7 @@ def sent(round_trips: list[str]) -> list[str]:
     return [name for name in round_trips if name != "PING"]
 
 
-__all__ = ["round_trips"]  # a fixture, from the Redis tests
+__all__ = ["round_trips", "tls_redis"]  # fixtures, from the Redis tests
 
 
 # -- hits and round trips -----------------------------------------------------------------
@@ -483,3 +485,19 @@ class TestCachedRedisConformance(
 
     def make_store(self, clock: FakeClock) -> Any:
         return cached_store(self.port)
+
+
+def test_over_tls(tls_redis: tuple[int, Path]) -> None:
+    """rediss://: the invalidation connection uses the store's TLS settings (and redis-py's
+    own readiness check rather than a poll of the raw socket)."""
+    port, ca = tls_redis
+    url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca}&prefix={unique_prefix()}"
+    store = open_store(url + "&cache=on")
+    assert isinstance(store, CachingStore) and store.source.wait_live(5.0)
+    key = create(store, a="1")
+    warm(store, key)
+    other = open_store(url)
+    other.save(Write(key, {"a": "2"}, frozenset(), meta(), 60.0))
+    assert store.load(key).items == {"a": "2"}  # type: ignore[union-attr]
+    other.close()
+    store.close()
