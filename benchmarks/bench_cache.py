@@ -254,6 +254,76 @@ def staleness(port: int, trials: int, readers: int) -> dict[str, Any]:
     return result
 
 
+WORKER = """
+import json, random, sys
+from sessionkit import SessionConfig, SessionEngine
+from sessionkit.stores import open_store
+url, secret, mine, count, change, seed = sys.argv[1:7]
+cookies = json.loads(sys.stdin.readline())
+store = open_store(url)
+assert store.source.wait_live(5.0)
+engine = SessionEngine(SessionConfig(secret_key=secret), store=store)
+pick, rng = [cookies[int(i)] for i in mine.split(",")], random.Random(int(seed))
+print("ready", flush=True)
+sys.stdin.readline()
+for _ in range(int(count)):
+    s = engine.open(rng.choice(pick))
+    if rng.random() < float(change):
+        s["n"] = s.get("n", 0) + 1
+    else:
+        s.get("user_id")
+    engine.run(engine.commit(s, 200))
+print(json.dumps(store.stats()), flush=True)
+"""
+
+
+def hit_rates(port: int, workers: int, sessions: int, count: int, change: float) -> dict[str, Any]:
+    """``workers`` processes share ``sessions`` sessions; each serves ``count`` requests, a
+    fraction ``change`` of them changing. Random dispatch: every worker sees every session;
+    affinity: each session is served by one worker (``i % workers``)."""
+    url = f"redis://127.0.0.1:{port}/0?prefix=hits:"
+    plain = open_store(url)
+    engine = SessionEngine(SessionConfig(secret_key=SECRET), store=plain)
+    cookies = []
+    for _ in range(sessions):
+        first = engine.open(None)
+        first.update(PAYLOAD)
+        plan = engine.commit(first, 200)
+        engine.run(plan)
+        assert plan.set_cookie is not None
+        cookies.append(plan.set_cookie.split(";", 1)[0])
+    plain.close()
+    result: dict[str, Any] = {}
+    for mode in ("random", "affinity"):
+        procs = []
+        for w in range(workers):
+            mine = range(sessions) if mode == "random" else range(w, sessions, workers)
+            argv = [sys.executable, "-c", WORKER, url + "&cache=on", SECRET,
+                    ",".join(map(str, mine)), str(count), str(change), str(w)]  # fmt: skip
+            pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
+            proc = subprocess.Popen(argv, **pipes)  # type: ignore[call-overload]
+            proc.stdin.write(json.dumps(cookies) + "\n")
+            proc.stdin.flush()
+            procs.append(proc)
+        for proc in procs:
+            assert proc.stdout.readline().strip() == "ready"
+        for proc in procs:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        hits = misses = 0
+        for proc in procs:
+            out, _ = proc.communicate(timeout=600)
+            stats = json.loads(out.strip().splitlines()[-1])
+            hits += stats["hits"]
+            misses += stats["misses"] + stats["bypassed"]
+        result[mode] = round(hits / max(1, hits + misses), 3)
+    print(f"\nhit rate, {workers} worker processes, {sessions} sessions, {count} requests "
+          f"each, {change:.0%} changing: random dispatch {result['random']:.1%}, "
+          f"session affinity {result['affinity']:.1%}")  # fmt: skip
+    return {"workers": workers, "sessions": sessions, "requests": count, "change": change,
+            **result}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -267,11 +337,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rows = requests(server.port, iterations, repeats)
         stale = staleness(server.port, trials, args.readers)
+        hits = hit_rates(server.port, 4, 200, 500 if args.quick else 2000, 0.1)
     finally:
         server.close()
     if args.json is not None:
         document = {"environment": environment(redis=redis.__version__), "rows": rows,
-                    "staleness": stale}  # fmt: skip
+                    "staleness": stale, "hit_rates": hits}  # fmt: skip
         write_results(document, args.json)
     return 0
 
