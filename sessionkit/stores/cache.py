@@ -58,10 +58,13 @@ _CAPABILITIES = (
 
 def record_size(record: Record) -> int:
     """Estimated bytes ``record`` occupies in the cache."""
-    size = _RECORD_OVERHEAD + sum(len(s) for s in record.meta if type(s) is str)
-    for name, text in record.items.items():
-        size += _ITEM_OVERHEAD + len(name) + len(text)
-    return size
+    items, meta = record.items, record.meta
+    strings = (meta.user, meta.fingerprint, meta.device)
+    return (
+        _RECORD_OVERHEAD + _ITEM_OVERHEAD * len(items) + sum(map(len, items))
+        + sum(map(len, items.values())) + sum(len(s) for s in strings if s is not None)
+        + 16 * (len(meta.flash_new) + len(meta.flash_old))
+    )  # fmt: skip
 
 
 class InvalidationSource:
