@@ -141,6 +141,26 @@ def test_async_hits(store: CachingStore) -> None:
     assert got[-1] is not None and got[-1].items == {"a": "2"}
 
 
+def test_under_trio(store: CachingStore, raw: redis.Redis) -> None:
+    """Nothing in the cache needs asyncio: a hit awaits nothing, the invalidation socket is
+    drained without an event loop, misses go wherever the wrapped store goes (here the sync
+    store, in trio's worker threads)."""
+    import trio
+
+    key = create(store, a="1")
+    warm(store, key)
+
+    async def main() -> tuple[Record | None, Record | None]:
+        hit = await store.aload(key)
+        raw.hset(redis_key(store, key), "d:a", "2")
+        after = await trio.to_thread.run_sync(store.load, key)
+        return hit, after
+
+    hit, after = trio.run(main)
+    assert hit is not None and hit.items == {"a": "1"}
+    assert after is not None and after.items == {"a": "2"}
+
+
 # -- coherence across processes and behind the cache's back -------------------------------
 SECOND_PROCESS = """
 import sys
