@@ -431,16 +431,30 @@ def test_a_fresh_read_goes_past_the_cache(redis_server: servers.Server, raw: red
     assert cached["role"] == "user"  # (the fresh read refilled the cache)
     assert not engine.require_fresh(cached)  # loaded from the cache: too late, and it says so
     assert engine.require_fresh(engine.open(None, browser.client))  # no session: nothing stale
+
+    async def afresh() -> object:
+        try:
+            late = engine.open(cookie, browser.client, fresh=True)
+            await engine.aload(late)
+            return late["role"]
+        finally:
+            await inner.aclose()  # on the loop its async connections belong to
+
+    raw.hset(name, "d:role", '"guest"')  # unannounced again
+    assert engine.open(cookie, browser.client)["role"] == "user"  # the cache's copy
+    assert asyncio.run(afresh()) == "guest"
     inner.close()
 
 
 # -- bounds --------------------------------------------------------------------------------
 def test_memory_stays_within_the_bound_under_a_flood(redis_server: servers.Server) -> None:
+    import gc
     import tracemalloc
 
     store = cached_store(redis_server.port, bounds="200,256KB")
     try:
         keys = [create(store, a='"' + "x" * 300 + '"', b="2") for _ in range(1500)]
+        gc.collect()  # what earlier tests left behind is not ours to count
         tracemalloc.start()
         before = tracemalloc.take_snapshot()
         peak_entries = peak_bytes = 0
