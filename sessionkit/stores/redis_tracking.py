@@ -147,7 +147,8 @@ class RedisTracking(InvalidationSource):
             self._down("tracking stopped")
 
     def _down(self, reason: str) -> None:
-        """Stop serving hits and flush (the caller holds the lock)."""
+        """Stop serving hits and flush (the caller holds the lock, so no hit is served
+        until the flush is done, even by a thread that already sees ``_live`` off)."""
         was_live, self._live = self._live, False
         conn, self._conn, self._poller = self._conn, None, None
         if conn is not None:
