@@ -68,6 +68,7 @@ class _Context:
     doomed: tuple[str, ...] = ()  # digests to delete (expired, corrupt, compromised)
     fingerprint = ""  # "keep": the record's fingerprint stays as it is
     material: bytes | bool | None = False  # False: not computed yet
+    fresh = False  # load from the store itself, never from a cache (open(fresh=True))
 
     def __init__(self, client: ClientInfo) -> None:
         self.client = client
@@ -198,10 +199,16 @@ class SessionEngine:
     # ======================================================================================
     # open / load
     # ======================================================================================
-    def open(self, cookie_header: str | None, client: ClientInfo = _NO_CLIENT) -> Session:
-        """Verify the request's cookie (no I/O) and return the session the view will see."""
+    def open(
+        self, cookie_header: str | None, client: ClientInfo = _NO_CLIENT, *, fresh: bool = False
+    ) -> Session:
+        """Verify the request's cookie (no I/O) and return the session the view will see.
+        ``fresh``: the record is read from the store itself, never from a local cache in
+        front of it (security-sensitive routes; see ``require_fresh``)."""
         session = self.session_class()
         ctx = session._ctx = _Context(client)
+        if fresh:
+            ctx.fresh = True
         if self.config.ephemeral:  # its cookies died with their response: none comes back
             return session
         values = cookie_values(cookie_header, self._name)
@@ -245,7 +252,8 @@ class SessionEngine:
             self._load_payload(session)
             return
         try:
-            record = self.store.load(ctx.digest)
+            load = self.store.load_fresh if ctx.fresh else self.store.load
+            record = load(ctx.digest)
         except StoreUnavailable as exc:
             session._pend(self.load)
             self._store_error(exc)
@@ -262,7 +270,10 @@ class SessionEngine:
             self._load_payload(session)
             return
         try:
-            record = await self.store.aload(ctx.digest)
+            if ctx.fresh:
+                record = await self.store.aload_fresh(ctx.digest)
+            else:
+                record = await self.store.aload(ctx.digest)
         except StoreUnavailable as exc:
             # Still pending, but never through the sync ``load``: a later use on the event
             # loop must not block it with I/O. It raises again; ``aload`` retries.
@@ -270,6 +281,16 @@ class SessionEngine:
             self._store_error(exc)
             raise
         self._accept(session, record)
+
+    def require_fresh(self, session: Session) -> bool:
+        """Make a session that is not loaded yet read from the store itself, past any local
+        cache (a view decorator's way to say "this route must see a logout at once").
+        ``False`` when it was already loaded: the caller then decides (e.g. refuses)."""
+        ctx = session._ctx
+        if session._loader is None:  # loaded, or nothing to load (no cookie, a cookie store)
+            return self._client_side or ctx.digest is None or ctx.fresh
+        ctx.fresh = True
+        return True
 
     def _load_payload(self, session: Session) -> None:
         ctx = session._ctx

@@ -34,7 +34,14 @@ def register_store(scheme: str, module: str, class_name: str) -> None:
 
 
 def open_store(url: str, **options: Any) -> Store:
-    """The store a URL names. Raises ``ConfigError`` for unknown schemes."""
+    """The store a URL names. Raises ``ConfigError`` for unknown schemes. A ``cache=``
+    query option puts a coherent local cache in front of it (docs/stores/cache.md)."""
+    if "cache=" in url:
+        from sessionkit.stores.cache import cached, split_cache_option
+
+        plain, option = split_cache_option(url)
+        if option is not None:
+            return cached(open_store(plain, **options), url, option, options.get("client"))
     scheme = urlsplit(url).scheme.lower()
     target = _REGISTRY.get(scheme)
     if target is None:

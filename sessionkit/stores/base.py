@@ -62,6 +62,14 @@ class Store:
     async def aload(self, digest: str) -> Record | None:
         return await asyncio.to_thread(self.load, digest)
 
+    def load_fresh(self, digest: str) -> Record | None:
+        """``load``, from the store itself even when a cache sits in front of it (a route
+        that must see a logout the very moment it lands). A plain store just loads."""
+        return self.load(digest)
+
+    async def aload_fresh(self, digest: str) -> Record | None:
+        return await self.aload(digest)
+
     async def asave(self, write: Write) -> bool:
         return await asyncio.to_thread(self.save, write)
 

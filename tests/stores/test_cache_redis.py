@@ -1,0 +1,537 @@
+"""The local cache in front of a real Redis: coherence across processes and after faults,
+round trips, bounded memory, and the store contract with the cache in the way."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from sessionkit import SessionConfig, SessionEngine
+from sessionkit.errors import ConfigError
+from sessionkit.ids import digest, new_id
+from sessionkit.stores import open_store
+from sessionkit.stores.base import Record, RecordMeta, Store, Write
+from sessionkit.stores.cache import CachingStore, InvalidationSource, LocalCache
+from sessionkit.stores.redis import RedisStore
+from sessionkit.stores.redis_tracking import RedisTracking
+from sessionkit.testing import (
+    Browser,
+    FakeClock,
+    LockConformance,
+    ScanConformance,
+    ServerStoreConformance,
+    UserIndexConformance,
+)
+from tests import servers
+from tests.stores.test_redis import round_trips, unique_prefix
+from tests.stores.test_redis_tls import tls_redis
+
+KEY = "cache-tests-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+
+
+def cached_store(port: int, prefix: str | None = None, bounds: str = "1000") -> CachingStore:
+    store = open_store(f"redis://127.0.0.1:{port}/0?prefix={prefix or unique_prefix()}"
+                       f"&cache={bounds}&socket_timeout=1")  # fmt: skip
+    assert isinstance(store, CachingStore)
+    assert store.source.wait_live(5.0)
+    return store
+
+
+@pytest.fixture
+def store(redis_server: servers.Server) -> Iterator[CachingStore]:
+    store = cached_store(redis_server.port)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def raw(redis_server: servers.Server) -> Iterator[redis.Redis]:
+    client = redis.Redis(port=redis_server.port)
+    yield client
+    client.close()
+
+
+def meta() -> RecordMeta:
+    now = int(time.time())
+    return RecordMeta(created=now, last_seen=now)
+
+
+def create(store: Store, **items: str) -> str:
+    key = digest(new_id())
+    assert store.save(Write(key, items, frozenset(), meta(), 60.0, create=True, replace=True))
+    return key
+
+
+def warm(store: CachingStore, key: str) -> Record:
+    """Read ``key`` until it is served from the cache."""
+    hits = store.cache.stats.hits
+    for _ in range(200):
+        record = store.load(key)
+        if store.cache.stats.hits > hits:
+            assert record is not None
+            return record
+        time.sleep(0.005)
+    raise AssertionError("never cached")
+
+
+def redis_key(store: CachingStore, key: str) -> str:
+    inner = store.store
+    assert isinstance(inner, RedisStore)
+    return inner.key(key)
+
+
+def sent(round_trips: list[str]) -> list[str]:
+    """The round trips to Redis but the invalidation connection's health checks."""
+    return [name for name in round_trips if name != "PING"]
+
+
+__all__ = ["round_trips", "tls_redis"]  # fixtures, from the Redis tests
+
+
+# -- hits and round trips -----------------------------------------------------------------
+def test_a_hit_costs_no_round_trip(store: CachingStore, round_trips: list[str]) -> None:
+    key = create(store, a="1")
+    warm(store, key)
+    del round_trips[:]
+    for _ in range(100):
+        record = store.load(key)
+        assert record is not None and record.items == {"a": "1"}
+    assert sent(round_trips) == []
+
+
+def test_a_changing_request_on_a_hit_costs_one_round_trip(
+    store: CachingStore, round_trips: list[str]
+) -> None:
+    engine = SessionEngine(SessionConfig(secret_key=KEY), store=store)
+    browser = Browser(engine)
+    browser.visit(lambda s: s.__setitem__("n", 1))
+    browser.visit(lambda s: s["n"])  # the miss after our own write
+    browser.visit(lambda s: s["n"])
+    assert store.cache.stats.hits >= 1
+    del round_trips[:]
+    browser.visit(lambda s: s.__setitem__("n", s["n"] + 1))  # a hit, then the save
+    assert len(sent(round_trips)) == 1
+    browser.visit(lambda s: s.__setitem__("n", s["n"] + 1))  # a miss (our write evicted it)
+    assert browser.visit(lambda s: s["n"]).result == 3
+
+
+def test_async_hits(store: CachingStore) -> None:
+    key = create(store, a="1")
+
+    async def main() -> list[Record | None]:
+        try:
+            got = [await store.aload(key) for _ in range(20)]
+            await store.asave(Write(key, {"a": "2"}, frozenset(), meta(), 60.0))
+            got.append(await store.aload(key))
+            return got
+        finally:
+            await store.store.aclose()
+
+    got = asyncio.run(main())
+    assert store.cache.stats.hits >= 18
+    assert got[-1] is not None and got[-1].items == {"a": "2"}
+
+
+def test_under_trio(store: CachingStore, raw: redis.Redis) -> None:
+    """Nothing in the cache needs asyncio: a hit awaits nothing, the invalidation socket is
+    drained without an event loop, misses go wherever the wrapped store goes (here the sync
+    store, in trio's worker threads)."""
+    import trio
+
+    key = create(store, a="1")
+    warm(store, key)
+
+    async def main() -> tuple[Record | None, Record | None]:
+        hit = await store.aload(key)
+        raw.hset(redis_key(store, key), "d:a", "2")
+        after = await trio.to_thread.run_sync(store.load, key)
+        return hit, after
+
+    hit, after = trio.run(main)
+    assert hit is not None and hit.items == {"a": "1"}
+    assert after is not None and after.items == {"a": "2"}
+
+
+# -- coherence across processes and behind the cache's back -------------------------------
+SECOND_PROCESS = """
+import sys
+from sessionkit.stores import open_store
+from sessionkit.stores.base import RecordMeta, Write
+store = open_store(sys.argv[1])
+action, key = sys.argv[2], sys.argv[3]
+if action == "save":
+    store.save(Write(key, {"a": '"other"'}, frozenset(), RecordMeta(1, 1), 60.0))
+else:
+    store.delete(key)
+store.close()
+"""
+
+
+@pytest.mark.parametrize("action", ["save", "delete"])
+def test_another_process_writes_and_the_next_read_sees_it(
+    redis_server: servers.Server, action: str
+) -> None:
+    prefix = unique_prefix()
+    store = cached_store(redis_server.port, prefix)
+    try:
+        key = create(store, a='"mine"')
+        warm(store, key)
+        url = f"redis://127.0.0.1:{redis_server.port}/0?prefix={prefix}"
+        subprocess.run([sys.executable, "-c", textwrap.dedent(SECOND_PROCESS), url, action,
+                        key], check=True, timeout=60)  # fmt: skip
+        record = store.load(key)  # at once: no sleep, no retry
+        if action == "save":
+            assert record is not None and record.items["a"] == '"other"'
+        else:
+            assert record is None
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("how", ["hset", "del", "expire", "flushdb"])
+def test_redis_cli_behind_the_cache(
+    store: CachingStore, redis_server: servers.Server, how: str
+) -> None:
+    key = create(store, a="1")
+    warm(store, key)
+    name = redis_key(store, key)
+    argv = {
+        "hset": ["HSET", name, "d:a", "2"],
+        "del": ["DEL", name],
+        "expire": ["PEXPIRE", name, "1"],
+        "flushdb": ["FLUSHDB"],
+    }[how]
+    subprocess.run(["redis-cli", "-p", str(redis_server.port), *argv], check=True,
+                   capture_output=True, timeout=30)  # fmt: skip
+    if how == "expire":
+        time.sleep(0.05)  # Redis expires the key (lazily or actively) and says so
+    if how == "flushdb":  # Redis 7.0 may send a flush's message a few ms after its reply
+        deadline = time.monotonic() + 1.0
+        while store.cache.stats.flushes == 0 and time.monotonic() < deadline:
+            store.source.sync()
+            time.sleep(0.001)
+    record = store.load(key)
+    if how == "hset":
+        assert record is not None and record.items == {"a": "2"}
+    else:
+        assert record is None
+
+
+def test_killing_the_invalidation_connection(store: CachingStore, raw: redis.Redis) -> None:
+    source = store.source
+    assert isinstance(source, RedisTracking)
+    key = create(store, a="1")
+    warm(store, key)
+    raw.client_kill_filter(_id=str(source.client_id))
+    raw.hset(redis_key(store, key), "d:a", "2")  # a change nobody will tell us about
+    record = store.load(key)
+    assert record is not None and record.items == {"a": "2"}
+    assert source.wait_live(5.0) and source.connects == 2  # back, with tracking on again
+    assert store.cache.stats.flushes >= 1  # (the listener may still be flushing before that)
+    warm(store, key)
+    raw.hset(redis_key(store, key), "d:a", "3")
+    assert store.load(key).items == {"a": "3"}  # type: ignore[union-attr]
+
+
+def test_a_restarted_redis(clock: FakeClock) -> None:
+    server = servers.redis_server(name="redis-cache-restart")
+    try:
+        store = cached_store(server.port)
+        key = create(store, a="1")
+        warm(store, key)
+        server.stop()
+        server.start()
+        assert store.load(key) is None  # the restart lost it (no persistence): not served
+        raw = redis.Redis(port=server.port)
+        key = create(store, a="1")
+        assert store.source.wait_live(5.0)
+        warm(store, key)
+        raw.hset(redis_key(store, key), "d:a", "2")
+        assert store.load(key).items == {"a": "2"}  # type: ignore[union-attr]
+        raw.close()
+        store.close()
+    finally:
+        server.close()
+
+
+def test_an_invalidation_that_crosses_a_read_poisons_its_fill(
+    redis_server: servers.Server, raw: redis.Redis
+) -> None:
+    """The documented race: the read's reply is old, the invalidation for a write that
+    came right after it arrives before the reply is handled. The old record is returned
+    (it was current when read) but never kept."""
+
+    class Crossing(RedisStore):
+        def load(self, digest_: str) -> Record | None:
+            record = super().load(digest_)
+            raw.hset(self.key(digest_), "d:a", "2")  # lands after our read
+            time.sleep(0.02)  # ... and its invalidation reaches us before we go on
+            return record
+
+    prefix = unique_prefix()
+    inner = Crossing.from_url(f"redis://127.0.0.1:{redis_server.port}/0", prefix=prefix)
+    source = RedisTracking.for_client(redis.Redis(port=redis_server.port), prefix)
+    store = CachingStore(inner, source)
+    try:
+        assert source.wait_live()
+        key = create(store, a="1")
+        assert store.load(key).items == {"a": "1"}  # type: ignore[union-attr]
+        assert store.cache.stats.discarded == 1 and len(store.cache) == 0
+    finally:
+        store.close()
+
+
+def test_default_tracking_mode_forgets_a_key_after_our_own_noloop_write(
+    redis_server: servers.Server, raw: redis.Redis
+) -> None:
+    """Why the source uses broadcast mode: with REDIRECT ... NOLOOP, a connection that
+    writes a key it tracks stops tracking it, so a record written through after our own
+    save would never be invalidated (Redis 7.0)."""
+    import redis.connection
+
+    connection: Any = redis.connection.Connection
+    listener, data = (connection(port=redis_server.port, protocol=2) for _ in range(2))
+    try:
+        listener.send_command("CLIENT", "ID")
+        listener_id = listener.read_response()
+        listener.send_command("SUBSCRIBE", "__redis__:invalidate")
+        listener.read_response()
+        data.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", listener_id, "NOLOOP")
+        data.read_response()
+        raw.set("noloop-probe", "1")
+        data.send_command("GET", "noloop-probe")
+        data.read_response()  # tracked now
+        data.send_command("SET", "noloop-probe", "2")
+        data.read_response()  # our own write: no message (NOLOOP), and no longer tracked
+        raw.set("noloop-probe", "3")  # another client's write ...
+        time.sleep(0.05)
+        assert not listener.can_read(timeout=0)  # ... is never announced
+    finally:
+        listener.disconnect()
+        data.disconnect()
+
+
+def test_threads_never_read_what_another_process_replaced(
+    store: CachingStore, redis_server: servers.Server
+) -> None:
+    import threading
+
+    key = create(store, n="0")
+    writer = RedisStore.from_url(f"redis://127.0.0.1:{redis_server.port}/0",
+                                 prefix=store.store.prefix)  # type: ignore[attr-defined]  # fmt: skip
+    done = threading.Event()
+    stale: list[tuple[int, int]] = []
+    latest = [0]
+
+    def reader() -> None:
+        while not done.is_set():
+            floor = latest[0]  # written before the save returned: the next read must see it
+            record = store.load(key)
+            assert record is not None
+            if int(record.items["n"]) < floor:
+                stale.append((int(record.items["n"]), floor))
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for n in range(1, 201):
+        writer.save(Write(key, {"n": str(n)}, frozenset(), meta(), 60.0))
+        latest[0] = n
+    done.set()
+    for thread in threads:
+        thread.join()
+    writer.close()
+    assert stale == []
+    assert store.cache.stats.hits > 0
+
+
+def test_a_forked_child_never_reads_its_parents_invalidations(
+    store: CachingStore, raw: redis.Redis
+) -> None:
+    import multiprocessing
+
+    key = create(store, a="1")
+    warm(store, key)
+    name = redis_key(store, key)
+
+    def child(queue: Any) -> None:
+        raw.hset(name, "d:a", "2")  # (the child's copy of the parent's cache has a=1)
+        record = store.load(key)
+        live = store.source.wait_live(5.0)
+        raw.hset(name, "d:a", "3")
+        again = store.load(key)
+        queue.put((record.items["a"] if record else None, live,
+                   again.items["a"] if again else None))  # fmt: skip
+
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    process = context.Process(target=child, args=(queue,))
+    process.start()
+    got = queue.get(timeout=30)
+    process.join(timeout=30)
+    assert got == ("2", True, "3")
+    assert store.load(key).items == {"a": "3"}  # type: ignore[union-attr]  # the parent's own
+
+
+def test_behind_sentinel(redis_server: servers.Server, raw: redis.Redis) -> None:
+    from tests.stores.test_redis_sentinel import sentinel_server
+
+    sentinel = sentinel_server(redis_server.port)
+    try:
+        url = f"redis+sentinel://127.0.0.1:{sentinel.port}/sessions/0?prefix={unique_prefix()}"
+        store = open_store(url + "&cache=on")
+        assert isinstance(store, CachingStore) and store.source.wait_live(5.0)
+        key = create(store, a="1")
+        warm(store, key)
+        raw.hset(redis_key(store, key), "d:a", "2")
+        assert store.load(key).items == {"a": "2"}  # type: ignore[union-attr]
+        store.close()
+    finally:
+        sentinel.close()
+
+
+# -- fresh reads ---------------------------------------------------------------------------
+class Silent(InvalidationSource):
+    """A source that never hears anything: the cache then serves what it has."""
+
+    def attach(self, cache: LocalCache) -> None:
+        pass
+
+    def sync(self) -> bool:
+        return True
+
+
+def test_a_fresh_read_goes_past_the_cache(redis_server: servers.Server, raw: redis.Redis) -> None:
+    inner = RedisStore.from_url(f"redis://127.0.0.1:{redis_server.port}/0",
+                                prefix=unique_prefix())  # fmt: skip
+    store = CachingStore(inner, Silent())
+    engine = SessionEngine(SessionConfig(secret_key=KEY), store=store)
+    browser = Browser(engine)
+    browser.visit(lambda s: s.__setitem__("role", "admin"))
+    browser.visit(lambda s: s["role"])  # cached now
+    cookie = browser.cookie_header
+    (name,) = [k.decode() if isinstance(k, bytes) else k for k in raw.keys(f"{inner.prefix}*")]
+    raw.hset(name, "d:role", '"user"')  # unannounced (the Silent source)
+    stale = engine.open(cookie, browser.client)["role"]
+    assert stale == "admin"  # the copy a silent source leaves, as this test intends
+    assert engine.open(cookie, browser.client, fresh=True)["role"] == "user"
+    session = engine.open(cookie, browser.client)
+    assert engine.require_fresh(session) and session["role"] == "user"
+    assert engine.require_fresh(session)  # loaded fresh: still true
+    cached = engine.open(cookie, browser.client)
+    assert cached["role"] == "user"  # (the fresh read refilled the cache)
+    assert not engine.require_fresh(cached)  # loaded from the cache: too late, and it says so
+    assert engine.require_fresh(engine.open(None, browser.client))  # no session: nothing stale
+
+    async def afresh() -> object:
+        try:
+            late = engine.open(cookie, browser.client, fresh=True)
+            await engine.aload(late)
+            return late["role"]
+        finally:
+            await inner.aclose()  # on the loop its async connections belong to
+
+    raw.hset(name, "d:role", '"guest"')  # unannounced again
+    assert engine.open(cookie, browser.client)["role"] == "user"  # the cache's copy
+    assert asyncio.run(afresh()) == "guest"
+    inner.close()
+
+
+# -- bounds --------------------------------------------------------------------------------
+def test_memory_stays_within_the_bound_under_a_flood(redis_server: servers.Server) -> None:
+    import gc
+    import tracemalloc
+
+    store = cached_store(redis_server.port, bounds="200,256KB")
+    try:
+        keys = [create(store, a='"' + "x" * 300 + '"', b="2") for _ in range(1500)]
+        gc.collect()  # what earlier tests left behind is not ours to count
+        tracemalloc.start()
+        before = tracemalloc.take_snapshot()
+        peak_entries = peak_bytes = 0
+        for key in keys:
+            store.load(key)
+            peak_entries = max(peak_entries, len(store.cache))
+            peak_bytes = max(peak_bytes, store.cache.bytes)
+        after = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        assert peak_entries <= 200 and peak_bytes <= 256 * 1024
+        assert store.cache.stats.evictions >= 1500 - 200
+        grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+        # what the records really take is within the estimate the bound counts
+        assert grown <= 256 * 1024 + 64 * 1024, grown
+    finally:
+        store.close()
+
+
+def test_a_hit_never_returns_more_than_one_store_round_trip_old_after_own_writes(
+    store: CachingStore,
+) -> None:
+    key = create(store, a="1")
+    warm(store, key)
+    store.save(Write(key, {"b": "2"}, frozenset(), meta(), 60.0))
+    assert store.load(key).items == {"a": "1", "b": "2"}  # type: ignore[union-attr]
+    store.touch(key, int(time.time()) + 5, 60.0)
+    assert store.load(key).meta.last_seen == int(time.time()) + 5  # type: ignore[union-attr]
+    store.delete(key)
+    assert store.load(key) is None
+
+
+# -- configuration -------------------------------------------------------------------------
+def test_cache_option(redis_server: servers.Server, redis_cluster: list[servers.Server]) -> None:
+    base = f"redis://127.0.0.1:{redis_server.port}/0?prefix=opt:"
+    plain = open_store(base + "&cache=off")
+    assert isinstance(plain, RedisStore)
+    on = open_store(base + "&cache=on")
+    assert isinstance(on, CachingStore) and on.cache.max_entries == 10_000
+    assert on.url == base and on.supports_lock and on.supports_user_index
+    sized = open_store(base + "&cache=500,2MB")
+    assert isinstance(sized, CachingStore)
+    assert (sized.cache.max_entries, sized.cache.max_bytes) == (500, 2 * 1024 * 1024)
+    for bad in ("lots", "0,1MB", "10,1XB", "-5"):
+        with pytest.raises(ConfigError, match="cache must be"):
+            open_store(base + f"&cache={bad}")
+    nodes = ",".join(f"127.0.0.1:{n.port}" for n in redis_cluster)
+    with pytest.raises(ConfigError, match="Cluster"):
+        open_store(f"redis+cluster://{nodes}?cache=on")
+    with pytest.raises(ConfigError, match="invalidation source"):
+        open_store("memory://?cache=on")
+    for each in (plain, on, sized):
+        each.close()
+
+
+# -- the store contract, with the cache in the way -----------------------------------------
+class TestCachedRedisConformance(
+    ServerStoreConformance, UserIndexConformance, LockConformance, ScanConformance
+):
+    @pytest.fixture(autouse=True)
+    def _server(self, redis_server: servers.Server) -> None:
+        self.port = redis_server.port
+
+    def make_store(self, clock: FakeClock) -> Any:
+        return cached_store(self.port)
+
+
+def test_over_tls(tls_redis: tuple[int, Path]) -> None:
+    """rediss://: the invalidation connection uses the store's TLS settings (and redis-py's
+    own readiness check rather than a poll of the raw socket)."""
+    port, ca = tls_redis
+    url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca}&prefix={unique_prefix()}"
+    store = open_store(url + "&cache=on")
+    assert isinstance(store, CachingStore) and store.source.wait_live(5.0)
+    key = create(store, a="1")
+    warm(store, key)
+    other = open_store(url)
+    other.save(Write(key, {"a": "2"}, frozenset(), meta(), 60.0))
+    assert store.load(key).items == {"a": "2"}  # type: ignore[union-attr]
+    other.close()
+    store.close()
