@@ -99,7 +99,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """One line per framework and store for the upstream suites that ran in this run."""
-    from tests.upstream.outcome import this_runs_results
+    from tests.upstream.suite_outcome import this_runs_results
 
     outcomes = this_runs_results()
     if not outcomes:

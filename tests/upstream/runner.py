@@ -10,8 +10,8 @@ from pathlib import Path
 
 from tests.upstream.exclusions import excluded
 from tests.upstream.fetch import ROOT
-from tests.upstream.outcome import Outcome, from_junit
 from tests.upstream.sessionkit_deselect import ENV as DESELECT_ENV
+from tests.upstream.suite_outcome import Outcome, from_junit
 
 
 def run_pytest(
@@ -30,7 +30,8 @@ def run_pytest(
     skip = excluded(framework, store)
     run_env = {**os.environ, **(env or {})}
     # tests/upstream itself too: the plugin loads by a top-level name, because the upstream
-    # tree, the subprocess's cwd, may have a ``tests`` package of its own
+    # tree, the subprocess's cwd, may have a ``tests`` package of its own. So no module here
+    # may share a name with a package the suites import (``outcome`` shadowed trio's).
     run_env["PYTHONPATH"] = os.pathsep.join(
         [str(ROOT), str(ROOT / "adapters"), str(Path(__file__).resolve().parent)]
     )
