@@ -122,23 +122,26 @@ def redis_server(port: int | None = None, *extra: str, name: str = "redis") -> S
     return Server(name, argv, port, workdir).start()
 
 
+def _cluster_node(i: int, attempts: int = 3) -> Server:
+    """One cluster master. Its two ports come from ``free_port()``, which frees them before
+    redis-server binds them, so under ``pytest -n`` another worker may take one in between:
+    try again on new ports (the log of the last try is in the error)."""
+    for attempt in range(attempts):
+        try:
+            return redis_server(
+                None, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", "2000", "--cluster-port", str(free_port()),
+                name=f"redis-cluster-{i}",
+            )  # fmt: skip
+        except ServerFailed:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def redis_cluster(masters: int = 3) -> list[Server]:
     """Three masters, no replicas, slots spread by ``redis-cli --cluster create``."""
-    nodes = [
-        redis_server(
-            None,
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            "nodes.conf",
-            "--cluster-node-timeout",
-            "2000",
-            "--cluster-port",
-            str(free_port()),
-            name=f"redis-cluster-{i}",
-        )
-        for i in range(masters)
-    ]
+    nodes = [_cluster_node(i) for i in range(masters)]
     addresses = [f"127.0.0.1:{node.port}" for node in nodes]
     done = subprocess.run(
         [_binary("redis-cli"), "--cluster", "create", *addresses, "--cluster-replicas", "0",
