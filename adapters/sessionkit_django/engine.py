@@ -77,6 +77,11 @@ class SessionStoreBase(SessionBase):
     def _engine(self) -> SessionEngine:
         raise NotImplementedError
 
+    @property
+    def engine(self) -> SessionEngine:
+        """The engine this session runs on (what the middleware and ``@session_lock`` use)."""
+        return self._engine
+
     # -- the key ---------------------------------------------------------------------------
     def _get_session_key(self) -> str | None:
         return self._key
@@ -114,6 +119,10 @@ class SessionStoreBase(SessionBase):
         """The core session, read from the store first if it was not yet (the middleware's
         ``SESSION_SAVE_EVERY_REQUEST``)."""
         return self._data()
+
+    async def afetch(self) -> Session:
+        """``fetch()`` for async code: read natively, off no thread."""
+        return await self._adata()
 
     async def _adata(self) -> Session:
         core = self._core

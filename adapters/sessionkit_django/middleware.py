@@ -175,7 +175,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
         try:
             if not store.core.loaded:  # a validly signed cookie: fetch it natively now
                 try:
-                    await store._adata()
+                    await store.afetch()
                 except StoreUnavailable as exc:
                     return refuse(engine, exc, request)
             response: HttpResponseBase = await self.get_response(request)
@@ -184,9 +184,9 @@ class SessionMiddleware(DjangoSessionMiddleware):
                 return await sync_to_async(super().process_response)(request, response)
             try:
                 if settings.SESSION_SAVE_EVERY_REQUEST:
-                    (await session._adata()).accessed = True
+                    (await session.afetch()).accessed = True
                 plan = session.commit(response.status_code)
-                ok = await session._engine.arun(plan)
+                ok = await session.engine.arun(plan)
             except (StoreUnavailable, SessionTooLarge) as exc:
                 return refuse(engine, exc, request)
             return self._respond(session, plan, ok, response, request) or response
@@ -203,7 +203,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
         session = getattr(request, "session", None)
         if not isinstance(session, RequestSessionStore):
             return super().process_response(request, response)
-        engine = session._engine
+        engine = session.engine
         try:
             if settings.SESSION_SAVE_EVERY_REQUEST:
                 session.fetch().accessed = True
@@ -235,7 +235,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
         """Put the plan's headers on ``response``; the core's answer instead when the plan
         failed (a concurrent logout: the write was not made)."""
         if plan.failure is not None:
-            return refuse(session._engine, plan.failure, request)
+            return refuse(session.engine, plan.failure, request)
         if not ok and plan.write is not None:
             raise SessionInterrupted(_INTERRUPTED)
         if plan.set_cookie is None and session.unsent_cookie and response.status_code < 500:
@@ -283,7 +283,7 @@ def session_lock(
             @functools.wraps(func)
             async def async_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
                 store = _managed(request)
-                engine = store._engine
+                engine = store.engine
                 held = engine.alock(_reopen(store), ttl=ttl, wait=wait)
                 await held.__aenter__()
                 setattr(store, _LOCK_ATTR, held)
@@ -294,7 +294,7 @@ def session_lock(
         @functools.wraps(func)
         def sync_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
             store = _managed(request)
-            held = store._engine.lock(_reopen(store), ttl=ttl, wait=wait)
+            held = store.engine.lock(_reopen(store), ttl=ttl, wait=wait)
             held.__enter__()
             setattr(store, _LOCK_ATTR, held)
             return func(request, *args, **kwargs)
