@@ -195,6 +195,11 @@ class SessionStoreBase(SessionBase):
     @modified.setter
     def modified(self, value: bool) -> None:
         self._modified = bool(value)
+        if value:
+            self._marked()
+
+    def _marked(self) -> None:
+        """Django's flag was set; the request's store also tells the core (below)."""
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._session[key] = value
@@ -569,15 +574,9 @@ class RequestSessionStore(SessionStoreBase):
         """The middleware's word on the cookie the response sets (``None``: cleared)."""
         self._key = value
 
-    @property
-    def modified(self) -> bool:
-        return self._modified
-
-    @modified.setter
-    def modified(self, value: bool) -> None:
-        self._modified = bool(value)
+    def _marked(self) -> None:
         core = self._core
-        if value and not core.modified:
+        if not core.modified:
             core.modified = True  # an explicit "save this" with nothing else changed
 
     def bind_user(self, user_id: object, *, regenerate: bool = True) -> None:
