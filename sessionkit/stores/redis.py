@@ -52,6 +52,7 @@ import logging
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -165,6 +166,10 @@ class RedisStore(PollingLocks, Store):
         self._sync_helpers: list[Any] = []
         self._async_helpers: list[Any] = []
         self._async_loop: asyncio.AbstractEventLoop | None = None
+        # loop -> the async generator that closes that loop's client when the loop ends
+        self._keepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
         self._mutex = threading.Lock()
         self._held: dict[str, tuple[str, float, float]] = {}  # token -> digest, lease, until
         self._renewer: threading.Thread | None = None
@@ -255,6 +260,9 @@ class RedisStore(PollingLocks, Store):
             raise
         if self._async is None or self._async_loop is not loop:
             self._async, self._async_helpers, self._async_loop = client, helpers, loop
+            keeper = _close_when_loop_ends(client, helpers)
+            await keeper.__anext__()
+            self._keepers[loop] = keeper
         else:
             await _aclose(client, helpers)
         return self._async
@@ -277,8 +285,14 @@ class RedisStore(PollingLocks, Store):
         if not self._own_async:
             return
         client, self._async = self._async, None
-        if client is not None and self._async_loop is asyncio.get_running_loop():
-            await _aclose(client, self._async_helpers)
+        loop = self._async_loop
+        if client is not None and loop is asyncio.get_running_loop():
+            keeper = self._keepers.pop(loop, None)
+            if keeper is not None:  # its finally closes the client and its helpers
+                await keeper.aclose()
+            else:
+                await _aclose(client, self._async_helpers)
+        # a client of another loop that still runs is closed when that loop ends
         self._async_helpers = []
 
     # -- protocol: sync --------------------------------------------------------------------
@@ -725,6 +739,20 @@ class RedisStore(PollingLocks, Store):
 
     async def _aunlock(self, digest: str, token: str) -> None:
         await asyncio.to_thread(self._unlock, digest, token)
+
+
+async def _close_when_loop_ends(client: Any, helpers: list[Any]) -> AsyncIterator[None]:
+    """Closes a loop's client when that loop ends. asyncio connections belong to one event
+    loop, and a closed loop can no longer close them: each leaks its socket ("unclosed
+    Connection"). An app under Starlette's TestClient, or anything else that runs
+    ``asyncio.run`` more than once, gets a new loop per portal or per request. An async
+    generator first iterated in a loop is closed by that loop's ``shutdown_asyncgens()``,
+    which ``asyncio.run``, ``asyncio.Runner`` (anyio, uvicorn) call before closing it: the
+    client is closed then, on its own loop."""
+    try:
+        yield
+    finally:
+        await _aclose(client, helpers)
 
 
 async def _aclose(client: Any, helpers: list[Any]) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import secrets
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -488,3 +490,24 @@ def test_big_sessions_are_written_in_chunks(store: RedisStore, clock: FakeClock)
     record = store.load(key)
     assert record is not None
     assert dict(record.items) == {**{f"k{i}": str(i) for i in range(14_990, 15_000)}, "new": "1"}
+
+
+@pytest.mark.parametrize("where", ["single", "cluster"])
+def test_a_loop_that_ends_closes_its_connections(
+    where: str, request: pytest.FixtureRequest, clock: FakeClock
+) -> None:
+    """Starlette's TestClient (without ``with``) and anything that calls ``asyncio.run`` per
+    task run each on a new loop that then closes: that loop's connections are closed with
+    it, not left for the garbage collector to find as "unclosed Connection"."""
+    target = request.getfixturevalue("url" if where == "single" else "cluster_url")
+    store = RedisStore.from_url(target)
+    digest_ = new_digest()
+    assert asyncio.run(store.asave(create(digest_, clock, a="1")))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        for _ in range(3):  # no aclose(): the store is used as a long-lived app would
+            assert asyncio.run(store.aload(digest_)) is not None
+        gc.collect()
+    leaked = [w for w in caught if issubclass(w.category, ResourceWarning)]
+    assert leaked == [], [str(w.message) for w in leaked]
+    store.close()

@@ -17,18 +17,7 @@ import pytest
 from tests.upstream.fetch import upstream_tree
 from tests.upstream.runner import run_pytest
 
-STORES = [
-    "cookie", "memory", "sqlite", "file",
-    # A KNOWN BUG, not an exclusion: Starlette's TestClient used without ``with`` runs each
-    # request on a new event loop that then closes; RedisStore opens an asyncio client per
-    # loop and cannot close the old loop's connections, so they are collected later as
-    # "unclosed Connection" ResourceWarnings, which Starlette's suite makes errors (6 of 29
-    # fail, a different 6 from run to run; nothing else fails). Strict: it turns into a
-    # failure the day the store closes them.
-    pytest.param("redis", marks=pytest.mark.xfail(
-        strict=True, reason="RedisStore leaks asyncio connections across event loops",
-    )),
-]  # fmt: skip
+STORES = ["cookie", "memory", "sqlite", "file", "redis"]
 PLUGIN = Path(__file__).with_name("starlette_plugin.py")
 
 
