@@ -25,6 +25,10 @@ class ServerFailed(RuntimeError):
     """A test server did not start; the message carries its log."""
 
 
+class PortTaken(ServerFailed):
+    """The port was someone else's by the time the server started."""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -66,6 +70,11 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> Server:
+        # A port from free_port() is free only until someone binds it: under ``pytest -n``
+        # another worker's server may have taken it. Then "the port answers" would mean that
+        # server, and this test would run against (and flush) a stranger's data.
+        if _port_open(self.port):
+            raise PortTaken(f"{self.name}: 127.0.0.1:{self.port} is already taken")
         argv = ["runuser", "-u", self.user, "--", *self.argv] if self.user else self.argv
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
@@ -81,6 +90,10 @@ class Server:
                     + self.log.read_text(errors="replace")[-4000:]
                 )
             time.sleep(0.05)
+        time.sleep(0.1)  # a server that lost the race for its port exits right away
+        if self.proc.poll() is not None:
+            self.stop()
+            raise PortTaken(f"{self.name} exited after 127.0.0.1:{self.port} answered")
         return self
 
     def stop(self) -> None:
@@ -103,6 +116,17 @@ class Server:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def _on_a_free_port(make: Callable[[int], Server], port: int | None, attempts: int = 3) -> Server:
+    """``make(port)``; with no ``port`` given, on new free ports until one is really ours."""
+    for attempt in range(attempts):
+        try:
+            return make(port or free_port())
+        except PortTaken:
+            if port is not None or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _workdir(prefix: str, owner: str | None = None) -> Path:
     path = Path(tempfile.mkdtemp(prefix=f"sessionkit-{prefix}-"))
     if owner is not None and os.geteuid() == 0:
@@ -112,14 +136,16 @@ def _workdir(prefix: str, owner: str | None = None) -> Path:
 
 
 def redis_server(port: int | None = None, *extra: str, name: str = "redis") -> Server:
-    port = port or free_port()
-    workdir = _workdir(name)
-    argv = [
-        _binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
-        "--save", "", "--appendonly", "no", "--dir", str(workdir), "--protected-mode", "yes",
-        *extra,
-    ]  # fmt: skip
-    return Server(name, argv, port, workdir).start()
+    def make(port: int) -> Server:
+        workdir = _workdir(name)
+        argv = [
+            _binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", str(workdir), "--protected-mode",
+            "yes", *extra,
+        ]  # fmt: skip
+        return Server(name, argv, port, workdir).start()
+
+    return _on_a_free_port(make, port)
 
 
 def _cluster_node(i: int, attempts: int = 3) -> Server:
@@ -167,12 +193,14 @@ def redis_cluster(masters: int = 3) -> list[Server]:
 
 
 def memcached_server(port: int | None = None) -> Server:
-    port = port or free_port()
-    workdir = _workdir("memcached")
-    argv = [_binary("memcached"), "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "64"]
-    if os.geteuid() == 0:
-        argv += ["-u", "nobody"]
-    return Server("memcached", argv, port, workdir).start()
+    def make(port: int) -> Server:
+        workdir = _workdir("memcached")
+        argv = [_binary("memcached"), "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "64"]
+        if os.geteuid() == 0:
+            argv += ["-u", "nobody"]
+        return Server("memcached", argv, port, workdir).start()
+
+    return _on_a_free_port(make, port)
 
 
 class Postgres(Server):
@@ -197,7 +225,12 @@ class Postgres(Server):
 
 
 def postgres_server(port: int | None = None) -> Postgres:
-    port = port or free_port()
+    server = _on_a_free_port(_postgres_server, port)
+    assert isinstance(server, Postgres)
+    return server
+
+
+def _postgres_server(port: int) -> Postgres:
     user = "postgres" if os.geteuid() == 0 else None
     workdir = _workdir("postgres", owner=user)
     bindir = Path(_binary("initdb", "/usr/lib/postgresql/*/bin/initdb", first="glob")).parent

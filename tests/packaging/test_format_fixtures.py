@@ -198,7 +198,9 @@ def test_memcached_store(where: Path, own_memcached: servers.Server) -> None:
     client = Client(("127.0.0.1", memcached_server.port))
     for key, value in json.loads((where / "memcached.json").read_text()).items():
         assert key.startswith(PREFIX)
-        client.set(prefix + key.removeprefix(PREFIX), raw(value), expire=600)
+        # noreply=False: a noreply set is still in flight when the store, on a connection
+        # of its own (another memcached thread), reads the key back
+        client.set(prefix + key.removeprefix(PREFIX), raw(value), expire=600, noreply=False)
     client.close()
     url = f"memcached://127.0.0.1:{memcached_server.port}?prefix={prefix}"
     store = open_store(url, clock=FakeClock(READ_AT))
