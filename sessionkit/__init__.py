@@ -5,6 +5,7 @@ Everything public is importable from here; nothing else should import from deep 
 
 from __future__ import annotations
 
+from sessionkit.client import ClientInfo, client_address
 from sessionkit.config import SessionConfig
 from sessionkit.cookies import add_cache_private, add_vary_cookie
 from sessionkit.engine import CommitPlan, SessionEngine
@@ -20,7 +21,6 @@ from sessionkit.errors import (
 )
 from sessionkit.events import Event, EventBus, EventKind
 from sessionkit.failures import Failure, FailurePolicy
-from sessionkit.fingerprint import ClientInfo, client_address
 from sessionkit.session import Session
 from sessionkit.stores import (
     CookieStore,

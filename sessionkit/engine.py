@@ -17,6 +17,7 @@ from typing import Any
 
 from sessionkit import serialization
 from sessionkit.cache import BoundedCache
+from sessionkit.client import ClientInfo, client_address, device_label
 from sessionkit.config import SessionConfig
 from sessionkit.cookies import CookieWriter, cookie_values
 from sessionkit.crypto import Keyring
@@ -31,7 +32,7 @@ from sessionkit.events import Event, EventBus, EventKind
 from sessionkit.expiry import browser_cookie, browser_session, deadline_for
 from sessionkit.expiry import max_age as cookie_max_age
 from sessionkit.failures import Failure, FailurePolicy, failure_of, log_refusal
-from sessionkit.fingerprint import ClientInfo, client_address, device_label, fingerprint_material
+from sessionkit.fingerprint import fingerprint_material
 from sessionkit.ids import digest, handle, is_well_formed, new_id
 from sessionkit.records import Record, RecordMeta, Write
 from sessionkit.session import Session

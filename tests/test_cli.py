@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from sessionkit import MemoryStore, SessionConfig
 from sessionkit.cli import age_histogram, build_group
-from sessionkit.fingerprint import ClientInfo
+from sessionkit.client import ClientInfo
 from sessionkit.testing import Browser, FakeClock
 from tests.conftest import make_engine
 

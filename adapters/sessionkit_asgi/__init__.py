@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sessionkit_asgi.access import get_engine, get_session
 from sessionkit_asgi.events import CountEvents, LogEvents
+from sessionkit_asgi.locking import lock_session, locked, locked_session
 from sessionkit_asgi.middleware import SessionMiddleware, build_config
-from sessionkit_asgi.views import get_engine, get_session, lock_session, locked, locked_session
 
 if TYPE_CHECKING:
     from sessionkit_asgi.fastapi import LockedSession, SessionDep

@@ -13,7 +13,8 @@ from typing import Annotated
 from fastapi import Depends
 
 from sessionkit import Session
-from sessionkit_asgi.views import get_session, locked_session
+from sessionkit_asgi.access import get_session
+from sessionkit_asgi.locking import locked_session
 
 #: The request's session, loaded by the middleware.
 SessionDep = Annotated[Session, Depends(get_session)]

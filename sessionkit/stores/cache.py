@@ -2,7 +2,8 @@
 
 The cache keeps recently read records in process memory, each with its version, and serves
 a repeated read with no round trip. It stays coherent because an ``InvalidationSource``
-tells it which records changed anywhere (Redis client tracking: ``redis_tracking``); the
+tells it which records changed anywhere (Redis client tracking:
+``sessionkit.stores.redis.tracking``); the
 engine and the adapters do not know it is there, except for ``Store.load_fresh``, which a
 security-sensitive route asks for (``SessionEngine.open(..., fresh=True)``).
 
@@ -437,7 +438,7 @@ def cached(store: Store, url: str, option: str, client: Any = None) -> Store:
 
 
 def invalidation_source_for(store: Store, url: str, client: Any = None) -> InvalidationSource:
-    from sessionkit.stores import redis_tracking
+    from sessionkit.stores.redis import tracking as redis_tracking
 
     source = redis_tracking.source_for(store, client)
     if source is None:

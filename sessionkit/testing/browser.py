@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from sessionkit.client import ClientInfo
 from sessionkit.engine import CommitPlan, SessionEngine
-from sessionkit.fingerprint import ClientInfo
 from sessionkit.session import Session
 
 Flavour = Literal["sync", "async"]

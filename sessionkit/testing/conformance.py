@@ -28,11 +28,11 @@ from typing import Any
 
 import pytest
 
+from sessionkit.client import ClientInfo
 from sessionkit.config import SessionConfig
 from sessionkit.engine import SessionEngine
 from sessionkit.errors import LockTimeout
 from sessionkit.events import Event, EventKind
-from sessionkit.fingerprint import ClientInfo
 from sessionkit.ids import digest, handle
 from sessionkit.session import Session
 from sessionkit.stores.base import RecordMeta, Store, Write

@@ -6,15 +6,9 @@ import ipaddress
 
 import pytest
 
+from sessionkit.client import ClientInfo, client_address, device_label, network_of
 from sessionkit.config import SessionConfig
-from sessionkit.fingerprint import (
-    ClientInfo,
-    client_address,
-    device_label,
-    fingerprint_material,
-    network_of,
-    normalise_user_agent,
-)
+from sessionkit.fingerprint import fingerprint_material, normalise_user_agent
 
 KEY = "FaWbAmZ2QofmTa7fW4bpYftfzDZOG8ywyXEDTt4SbFcybr1O"
 PROXIES = (ipaddress.ip_network("10.0.0.0/8"),)

@@ -1,12 +1,12 @@
 """The dashboard's device and place labels: short, and never the full address (the device
-label is the core's: ``sessionkit.fingerprint.device_label``)."""
+label is the core's: ``sessionkit.client.device_label``)."""
 
 from __future__ import annotations
 
 import pytest
 
 from example_projects.shared.devices import place_label
-from sessionkit.fingerprint import device_label
+from sessionkit.client import device_label
 
 PIXEL = (
     "Mozilla/5.0 (Linux; Android 14; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko) "

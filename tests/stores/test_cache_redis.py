@@ -22,7 +22,7 @@ from sessionkit.stores import open_store
 from sessionkit.stores.base import Record, RecordMeta, Store, Write
 from sessionkit.stores.cache import CachingStore, InvalidationSource, LocalCache
 from sessionkit.stores.redis import RedisStore
-from sessionkit.stores.redis_tracking import RedisTracking
+from sessionkit.stores.redis.tracking import RedisTracking
 from sessionkit.testing import (
     Browser,
     FakeClock,

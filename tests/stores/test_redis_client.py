@@ -26,8 +26,8 @@ from sessionkit.errors import ConfigError, LockTimeout, StoreError, StoreUnavail
 from sessionkit.ids import digest, new_id
 from sessionkit.stores.base import RecordMeta, Write
 from sessionkit.stores.redis import RedisStore
-from sessionkit.stores.redis_scripts import CREATE_SCRIPT, ROTATE_OUT_SCRIPT
-from sessionkit.stores.redis_url import parse
+from sessionkit.stores.redis.scripts import CREATE_SCRIPT, ROTATE_OUT_SCRIPT
+from sessionkit.stores.redis.url import parse
 from sessionkit.testing import Browser, FakeClock
 from tests import servers
 from tests.stores.test_redis import unique_prefix

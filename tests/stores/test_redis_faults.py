@@ -14,7 +14,7 @@ from sessionkit.ids import digest, new_id
 from sessionkit.stores import open_store
 from sessionkit.stores.base import RecordMeta, Write
 from sessionkit.stores.redis import RedisStore
-from sessionkit.stores.redis_url import parse
+from sessionkit.stores.redis.url import parse
 from sessionkit.testing import Browser, FakeClock
 from tests import servers
 

@@ -1,6 +1,6 @@
 """RedisStore: sessions in Redis, a single server, a Cluster or behind Sentinel.
 
-Each session is one HASH (layout in ``redis_scripts``) under ``<prefix>{<digest>}``, with a
+Each session is one HASH (layout in ``scripts.py``) under ``<prefix>{<digest>}``, with a
 native TTL. Per-key fields let a save write only what changed, so two requests that change
 different keys both survive; the session's key order is kept in the record (a HASH has
 none, a dict does). Every store operation is one round trip: ``load`` is one ``HGETALL``;
@@ -61,7 +61,6 @@ from redis import exceptions as _rx
 from sessionkit import ids, serialization
 from sessionkit.errors import ConfigError, LockTimeout, StoreError, StoreUnavailable
 from sessionkit.ids import handle
-from sessionkit.stores import redis_records as records
 from sessionkit.stores.base import (
     PollingLocks,
     Record,
@@ -71,8 +70,9 @@ from sessionkit.stores.base import (
     Write,
     reject_record,
 )
-from sessionkit.stores.redis_records import encoded_name, now_ms, order_of, pttl_of
-from sessionkit.stores.redis_scripts import (
+from sessionkit.stores.redis import records
+from sessionkit.stores.redis.records import encoded_name, now_ms, order_of, pttl_of
+from sessionkit.stores.redis.scripts import (
     ALL_SCRIPTS,
     CREATE_SCRIPT,
     DELETE_SCRIPT,
@@ -83,7 +83,7 @@ from sessionkit.stores.redis_scripts import (
     UNLOCK_SCRIPT,
     UPDATE_SCRIPT,
 )
-from sessionkit.stores.redis_url import RedisTarget, parse, target_of_client
+from sessionkit.stores.redis.url import RedisTarget, parse, target_of_client
 
 log = logging.getLogger("sessionkit")
 
@@ -434,7 +434,7 @@ class RedisStore(PollingLocks, Store):
             raise self._down(exc) from exc
         return bool(done)
 
-    # -- script arguments (layouts documented in redis_scripts) ----------------------------
+    # -- script arguments (layouts documented in scripts.py) ----------------------------
     def _update_args(self, write: Write) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of UPDATE: a merge (or ``replace``) into an existing record."""
         user = write.meta.user

@@ -1,4 +1,4 @@
-"""What views use: the request's session and engine, and the route lock.
+"""The route lock: ``lock_session``, ``locked_session`` (FastAPI) and ``@locked``.
 
 The route lock serialises the requests of one session that must not overlap (read, compute,
 write). The middleware has already loaded the session before routing, so the lock is taken
@@ -18,35 +18,11 @@ from typing import Any, TypeVar, overload
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 
-from sessionkit import LockTimeout, Session, SessionEngine, SessionNotLoaded
+from sessionkit import LockTimeout, Session
 from sessionkit_asgi import loops
-from sessionkit_asgi.middleware import EXCHANGE_KEY, Exchange, NotLoadedSession
+from sessionkit_asgi.access import exchange_of
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
-
-
-def _exchange(connection: HTTPConnection) -> Exchange:
-    exchange = connection.scope.get(EXCHANGE_KEY)
-    if isinstance(exchange, Exchange):
-        return exchange
-    session = connection.scope.get("session")
-    if isinstance(session, NotLoadedSession):
-        session.raise_not_loaded()
-    raise SessionNotLoaded(
-        "this request has no sessionkit session: add sessionkit_asgi.SessionMiddleware to "
-        "the application (app.add_middleware(SessionMiddleware, secret_key=...))"
-    )
-
-
-def get_session(connection: HTTPConnection) -> Session:
-    """The request's ``Session`` (also a FastAPI dependency: ``Depends(get_session)``)."""
-    return _exchange(connection).session
-
-
-def get_engine(connection: HTTPConnection) -> SessionEngine:
-    """The engine behind the request's middleware, for store-level work such as listing or
-    revoking a user's sessions."""
-    return _exchange(connection).middleware.engine
 
 
 async def lock_session(
@@ -66,7 +42,7 @@ async def lock_session(
     ``failure_status`` says otherwise); a ``status_code`` given here answers that status
     instead, as an ``HTTPException``. Needs a store that can lock (not the cookie store).
     """
-    exchange = _exchange(connection)
+    exchange = exchange_of(connection)
     session = exchange.session
     if exchange.locks is not None:  # already locked in this request
         return session
