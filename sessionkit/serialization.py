@@ -222,7 +222,7 @@ def dumps(value: Any) -> str:
 def dumps_item(key: str, value: Any) -> str:
     """``dumps(value)`` for the session key ``key``, refused with a ``SessionDataError``
     naming the key when the key or the text is not valid Unicode (a lone surrogate such as
-    ``"\ud800"``, which ``json.loads('"\\ud800"')`` returns): the one check that stops such
+    ``"\\ud800"``, which ``json.loads('"\\ud800"')`` returns): the one check that stops such
     data before any store sees it, whatever the store's encoding."""
     tagged = tag(value)
     encoded = _by_orjson(tagged)  # orjson refuses lone surrogates, so its text is valid
