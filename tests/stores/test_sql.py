@@ -615,7 +615,7 @@ def test_async_sqlite_writes_without_returning(
     tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SQLite before 3.35 has no RETURNING: async writes then read the cursor's rowcount."""
-    monkeypatch.setattr("sessionkit.stores.sql_engine._SQLITE_RETURNING", False)
+    monkeypatch.setattr("sessionkit.stores.sql.connections._SQLITE_RETURNING", False)
     store = SQLStore(f"sqlite:///{tmp_path / 'old.db'}", clock=clock)
 
     async def scenario() -> None:

@@ -1,4 +1,4 @@
-"""The SQL store's URL handling, tables, prepared statements and row codec.
+"""The SQL store's tables, prepared statements and row codec.
 
 Everything here is shared by the sync and the async side of ``SQLStore``, so the two cannot
 drift apart: they execute the same statements and read rows through the same codec.
@@ -7,82 +7,21 @@ drift apart: they execute the same statements and read rows through the same cod
 from __future__ import annotations
 
 import json
-import re
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, make_url
 from sqlalchemy.schema import CreateIndex, CreateTable, ExecutableDDLElement
 
-from sessionkit.errors import ConfigError
 from sessionkit.records import Record, RecordMeta, Write
-from sessionkit.stores.base import mask_url, reject_record
+from sessionkit.stores.base import reject_record
+from sessionkit.stores.sql.url import check_table_name
 
-DEFAULT_TABLE = "sessionkit_sessions"
 #: Connection execution option that makes SQLite open a transaction (BEGIN IMMEDIATE);
 #: without it each statement commits by itself.
 IMMEDIATE = "sessionkit_immediate"
-_TABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
-_OUR_OPTIONS = ("table", "sweep_chunk", "busy_timeout", "pool_size", "max_overflow")
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where a store URL points: the backend and the SQLAlchemy URLs of both flavours."""
-
-    backend: str  # "sqlite" or "postgresql"
-    sync_url: URL
-    async_url: URL
-
-
-def parse_url(url: str) -> tuple[Target, dict[str, str]]:
-    """``sqlite:///rel.db``, ``sqlite:////abs.db``, ``postgres(ql)://...`` → the target and
-    sessionkit's own options taken out of the query string (the rest goes to the driver,
-    e.g. ``?sslmode=require``)."""
-    try:
-        parsed = make_url(url)
-    except Exception as exc:
-        raise ConfigError("store", f"{mask_url(url)!r} is not a valid SQL URL") from exc
-    scheme = parsed.drivername.lower()
-    query = dict(parsed.query)
-    ours = {k: str(query.pop(k)) for k in _OUR_OPTIONS if k in query}
-    parsed = parsed.set(query=query)
-    if scheme in ("sqlite", "sqlite+pysqlite", "sqlite+aiosqlite"):
-        if (
-            not parsed.database
-            or parsed.database == ":memory:"
-            or parsed.database.startswith("file:")
-        ):
-            raise ConfigError(
-                "store",
-                f"{mask_url(url)!r}: give SQLite a file, e.g. sqlite:///sessions.db or "
-                "sqlite:////var/lib/app/sessions.db (for sessions in memory use memory://)",
-            )
-        target = Target(
-            "sqlite",
-            parsed.set(drivername="sqlite+pysqlite"),
-            parsed.set(drivername="sqlite+aiosqlite"),
-        )
-    elif scheme in ("postgresql", "postgres", "postgresql+psycopg"):
-        pg = parsed.set(drivername="postgresql+psycopg")
-        target = Target("postgresql", pg, pg)
-    else:
-        raise ConfigError(
-            "store",
-            f"{mask_url(url)!r}: SQLStore speaks sqlite:///path and postgresql://... (psycopg 3)",
-        )
-    return target, ours
-
-
-def check_table_name(name: str) -> str:
-    """Table names end up in DDL; accept plain identifiers only."""
-    if not _TABLE_RE.fullmatch(name):
-        raise ConfigError("table", f"{name!r} must be letters, digits and _ (at most 48)")
-    return name
 
 
 #: ``data`` is JSONB on PostgreSQL (the server keeps it valid JSON and merges keys in place)

@@ -21,13 +21,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from sessionkit.errors import ConfigError, StoreUnavailable
 from sessionkit.stores.base import Store
-from sessionkit.stores.sql_schema import (
-    DEFAULT_TABLE,
-    IMMEDIATE,
-    Statements,
-    parse_url,
-    prepare_sqlite,
-)
+from sessionkit.stores.sql.schema import IMMEDIATE, Statements, prepare_sqlite
+from sessionkit.stores.sql.url import DEFAULT_TABLE, parse_url
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine

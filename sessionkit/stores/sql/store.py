@@ -20,8 +20,8 @@ from sqlalchemy import exc as sa_exc
 from sessionkit.ids import handle, is_handle
 from sessionkit.records import Record, RecordMeta, SessionInfo, Write
 from sessionkit.stores.base import PollingLocks, reject_record
-from sessionkit.stores.sql_engine import SQLEngines
-from sessionkit.stores.sql_schema import decode_meta, decode_record, row_params
+from sessionkit.stores.sql.connections import SQLEngines
+from sessionkit.stores.sql.schema import decode_meta, decode_record, row_params
 
 
 class SQLStore(PollingLocks, SQLEngines):
