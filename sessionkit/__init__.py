@@ -22,6 +22,7 @@ from sessionkit.events import Event, EventBus, EventKind
 from sessionkit.failures import Failure, FailurePolicy
 from sessionkit.fingerprint import ClientInfo, client_address
 from sessionkit.session import Session
+from sessionkit.sessions_api import ApiResponse, Caller, Effect, SessionsAPI, same_origin
 from sessionkit.stores import (
     CookieStore,
     MemoryStore,
@@ -37,10 +38,13 @@ from sessionkit.stores import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApiResponse",
+    "Caller",
     "ClientInfo",
     "CommitPlan",
     "ConfigError",
     "CookieStore",
+    "Effect",
     "Event",
     "EventBus",
     "EventKind",
@@ -58,6 +62,7 @@ __all__ = [
     "SessionKitError",
     "SessionNotLoaded",
     "SessionTooLarge",
+    "SessionsAPI",
     "Store",
     "StoreError",
     "StoreUnavailable",
@@ -68,4 +73,5 @@ __all__ = [
     "client_address",
     "open_store",
     "register_store",
+    "same_origin",
 ]
