@@ -30,10 +30,8 @@ FLAVOURS = ["sync", "async"]
 
 @pytest.fixture(params=INDEXED)
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> SessionEngine:
-    engine = SessionEngine(
-        SessionConfig(secret_key=KEY, store=store_url(request.param, tmp_path, request),
-                      absolute_timeout=3600)  # fmt: skip
-    )
+    url = store_url(request.param, tmp_path, request)
+    engine = SessionEngine(SessionConfig(secret_key=KEY, store=url, absolute_timeout=3600))
     engine.store.create_schema()
     return engine
 
