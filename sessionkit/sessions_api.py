@@ -21,10 +21,10 @@ framework's session object.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from sessionkit import serialization
@@ -115,7 +115,13 @@ CROSS_SITE = error(
 )  # fmt: skip
 
 
-def same_origin(method: str, headers: Mapping[str, str], host: str, scheme: str) -> bool:
+class HeaderItems(Protocol):
+    """Any framework's request headers: a mapping, or Werkzeug's ``Headers``."""
+
+    def items(self) -> Iterable[tuple[str, str]]: ...
+
+
+def same_origin(method: str, headers: HeaderItems, host: str, scheme: str) -> bool:
     """Whether a request may change state: safe methods always; otherwise the browser's
     ``Sec-Fetch-Site`` must say ``same-origin`` (or ``none``: typed by the user), or, from a
     browser that does not send it, ``Origin`` must be this scheme and host. A request with
