@@ -86,6 +86,9 @@ LOGOUT = Effect("logout")
 
 @dataclass(frozen=True)
 class ApiResponse:
+    """One answer: the status, the JSON body, what to do to the current session, and
+    (for a 405) the allowed methods. ``headers`` and ``json()`` are what to send."""
+
     status: int
     body: dict[str, Any]
     effect: Effect | None = None
