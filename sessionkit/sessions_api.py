@@ -224,7 +224,9 @@ class SessionsAPI:
             return CROSS_SITE
         if caller.user is None:
             return NOT_SIGNED_IN
-        if route.staff and not staff:
+        # Exactly True: a truthy object from a sloppy check (the coroutine of an async check
+        # given to a sync framework) must not make anyone staff.
+        if route.staff and staff is not True:
             return NOT_STAFF
         if route.name != "extend" and not self.store.supports_user_index:
             return error(
@@ -284,8 +286,9 @@ class SessionsAPI:
         self, method: str, path: str, body: bytes | None, caller: Caller, *,
         staff: bool = False, trusted_origin: bool = False,
     ) -> ApiResponse:  # fmt: skip
-        """Answer one call. ``trusted_origin``: the adapter vouches that the request is
-        same-origin (``same_origin``, or the framework's CSRF check already ran)."""
+        """Answer one call. ``staff``: the app's staff check said exactly ``True``.
+        ``trusted_origin``: the adapter vouches that the request is same-origin
+        (``same_origin``, or the framework's CSRF check already ran)."""
         checked = self._check(method, path, body, caller, staff, trusted_origin)
         if isinstance(checked, ApiResponse):
             return checked

@@ -38,7 +38,7 @@ def sessions_blueprint(
         trusted = same_origin(request.method, request.headers, request.host, request.scheme)
         answer = SessionsAPI(engine).dispatch(
             request.method, "/" + path, request.get_data(), Caller.of(session, engine),
-            staff=staff() is True, trusted_origin=trusted,
+            staff=staff(), trusted_origin=trusted,
         )  # fmt: skip
         apply_effect(session, answer)
         body = b"" if request.method == "HEAD" else answer.json()

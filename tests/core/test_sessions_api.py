@@ -168,6 +168,12 @@ def test_a_forged_staff_call_is_403_and_changes_nothing(
     assert user_of(bob) == "bob"
 
 
+@pytest.mark.parametrize("verdict", [1, "yes", object()])
+def test_only_a_staff_check_that_says_true_counts(engine: SessionEngine, verdict: Any) -> None:
+    who = caller(sign_in(engine, "alice"))
+    assert call(engine, "sync", "GET", "/users/bob", who, staff=verdict).status == 403
+
+
 def test_staff_list_and_revoke_any_user(engine: SessionEngine, flavour: str) -> None:
     admin = sign_in(engine, "admin")
     bob1, bob2 = sign_in(engine, "bob"), sign_in(engine, "bob")
