@@ -1,13 +1,15 @@
 """The framework-free sessions API on real stores with a user index (memory, file, SQLite,
-Redis), sync and async, and its refusals: unknown or foreign handles, forged staff calls,
-cross-site calls, a store without a user index."""
+Redis, PostgreSQL), sync and async, and its refusals: unknown or foreign handles, forged
+staff calls, cross-site calls, a store without a user index."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 
@@ -19,21 +21,28 @@ from sessionkit import (
     SessionConfig,
     SessionEngine,
     SessionsAPI,
+    Store,
     same_origin,
 )
+from sessionkit.stores.sql import SQLStore
 from sessionkit.testing import Browser
 from tests.conftest import KEY, store_url
 
-INDEXED = ["memory", "file", "sqlite", "redis"]
+INDEXED = ["memory", "file", "sqlite", "redis", "postgresql"]
 FLAVOURS = ["sync", "async"]
 
 
 @pytest.fixture(params=INDEXED)
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> SessionEngine:
-    url = store_url(request.param, tmp_path, request)
-    engine = SessionEngine(SessionConfig(secret_key=KEY, store=url, absolute_timeout=3600))
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SessionEngine]:
+    if request.param == "postgresql":  # a table of its own on the shared server
+        url = request.getfixturevalue("postgres_server").url
+        store: Store | str = SQLStore(url, table=f"s_{uuid4().hex[:12]}")
+    else:
+        store = store_url(request.param, tmp_path, request)
+    engine = SessionEngine(SessionConfig(secret_key=KEY, store=store, absolute_timeout=3600))
     engine.store.create_schema()
-    return engine
+    yield engine
+    engine.store.close()
 
 
 @pytest.fixture(params=FLAVOURS)
