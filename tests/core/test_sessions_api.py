@@ -276,15 +276,23 @@ def test_extend_applied_by_the_caller_moves_the_expiry(engine: SessionEngine) ->
     assert response.body["expires"][:16] == visit.session.expires.isoformat()[:16]
 
 
-def test_the_cookie_store_answers_501(flavour: str) -> None:
-    engine = SessionEngine(SessionConfig(secret_key=KEY, store="cookie://"))
-    who = caller(sign_in(engine, "alice"))
-    response = call(engine, flavour, "GET", "/", who)
-    assert (response.status, response.body["error"]) == (501, "no_user_index")
-    assert "CookieStore" in response.body["detail"]
-    assert "per-user index" in response.body["detail"]
-    assert call(engine, flavour, "POST", "/revoke-others", who).status == 501
-    assert call(engine, flavour, "POST", "/extend", who, b'{"seconds": 60}').status == 200
+@pytest.mark.parametrize(("kind", "name"), [("cookie", "CookieStore"),
+                                           ("memcached", "MemcachedStore")])  # fmt: skip
+def test_a_store_without_a_user_index_answers_501(
+    flavour: str, kind: str, name: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = store_url(kind, tmp_path, request)
+    engine = SessionEngine(SessionConfig(secret_key=KEY, store=url))
+    try:
+        who = caller(sign_in(engine, "alice"))
+        response = call(engine, flavour, "GET", "/", who)
+        assert (response.status, response.body["error"]) == (501, "no_user_index")
+        assert name in response.body["detail"]
+        assert "keeps no per-user index" in response.body["detail"]
+        assert call(engine, flavour, "POST", "/revoke-others", who).status == 501
+        assert call(engine, flavour, "POST", "/extend", who, b'{"seconds": 60}').status == 200
+    finally:
+        engine.store.close()
 
 
 @pytest.mark.parametrize(
