@@ -21,8 +21,9 @@ from sessionkit.errors import (
 from sessionkit.events import Event, EventBus, EventKind
 from sessionkit.failures import Failure, FailurePolicy
 from sessionkit.fingerprint import ClientInfo, client_address
+from sessionkit.origin import same_origin
 from sessionkit.session import Session
-from sessionkit.sessions_api import ApiResponse, Caller, Effect, SessionsAPI, same_origin
+from sessionkit.sessions_api import ApiResponse, Caller, Effect, SessionsAPI
 from sessionkit.stores import (
     CookieStore,
     MemoryStore,

@@ -21,23 +21,22 @@ framework's session object.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Literal, Protocol
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Literal
 
 from sessionkit import serialization
 from sessionkit.config import DEFAULT_ABSOLUTE_TIMEOUT
 from sessionkit.engine import SessionEngine
 from sessionkit.ids import is_handle
+from sessionkit.origin import SAFE_METHODS
 
 if TYPE_CHECKING:
     from sessionkit.records import SessionInfo
     from sessionkit.session import Session
     from sessionkit.stores.base import Store
 
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Every response carries these: a device list must never sit in a shared cache, nor be
 #: sniffed into something else.
 HEADERS: Mapping[str, str] = {
@@ -116,45 +115,6 @@ CROSS_SITE = error(
     403, "cross_site", "state-changing calls must come from this site (Sec-Fetch-Site or "
     "Origin must name it)"
 )  # fmt: skip
-
-
-class HeaderItems(Protocol):
-    """Any framework's request headers: a mapping, or Werkzeug's ``Headers``."""
-
-    def items(self) -> Iterable[tuple[str, str]]: ...
-
-
-def same_origin(method: str, headers: HeaderItems, host: str, scheme: str) -> bool:
-    """Whether a request may change state: safe methods always; otherwise the browser's
-    ``Sec-Fetch-Site`` must say ``same-origin`` (or ``none``: typed by the user), or, from a
-    browser that does not send it, ``Origin`` must be this scheme and host. A request with
-    neither header is refused: a state-changing call from a non-browser client proves
-    nothing about where it came from, so such clients send ``Origin`` themselves."""
-    if method.upper() in SAFE_METHODS:
-        return True
-    lowered = {name.lower(): value for name, value in headers.items()}
-    site = lowered.get("sec-fetch-site")
-    if site is not None:
-        return site.strip().lower() in ("same-origin", "none")
-    origin = lowered.get("origin")
-    if origin is None or origin.strip().lower() == "null":
-        return False
-    return _origin(origin.strip()) == _origin(f"{scheme}://{host}")
-
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def _origin(url: str) -> tuple[str, str, int | None] | None:
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    if not parts.hostname or scheme not in _DEFAULT_PORTS:
-        return None
-    return scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme]
 
 
 @dataclass(frozen=True)

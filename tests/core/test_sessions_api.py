@@ -320,6 +320,11 @@ def test_same_origin(method: str, headers: dict[str, str], ok: bool) -> None:
     assert same_origin(method, headers, "app.example", "https") is ok
 
 
+def test_a_malformed_origin_never_matches_a_malformed_host() -> None:
+    assert not same_origin("POST", {"Origin": "https://x:bad"}, "", "https")
+    assert not same_origin("POST", {"Origin": "ftp://x"}, "x", "ftp")
+
+
 def test_same_origin_with_a_port() -> None:
     assert same_origin("POST", {"Origin": "http://127.0.0.1:8000"}, "127.0.0.1:8000", "http")
     assert not same_origin("POST", {"Origin": "http://127.0.0.1:8001"}, "127.0.0.1:8000", "http")
