@@ -21,7 +21,9 @@ from sessionkit.errors import (
 )
 from sessionkit.events import Event, EventBus, EventKind
 from sessionkit.failures import Failure, FailurePolicy
+from sessionkit.origin import same_origin
 from sessionkit.session import Session
+from sessionkit.sessions_api import ApiResponse, Caller, Effect, SessionsAPI
 from sessionkit.stores import (
     CookieStore,
     MemoryStore,
@@ -37,10 +39,13 @@ from sessionkit.stores import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApiResponse",
+    "Caller",
     "ClientInfo",
     "CommitPlan",
     "ConfigError",
     "CookieStore",
+    "Effect",
     "Event",
     "EventBus",
     "EventKind",
@@ -58,6 +63,7 @@ __all__ = [
     "SessionKitError",
     "SessionNotLoaded",
     "SessionTooLarge",
+    "SessionsAPI",
     "Store",
     "StoreError",
     "StoreUnavailable",
@@ -68,4 +74,5 @@ __all__ = [
     "client_address",
     "open_store",
     "register_store",
+    "same_origin",
 ]

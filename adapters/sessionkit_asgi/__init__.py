@@ -3,8 +3,9 @@
 Swap ``from starlette.middleware.sessions import SessionMiddleware`` for
 ``from sessionkit_asgi import SessionMiddleware`` and ``request.session`` becomes
 sessionkit's ``Session``: server-side stores or an encrypted cookie, regeneration,
-fingerprints, flash data and locks. The FastAPI helpers (``SessionDep``, ``LockedSession``)
-import FastAPI only when first used.
+fingerprints, flash data and locks. ``sessions_app()`` mounts the sessions API. The FastAPI
+helpers (``SessionDep``, ``LockedSession``, ``sessions_router``) import FastAPI only when
+first used.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from sessionkit_asgi.access import get_engine, get_session
 from sessionkit_asgi.events import CountEvents, LogEvents
 from sessionkit_asgi.locking import lock_session, locked, locked_session
 from sessionkit_asgi.middleware import SessionMiddleware, build_config
+from sessionkit_asgi.sessions_api import sessions_app
 
 if TYPE_CHECKING:
-    from sessionkit_asgi.fastapi import LockedSession, SessionDep
+    from sessionkit_asgi.fastapi import LockedSession, SessionDep, sessions_router
 
 __all__ = [
     "CountEvents",
@@ -31,11 +33,13 @@ __all__ = [
     "lock_session",
     "locked",
     "locked_session",
+    "sessions_app",
+    "sessions_router",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("SessionDep", "LockedSession"):
+    if name in ("SessionDep", "LockedSession", "sessions_router"):
         from sessionkit_asgi import fastapi
 
         return getattr(fastapi, name)

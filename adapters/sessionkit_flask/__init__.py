@@ -2,7 +2,8 @@
 
 ``session[...]``, ``flash()``, ``get_flashed_messages()`` and Flask-Login keep working;
 the session gains server-side stores, an encrypted cookie store, ID regeneration at login,
-server-side logout, idle and absolute timeouts, per-session locks and key rotation.
+server-side logout, idle and absolute timeouts, per-session locks and key rotation;
+``sessions_blueprint()`` serves the sessions API (list and revoke a user's sessions).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from werkzeug.local import LocalProxy
 from sessionkit_flask.extension import SessionKit
 from sessionkit_flask.interface import FlaskSession, SessionKitInterface, current
 from sessionkit_flask.locking import locked
+from sessionkit_flask.sessions_api import sessions_blueprint
 from sessionkit_flask.signals import (
     SIGNALS,
     cookie_rejected,
@@ -61,5 +63,6 @@ __all__ = [
     "session_regenerated",
     "session_saved",
     "session_touched",
+    "sessions_blueprint",
     "store_error",
 ]

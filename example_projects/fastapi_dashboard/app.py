@@ -1,5 +1,9 @@
 """The sessions dashboard on FastAPI with ``sessionkit_asgi.SessionMiddleware``.
 
+The page lists the user's sessions; its buttons call the sessions API mounted at
+``/api/sessions/`` (``sessions_router``) from the browser (``static/devices.js``), and
+fall back to the plain form posts below when JavaScript does not run.
+
 ``uvicorn --factory example_projects.fastapi_dashboard.app:create_app``.
 """
 
@@ -14,13 +18,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
-from sessionkit_asgi import SessionDep, SessionMiddleware, get_engine
+from sessionkit_asgi import SessionDep, SessionMiddleware, get_engine, sessions_router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from example_projects.shared import activity, config, devices, panel
 from sessionkit import SessionInfo
 
 NOTICE = "notice"  # the flash key of this app's one-line messages
+API = "/api/sessions"  # where the sessions API is mounted (static/devices.js calls it)
 
 
 class ActivityScope:
@@ -48,6 +53,7 @@ def create_app() -> FastAPI:
     )
     app.add_middleware(ActivityScope)
     app.mount("/static", StaticFiles(directory=config.STATIC), name="static")
+    app.include_router(sessions_router(), prefix=API)  # no staff routes in this demo
     templates = Jinja2Templates(
         env=Environment(
             loader=FileSystemLoader(

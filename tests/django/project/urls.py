@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from tests.django.project import views
 
@@ -27,4 +27,5 @@ urlpatterns = [
     path("slow/", views.slow),
     path("locked/", views.locked),
     path("alocked/", views.alocked),
+    path("sessions/", include("sessionkit_django.urls")),
 ]
