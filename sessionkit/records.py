@@ -150,3 +150,18 @@ class SessionInfo:
     def of(cls, digest: str, meta: RecordMeta) -> SessionInfo:
         """The device-list entry of a stored session (its handle, never the digest)."""
         return cls(handle(digest), meta.user, meta.created, meta.last_seen, meta.device)
+
+
+def in_order(items: dict[str, str], names: Any) -> dict[str, str]:
+    """``items`` in the order ``names`` (the session's key order, as a store kept it beside
+    data that keeps none: a Redis HASH, PostgreSQL ``jsonb``) lists them. Names it does not
+    list (added by a concurrent merge, or written by a release that kept no order) follow,
+    in the data's own order; listed names the data lacks are ignored."""
+    if type(names) is not list:
+        raise ValueError("malformed key order")
+    if names == list(items):  # often already so: nothing to do
+        return items
+    ordered = {name: items[name] for name in names if type(name) is str and name in items}
+    if len(ordered) < len(items):
+        ordered.update((k, v) for k, v in items.items() if k not in ordered)
+    return ordered

@@ -69,14 +69,6 @@ class TestPostgresConformance(
     def make_store(self, clock: FakeClock) -> SQLStore:
         return SQLStore(self.url, table=fresh_table(), clock=clock)
 
-    # A known bug (issue 12), recorded rather than hidden: the data column is JSONB, which
-    # keeps no key order. strict: this fails the day the SQL store keeps the order.
-    @pytest.mark.xfail(
-        strict=True, raises=AssertionError, reason="PostgreSQL JSONB keeps no key order (issue 12)"
-    )
-    def test_key_order_survives_round_trips(self, browser: Browser) -> None:
-        super().test_key_order_survives_round_trips(browser)
-
 
 # -- helpers for the SQL-specific tests ---------------------------------------------------
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -631,3 +623,38 @@ def test_async_sqlite_writes_without_returning(
         await store.aclose()
 
     asyncio.run(scenario())
+
+
+def test_postgres_keeps_key_order_on_a_table_made_before_it_did(
+    postgres_server: Postgres, clock: FakeClock
+) -> None:
+    """A table made by a release without the ``key_order`` column gains it on first use; its
+    old rows still read (in jsonb's order, the only one they have), and every row written
+    from then on keeps the session's order, through merges that race."""
+    table = fresh_table()
+    old = SQLStore(postgres_server.url, table=table, clock=clock)
+    legacy = create(old, clock, {"zz": '"1"', "a": '"2"'})
+    with psycopg.connect(postgres_server.url, autocommit=True) as conn:
+        conn.execute(f"ALTER TABLE {table} DROP COLUMN key_order")
+    old.close()
+
+    store = SQLStore(postgres_server.url, table=table, clock=clock)
+    record = store.load(legacy)
+    assert record is not None and dict(record.items) == {"zz": '"1"', "a": '"2"'}
+    fresh = create(store, clock, {"zz": '"1"', "a": '"2"'})
+    loaded = store.load(fresh)
+    assert loaded is not None and list(loaded.items) == ["zz", "a"]  # jsonb alone: a, zz
+
+    def merge(key: str) -> None:
+        write = Write(fresh, {key: '"x"'}, frozenset(), meta(clock), 600.0)
+        assert store.save(write)
+
+    threads = [threading.Thread(target=merge, args=(f"k{i}",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    merged = store.load(fresh)
+    assert merged is not None and list(merged.items)[:2] == ["zz", "a"]
+    assert sorted(list(merged.items)[2:]) == [f"k{i}" for i in range(8)]  # every one landed
+    store.close()

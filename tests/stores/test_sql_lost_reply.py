@@ -1,12 +1,10 @@
-"""A known bug, recorded by the Redis work on issue 13 ("a lost reply turns a login into a
-logout"), for whoever takes the SQL store: on PostgreSQL the login's rotation ``UPDATE`` is
-retried after its reply was lost (``SQLStore`` retries once on an invalidated connection),
-finds the old row gone, and the user is logged out. strict: this fails the day it is fixed.
+"""Issue 13, "a lost reply turns a login into a logout", on the SQL store: on PostgreSQL the
+login's rotation ``UPDATE`` is retried after its reply was lost (``SQLStore`` retries once on
+an invalidated connection) and finds the old row gone; it must recognise its own new row
+rather than report a conflict that logs the user out.
 """
 
 from __future__ import annotations
-
-import pytest
 
 from sessionkit import SessionConfig, SessionEngine
 from sessionkit.stores.sql import SQLStore
@@ -18,11 +16,6 @@ from tests.stores.test_sql import fresh_table
 KEY = "sql-lost-reply-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="SQLStore retries a non-idempotent rotation (issue 13)",
-)
 def test_a_lost_reply_never_turns_a_login_into_a_logout(
     postgres_server: servers.Postgres, clock: FakeClock
 ) -> None:
@@ -39,6 +32,26 @@ def test_a_lost_reply_never_turns_a_login_into_a_logout(
         assert proxy.eaten == 1
         assert not login.plan.conflict
         assert browser.visit(lambda s: (s.user_id, s.get("cart"))).result == ("ann", [1, 2])
+    finally:
+        store.close()
+        proxy.close()
+
+
+def test_a_lost_reply_never_loses_a_new_session(
+    postgres_server: servers.Postgres, clock: FakeClock
+) -> None:
+    proxy = ReplyEater(postgres_server.port)
+    store = SQLStore(
+        f"postgresql://postgres@127.0.0.1:{proxy.port}/postgres", table=fresh_table(), clock=clock
+    )
+    try:
+        store.create_schema()
+        browser = Browser(SessionEngine(SessionConfig(secret_key=KEY), store=store, clock=clock))
+        proxy.marker = b"INSERT"  # the first save: applied, its reply lost
+        first = browser.visit(lambda s: s.__setitem__("cart", [1, 2]))
+        assert proxy.eaten == 1
+        assert not first.plan.conflict
+        assert browser.visit(lambda s: s.get("cart")).result == [1, 2]
     finally:
         store.close()
         proxy.close()

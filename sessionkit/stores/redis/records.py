@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from sessionkit import serialization
+from sessionkit.records import in_order
 from sessionkit.stores.base import Record, RecordMeta, SessionInfo, reject_record
 
 FIELDS = frozenset({b"m", b"v", b"t", b"u", b"x", b"f", b"o", b"n"})  # all but "d:<key>"
@@ -61,25 +62,11 @@ def decode(digest: str, reply: list[bytes] | dict[bytes, bytes]) -> Record | Non
         meta = decode_meta(raw_meta, last_seen)
         number = int(version if version is not None else b"")
         if order is not None:
-            items = in_order(items, order)
+            items = in_order(items, json.loads(order))
     except (ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
         reject_record(digest, f"stored record is corrupted or foreign ({exc})")
         return None
     return Record(items, meta, number)
-
-
-def in_order(items: dict[str, str], order: bytes) -> dict[str, str]:
-    """``items`` in the order ``order`` (a JSON array of names) lists them; names it does
-    not list (written by a release that kept no order) follow, in the HASH's order."""
-    names = json.loads(order)
-    if type(names) is not list:
-        raise ValueError("malformed key order")
-    if names == list(items):  # a small HASH keeps insertion order: often nothing to do
-        return items
-    ordered = {name: items[name] for name in names if type(name) is str and name in items}
-    if len(ordered) < len(items):
-        ordered.update((k, v) for k, v in items.items() if k not in ordered)
-    return ordered
 
 
 def order_of(names: Any) -> str:

@@ -126,25 +126,32 @@ class SQLEngines(Store):
         cause = getattr(exc, "orig", None) or exc  # the driver's message, no SQL or parameters
         return StoreUnavailable(self.url, cause)
 
-    def _call(self, op: Callable[[], T]) -> T:
+    def _call(self, op: Callable[[], T], retrying: Callable[[], None] | None = None) -> T:
         """Run ``op``; retry once on a connection the pool found dead (the server restarted),
-        and turn connection failures into ``StoreUnavailable``."""
+        and turn connection failures into ``StoreUnavailable``. ``retrying`` hears of a
+        retry: the first try's outcome is then unknown (it may have landed)."""
         try:
             return op()
         except (sa_exc.DBAPIError, *_UNAVAILABLE) as exc:
             self._judge(exc, first_attempt=True)
+        if retrying is not None:
+            retrying()
         try:
             return op()
         except (sa_exc.DBAPIError, *_UNAVAILABLE) as exc:
             self._judge(exc, first_attempt=False)
             raise  # pragma: no cover - _judge always raises on a second attempt
 
-    async def _acall(self, op: Callable[[], Awaitable[T]]) -> T:
+    async def _acall(
+        self, op: Callable[[], Awaitable[T]], retrying: Callable[[], None] | None = None
+    ) -> T:
         """``_call`` for the async engine: the same policy."""
         try:
             return await op()
         except (sa_exc.DBAPIError, *_UNAVAILABLE) as exc:
             self._judge(exc, first_attempt=True)
+        if retrying is not None:
+            retrying()
         try:
             return await op()
         except (sa_exc.DBAPIError, *_UNAVAILABLE) as exc:
@@ -227,7 +234,13 @@ class SQLEngines(Store):
             self._compiled[(id(stmt), id(dialect))] = found
         return found
 
-    def _run_direct(self, stmt: sa.ClauseElement, params: dict[str, Any], fetch: bool) -> Any:
+    def _run_direct(
+        self,
+        stmt: sa.ClauseElement,
+        params: dict[str, Any],
+        fetch: bool,
+        retrying: Callable[[], None] | None = None,
+    ) -> Any:
         """Run one request-path statement (load, save, touch, delete) on a pooled DBAPI
         connection, without SQLAlchemy's per-execution machinery (which costs several times
         the statement itself on SQLite, and about as much as the round trip on PostgreSQL).
@@ -257,7 +270,7 @@ class SQLEngines(Store):
                         cursor.close()
                 conn.close()
 
-        return self._call(run)
+        return self._call(run, retrying)
 
     def _wrap(self, exc: Any, sql: str, conn: Any, cursor: Any) -> sa_exc.StatementError:
         """A driver error as the SQLAlchemy exception ``Connection.execute`` would raise; a
@@ -279,14 +292,23 @@ class SQLEngines(Store):
         )  # fmt: skip
         return wrapped
 
-    def _direct_rowcount(self, stmt: sa.ClauseElement, params: dict[str, Any]) -> int:
-        return int(self._run_direct(stmt, params, fetch=False))
+    def _direct_rowcount(
+        self,
+        stmt: sa.ClauseElement,
+        params: dict[str, Any],
+        retrying: Callable[[], None] | None = None,
+    ) -> int:
+        return int(self._run_direct(stmt, params, False, retrying))
 
     def _direct_rows(self, stmt: sa.ClauseElement, params: dict[str, Any]) -> list[Any]:
         return list(self._run_direct(stmt, params, fetch=True))
 
     async def _arun_direct(
-        self, stmt: sa.ClauseElement, params: dict[str, Any], fetch: bool
+        self,
+        stmt: sa.ClauseElement,
+        params: dict[str, Any],
+        fetch: bool,
+        retrying: Callable[[], None] | None = None,
     ) -> Any:
         """The async twin of ``_run_direct``: a connection from the async engine's pool, and
         the statement run with the native driver's own coroutines (psycopg's
@@ -319,10 +341,15 @@ class SQLEngines(Store):
                         await engine.dispose(close=False)
                     raise self._wrapped(exc, direct.sql, engine.dialect, gone) from exc
 
-        return await self._acall(run)
+        return await self._acall(run, retrying)
 
-    async def _adirect_rowcount(self, stmt: sa.ClauseElement, params: dict[str, Any]) -> int:
-        return int(await self._arun_direct(stmt, params, fetch=False))
+    async def _adirect_rowcount(
+        self,
+        stmt: sa.ClauseElement,
+        params: dict[str, Any],
+        retrying: Callable[[], None] | None = None,
+    ) -> int:
+        return int(await self._arun_direct(stmt, params, False, retrying))
 
     async def _adirect_rows(self, stmt: sa.ClauseElement, params: dict[str, Any]) -> list[Any]:
         return list(await self._arun_direct(stmt, params, fetch=True))

@@ -13,9 +13,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.schema import CreateIndex, CreateTable, ExecutableDDLElement
 
-from sessionkit.records import Record, RecordMeta, Write
+from sessionkit.records import Record, RecordMeta, Write, in_order
 from sessionkit.stores.base import reject_record
 from sessionkit.stores.sql.url import check_table_name
 
@@ -52,6 +53,7 @@ class Statements:
             sa.Column("created", sa.BigInteger, nullable=False),
             sa.Column("last_seen", sa.BigInteger, nullable=False),
             sa.Column("expires_at", sa.Float, nullable=False),
+            *_order_column(backend),
             sa.Index(f"ix_{table}_user", "user_id"),
             sa.Index(f"ix_{table}_expires", "expires_at"),
         )  # fmt: skip
@@ -66,6 +68,9 @@ class Statements:
             *(CreateIndex(ix, if_not_exists=True) for ix in sorted(t.indexes, key=str)),
             CreateTable(lk, if_not_exists=True),
         ]
+        if backend == "postgresql":  # a table made before the column existed gains it
+            add = f"ALTER TABLE %(table)s ADD COLUMN IF NOT EXISTS {ORDER} jsonb"
+            self.ddl.insert(1, sa.DDL(add).against(t))  # type: ignore[no-untyped-call]
         #: a constant per table, for pg_advisory_xact_lock around DDL (racing processes)
         self.ddl_lock_key = zlib.crc32(table.encode())
         insert = postgresql.insert if backend == "postgresql" else sqlite.insert
@@ -77,8 +82,12 @@ class Statements:
             "user_id": sa.bindparam("user"), "created": sa.bindparam("created"),
             "last_seen": sa.bindparam("last_seen"), "expires_at": sa.bindparam("exp"),
         }  # fmt: skip
+        loaded = [t.c.data, t.c.meta, t.c.version, t.c.last_seen]
+        if backend == "postgresql":
+            row[ORDER] = _json_in("order", backend)
+            loaded.append(t.c[ORDER])
 
-        self.load = sa.select(t.c.data, t.c.meta, t.c.version, t.c.last_seen).where(live)
+        self.load = sa.select(*loaded).where(live)
         create = insert(t).values(digest=d, version=1, **row)
         # absent, or present but expired (a row the sweep has not reached yet)
         self.create = create.on_conflict_do_update(
@@ -101,12 +110,16 @@ class Statements:
             )
             .values(digest=d, version=1, **row)
         )
-        patch = {k: v for k, v in row.items() if k != "data"}
+        patch = {k: v for k, v in row.items() if k not in ("data", ORDER)}
+        if backend == "postgresql":
+            patch[ORDER] = _merged_order(t.c[ORDER])
         self.merge = (
             sa.update(t)
             .where(live, _readable(t.c.data, backend))
             .values(data=_merged(t.c.data, backend), version=t.c.version + 1, **patch)
         )
+        #: after a create or rotation wrote nothing: the live row under its new digest
+        self.created_row = sa.select(t.c.meta, t.c.version).where(live)
         #: after a merge wrote nothing: is there a live row (so its data was unreadable)?
         self.live_data = sa.select(t.c.data).where(live)
         self.delete = sa.delete(t).where(t.c.digest == d)
@@ -168,6 +181,55 @@ def _merged(data: sa.ColumnElement[Any], backend: str) -> sa.ColumnElement[Any]:
     return sa.func.json_patch(data, sa.bindparam("patch", type_=sa.Text), type_=sa.Text)
 
 
+#: PostgreSQL only: the session's key order, a ``jsonb`` array of its key names (``jsonb``
+#: objects keep none, a session, a dict, does). SQLite's JSON text keeps the order itself.
+#: ``NULL`` on a row written before the column existed: its keys come in ``jsonb``'s order.
+ORDER = "key_order"
+
+
+def _order_column(backend: str) -> list[sa.Column[Any]]:
+    return [sa.Column(ORDER, postgresql.JSONB(), nullable=True)] if backend == "postgresql" else []
+
+
+def _merged_order(order: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """The key order after a merge, computed by the server in the same statement (so two
+    merges in a race both land): the kept names in their order, minus the ``removed`` ones,
+    then the ``added`` names that were not there (or were removed and set again: a dict
+    moves those to the end), in the order the request set them."""
+    jsonb = postgresql.JSONB()
+    text_array = postgresql.ARRAY(sa.Text)
+    removed = sa.bindparam("removed", type_=text_array)
+    added = sa.bindparam("added", type_=text_array)
+    old = (
+        sa.func.jsonb_array_elements_text(order)
+        .table_valued("value", with_ordinality="position")
+        .render_derived()
+    )
+    new = sa.func.unnest(added).table_valued("value", with_ordinality="position").render_derived()
+    empty = sa.cast(sa.literal("[]"), jsonb)
+    kept = (
+        sa.select(
+            sa.func.coalesce(
+                sa.func.jsonb_agg(aggregate_order_by(old.c.value, old.c.position)), empty
+            )
+        )
+        .where(old.c.value != sa.func.all(removed))
+        .scalar_subquery()
+    )
+    appended = (
+        sa.select(
+            sa.func.coalesce(
+                sa.func.jsonb_agg(aggregate_order_by(new.c.value, new.c.position)), empty
+            )
+        )
+        .where(
+            sa.or_(~sa.cast(order, jsonb).has_key(new.c.value), new.c.value == sa.func.any(removed))
+        )
+        .scalar_subquery()
+    )
+    return sa.case((order.is_(None), sa.null()), else_=kept.op("||", return_type=jsonb)(appended))
+
+
 def _readable(data: sa.ColumnElement[Any], backend: str) -> sa.ColumnElement[bool]:
     """The stored ``data`` is what a merge may build on: a JSON object whose values are all
     strings. A merge into anything else writes nothing (the session reads as corrupted and
@@ -226,9 +288,12 @@ def row_params(write: Write, now: float, backend: str) -> dict[str, Any]:
     }  # fmt: skip
     if write.create or write.replace:
         params["data"] = encode_items(write.items)
+        if backend == "postgresql":
+            params["order"] = json.dumps(list(write.items), ensure_ascii=False)
     elif backend == "postgresql":
         params["removed"] = sorted(write.removed)
         params["items"] = encode_items(write.items)
+        params["added"] = list(write.items)
     else:
         patch: dict[str, str | None] = dict.fromkeys(write.removed)
         patch.update(write.items)  # a key both removed and set again is set
@@ -274,8 +339,13 @@ def decode_meta(text: Any, last_seen: Any) -> RecordMeta | None:
 def decode_record(digest: str, row: Any) -> Record | None:
     """A loaded row as a ``Record``, or ``None`` plus a security log line when it is
     corrupted or foreign: never an exception, never partial data."""
-    data, meta_text, version, last_seen = row
+    data, meta_text, version, last_seen, *order = row
     items = decode_items(data)
+    if items is not None and order and order[0] is not None:
+        try:
+            items = in_order(items, order[0])
+        except ValueError:
+            items = None
     meta = decode_meta(meta_text, last_seen) if items is not None else None
     if items is None or meta is None or type(version) is not int:
         reject_record(digest, "stored SQL row is corrupted or foreign; read as no session")

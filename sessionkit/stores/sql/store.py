@@ -49,8 +49,11 @@ class SQLStore(PollingLocks, SQLEngines):
         """One statement whatever the write (see ``Statements``): a changing request costs
         its load and this, two round trips, and holds no transaction between them."""
         stmt, params = self._write_statement(write)
-        if self._direct_rowcount(stmt, params) == 1:
+        retried: list[bool] = []
+        if self._direct_rowcount(stmt, params, lambda: retried.append(True)) == 1:
             return True
+        if write.create and retried:
+            return _landed(self._direct_rows(self._sql.created_row, params), params)
         if stmt is self._sql.merge:
             rows = self._direct_rows(self._sql.live_data, params)
             self._report_unreadable(write.digest, rows)
@@ -58,8 +61,11 @@ class SQLStore(PollingLocks, SQLEngines):
 
     async def asave(self, write: Write) -> bool:
         stmt, params = self._write_statement(write)
-        if await self._adirect_rowcount(stmt, params) == 1:
+        retried: list[bool] = []
+        if await self._adirect_rowcount(stmt, params, lambda: retried.append(True)) == 1:
             return True
+        if write.create and retried:
+            return _landed(await self._adirect_rows(self._sql.created_row, params), params)
         if stmt is self._sql.merge:
             rows = await self._adirect_rows(self._sql.live_data, params)
             self._report_unreadable(write.digest, rows)
@@ -179,3 +185,14 @@ def _infos(user: str, rows: list[Any]) -> list[SessionInfo]:
         device = meta.device if meta is not None else None
         out.append(SessionInfo(handle(digest), user, created, last_seen, device))
     return out
+
+
+def _landed(rows: list[Any], params: dict[str, Any]) -> bool:
+    """Whether a create or rotation whose retry reported no row had in fact landed on its
+    first try, whose reply was lost: the new row is live, at version 1, with this write's
+    very metadata. Asked only after a retry (once, on a connection the pool invalidated),
+    when the first try's outcome is unknown; a first try that finds the row taken is a
+    conflict, as ever. The digest is a fresh
+    256-bit ID, so no other writer could have put that row there; reporting it "taken"
+    would throw away the session just made and, for a rotation at login, log the user out."""
+    return bool(rows) and rows[0][1] == 1 and rows[0][0] == params["meta"]
