@@ -11,6 +11,7 @@ from sessionkit.cookies import add_cache_private, add_vary_cookie
 from sessionkit.engine import CommitPlan, SessionEngine
 from sessionkit.errors import (
     ConfigError,
+    LockOrderError,
     LockTimeout,
     SessionDataError,
     SessionKitError,
@@ -51,6 +52,7 @@ __all__ = [
     "EventKind",
     "Failure",
     "FailurePolicy",
+    "LockOrderError",
     "LockTimeout",
     "MemoryStore",
     "Record",

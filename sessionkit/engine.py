@@ -22,6 +22,7 @@ from sessionkit.config import SessionConfig
 from sessionkit.cookies import CookieWriter, cookie_values
 from sessionkit.crypto import Keyring
 from sessionkit.errors import (
+    LockOrderError,
     LockTimeout,
     SessionDataError,
     SessionTooLarge,
@@ -699,36 +700,69 @@ class SessionEngine:
     def lock(
         self, session: Session, *, ttl: float = 30.0, wait: float = 10.0
     ) -> contextlib.AbstractContextManager[None]:
-        """Serialise the requests of one session through the store's lock. Take it right
-        after ``open()`` and before the session is loaded, hold it until ``run()`` is done.
-        A request without a valid cookie has nothing to race with and locks nothing."""
+        """Serialise the requests of one session through the store's lock; hold it until
+        ``run()`` is done. A request without a valid cookie has nothing to race with and
+        locks nothing. The one rule, in every framework: a session already *read* in this
+        request (by auth, CSRF or other middleware) is read again once the lock is held, so
+        the view sees the last committed data; one already *changed* is refused with
+        ``LockOrderError``, since those changes were made without the lock."""
         key = self._lock_key(session)
         if key is None:
             return contextlib.nullcontext()
-        return self._locked(self.store.lock(key, ttl=ttl, wait=wait))
+        self._check_lock_order(session)
+        return self._locked(self.store.lock(key, ttl=ttl, wait=wait), session)
 
     def alock(
         self, session: Session, *, ttl: float = 30.0, wait: float = 10.0
     ) -> contextlib.AbstractAsyncContextManager[None]:
-        """The async flavour of ``lock``."""
+        """The async flavour of ``lock`` (the same rule). A session read before the lock is
+        pending again once it is held: ``await engine.aload(session)`` reads it then."""
         key = self._lock_key(session)
         if key is None:
             return contextlib.nullcontext()
-        return self._alocked(self.store.alock(key, ttl=ttl, wait=wait))
+        self._check_lock_order(session)
+        return self._alocked(self.store.alock(key, ttl=ttl, wait=wait), session)
+
+    @staticmethod
+    def _check_lock_order(session: Session) -> None:
+        if session.loaded and session.modified:
+            changed = sorted(session.changed_keys)
+            what = f" (keys {', '.join(map(repr, changed))})" if changed else ""
+            raise LockOrderError(
+                f"the session was changed{what} before its lock was taken in this request, "
+                "so the lock cannot protect those changes; take the lock first: put "
+                "@locked / @session_lock outermost (above @login_required), call "
+                "lock_session() before changing the session, and make no session changes "
+                "in middleware or before_request hooks of locked views"
+            )
+
+    def _reread(self, session: Session) -> None:
+        """Make a session read before its lock was held pending again, so its next use
+        reads what the store holds now (an unchanged session: nothing is lost)."""
+        if session._loader is not None:
+            return
+        ctx = session._ctx
+        dict.clear(session)
+        Session.__init__(session)
+        session._ctx = ctx
+        session._pend(self.load)
 
     @contextlib.contextmanager
-    def _locked(self, held: contextlib.AbstractContextManager[None]) -> Iterator[None]:
+    def _locked(
+        self, held: contextlib.AbstractContextManager[None], session: Session
+    ) -> Iterator[None]:
         with contextlib.ExitStack() as stack:
             try:
                 stack.enter_context(held)
             except LockTimeout as exc:
                 self._failed(exc)
                 raise
+            self._reread(session)
             yield
 
     @contextlib.asynccontextmanager
     async def _alocked(
-        self, held: contextlib.AbstractAsyncContextManager[None]
+        self, held: contextlib.AbstractAsyncContextManager[None], session: Session
     ) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             try:
@@ -736,6 +770,7 @@ class SessionEngine:
             except LockTimeout as exc:
                 self._failed(exc)
                 raise
+            self._reread(session)
             yield
 
     def _lock_key(self, session: Session) -> str | None:

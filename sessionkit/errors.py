@@ -54,6 +54,13 @@ class SessionNotLoaded(SessionKitError, RuntimeError):
     """The session was used where it was deliberately not loaded."""
 
 
+class LockOrderError(SessionKitError, RuntimeError):
+    """A session lock was asked for after this request had already changed the session:
+    those changes were made without the lock, so it cannot protect them. Take the lock
+    first (``@locked``/``@session_lock`` outermost, ``lock_session`` before any change).
+    Reading before the lock is fine: the session is read again once the lock is held."""
+
+
 class StoreError(SessionKitError):
     """Base class for store failures."""
 

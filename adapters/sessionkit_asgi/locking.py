@@ -34,7 +34,9 @@ async def lock_session(
 ) -> Session:
     """Take this session's lock, reload the session under it, and return the fresh copy
     (also installed as ``request.session``). The middleware releases the lock once the
-    response's commit has run. Call it before touching the session.
+    response's commit has run. The core's rule, as in every framework: a session already
+    read in this request is read again under the lock; one already changed is refused with
+    ``LockOrderError``.
 
     A request with no valid session cookie has nothing to race with and locks nothing.
     When the lock stays taken for ``wait`` seconds, ``LockTimeout`` propagates and the
@@ -46,11 +48,6 @@ async def lock_session(
     session = exchange.session
     if exchange.locks is not None:  # already locked in this request
         return session
-    if session.accessed:
-        raise RuntimeError(
-            "lock the session before using it: it was already read or changed in this "
-            "request, and those changes would be lost when it is reloaded under the lock"
-        )
     if session.handle is None:
         return session
     engine = exchange.middleware.engine
@@ -62,11 +59,9 @@ async def lock_session(
             raise  # answered by the middleware, with the core's policy
         raise HTTPException(status_code, detail=str(exc), headers={"Retry-After": "1"}) from exc
     exchange.locks = stack
-    fresh = engine.open(exchange.cookie, exchange.client)
-    await loops.aload(engine, fresh)  # a StoreUnavailable here is answered by the middleware
-    exchange.session = fresh
-    connection.scope["session"] = fresh
-    return fresh
+    # read again under the lock (the core made it pending), natively, before the view
+    await loops.aload(engine, session)  # a StoreUnavailable is answered by the middleware
+    return session
 
 
 def locked_session(

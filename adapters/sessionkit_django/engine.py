@@ -115,6 +115,12 @@ class SessionStoreBase(SessionBase):
                 self._key = None
         return core
 
+    def reread(self) -> None:
+        """Once the session's lock is held: what was read before it (by CSRF_USE_SESSIONS,
+        auth or other middleware) is read again from the store on next use (the core's
+        rule; a session changed before the lock was refused by the lock itself)."""
+        self._fetched = self._key is None
+
     def fetch(self) -> Session:
         """The core session, read from the store first if it was not yet (the middleware's
         ``SESSION_SAVE_EVERY_REQUEST``)."""

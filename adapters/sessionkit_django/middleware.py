@@ -283,10 +283,11 @@ def session_lock(
             @functools.wraps(func)
             async def async_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
                 store = _managed(request)
-                engine = store.engine
-                held = engine.alock(_reopen(store), ttl=ttl, wait=wait)
+                held = store.engine.alock(store.core, ttl=ttl, wait=wait)
                 await held.__aenter__()
                 setattr(store, _LOCK_ATTR, held)
+                store.reread()
+                await store.afetch()  # natively, as the middleware read it
                 return await func(request, *args, **kwargs)
 
             return async_view
@@ -294,9 +295,10 @@ def session_lock(
         @functools.wraps(func)
         def sync_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
             store = _managed(request)
-            held = store.engine.lock(_reopen(store), ttl=ttl, wait=wait)
+            held = store.engine.lock(store.core, ttl=ttl, wait=wait)
             held.__enter__()
             setattr(store, _LOCK_ATTR, held)
+            store.reread()
             return func(request, *args, **kwargs)
 
         return sync_view
@@ -311,16 +313,6 @@ def _managed(request: HttpRequest) -> RequestSessionStore:
             "@session_lock needs sessionkit_django.middleware.SessionMiddleware in MIDDLEWARE"
         )
     return store
-
-
-def _reopen(store: RequestSessionStore) -> Any:
-    """If something read the session before the view (e.g. CSRF_USE_SESSIONS), read it
-    again once the lock is held; it may have changed while we waited."""
-    core = store.core
-    if core.loaded and store.session_key is not None and not core.modified:
-        del store._session_cache  # the next access reads the store again
-        return store.core
-    return core
 
 
 def _release_sync(store: RequestSessionStore) -> None:

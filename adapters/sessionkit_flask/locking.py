@@ -29,8 +29,9 @@ def locked(
     """Serialise this view per session. ``ttl``: how long a crashed worker can hold the
     lock; ``wait``: how long to queue before giving up with ``LockTimeout`` (answered 503).
 
-    Put it above ``@login_required`` and anything else that reads the session: data read
-    before the lock was taken could be stale, so that is refused with a ``RuntimeError``.
+    The core's rule, as in every framework: a session already read in this request (by
+    ``@login_required``, a ``before_request`` hook) is read again once the lock is held; one
+    already changed is refused with ``LockOrderError``. Put it above ``@login_required``.
     """
 
     def decorate(func: F) -> F:
@@ -51,12 +52,6 @@ def acquire(*, ttl: float = 30.0, wait: float = 10.0) -> None:
         raise RuntimeError("@locked needs sessionkit_flask.SessionKit(app) and a secret key")
     if session.holds_lock:
         return
-    if session.loaded and not session.new:
-        raise RuntimeError(
-            "the session was read before @locked took the lock, so it may be stale; put "
-            "@locked above @login_required and do not read the session in before_request "
-            "hooks of locked views"
-        )
     lock = session.engine.lock(session, ttl=ttl, wait=wait)
     try:
         lock.__enter__()

@@ -88,9 +88,9 @@ def create_app(store: str | None = None, **config: Any) -> flask.Flask:
             session["n"] = session.get("n", 0) + 1
             return {"n": session["n"], "pid": os.getpid()}
 
-        @app.get("/read-then-locked")
-        def read_then_locked() -> str:
-            session.get("n")
+        @app.get("/change-then-locked")
+        def change_then_locked() -> str:
+            session["m"] = "x"
             return locked(lambda: "never")()  # type: ignore[no-any-return]
 
     @app.get("/clear")

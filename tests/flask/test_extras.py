@@ -17,7 +17,7 @@ import sessionkit_flask
 from sessionkit_flask import SessionKit
 from werkzeug.serving import make_server
 
-from sessionkit import EventKind, StoreError, StoreUnavailable
+from sessionkit import EventKind, LockOrderError, StoreError, StoreUnavailable
 from sessionkit.testing import FakeClock
 from tests import servers
 from tests.conftest import store_url
@@ -162,11 +162,12 @@ def test_lock_is_released_when_the_save_never_runs(make_app: AppFactory) -> None
     assert time.monotonic() - started < 5
 
 
-def test_lock_after_reading_is_refused(make_app: AppFactory) -> None:
+def test_lock_after_changing_is_refused(make_app: AppFactory) -> None:
+    """(Reading first is fine, in every framework: tests/django/test_lock_order.py.)"""
     client = make_app("memory://").test_client()
     client.get("/set/n/1")
-    with pytest.raises(RuntimeError, match="read before @locked"):
-        client.get("/read-then-locked")
+    with pytest.raises(LockOrderError, match="before its lock was taken"):
+        client.get("/change-then-locked")
 
 
 def test_cookie_store_cannot_lock(make_app: AppFactory) -> None:
