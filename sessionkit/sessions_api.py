@@ -103,6 +103,18 @@ class ApiResponse:
     def json(self) -> bytes:
         return serialization.dumps_plain_bytes(self.body)
 
+    def apply(self, session: Session) -> None:
+        """Do to the caller's own session what this answer asks: ``invalidate()`` it when
+        the call revoked it (the adapter then clears its cookie), ``set_expiry`` when the
+        call extended it. (Django logs out through ``django.contrib.auth`` instead.)"""
+        effect = self.effect
+        if effect is None:
+            return
+        if effect.kind == "logout":
+            session.invalidate()
+        elif effect.seconds is not None:
+            session.set_expiry(effect.seconds)
+
 
 def error(status: int, code: str, detail: str, allow: tuple[str, ...] = ()) -> ApiResponse:
     return ApiResponse(status, {"error": code, "detail": detail}, allow=allow)

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, Router
 
-from sessionkit import ApiResponse, Caller, Session, SessionsAPI, same_origin
+from sessionkit import ApiResponse, Caller, SessionsAPI, same_origin
 from sessionkit_asgi.access import get_engine, get_session
 from sessionkit_asgi.loops import asyncio_running
 
@@ -59,18 +59,8 @@ async def answer(request: Request, path: str, *, staff: StaffCheck = nobody) -> 
         response = await api.adispatch(*call.args, **call.keywords)
     else:  # trio: the stores' async clients speak asyncio only
         response = await anyio.to_thread.run_sync(call)
-    apply_effect(session, response)
+    response.apply(session)
     return response
-
-
-def apply_effect(session: Session, response: ApiResponse) -> None:
-    effect = response.effect
-    if effect is None:
-        return
-    if effect.kind == "logout":
-        session.invalidate()  # the middleware clears the cookie
-    elif effect.seconds is not None:
-        session.set_expiry(effect.seconds)
 
 
 def to_response(response: ApiResponse, method: str) -> Response:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from flask import Blueprint, Response, request
 
-from sessionkit import ApiResponse, Caller, SessionsAPI, same_origin
+from sessionkit import Caller, SessionsAPI, same_origin
 from sessionkit_flask.interface import FlaskSession, current
 
 #: Every method reaches the core, which answers 405 (with ``Allow``) for the wrong one.
@@ -40,7 +40,7 @@ def sessions_blueprint(
             request.method, "/" + path, request.get_data(), Caller.of(session, engine),
             staff=staff(), trusted_origin=trusted,
         )  # fmt: skip
-        apply_effect(session, answer)
+        answer.apply(session)
         body = b"" if request.method == "HEAD" else answer.json()
         return Response(body, answer.status, headers=answer.headers)
 
@@ -60,12 +60,3 @@ def _session() -> FlaskSession:
         )
     return session
 
-
-def apply_effect(session: FlaskSession, answer: ApiResponse) -> None:
-    effect = answer.effect
-    if effect is None:
-        return
-    if effect.kind == "logout":
-        session.invalidate()  # the save clears the cookie
-    elif effect.seconds is not None:
-        session.set_expiry(effect.seconds)
