@@ -22,6 +22,7 @@ from sessionkit.errors import (
 )
 from sessionkit.events import Event, EventBus, EventKind
 from sessionkit.failures import Failure, FailurePolicy
+from sessionkit.health import Health
 from sessionkit.origin import same_origin
 from sessionkit.session import Session
 from sessionkit.sessions_api import ApiResponse, Caller, Effect, SessionsAPI
@@ -52,6 +53,7 @@ __all__ = [
     "EventKind",
     "Failure",
     "FailurePolicy",
+    "Health",
     "LockOrderError",
     "LockTimeout",
     "MemoryStore",

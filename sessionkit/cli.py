@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sessionkit.errors import ConfigError, SessionKitError
+from sessionkit.health import probe
 from sessionkit.stores import Store, open_store
 
 # (label, upper bound of age in seconds) for `stats`
@@ -123,6 +124,22 @@ def build_group(get_store: Callable[[], Store] | None = None, *, name: str = "se
         if interactive:
             click.echo("")
         click.echo(f"removed {_count(total, 'expired session')}")
+
+    @group.command(help="Probe the store: reachable, round trip, server version (exit 1 if down).")
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @with_store
+    def health(store: Store, as_json: bool) -> None:
+        found = probe(store)
+        if as_json:
+            click.echo(json.dumps(found.as_dict()))
+        elif found.ok:
+            took = "" if found.latency_ms is None else f" in {found.latency_ms:.2f} ms"
+            server = f" ({found.server_version})" if found.server_version else ""
+            click.echo(f"ok: {found.store} answered{took}{server}")
+        else:
+            click.echo(f"down: {found.error}", err=True)
+        if not found.ok:
+            raise SystemExit(1)
 
     @group.command(help="Count stored sessions, by age.")
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

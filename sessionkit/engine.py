@@ -34,6 +34,7 @@ from sessionkit.expiry import browser_cookie, browser_session, deadline_for
 from sessionkit.expiry import max_age as cookie_max_age
 from sessionkit.failures import Failure, FailurePolicy, failure_of, log_refusal
 from sessionkit.fingerprint import fingerprint_material
+from sessionkit.health import Health, aprobe, probe
 from sessionkit.ids import digest, handle, is_well_formed, new_id
 from sessionkit.records import Record, RecordMeta, Write
 from sessionkit.session import Session
@@ -693,6 +694,18 @@ class SessionEngine:
     def _others(session: Session) -> tuple[str | None, str | None]:
         ctx: _Context = session._ctx
         return session.user_id, ctx.digest
+
+    # ======================================================================================
+    # health
+    # ======================================================================================
+    def health(self) -> Health:
+        """Probe the store once: reachable or not, the round trip, the server's version.
+        Never raises; see ``sessionkit.health``."""
+        return probe(self.store)
+
+    async def ahealth(self) -> Health:
+        """``health()`` on the store's async flavour."""
+        return await aprobe(self.store)
 
     # ======================================================================================
     # locks

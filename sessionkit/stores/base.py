@@ -118,6 +118,14 @@ class Store:
         Records that cannot be decoded are skipped."""
         raise StoreError(f"{type(self).__name__} cannot enumerate its sessions")
 
+    def server_version(self) -> str | None:
+        """The store server's version, for ``engine.health()``; ``None`` where there is no
+        server (memory, files) or it does not say."""
+        return None
+
+    async def aserver_version(self) -> str | None:
+        return await asyncio.to_thread(self.server_version)
+
     def create_schema(self) -> bool:
         """Create tables or directories ahead of first use; ``False``: nothing to create."""
         return False

@@ -352,6 +352,12 @@ class CachingStore(Store):
     def scan(self) -> Iterator[RecordMeta]:
         return self.store.scan()
 
+    def server_version(self) -> str | None:
+        return self.store.server_version()
+
+    async def aserver_version(self) -> str | None:
+        return await self.store.aserver_version()
+
     def create_schema(self) -> bool:
         return self.store.create_schema()
 

@@ -267,6 +267,18 @@ class RedisStore(PollingLocks, Store):
             await _aclose(client, helpers)
         return self._async
 
+    def server_version(self) -> str | None:
+        client = self._client()
+        with self._guard():
+            return _redis_version(client.info("server"))
+
+    async def aserver_version(self) -> str | None:
+        if self._threaded:
+            return await asyncio.to_thread(self.server_version)
+        client = await self._aclient()
+        with self._guard():
+            return _redis_version(await client.info("server"))
+
     def close(self) -> None:
         with self._mutex:
             client, ready = self._sync, self._sync_ready
@@ -739,6 +751,14 @@ class RedisStore(PollingLocks, Store):
 
     async def _aunlock(self, digest: str, token: str) -> None:
         await asyncio.to_thread(self._unlock, digest, token)
+
+
+def _redis_version(info: Any) -> str | None:
+    """``redis_version`` from ``INFO server`` (a Cluster client answers per node: the first)."""
+    if isinstance(info, dict) and "redis_version" not in info and info:
+        info = next(iter(info.values()))
+    version = info.get("redis_version") if isinstance(info, dict) else None
+    return str(version) if version is not None else None
 
 
 async def _close_when_loop_ends(client: Any, helpers: list[Any]) -> AsyncIterator[None]:

@@ -393,6 +393,20 @@ class SQLEngines(Store):
 
         return await self._acall(run)
 
+    # -- health ------------------------------------------------------------------------------
+    def _version_query(self) -> sa.Executable:
+        if self.backend == "postgresql":
+            return sa.text("SHOW server_version")
+        return sa.text("SELECT 'SQLite ' || sqlite_version()")
+
+    def server_version(self) -> str | None:
+        rows = self._rows(self._version_query(), {})
+        return str(rows[0][0]) if rows else None
+
+    async def aserver_version(self) -> str | None:
+        rows = await self._arows(self._version_query(), {})
+        return str(rows[0][0]) if rows else None
+
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:
         """Close the sync pool. Call ``aclose()`` instead when the async side was used, so

@@ -1,0 +1,80 @@
+"""Is the session store there, and how fast: ``engine.health()`` / ``await engine.ahealth()``.
+
+One probe is one read of a session that cannot exist (a well-formed digest no ID hashes to
+in practice): every store answers it the way it answers a request with an unknown cookie,
+so it creates nothing, takes no lock and needs no permission a request does not need. Its
+round-trip time is the store's, measured around that read; a local cache in front of the
+store is passed (``load_fresh``). The server's version comes from the store, where it has
+one. The result is data, never an exception: cheap enough for a load balancer's health
+route, which answers 503 when ``ok`` is false.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from sessionkit.errors import SessionKitError
+from sessionkit.urls import mask_url
+
+if TYPE_CHECKING:
+    from sessionkit.stores.base import Store
+
+#: The probe's digest: 64 hex digits, the shape of every digest, and the SHA-256 of no ID.
+PROBE_DIGEST = "0" * 64
+
+
+@dataclass(frozen=True)
+class Health:
+    """What one probe found. ``store``: the store's URL, password masked. ``latency_ms``:
+    the probe's round trip (``None`` for the cookie store, which has no server). ``error``:
+    why the store is not ``ok``, as the store said it (masked like every store message)."""
+
+    ok: bool
+    store: str
+    latency_ms: float | None = None
+    server_version: str | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, for a health route."""
+        return asdict(self)
+
+
+def _where(store: Store) -> str:
+    return mask_url(store.url) if store.url else type(store).__name__
+
+
+def _cookie(store: Store) -> Health | None:
+    return Health(True, store.url or "cookie://") if store.client_side else None
+
+
+def probe(store: Store) -> Health:
+    """Probe ``store`` once (sync)."""
+    quick = _cookie(store)
+    if quick is not None:
+        return quick
+    started = time.perf_counter()
+    try:
+        store.load_fresh(PROBE_DIGEST)
+        latency = (time.perf_counter() - started) * 1000
+        version = store.server_version()
+    except SessionKitError as exc:
+        return Health(False, _where(store), error=str(exc))
+    return Health(True, _where(store), round(latency, 3), version)
+
+
+async def aprobe(store: Store) -> Health:
+    """Probe ``store`` once on the event loop (its async flavour)."""
+    quick = _cookie(store)
+    if quick is not None:
+        return quick
+    started = time.perf_counter()
+    try:
+        await store.aload_fresh(PROBE_DIGEST)
+        latency = (time.perf_counter() - started) * 1000
+        version = await store.aserver_version()
+    except SessionKitError as exc:
+        return Health(False, _where(store), error=str(exc))
+    return Health(True, _where(store), round(latency, 3), version)
