@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
+from sessionkit.doctor import diagnose
 from sessionkit.errors import ConfigError, SessionKitError
 from sessionkit.health import probe
 from sessionkit.stores import Store, open_store
@@ -139,6 +140,24 @@ def build_group(get_store: Callable[[], Store] | None = None, *, name: str = "se
         else:
             click.echo(f"down: {found.error}", err=True)
         if not found.ok:
+            raise SystemExit(1)
+
+    @group.command(help="Check the store: connectivity, version, settings, clock, indexes.")
+    @click.option("--fix", is_flag=True, help="Repair what can be (stale index entries).")
+    @with_store
+    def doctor(store: Store, fix: bool) -> None:
+        interactive = sys.stdout.isatty()
+
+        def progress(checked: int) -> None:
+            if interactive:
+                click.echo(f"\rchecked {checked} index entries...", nl=False)
+
+        findings = diagnose(store, fix=fix, progress=progress)
+        if interactive:
+            click.echo("\r", nl=False)
+        for finding in findings:
+            click.echo(str(finding))
+        if any(f.level == "error" for f in findings):
             raise SystemExit(1)
 
     @group.command(help="Count stored sessions, by age.")

@@ -12,12 +12,15 @@ import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sessionkit import serialization
 from sessionkit.errors import LockTimeout, StoreError
 from sessionkit.events import security_log
 from sessionkit.ids import handle, is_digest
+
+if TYPE_CHECKING:
+    from sessionkit.doctor import Finding
 
 # Record, RecordMeta, SessionInfo and Write live in sessionkit.records (the core's module
 # the stores import); re-exported here, where stores and users have always found them.
@@ -125,6 +128,14 @@ class Store:
 
     async def aserver_version(self) -> str | None:
         return await asyncio.to_thread(self.server_version)
+
+    def diagnostics(
+        self, *, fix: bool = False, progress: Callable[[int], None] | None = None
+    ) -> list[Finding]:
+        """This store's own checks for ``sessionkit doctor`` (``sessionkit.doctor``): none
+        by default. ``fix``: repair what can be, in bounded chunks, calling ``progress``
+        with the running count."""
+        return []
 
     def create_schema(self) -> bool:
         """Create tables or directories ahead of first use; ``False``: nothing to create."""

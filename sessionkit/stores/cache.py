@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from sessionkit.doctor import Finding
 from sessionkit.errors import ConfigError
 from sessionkit.stores.base import Record, RecordMeta, SessionInfo, Store, Write, mask_url
 
@@ -354,6 +355,11 @@ class CachingStore(Store):
 
     def server_version(self) -> str | None:
         return self.store.server_version()
+
+    def diagnostics(
+        self, *, fix: bool = False, progress: Callable[[int], None] | None = None
+    ) -> list[Finding]:
+        return self.store.diagnostics(fix=fix, progress=progress)
 
     async def aserver_version(self) -> str | None:
         return await self.store.aserver_version()

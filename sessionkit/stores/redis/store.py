@@ -59,6 +59,7 @@ from typing import Any
 from redis import exceptions as _rx
 
 from sessionkit import ids, serialization
+from sessionkit.doctor import Finding, skew_finding, version_finding
 from sessionkit.errors import ConfigError, LockTimeout, StoreError, StoreUnavailable
 from sessionkit.ids import handle
 from sessionkit.stores.base import (
@@ -278,6 +279,51 @@ class RedisStore(PollingLocks, Store):
         client = await self._aclient()
         with self._guard():
             return _redis_version(await client.info("server"))
+
+    def diagnostics(
+        self, *, fix: bool = False, progress: Callable[[int], None] | None = None
+    ) -> list[Finding]:
+        """Version (6.0+), eviction policy, clock skew and the user indexes."""
+        client = self._client()
+        with self._guard():
+            found = [version_finding(_redis_version(client.info("server")), (6, 0), "Redis")]
+            found.append(_eviction(_first(client.info("memory"))))
+            before = time.time()
+            seconds, micros = _first(client.time())
+            found.append(skew_finding(int(seconds) + int(micros) / 1e6, before, time.time()))
+            found.append(self._check_indexes(client, fix, progress))
+        return found
+
+    def _check_indexes(
+        self, client: Any, fix: bool, progress: Callable[[int], None] | None
+    ) -> Finding:
+        """Every user index's members against the sessions they name (listing a user
+        already skips and prunes stale ones; this sweeps the users nobody lists)."""
+        pattern = records.glob_escape(self.prefix) + "user:{*}"
+        checked = stale_count = 0
+        for key in client.scan_iter(match=pattern, count=_BATCH):
+            index = key.decode()
+            members = [m.decode() for m in client.smembers(key)]
+            pipe = client.pipeline(transaction=False)
+            for digest in members:
+                pipe.hget(self.key(digest), "u")
+            owners = pipe.execute(raise_on_error=False)
+            stale = [d for d, u in zip(members, owners, strict=True) if not records.owned(u, index)]
+            checked += len(members)
+            stale_count += len(stale)
+            if stale and fix:
+                client.srem(key, *stale)
+            if progress is not None:
+                progress(checked)
+        if not stale_count:
+            return Finding("ok", "user index", f"{checked} entries, all pointing at live sessions")
+        if fix:
+            return Finding("ok", "user index", f"removed {stale_count} stale of {checked} entries")
+        return Finding(
+            "warn", "user index",
+            f"{stale_count} of {checked} entries point at sessions that are gone (harmless: "
+            "listings skip them); `sessionkit doctor --fix STORE` removes them",
+        )  # fmt: skip
 
     def close(self) -> None:
         with self._mutex:
@@ -751,6 +797,25 @@ class RedisStore(PollingLocks, Store):
 
     async def _aunlock(self, digest: str, token: str) -> None:
         await asyncio.to_thread(self._unlock, digest, token)
+
+
+def _first(reply: Any) -> Any:
+    """A Cluster client answers some commands per node, as a dict: the first node's."""
+    if isinstance(reply, dict) and reply and all(isinstance(v, dict) for v in reply.values()):
+        return next(iter(reply.values()))
+    return reply
+
+
+def _eviction(memory: Any) -> Finding:
+    limit, policy = memory.get("maxmemory", 0), memory.get("maxmemory_policy", "noeviction")
+    if not limit or policy == "noeviction":
+        return Finding("ok", "eviction", f"maxmemory-policy {policy}: sessions are never evicted")
+    return Finding(
+        "warn", "eviction",
+        f"maxmemory-policy {policy} with maxmemory {limit}: a full Redis evicts keys, live "
+        "sessions among them (users logged out at random); set noeviction (a full Redis then "
+        "refuses writes, reported as a store error) or give sessions a Redis of their own",
+    )  # fmt: skip
 
 
 def _redis_version(info: Any) -> str | None:

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from sessionkit.doctor import Finding, skew_finding, version_finding
 from sessionkit.errors import ConfigError, StoreUnavailable
 from sessionkit.stores.base import Store
 from sessionkit.stores.sql.schema import IMMEDIATE, Statements, prepare_sqlite
@@ -406,6 +407,22 @@ class SQLEngines(Store):
     async def aserver_version(self) -> str | None:
         rows = await self._arows(self._version_query(), {})
         return str(rows[0][0]) if rows else None
+
+    def diagnostics(
+        self, *, fix: bool = False, progress: Callable[[int], None] | None = None
+    ) -> list[Finding]:
+        """The server's version (PostgreSQL 12+, SQLite 3.38+) and, on PostgreSQL, the
+        clock skew (expiry times are written by this machine's clock, compared by the
+        server's in the sweep). The user index is a column: it cannot go stale."""
+        if self.backend == "sqlite":
+            found = [version_finding(self.server_version(), (3, 38), "SQLite")]
+        else:
+            found = [version_finding(self.server_version(), (12,), "PostgreSQL")]
+            before = time.time()
+            rows = self._rows(sa.text("SELECT extract(epoch FROM clock_timestamp())"), {})
+            found.append(skew_finding(float(rows[0][0]), before, time.time()))
+        found.append(Finding("ok", "user index", "a column of the sessions table: always exact"))
+        return found
 
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:
