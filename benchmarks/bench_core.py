@@ -62,9 +62,9 @@ class Contestant:
 # ==========================================================================================
 # contestants
 # ==========================================================================================
-def sessionkit_contestant(key: str, label: str, store: str) -> Contestant:
+def sessionkit_contestant(key: str, label: str, store: str, *, sealed: bool = False) -> Contestant:
     """engine.open → read + increment → engine.commit → engine.run → next cookie."""
-    engine = SessionEngine(SessionConfig(secret_key=SECRET, store=store))
+    engine = SessionEngine(SessionConfig(secret_key=SECRET, store=store, encrypt_records=sealed))
     name = engine.config.cookie_name
 
     first = engine.open(None)
@@ -162,6 +162,9 @@ def contestants() -> list[Contestant]:
     return [
         sessionkit_contestant("sessionkit_cookie", "sessionkit cookie:// (AES-GCM)", "cookie://"),
         sessionkit_contestant("sessionkit_memory", "sessionkit memory://", "memory://"),
+        sessionkit_contestant(
+            "sessionkit_sealed", "sessionkit memory:// + encrypt_records", "memory://", sealed=True
+        ),
         flask_contestant(),
         starlette_contestant(),
         itsdangerous_contestant(),
@@ -223,6 +226,7 @@ RATIOS = [
     ("sessionkit cookie / Flask", "sessionkit_cookie", "flask"),
     ("sessionkit cookie / Starlette", "sessionkit_cookie", "starlette"),
     ("sessionkit memory / Starlette", "sessionkit_memory", "starlette"),
+    ("sessionkit encrypt_records / memory", "sessionkit_sealed", "sessionkit_memory"),
 ]
 
 

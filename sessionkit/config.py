@@ -70,6 +70,9 @@ class SessionConfig:
     refresh_each_request: bool = False
     #: Persistent cookies also carry ``Expires=`` beside ``Max-Age`` (as Flask's do).
     cookie_expires: bool = False
+    #: Seal each stored value of a server-side store with AES-256-GCM (``sessionkit.sealing``):
+    #: the store then holds no readable session data, only the metadata its indexes need.
+    encrypt_records: bool = False
     #: Clear a cookie that fails verification. ``False`` leaves it alone (as Flask and
     #: Starlette do): during a rolling key rotation it may be valid for another worker.
     clear_unverified_cookie: bool = True

@@ -90,7 +90,9 @@ def _derive(secret: bytes, purpose: bytes) -> bytes:
 class Keyring:
     """Sub-keys for each configured secret, newest first."""
 
-    __slots__ = ("_aeads", "_fingerprint_keys", "_fingerprints", "_sign_keys", "_signers")
+    __slots__ = (
+        "_aeads", "_fingerprint_keys", "_fingerprints", "_record_aeads", "_sign_keys", "_signers",
+    )  # fmt: skip
 
     def __init__(self, secrets: Sequence[bytes]) -> None:
         if not secrets:
@@ -99,6 +101,9 @@ class Keyring:
         # keyed once: a copy of a keyed HMAC skips the key schedule on every tag
         self._signers = tuple(hmac.new(key, digestmod="sha256") for key in self._sign_keys)
         self._aeads = tuple(AESGCM(_derive(s, b"encrypt")) for s in secrets)
+        # records at rest (encrypt_records) under a sub-key of their own: a sealed record
+        # value can never be passed off as a cookie, nor the reverse
+        self._record_aeads = tuple(AESGCM(_derive(s, b"encrypt-records")) for s in secrets)
         self._fingerprint_keys = tuple(_derive(s, b"fingerprint") for s in secrets)
         # newest-key digests of recent clients
         self._fingerprints: BoundedCache[bytes, str] = BoundedCache()
@@ -134,6 +139,23 @@ class Keyring:
             return None
         nonce, body = sealed[:NONCE_BYTES], sealed[NONCE_BYTES:]
         for index, aead in enumerate(self._aeads):
+            try:
+                return aead.decrypt(nonce, body, associated), index
+            except InvalidTag:
+                continue
+        return None
+
+    def seal_record(self, plaintext: bytes, associated: bytes) -> bytes:
+        """``seal`` under the newest record sub-key (``encrypt_records``)."""
+        nonce = os.urandom(NONCE_BYTES)
+        return nonce + self._record_aeads[0].encrypt(nonce, plaintext, associated)
+
+    def unseal_record(self, sealed: bytes, associated: bytes) -> tuple[bytes, int] | None:
+        """``unseal`` for a record value: ``(plaintext, key index)`` or ``None``."""
+        if len(sealed) < NONCE_BYTES + TAG_BYTES:
+            return None
+        nonce, body = sealed[:NONCE_BYTES], sealed[NONCE_BYTES:]
+        for index, aead in enumerate(self._record_aeads):
             try:
                 return aead.decrypt(nonce, body, associated), index
             except InvalidTag:

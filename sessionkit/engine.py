@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from sessionkit import serialization
+from sessionkit import sealing, serialization
 from sessionkit.cache import BoundedCache
 from sessionkit.client import ClientInfo, client_address, device_label
 from sessionkit.config import SessionConfig
@@ -72,6 +72,7 @@ class _Context:
     fingerprint = ""  # "keep": the record's fingerprint stays as it is
     material: bytes | bool | None = False  # False: not computed yet
     fresh = False  # load from the store itself, never from a cache (open(fresh=True))
+    reseal: frozenset[str] = frozenset()  # keys to write again (encrypt_records changed)
 
     def __init__(self, client: ClientInfo) -> None:
         self.client = client
@@ -168,6 +169,7 @@ class SessionEngine:
         self._name = config.cookie_name
         self._sign_prefix = config.cookie_name.encode("ascii") + b"\x00"
         self._client_side = self.store.client_side
+        self._sealing = config.encrypt_records and not self._client_side
         self._associated = CookieStore.associated_data(config.cookie_name)
         self._cookie_store = self.store if isinstance(self.store, CookieStore) else CookieStore()
         self._materials: BoundedCache[tuple[str, str | None], bytes | None] = BoundedCache()
@@ -311,13 +313,31 @@ class SessionEngine:
             ctx.rejected = True  # expired and swept, revoked, or never ours: start afresh
             return
         try:
-            data = serialization.loads_items(record.items)
+            data = self._decoded(ctx, record.items)
+        except sealing.SealFailed as exc:
+            ctx.doomed = (*ctx.doomed, ctx.digest)
+            ctx.rejected = True
+            self._emit(EventKind.RECORD_REJECTED, ctx, f"stored record does not decrypt: {exc}")
+            return
         except Exception:
             ctx.doomed = (*ctx.doomed, ctx.digest)
             ctx.rejected = True
             self._emit(EventKind.RECORD_REJECTED, ctx, "stored record is corrupted or foreign")
             return
         self._admit(session, ctx, data, record.meta)
+
+    def _decoded(self, ctx: _Context, items: Mapping[str, str]) -> dict[str, Any]:
+        """A record's values, decrypted where sealed (``encrypt_records``). With sealing
+        off, a sealed value breaks the one-parse decode; only then is each value looked at,
+        so plain records pay nothing for the feature."""
+        if not self._sealing:
+            try:
+                return serialization.loads_items(items)
+            except ValueError:
+                if not any(sealing.is_sealed(sealing.text_of(v)) for v in items.values()):
+                    raise
+        opened, ctx.reseal = sealing.open_items(self.keyring, ctx.digest, items, self._sealing)  # type: ignore[arg-type]
+        return serialization.loads_items(opened)
 
     def _admit(
         self, session: Session, ctx: _Context, data: dict[str, Any], meta: RecordMeta
@@ -437,6 +457,8 @@ class SessionEngine:
             if not self._client_side and not self.config.ephemeral:  # ephemeral: dead on arrival
                 ctx.digest = digest(session_id)
                 items = {k: serialization.dumps_item(k, v) for k, v in dict.items(session)}
+                if self._sealing:
+                    items = self._sealed(ctx.digest, items)
                 plan.write = Write(
                     ctx.digest, items, frozenset(), meta, end - now,
                     create=True, replace=True, rotated_from=rotated_from,
@@ -473,6 +495,8 @@ class SessionEngine:
                 changed = session._changed
                 # the changed keys in the session's order, so a store that merges them in
                 # (appending the new ones) keeps the dict's insertion order
+                if ctx.reseal:  # written again: sealed (or plain) as the setting now says
+                    changed = changed | {k for k in ctx.reseal if dict.__contains__(session, k)}
                 if full:
                     keys: Iterable[str] = dict.keys(session)
                 elif len(changed) > 1:
@@ -480,6 +504,8 @@ class SessionEngine:
                 else:
                     keys = changed
                 items = {k: serialization.dumps_item(k, dict.__getitem__(session, k)) for k in keys}
+                if self._sealing:
+                    items = self._sealed(ctx.digest, items)  # type: ignore[arg-type]
                 plan.write = Write(
                     ctx.digest, items, frozenset(session._removed), meta,  # type: ignore[arg-type]
                     end - now, replace=full, previous_user=old.user,
@@ -572,6 +598,9 @@ class SessionEngine:
         else:
             value = ctx.cookie = self.sign(ctx.session_id)  # type: ignore[arg-type]
         return self._cookies.set(value, max_age, secure=secure, expires=expires)
+
+    def _sealed(self, digest_: str, items: dict[str, str]) -> dict[str, str]:
+        return sealing.seal_items(self.keyring, digest_, items)
 
     def seal(self, session_id: str, meta: RecordMeta, data: Mapping[str, Any]) -> str:
         """The cookie value of a ``cookie://`` session (what ``open`` unseals), for adapters

@@ -1,0 +1,134 @@
+"""Encryption at rest (``encrypt_records=True``) on real stores: what the store holds is
+sealed, sessions still merge per key, keys rotate, the setting turns on and off without
+logging anyone out, and a value that does not decrypt is no session, never a 500."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sessionkit import EventKind, SessionConfig, SessionEngine, Store, open_store
+from sessionkit.stores.base import Write
+from sessionkit.testing import Browser
+from tests.conftest import store_url
+
+OLD_KEY, NEW_KEY = secrets.token_urlsafe(48), secrets.token_urlsafe(48)
+SECRET = "4111 1111 1111 1111"
+
+
+def engine_on(store: Store, *, seal: bool = True, keys: Any = OLD_KEY) -> SessionEngine:
+    config = SessionConfig(secret_key=keys, encrypt_records=seal)
+    return SessionEngine(config, store=store)
+
+
+@pytest.fixture(params=["memory", "file", "sqlite", "postgresql", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_server").url
+    else:
+        url = store_url(request.param, tmp_path, request)
+    opened = open_store(url)
+    yield opened
+    asyncio.run(opened.aclose())
+    opened.close()
+
+
+def stored(engine: SessionEngine, browser: Browser) -> dict[str, str]:
+    """What the store itself holds for the browser's session: the raw values."""
+    opened = engine.open(browser.cookie_header, browser.client)
+    digest = engine.digest_of(opened)
+    assert digest is not None
+    record = engine.store.load(digest)
+    assert record is not None
+    return dict(record.items)
+
+
+def test_the_store_holds_no_readable_value(store: Store) -> None:
+    engine = engine_on(store)
+    browser = Browser(engine)
+    browser.visit(lambda s: s.update(card=SECRET, cart=["book"], n=1))
+    raw = stored(engine, browser)
+    assert set(raw) == {"card", "cart", "n"}  # key names stay readable (merges need them)
+    assert all(v.startswith("~1") for v in raw.values()), raw
+    assert not any(SECRET in v or "book" in v for v in raw.values())
+    assert browser.visit(lambda s: dict(s)).result == {"card": SECRET, "cart": ["book"], "n": 1}
+
+
+def test_key_level_merge_still_keeps_both_changes(store: Store) -> None:
+    engine = engine_on(store)
+    browser = Browser(engine)
+    browser.visit(lambda s: s.update(a=1))
+    tab_a, tab_b = (
+        engine.open(browser.cookie_header, browser.client),
+        engine.open(browser.cookie_header, browser.client),
+    )
+    tab_a.load(), tab_b.load()
+    tab_a["x"] = "from a"
+    tab_b["y"] = "from b"
+    assert engine.run(engine.commit(tab_a)) and engine.run(engine.commit(tab_b))
+    assert browser.visit(lambda s: dict(s)).result == {"a": 1, "x": "from a", "y": "from b"}
+
+
+def test_async_flavour_reads_and_writes_sealed(store: Store) -> None:
+    engine = engine_on(store)
+    loop = asyncio.new_event_loop()
+    try:
+        browser = Browser(engine, "async", loop=loop)
+        browser.visit(lambda s: s.__setitem__("card", SECRET))
+        assert browser.visit(lambda s: s["card"]).result == SECRET
+        assert all(v.startswith("~1") for v in stored(engine, browser).values())
+    finally:
+        loop.run_until_complete(store.aclose())
+        loop.close()
+
+
+def test_a_value_moved_to_another_session_does_not_open(store: Store) -> None:
+    engine = engine_on(store)
+    victim, attacker = Browser(engine), Browser(engine)
+    victim.visit(lambda s: s.__setitem__("role", "admin"))
+    attacker.visit(lambda s: s.__setitem__("role", "guest"))
+    events: list[Any] = []
+    engine.events.subscribe(events.append, [EventKind.RECORD_REJECTED])
+    target = engine.digest_of(engine.open(attacker.cookie_header, attacker.client))
+    record = store.load(target)  # type: ignore[arg-type]
+    assert record is not None
+    moved = {"role": stored(engine, victim)["role"]}  # the admin's sealed value
+    assert store.save(Write(target, moved, frozenset(), record.meta, 600.0, replace=True))  # type: ignore[arg-type]
+    assert attacker.visit(lambda s: dict(s)).result == {}  # no session, no exception
+    assert [e.reason for e in events] == [
+        "stored record does not decrypt: a sealed value (key 'role') did not open with any "
+        "configured key"
+    ]
+
+
+def test_keys_rotate_and_every_value_is_resealed_on_the_next_write(store: Store) -> None:
+    old = engine_on(store, keys=OLD_KEY)
+    browser = Browser(old)
+    browser.visit(lambda s: s.update(kept="unchanged value", n=1))
+    rotated = engine_on(store, keys=[NEW_KEY, OLD_KEY])  # the new key first, the old kept
+    browser.engine = rotated
+    assert browser.visit(lambda s: s["kept"]).result == "unchanged value"
+    browser.visit(lambda s: s.__setitem__("n", 2))  # a write: "kept" is re-sealed too
+    browser.engine = engine_on(store, keys=NEW_KEY)  # the old key retired
+    assert browser.visit(lambda s: dict(s)).result == {"kept": "unchanged value", "n": 2}
+
+
+def test_turning_it_on_and_off_logs_nobody_out(store: Store) -> None:
+    plain = engine_on(store, seal=False)
+    browser = Browser(plain)
+    browser.visit(lambda s: s.update(a="plain", b="plain too"))
+    assert not any(v.startswith("~1") for v in stored(plain, browser).values())
+    sealed = engine_on(store, seal=True)
+    browser.engine = sealed
+    assert browser.visit(lambda s: s["a"]).result == "plain"  # plain records still read
+    browser.visit(lambda s: s.__setitem__("c", 3))  # the next write seals every value
+    assert all(v.startswith("~1") for v in stored(sealed, browser).values())
+    browser.engine = plain  # turned off again, the keys still configured: still read
+    assert browser.visit(lambda s: dict(s)).result == {"a": "plain", "b": "plain too", "c": 3}
+    browser.visit(lambda s: s.__setitem__("d", 4))  # and the next write is plain again
+    assert not any(v.startswith("~1") for v in stored(plain, browser).values())
