@@ -9,6 +9,7 @@ Errors are one line on stderr and exit status 1, never a traceback.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sys
 import time
@@ -17,9 +18,12 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
+from sessionkit.config import SessionConfig
 from sessionkit.doctor import diagnose
+from sessionkit.engine import SessionEngine
 from sessionkit.errors import ConfigError, SessionKitError
 from sessionkit.health import probe
+from sessionkit.sealing import SealFailed
 from sessionkit.stores import Store, open_store
 
 # (label, upper bound of age in seconds) for `stats`
@@ -159,6 +163,44 @@ def build_group(get_store: Callable[[], Store] | None = None, *, name: str = "se
             click.echo(str(finding))
         if any(f.level == "error" for f in findings):
             raise SystemExit(1)
+
+    def engine_for(store: Store) -> SessionEngine:
+        """An engine on ``store`` with the app's keys (``SESSIONKIT_SECRET_KEY``, several
+        comma-separated), needed only to open values sealed by ``encrypt_records``."""
+        keys = [k for k in os.environ.get("SESSIONKIT_SECRET_KEY", "").split(",") if k]
+        config = SessionConfig(secret_key=keys or secrets.token_urlsafe(48), store=store)
+        return SessionEngine(config, store=store)
+
+    @group.command(name="export", help="Write everything stored about a user's sessions (JSON).")
+    @click.option("--user", required=True, help="The user key sessions are bound to.")
+    @click.option("--out", type=click.Path(dir_okay=False, writable=True), help="A file.")
+    @with_store
+    def export_(store: Store, user: str, out: str | None) -> None:
+        try:
+            document = engine_for(store).export_user(user)
+        except SealFailed as exc:
+            raise ConfigError(
+                "SESSIONKIT_SECRET_KEY",
+                f"{exc}: the store holds values sealed by encrypt_records; set "
+                "SESSIONKIT_SECRET_KEY to the app's secret key (several: comma-separated)",
+            ) from None
+        text = json.dumps(document, ensure_ascii=False, indent=2)
+        if out is None:
+            click.echo(text)
+            return
+        with open(out, "w", encoding="utf-8") as file:
+            file.write(text + "\n")
+        click.echo(f"wrote {_count(len(document['sessions']), 'session')} of {user} to {out}")
+
+    @group.command(help="Erase a user's sessions: every record and index entry.")
+    @click.option("--user", required=True, help="The user key sessions are bound to.")
+    @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+    @with_store
+    def erase(store: Store, user: str, yes: bool) -> None:
+        if not yes:
+            click.confirm(f"erase every session of {user!r}?", abort=True)
+        erased = engine_for(store).erase_user(user)
+        click.echo(f"erased {_count(erased, 'session')} of {user}")
 
     @group.command(help="Count stored sessions, by age.")
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

@@ -10,6 +10,7 @@ One decision path and two executors, so sync and async adapters cannot drift apa
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
@@ -32,6 +33,7 @@ from sessionkit.errors import (
 from sessionkit.events import Event, EventBus, EventKind
 from sessionkit.expiry import browser_cookie, browser_session, deadline_for
 from sessionkit.expiry import max_age as cookie_max_age
+from sessionkit.export import exported
 from sessionkit.failures import Failure, FailurePolicy, failure_of, log_refusal
 from sessionkit.fingerprint import fingerprint_material
 from sessionkit.health import Health, aprobe, probe
@@ -723,6 +725,33 @@ class SessionEngine:
     def _others(session: Session) -> tuple[str | None, str | None]:
         ctx: _Context = session._ctx
         return session.user_id, ctx.digest
+
+    # ======================================================================================
+    # export and erasure (GDPR articles 15 and 17)
+    # ======================================================================================
+    def export_user(self, user: str) -> dict[str, Any]:
+        """One JSON-ready document of everything stored about ``user``'s sessions: each
+        live session's metadata (handle, created, last seen, expiry settings, device) and
+        its data, decrypted (``encrypt_records``) and in sessionkit's tagged JSON, which
+        says each value's type. An unknown user gets an empty document, not an error."""
+        return exported(user, self._user_records(user), self.clock())
+
+    def erase_user(self, user: str) -> int:
+        """Revoke every session of ``user`` (records and user index entries deleted);
+        returns how many there were. ``export_user`` shows nothing of them afterwards."""
+        return self.store.revoke_user(user)
+
+    def _user_records(self, user: str) -> list[tuple[str, Record, dict[str, Any]]]:
+        found = []
+        for digest_ in self.store.user_digests(user):
+            record = self.store.load_fresh(digest_)
+            if record is None or record.meta.user != user:
+                continue  # a stale index entry: nothing stored for it any more
+            items: Mapping[str, str] = record.items
+            if any(sealing.is_sealed(sealing.text_of(v)) for v in items.values()):
+                items, _ = sealing.open_items(self.keyring, digest_, items, self._sealing)
+            found.append((digest_, record, {k: json.loads(v) for k, v in items.items()}))
+        return found
 
     # ======================================================================================
     # health

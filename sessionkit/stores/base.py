@@ -93,6 +93,11 @@ class Store:
     def revoke_handle(self, user: str, handle: str) -> bool:
         raise StoreError(f"{type(self).__name__} does not keep a per-user index")
 
+    def user_digests(self, user: str) -> list[str]:
+        """The record keys the user index lists for ``user`` (for an export: what the
+        index says, each to be loaded and checked; never shown: handles are for that)."""
+        raise StoreError(f"{type(self).__name__} does not keep a per-user index")
+
     async def auser_sessions(self, user: str) -> list[SessionInfo]:
         return await asyncio.to_thread(self.user_sessions, user)
 

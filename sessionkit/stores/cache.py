@@ -329,6 +329,9 @@ class CachingStore(Store):
     def revoke_user(self, user: str, *, keep: str | None = None) -> int:
         return self.store.revoke_user(user, keep=keep)
 
+    def user_digests(self, user: str) -> list[str]:
+        return self.store.user_digests(user)
+
     def revoke_handle(self, user: str, handle: str) -> bool:
         return self.store.revoke_handle(user, handle)
 

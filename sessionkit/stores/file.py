@@ -177,6 +177,9 @@ class FileStore(PollingLocks, Store):
                 self._prune(user, digest)
         return out
 
+    def user_digests(self, user: str) -> list[str]:
+        return sorted(self._indexed(user))
+
     def revoke_user(self, user: str, *, keep: str | None = None) -> int:
         return sum(self._revoke(user, d) for d in self._indexed(user) if d != keep)
 

@@ -135,6 +135,10 @@ class MemoryStore(PollingLocks, Store):
                     out.append(SessionInfo.of(digest, record.meta))
             return out
 
+    def user_digests(self, user: str) -> list[str]:
+        with self._mutex:
+            return sorted(self._users.get(user, ()))
+
     def revoke_user(self, user: str, *, keep: str | None = None) -> int:
         with self._mutex:
             doomed = [d for d in self._users.get(user, ()) if d != keep]

@@ -29,7 +29,7 @@ def engine_on(store: Store, *, seal: bool = True, keys: Any = OLD_KEY) -> Sessio
 @pytest.fixture(params=["memory", "file", "sqlite", "postgresql", "redis"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "postgresql":
-        url = request.getfixturevalue("postgres_server").url
+        url = request.getfixturevalue("postgres_server").url + f"?table=t{secrets.token_hex(6)}"
     else:
         url = store_url(request.param, tmp_path, request)
     opened = open_store(url)

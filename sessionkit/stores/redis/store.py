@@ -560,6 +560,11 @@ class RedisStore(PollingLocks, Store):
                 client.srem(index, *stale)
         return live
 
+    def user_digests(self, user: str) -> list[str]:
+        client = self._client()
+        with self._guard():
+            return sorted(m.decode() for m in client.smembers(self.index_key(user)))
+
     def revoke_user(self, user: str, *, keep: str | None = None) -> int:
         return self._revoke(user, lambda digest: digest != keep)
 

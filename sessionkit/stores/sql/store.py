@@ -111,6 +111,10 @@ class SQLStore(PollingLocks, SQLEngines):
         rows = await self._arows(self._sql.user_sessions, {"user": user, "now": self._clock()})
         return _infos(user, rows)
 
+    def user_digests(self, user: str) -> list[str]:
+        rows = self._rows(self._sql.user_sessions, {"user": user, "now": self._clock()})
+        return [str(row[0]) for row in rows]
+
     def revoke_user(self, user: str, *, keep: str | None = None) -> int:
         return self._rowcount(self._sql.revoke_user, {"user": user, "keep": keep or ""})
 
