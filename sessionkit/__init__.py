@@ -10,6 +10,7 @@ from sessionkit.cookies import add_cache_private, add_vary_cookie
 from sessionkit.engine import CommitPlan, SessionEngine
 from sessionkit.errors import (
     ConfigError,
+    LocksUnsupported,
     LockTimeout,
     SessionDataError,
     SessionKitError,
@@ -47,6 +48,7 @@ __all__ = [
     "Failure",
     "FailurePolicy",
     "LockTimeout",
+    "LocksUnsupported",
     "MemoryStore",
     "Record",
     "RecordMeta",

@@ -77,6 +77,33 @@ class StoreUnavailable(StoreError):
         )
 
 
+class LocksUnsupported(ConfigError, StoreError):
+    """A route takes the session lock (``@locked``, ``@session_lock``, ``LockedSession``) but
+    the store cannot lock. Adapters raise it when the app starts (the routes are named);
+    ``engine.lock()`` raises it too, whatever the request, for a route the start-up check
+    could not see. Both a ``ConfigError`` (a setting is wrong) and a ``StoreError``."""
+
+    #: The stores that can lock (each declares ``supports_lock``).
+    LOCKING_STORES = "memory://, redis://, sqlite:///, postgresql://, file:/// or memcached://"
+
+    def __init__(
+        self, store_url: str, routes: tuple[str, ...] = (), setting: str = "store"
+    ) -> None:
+        self.store_url = mask_url(store_url)
+        self.routes = routes
+        where = (
+            f"these routes take the session lock: {', '.join(routes)}"
+            if routes
+            else "a route takes the session lock"
+        )
+        super().__init__(
+            setting,
+            f"the store {self.store_url} cannot lock sessions, but {where}. Locks need a "
+            f"server-side store ({self.LOCKING_STORES}): set one, or remove the lock from "
+            "these routes.",
+        )
+
+
 class LockTimeout(StoreError):
     """A session lock could not be acquired within the wait timeout."""
 

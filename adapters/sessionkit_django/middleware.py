@@ -261,6 +261,9 @@ def refuse(
 
 # -- @session_lock -------------------------------------------------------------------------
 _LOCK_ATTR = "_sessionkit_lock"
+#: Set on ``@session_lock`` views, so the system check (``sessionkit.E005``) finds them.
+LOCK_MARK = "__sessionkit_locks__"
+_LOCK_SETTING = "SESSIONKIT['STORE']"
 
 
 def session_lock(
@@ -272,7 +275,10 @@ def session_lock(
     committed data. Requests without a valid session cookie lock nothing.
 
     Use ``@session_lock`` or ``@session_lock(ttl=60, wait=5)``; the store must support
-    locks (memory, Redis, SQL, file) and the sessionkit middleware must be installed.
+    locks (memory, Redis, SQL, file, memcached) and the sessionkit middleware must be
+    installed. On the cookie store the system check ``sessionkit.E005`` names these views
+    (``runserver`` and the test runner stop there), and their requests raise
+    ``LocksUnsupported``, with or without a session cookie.
     """
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -284,21 +290,26 @@ def session_lock(
             async def async_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
                 store = _managed(request)
                 engine = store.engine
+                engine.require_locks([f"{request.method} {request.path}"], setting=_LOCK_SETTING)
                 held = engine.alock(_reopen(store), ttl=ttl, wait=wait)
                 await held.__aenter__()
                 setattr(store, _LOCK_ATTR, held)
                 return await func(request, *args, **kwargs)
 
+            setattr(async_view, LOCK_MARK, True)
             return async_view
 
         @functools.wraps(func)
         def sync_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
             store = _managed(request)
+            route = [f"{request.method} {request.path}"]
+            store.engine.require_locks(route, setting=_LOCK_SETTING)
             held = store.engine.lock(_reopen(store), ttl=ttl, wait=wait)
             held.__enter__()
             setattr(store, _LOCK_ATTR, held)
             return func(request, *args, **kwargs)
 
+        setattr(sync_view, LOCK_MARK, True)
         return sync_view
 
     return decorate(view) if view is not None else decorate

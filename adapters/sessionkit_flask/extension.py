@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
@@ -11,7 +12,7 @@ from flask.sessions import SessionMixin
 from flask.testing import FlaskClient
 
 from sessionkit import EventBus, EventKind, LockTimeout, SessionEngine, StoreUnavailable
-from sessionkit_flask import login, signals
+from sessionkit_flask import locking, login, signals
 from sessionkit_flask.interface import HELD, SessionKitInterface
 
 if TYPE_CHECKING:
@@ -53,7 +54,10 @@ class SessionKit:
         )
         app.session_interface = interface
         app.extensions["sessionkit"] = self
-        interface.engine(app)  # a bad setting fails here, at start-up, not on a request
+        engine = interface.engine(app)  # a bad setting fails here, at start-up, not on a request
+        if engine is not None:
+            locking.check_views(app, engine)  # @locked views on the cookie store
+        app.before_request(_check_locked_views)
         login.connect(app)
         app.teardown_request(_teardown)
         app.test_client_class = client_class(app.test_client_class)
@@ -105,6 +109,24 @@ def client_class(current: type[FlaskClient] | None) -> type[FlaskClient]:
     if issubclass(current, SessionTransactions):
         return current
     return type(current.__name__, (SessionTransactions, current), {})
+
+
+#: Engines whose app's @locked views were checked against their store, once each.
+_CHECKED: weakref.WeakSet[SessionEngine] = weakref.WeakSet()
+
+
+def _check_locked_views() -> None:
+    """On an app's first request (its routes are final then), the @locked views that
+    were registered after ``SessionKit(app)``: refused before any view runs. Checked once
+    per engine; a refusal repeats on every request until the setting is fixed."""
+    from flask import current_app
+
+    interface = current_app.session_interface
+    engine = interface.engine(current_app) if isinstance(interface, SessionKitInterface) else None
+    if engine is None or engine in _CHECKED:
+        return
+    locking.check_views(current_app, engine)
+    _CHECKED.add(engine)
 
 
 def _teardown(_: BaseException | None) -> None:

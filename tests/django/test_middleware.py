@@ -238,10 +238,36 @@ async def test_session_lock_async(make_sk) -> None:
 
 
 def test_session_lock_needs_a_lockable_store(make_sk) -> None:
+    """Backstop for a server that ran no checks: the locked view raises the same
+    ``LocksUnsupported`` with or without a session cookie (issue 14)."""
+    from sessionkit import LocksUnsupported
+
     make_sk("cookie")
-    client = Client(raise_request_exception=False)
+    client = Client()
+    for _ in range(2):  # no cookie yet, then (the error) still none: alike each time
+        with pytest.raises(LocksUnsupported, match=r"routes take the session lock: GET /locked/\."):
+            client.get("/locked/")
     client.get("/count/")
-    assert client.get("/locked/").status_code == 500
+    with pytest.raises(LocksUnsupported, match=r"SESSIONKIT\['STORE'\]"):
+        client.get("/locked/")
+
+
+def test_the_system_check_names_session_lock_views_on_the_cookie_store(make_sk) -> None:
+    from sessionkit_django.checks import check_locked_views
+
+    make_sk("cookie")
+    errors = check_locked_views()
+    assert [e.id for e in errors] == ["sessionkit.E005"]
+    assert errors[0].msg == (
+        "sessionkit setting \"SESSIONKIT['STORE']\": the store cookie:// cannot lock "
+        "sessions, but these routes take the session lock: "
+        "/locked/ (tests.django.project.views.locked), "
+        "/alocked/ (tests.django.project.views.alocked). Locks need a server-side store "
+        "(memory://, redis://, sqlite:///, postgresql://, file:/// or memcached://): set "
+        "one, or remove the lock from these routes."
+    )
+    make_sk("memory")
+    assert check_locked_views() == []
 
 
 def test_core_events_become_a_django_signal(sk: SessionEngine) -> None:
