@@ -61,9 +61,19 @@ class StoreError(SessionKitError):
 class StoreUnavailable(StoreError):
     """The store could not be reached; the URL in the message has its password masked."""
 
-    def __init__(self, url: str, cause: BaseException | str, *, ambiguous: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        cause: BaseException | str,
+        *,
+        ambiguous: bool = False,
+        hint: str | None = None,
+    ) -> None:
         self.url = mask_url(url)
         self.cause = cause
+        #: What to do, when the store knows better than "check that the server is running"
+        #: (SQLite has no server: a missing directory, a directory it may not write in).
+        self.hint = hint
         #: True when a write was sent and its reply lost: it may have been applied.
         self.ambiguous = ambiguous
         outcome = (
@@ -71,10 +81,8 @@ class StoreUnavailable(StoreError):
             if ambiguous
             else "the session was left unchanged"
         )
-        super().__init__(
-            f"session store {self.url} is unavailable: {cause}. Check that the server is "
-            f"running and reachable; {outcome}."
-        )
+        advice = hint or "Check that the server is running and reachable"
+        super().__init__(f"session store {self.url} is unavailable: {cause}. {advice}; {outcome}.")
 
 
 class LocksUnsupported(ConfigError, StoreError):

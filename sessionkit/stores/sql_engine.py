@@ -25,8 +25,11 @@ from sessionkit.stores.sql_schema import (
     DEFAULT_TABLE,
     IMMEDIATE,
     Statements,
+    check_sqlite_directory,
     parse_url,
     prepare_sqlite,
+    sqlite_hint,
+    sqlite_path,
 )
 
 if TYPE_CHECKING:
@@ -69,6 +72,8 @@ class SQLEngines(Store):
             raise ConfigError("store", f"bad SQL store option: {exc}") from exc
         if self.sweep_chunk < 1:
             raise ConfigError("sweep_chunk", "must be at least 1")
+        if target.backend == "sqlite":
+            check_sqlite_directory(target, url)
         self.url = url
         self.backend = target.backend
         self._target = target
@@ -96,7 +101,7 @@ class SQLEngines(Store):
         # still closes its pooled connections rather than leaving them to the collector.
         weakref.finalize(self, self._engine.dispose)
         if self.backend == "sqlite":
-            prepare_sqlite(self._engine, busy)
+            prepare_sqlite(self._engine, busy, sqlite_path(target))
         self._aengine: AsyncEngine | None = None
         self._schema_ready = False
         self._schema_mutex = threading.Lock()
@@ -122,13 +127,15 @@ class SQLEngines(Store):
                     "pip install 'sessionkit[sql]' (aiosqlite) or 'sessionkit[postgres]'",
                 ) from exc  # fmt: skip
             if self.backend == "sqlite":
-                prepare_sqlite(engine.sync_engine, self._busy)
+                prepare_sqlite(engine.sync_engine, self._busy, sqlite_path(self._target))
             self._aengine = engine
         return self._aengine
 
     # -- errors ------------------------------------------------------------------------------
     def _unavailable(self, exc: Exception) -> StoreUnavailable:
         cause = getattr(exc, "orig", None) or exc  # the driver's message, no SQL or parameters
+        if self.backend == "sqlite" and "unable to open database file" in str(cause):
+            return StoreUnavailable(self.url, cause, hint=sqlite_hint(self._target))
         return StoreUnavailable(self.url, cause)
 
     def _call(self, op: Callable[[], T]) -> T:

@@ -6,11 +6,14 @@ drift apart: they execute the same statements and read rows through the same cod
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -251,13 +254,69 @@ def _readable(data: sa.ColumnElement[Any], backend: str) -> sa.ColumnElement[boo
     )
 
 
-def prepare_sqlite(engine: sa.Engine, busy_timeout: float) -> None:
+def sqlite_path(target: Target) -> Path:
+    """The database file a ``sqlite:///`` target names (relative to the working directory)."""
+    return Path(os.path.abspath(target.sync_url.database or ""))
+
+
+def check_sqlite_directory(target: Target, url: str) -> None:
+    """A database in a directory that does not exist is a setting to fix, told at start-up:
+    SQLite creates the file but never its directory (the file store creates its own)."""
+    directory = sqlite_path(target).parent
+    if not directory.is_dir():
+        what = "is not a directory" if directory.exists() else "does not exist"
+        raise ConfigError(
+            "store",
+            f"{mask_url(url)!r}: the directory {str(directory)!r} {what}. SQLite creates the "
+            f"database file but not its directory: create it (mkdir -p {directory}) or point "
+            "the URL at an existing directory",
+        )
+
+
+def sqlite_hint(target: Target) -> str:
+    """What to do when SQLite cannot open its file (it has no server to check on)."""
+    path = sqlite_path(target)
+    directory = path.parent
+    if not directory.is_dir():
+        return (
+            f"The directory {str(directory)!r} does not exist (any more): create it "
+            f"(mkdir -p {directory}); SQLite creates the file, not its directory"
+        )
+    if not os.access(directory, os.W_OK | os.X_OK) or (
+        path.exists() and not os.access(path, os.R_OK | os.W_OK)
+    ):
+        return (
+            f"This process may not write {str(path)!r} or its directory (SQLite also creates "
+            f"{path.name}-wal and {path.name}-shm beside it): fix the owner or permissions"
+        )
+    return f"Check that {str(path)!r} is an SQLite database this process may read and write"
+
+
+def create_private(path: Path) -> None:
+    """Create the database file 0600 before SQLite does (it would make it 0644 under the
+    usual umask), as the file store makes its files: session records are secrets. SQLite
+    gives the ``-wal`` and ``-shm`` files the database file's mode, so they are 0600 too.
+    An existing file keeps its mode (its owner chose it)."""
+    # FileExistsError: another process made it meanwhile. Any other OSError (no directory,
+    # no permission): SQLite's own open fails next and the store says why (sqlite_hint).
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+
+
+def prepare_sqlite(engine: sa.Engine, busy_timeout: float, path: Path | None = None) -> None:
     """WAL (readers never block the writer, so several processes share one file) and a busy
     timeout on every connection. The driver's own transaction handling is switched off (as
     the SQLAlchemy docs recommend for pysqlite and aiosqlite): a lone statement is atomic by
     itself and runs without BEGIN/COMMIT, and a connection marked ``IMMEDIATE`` opens its
     transaction with BEGIN IMMEDIATE, taking the write lock before it reads, so two
     read-modify-write transactions never deadlock upgrading their read locks."""
+
+    if path is not None:
+
+        @sa.event.listens_for(engine, "do_connect")
+        def _create(*_: Any) -> None:
+            if not path.exists():
+                create_private(path)
 
     @sa.event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
