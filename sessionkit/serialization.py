@@ -182,11 +182,28 @@ def tag(value: Any) -> Any:
         raise SessionDataError(_TOO_DEEP) from None
 
 
+def _no_default(value: Any) -> Any:
+    raise TypeError
+
+
+#: What orjson must not take natively for ``check_item``'s fast path: everything it writes
+#: then is plain JSON (str/int/float/bool/None, lists, tuples, str-keyed dicts, UUIDs).
+_STRICT = 0
+if _orjson is not None:
+    _STRICT = (
+        _orjson.OPT_PASSTHROUGH_DATACLASS
+        | _orjson.OPT_PASSTHROUGH_DATETIME
+        | _orjson.OPT_PASSTHROUGH_SUBCLASS
+    )
+
+
 def check_item(key: Any, value: Any) -> None:
     """Refuse, naming the key, what a session could never store. ``Session.__setitem__``
     calls it, so the traceback points at the line of the view that stored the value, not
-    at the middleware's save. Plain values cost one type check; containers are walked as
-    the save will walk them (a cost that grows with the value, paid once per store)."""
+    at the middleware's save. Plain values cost one type check; a container is one orjson
+    pass in C (~1 µs for a 10-item cart) when it holds only plain JSON, else (datetimes,
+    sets..., or no orjson) the walk the save does. orjson writes a plain ``Enum`` member by
+    its value where the save refuses it: that one slips through to the save's check."""
     if type(key) is not str:
         raise SessionDataError(
             f"session keys must be strings, got {type(key).__name__} key {key!r}; convert "
@@ -194,6 +211,12 @@ def check_item(key: Any, value: Any) -> None:
         )
     if type(value) in _PLAIN:
         return
+    if _orjson is not None:
+        try:
+            _orjson.dumps(value, default=_no_default, option=_STRICT)
+            return
+        except TypeError:  # not plain JSON (or a 65-bit int): the walk decides
+            pass
     try:
         tag(value)
     except SessionDataError as exc:
