@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 import time
 from pathlib import Path
 
@@ -169,11 +170,51 @@ def test_django_settings_fill_in_and_sessionkit_wins() -> None:
     assert config.absolute_timeout == 30 * 24 * 3600
 
 
-def test_default_store_is_files(tmp_path: Path) -> None:
-    from sessionkit_django.conf import default_store, get_engine
+def test_default_store_is_files_that_survive_a_reboot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14: the default lives in the user's state directory, not under /tmp (which a
+    reboot may clear): a session written, the engines rebuilt (a restart), still there."""
+    import tempfile
 
+    from sessionkit_django import conf
+    from sessionkit_django.conf import default_store
+
+    state = tmp_path / "state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
     with override_settings(SESSIONKIT={}):
-        assert default_store().startswith("file://") and "sessionkit-" in default_store()
+        url = default_store()
+        assert url.startswith(f"file://{state}/sessionkit/django-")
+        assert not url.startswith(f"file://{tempfile.gettempdir()}/sessionkit-")
+        assert not state.exists()  # nothing made until the first write
+        client = Client()
+        assert client.get("/count/").json() == {"count": 1}
+        assert stat.S_IMODE(Path(url[len("file://") :]).stat().st_mode) == 0o700
+        conf.reset()  # a restart: new engines, new store objects
+        assert client.get("/count/").json() == {"count": 2}
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    with override_settings(SESSIONKIT={}):
+        assert default_store().startswith(f"file://{tmp_path}/home/.local/state/sessionkit/")
+
+
+def test_default_store_falls_back_to_the_temp_directory_without_a_writable_state_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    from sessionkit_django.conf import default_store
+
+    blocker = tmp_path / "a-file"
+    blocker.touch()
+    monkeypatch.setenv("XDG_STATE_HOME", str(blocker / "state"))  # cannot be created
+    with override_settings(SESSIONKIT={}):
+        assert default_store().startswith(f"file://{tempfile.gettempdir()}/sessionkit-")
+
+
+def test_default_store_uses_session_file_path(tmp_path: Path) -> None:
+    from sessionkit_django.conf import get_engine
+
     with override_settings(SESSIONKIT={}, SESSION_FILE_PATH=str(tmp_path)):
         assert type(get_engine().store).__name__ == "FileStore"
         client = Client()
