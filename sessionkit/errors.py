@@ -82,7 +82,8 @@ class StoreUnavailable(StoreError):
             else "the session was left unchanged"
         )
         advice = hint or "Check that the server is running and reachable"
-        super().__init__(f"session store {self.url} is unavailable: {cause}. {advice}; {outcome}.")
+        said = str(cause).rstrip(".")  # redis-py's own ends in one: no "refused.. Check"
+        super().__init__(f"session store {self.url} is unavailable: {said}. {advice}; {outcome}.")
 
 
 class LocksUnsupported(ConfigError, StoreError):
