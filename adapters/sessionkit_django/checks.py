@@ -59,7 +59,17 @@ def _config() -> tuple[SessionConfig | None, list[Error]]:
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
-    errors = _config()[1]
+    config, errors = _config()
+    if config is not None:
+        # What only opening the store finds (a scheme typo such as rdis://, a missing
+        # client library, an SQLite directory that does not exist): the engine requests
+        # will use, built now, so `check` says so instead of only the server's start-up.
+        from sessionkit_django.conf import get_engine
+
+        try:
+            get_engine()
+        except ConfigError as exc:
+            errors.append(Error(str(exc), id="sessionkit.E001"))
     middleware = list(getattr(settings, "MIDDLEWARE", None) or ())
     if _OURS in middleware and _DJANGOS in middleware:
         errors.append(
@@ -92,7 +102,10 @@ def check_locked_views(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     from sessionkit import LocksUnsupported
     from sessionkit_django.conf import get_engine
 
-    engine = get_engine()
+    try:
+        engine = get_engine()
+    except ConfigError:
+        return []  # the store setting is invalid: reported by check_settings
     if engine.store.supports_lock:
         return []  # the URLconf is not even imported
     from django.urls import get_resolver

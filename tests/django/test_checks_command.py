@@ -59,6 +59,25 @@ def test_short_key_is_an_error() -> None:
     assert errors and "secret_key" in errors[0].msg
 
 
+@pytest.mark.parametrize(
+    ("store", "said"),
+    [
+        (
+            "rdis://localhost:6379/0",
+            "sessionkit setting 'store': no store for 'rdis://localhost:6379/0'; available: ",
+        ),
+        ("sqlite:////nonexistent-dir/s.db", "the directory '/nonexistent-dir' does not exist"),
+    ],
+)
+def test_a_store_that_cannot_be_opened_is_an_error(store: str, said: str) -> None:
+    """Issue 14: only opening the store finds these; ``check`` did not, only the server's
+    start-up did."""
+    with override_settings(SESSIONKIT={"STORE": store}):
+        errors = [m for m in checks.run_checks() if m.id.startswith("sessionkit.")]
+    assert [m.id for m in errors] == ["sessionkit.E001"]
+    assert said in errors[0].msg
+
+
 @override_settings(SECRET_KEY="abababababababababababababababababababababababababab")
 def test_non_random_key_is_an_error() -> None:
     assert "sessionkit.E001" in ids(deploy=False)
