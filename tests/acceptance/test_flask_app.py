@@ -14,7 +14,13 @@ from typing import Any
 
 import pytest
 from flask import Flask, session
-from flask_login import LoginManager, UserMixin, current_user, login_required, login_user
+from flask_login import (  # type: ignore[import-untyped]
+    LoginManager,
+    UserMixin,
+    current_user,
+    login_required,
+    login_user,
+)
 from sessionkit_flask import SessionKit, locked
 
 from sessionkit import ConfigError, LocksUnsupported
@@ -25,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 OUTAGE_BODY = "Service unavailable: the session store cannot be reached. Try again shortly."
 
 
-class User(UserMixin):
+class User(UserMixin):  # type: ignore[misc]
     def __init__(self, user_id: str) -> None:
         self.id = user_id
 
@@ -51,7 +57,7 @@ def create_app(key: str, **config: Any) -> Flask:
         return "signed in"
 
     @app.get("/me")
-    @login_required
+    @login_required  # type: ignore[untyped-decorator]
     def me() -> str:
         return str(current_user.id)
 
