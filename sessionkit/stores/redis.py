@@ -96,9 +96,7 @@ _RENEW_FAILS: tuple[type[BaseException], ...] = (StoreError, *_DOWN)
 _BATCH = 200
 _NOT_REDIS = "the server at this address does not speak the Redis protocol"
 #: The advice for it, instead of "check that the server is running" (something is).
-_NOT_REDIS_HINT = (
-    "Check the URL's host and port: is it another service, such as an HTTP server?"
-)
+_NOT_REDIS_HINT = "Check the URL's host and port: is it another service, such as an HTTP server?"
 
 
 def _cause(exc: BaseException) -> BaseException | str:

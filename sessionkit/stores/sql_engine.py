@@ -83,7 +83,9 @@ class SQLEngines(Store):
         if self.backend == "sqlite":  # autocommit: nothing to roll back when a connection
             options["pool_reset_on_return"] = None  # returns (aiosqlite: a thread hop saved)
         if self.backend == "postgresql" and "connect_timeout" not in target.sync_url.query:
-            options["connect_args"] = {"connect_timeout": 10}  # never hang on a dead host
+            # fail fast on a host that never answers (libpq's least: 2 s; it was 10 s, a
+            # whole worker tied up per request); ?connect_timeout= in the URL says otherwise
+            options["connect_args"] = {"connect_timeout": 2}
         options.update(engine_options or {})
         options["hide_parameters"] = True  # session data never lands in logs or errors
         if self.backend == "postgresql":  # one statement, one round trip: no BEGIN/COMMIT

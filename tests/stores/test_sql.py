@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import secrets
+import socket
 import stat
 import subprocess
 import sys
@@ -152,6 +153,23 @@ def test_down_server_is_unavailable_with_the_password_masked() -> None:
         asyncio.run(store.aload("0" * 64))
     assert "s3cret" not in str(acaught.value)
     asyncio.run(store.aclose())
+
+
+def test_a_postgres_host_that_never_answers_fails_fast() -> None:
+    """Issue 14: a listener that accepts and never speaks cost 10 s per request."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True).start()
+    store = SQLStore(f"postgresql://app:s3cret@127.0.0.1:{listener.getsockname()[1]}/db")
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="connection timeout expired"):
+        store.load("0" * 64)
+    assert 1.5 < time.monotonic() - started < 4
+    store.close()
+    for sock in (*accepted, listener):
+        sock.close()
 
 
 def test_a_sqlite_file_in_a_missing_directory_is_a_config_error(tmp_path: Path) -> None:
