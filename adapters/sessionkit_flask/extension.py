@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
@@ -57,7 +56,7 @@ class SessionKit:
         engine = interface.engine(app)  # a bad setting fails here, at start-up, not on a request
         if engine is not None:
             locking.check_views(app, engine)  # @locked views on the cookie store
-        app.before_request(_check_locked_views)
+        app.before_request(_locked_views_check(app, interface))
         login.connect(app)
         app.teardown_request(_teardown)
         app.test_client_class = client_class(app.test_client_class)
@@ -111,22 +110,24 @@ def client_class(current: type[FlaskClient] | None) -> type[FlaskClient]:
     return type(current.__name__, (SessionTransactions, current), {})
 
 
-#: Engines whose app's @locked views were checked against their store, once each.
-_CHECKED: weakref.WeakSet[SessionEngine] = weakref.WeakSet()
+def _locked_views_check(app: Flask, interface: SessionKitInterface) -> Callable[[], None]:
+    """A before-request function: on the app's first request (its routes are final then),
+    the @locked views registered after ``SessionKit(app)`` are refused before any view
+    runs. Once passed, it costs a request one flag test; a refusal repeats on every
+    request until the setting is fixed. (A store changed later on a running app is
+    caught by ``acquire()`` itself.)"""
+    passed = False
 
+    def check() -> None:
+        nonlocal passed
+        if passed:
+            return
+        engine = interface.engine(app)
+        if engine is not None:
+            locking.check_views(app, engine)
+        passed = True
 
-def _check_locked_views() -> None:
-    """On an app's first request (its routes are final then), the @locked views that
-    were registered after ``SessionKit(app)``: refused before any view runs. Checked once
-    per engine; a refusal repeats on every request until the setting is fixed."""
-    from flask import current_app
-
-    interface = current_app.session_interface
-    engine = interface.engine(current_app) if isinstance(interface, SessionKitInterface) else None
-    if engine is None or engine in _CHECKED:
-        return
-    locking.check_views(current_app, engine)
-    _CHECKED.add(engine)
+    return check
 
 
 def _teardown(_: BaseException | None) -> None:
