@@ -55,8 +55,17 @@ def _walk(routes: Iterable[Any], prefix: str, inherited: bool = False) -> Iterat
             name = getattr(endpoint, "__qualname__", repr(endpoint))
             yield f"{shown + ' ' if shown else ''}{path or '/'} ({name})"
         inner = getattr(route, "routes", None)  # Mount, Host
-        if inner:
+        if inner and not _has_own_sessions(getattr(route, "app", None)):
             yield from _walk(inner, path, inherited)
+
+
+def _has_own_sessions(app: Any) -> bool:
+    """A mounted app with a sessionkit middleware of its own: its locks are its store's,
+    not ours (its requests meet its own ``lock_session`` check)."""
+    from sessionkit_asgi.middleware import SessionMiddleware
+
+    middleware = getattr(app, "user_middleware", None) or ()
+    return any(getattr(item, "cls", None) is SessionMiddleware for item in middleware)
 
 
 def _marked(target: Any) -> bool:

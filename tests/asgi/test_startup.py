@@ -235,3 +235,26 @@ def test_a_locked_route_on_a_store_that_locks_starts() -> None:
     )
     with TestClient(app) as http:
         assert http.get("/checkout").status_code == 200
+
+
+def test_a_mounted_app_with_its_own_lockable_store_is_not_refused() -> None:
+    """The outer middleware is on the cookie store; the mounted app's locked route runs on
+    its own middleware's memory store, so the outer startup has nothing to refuse."""
+    from sessionkit_asgi import locked
+    from starlette.routing import Mount
+
+    @locked
+    async def checkout(request: Request) -> JSONResponse:
+        request.session["paid"] = True
+        return JSONResponse({"paid": True})
+
+    shop = Starlette(
+        routes=[Route("/checkout", checkout)],
+        middleware=[Middleware(SessionMiddleware, secret_key=KEY, store="memory://")],
+    )
+    app = Starlette(
+        routes=[Mount("/shop", app=shop)],
+        middleware=[Middleware(SessionMiddleware, secret_key=KEY)],
+    )
+    with TestClient(app) as http:
+        assert http.get("/shop/checkout").json() == {"paid": True}
