@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 from django.test import AsyncClient, Client, override_settings
@@ -336,3 +337,29 @@ def test_nested_mutation_is_saved(sk: SessionEngine) -> None:
             cookie = response.cookies["sessionid"].value
     client.cookies["sessionid"] = cookie
     assert client.get("/put/").json()["cart"] == ["apple", "apple"]
+
+
+def test_the_system_check_finds_locked_class_based_views_and_includes() -> None:
+    from django.urls import include, path
+    from django.utils.decorators import method_decorator
+    from django.views import View
+    from sessionkit_django.checks import _locked_views
+    from sessionkit_django.middleware import session_lock
+
+    @method_decorator(session_lock, name="dispatch")
+    class Checkout(View):
+        def post(self, request: Any) -> Any:
+            return None
+
+    class Plain(View):
+        @method_decorator(session_lock)
+        def post(self, request: Any) -> Any:
+            return None
+
+    patterns = [
+        path("shop/", include([path("checkout/", Checkout.as_view())])),
+        path("pay/", Plain.as_view()),
+        path("free/", View.as_view()),
+    ]
+    found = list(_locked_views(patterns, ""))
+    assert [entry.split(" ")[0] for entry in found] == ["/shop/checkout/", "/pay/"]
