@@ -45,6 +45,7 @@ def _walk(routes: Iterable[Any], prefix: str, inherited: bool = False) -> Iterat
         if (
             inherited
             or _marked(endpoint)
+            or _marked_method(endpoint)
             or _any_marked(getattr(route, "dependencies", None) or ())
             or _depends_on_lock(getattr(route, "dependant", None))
         ):
@@ -70,6 +71,16 @@ def _has_own_sessions(app: Any) -> bool:
 
 def _marked(target: Any) -> bool:
     return bool(getattr(target, LOCK_MARK, False))
+
+
+_METHODS = ("get", "head", "post", "put", "patch", "delete", "options")
+
+
+def _marked_method(endpoint: Any) -> bool:
+    """Starlette's ``HTTPEndpoint`` class with an ``@locked`` method."""
+    return isinstance(endpoint, type) and any(
+        _marked(getattr(endpoint, name, None)) for name in _METHODS
+    )
 
 
 def _any_marked(depends: Iterable[Any]) -> bool:

@@ -258,3 +258,24 @@ def test_a_mounted_app_with_its_own_lockable_store_is_not_refused() -> None:
     )
     with TestClient(app) as http:
         assert http.get("/shop/checkout").json() == {"paid": True}
+
+
+def test_a_locked_method_of_an_http_endpoint_is_found() -> None:
+    from sessionkit_asgi import locked
+    from sessionkit_asgi.routes import locked_routes
+    from starlette.endpoints import HTTPEndpoint
+
+    class Cart(HTTPEndpoint):
+        async def get(self, request: Request) -> JSONResponse:
+            return JSONResponse({})
+
+        @locked
+        async def post(self, request: Request) -> JSONResponse:
+            return JSONResponse({})
+
+    class Plain(HTTPEndpoint):
+        async def get(self, request: Request) -> JSONResponse:
+            return JSONResponse({})
+
+    app = Starlette(routes=[Route("/cart", Cart), Route("/plain", Plain)])
+    assert [entry.split(" (")[0] for entry in locked_routes(app)] == ["/cart"]
