@@ -110,7 +110,7 @@ def check_locked_views(app_configs: Any = None, **kwargs: Any) -> list[Error]:
         return []  # the URLconf is not even imported
     from django.urls import get_resolver
 
-    views = list(_locked_views(get_resolver().url_patterns, ""))
+    views = locked_views(get_resolver().url_patterns)
     try:
         engine.require_locks(views, setting="SESSIONKIT['STORE']")
     except LocksUnsupported as exc:
@@ -123,6 +123,12 @@ def check_locked_views(app_configs: Any = None, **kwargs: Any) -> list[Error]:
             )
         ]
     return []
+
+
+def locked_views(patterns: Any) -> list[str]:
+    """``"/cart/checkout/ (shop.views.checkout)"`` for each ``@session_lock`` view under
+    ``patterns`` (a URLconf's ``urlpatterns``), includes and class-based views too."""
+    return list(_locked_views(patterns, ""))
 
 
 def _locked_views(patterns: Any, prefix: str) -> Any:

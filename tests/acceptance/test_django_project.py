@@ -224,3 +224,20 @@ def test_a_store_that_goes_down_is_a_503_not_a_500(
     own_redis.stop()
     _assert_outage(project.visit(settings, first["cookie"]))  # the load fails
     _assert_outage(project.visit(settings))  # the save fails
+
+
+def test_a_wsgi_server_with_a_locked_view_on_cookie_does_not_start(project: Project) -> None:
+    """gunicorn runs no system checks: loading ``mysite.wsgi`` (which loads the
+    middleware) is what fails, naming the view."""
+    settings = project.settings("wsgi_cookie", 'SESSIONKIT = {"STORE": "cookie://"}')
+    loaded = project.run(settings, "-c", "from mysite.wsgi import application")
+    assert loaded.returncode == 1
+    last = loaded.stderr.strip().splitlines()[-1]
+    assert last == (
+        "sessionkit.errors.LocksUnsupported: sessionkit setting \"SESSIONKIT['STORE']\": the "
+        "store cookie:// cannot lock sessions, but these routes take the session lock: "
+        "/checkout/ (mysite.views.checkout). Locks need a server-side store "
+        f"({LOCKING}): set one, or remove the lock from these routes."
+    )
+    fine = project.run(project.settings("readme", ""), "-c", "from mysite.wsgi import application")
+    assert fine.returncode == 0, fine.stderr

@@ -25,6 +25,4 @@ urlpatterns = [
     path("form/", views.form),
     path("csrf/", views.csrf_target),
     path("slow/", views.slow),
-    path("locked/", views.locked),
-    path("alocked/", views.alocked),
 ]
