@@ -12,6 +12,7 @@ from sessionkit.engine import CommitPlan, SessionEngine
 from sessionkit.errors import (
     ConfigError,
     LockOrderError,
+    LocksUnsupported,
     LockTimeout,
     SessionDataError,
     SessionKitError,
@@ -56,6 +57,7 @@ __all__ = [
     "Health",
     "LockOrderError",
     "LockTimeout",
+    "LocksUnsupported",
     "MemoryStore",
     "Record",
     "RecordMeta",

@@ -121,7 +121,7 @@ def build_group(get_store: Callable[[], Store] | None = None, *, name: str = "se
 
         def progress(total: int) -> None:
             if interactive:
-                click.echo(f"\rremoved {total} expired sessions so far...", nl=False)
+                click.echo(f"\rremoved {_count(total, 'expired session')} so far...", nl=False)
             elif not quiet:
                 click.echo(f"removed {total} so far")
 

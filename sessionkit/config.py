@@ -225,7 +225,12 @@ class SessionConfig:
             key = raw_key.lower()
             if key not in known:
                 hint = difflib.get_close_matches(key, sorted(known), n=1)
-                suggestion = f"; did you mean {hint[0].upper()!r}?" if hint else ""
+                # in the user's own spelling: IDLE_TIMEOUT in a settings dict, idle_timeout
+                # for keyword arguments (the ASGI middleware's options)
+                suggestion = ""
+                if hint:
+                    spelt = hint[0] if raw_key.islower() else hint[0].upper()
+                    suggestion = f"; did you mean {spelt!r}?"
                 raise ConfigError(raw_key, f"unknown setting{suggestion}")
             values[key] = value
         values.update(overrides)

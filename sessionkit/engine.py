@@ -24,10 +24,10 @@ from sessionkit.cookies import CookieWriter, cookie_values
 from sessionkit.crypto import Keyring
 from sessionkit.errors import (
     LockOrderError,
+    LocksUnsupported,
     LockTimeout,
     SessionDataError,
     SessionTooLarge,
-    StoreError,
     StoreUnavailable,
 )
 from sessionkit.events import Event, EventBus, EventKind
@@ -844,12 +844,17 @@ class SessionEngine:
             self._reread(session)
             yield
 
-    def _lock_key(self, session: Session) -> str | None:
+    def require_locks(self, routes: Iterable[str] = (), *, setting: str = "store") -> None:
+        """Raise ``LocksUnsupported`` naming ``routes`` when the store cannot lock. Adapters
+        call it when the app starts, with the routes that take the session lock, so such a
+        setting fails there and not on a request; ``setting`` is the store setting as the
+        framework spells it."""
         if not self.store.supports_lock:
-            raise StoreError(
-                f"{type(self.store).__name__} cannot lock sessions; use a server-side store "
-                "that can (memory://, redis://, sqlite:///, postgresql://, file:///, memcached://)"
-            )
+            url = self.store.url or type(self.store).__name__
+            raise LocksUnsupported(url, tuple(routes), setting=setting)
+
+    def _lock_key(self, session: Session) -> str | None:
+        self.require_locks()  # also without a cookie: the same answer on every request
         ctx: _Context = session._ctx
         return ctx.digest
 

@@ -68,9 +68,19 @@ class StoreError(SessionKitError):
 class StoreUnavailable(StoreError):
     """The store could not be reached; the URL in the message has its password masked."""
 
-    def __init__(self, url: str, cause: BaseException | str, *, ambiguous: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        cause: BaseException | str,
+        *,
+        ambiguous: bool = False,
+        hint: str | None = None,
+    ) -> None:
         self.url = mask_url(url)
         self.cause = cause
+        #: What to do, when the store knows better than "check that the server is running"
+        #: (SQLite has no server: a missing directory, a directory it may not write in).
+        self.hint = hint
         #: True when a write was sent and its reply lost: it may have been applied.
         self.ambiguous = ambiguous
         outcome = (
@@ -78,9 +88,35 @@ class StoreUnavailable(StoreError):
             if ambiguous
             else "the session was left unchanged"
         )
+        advice = hint or "Check that the server is running and reachable"
+        said = str(cause).rstrip(".")  # redis-py's own ends in one: no "refused.. Check"
+        super().__init__(f"session store {self.url} is unavailable: {said}. {advice}; {outcome}.")
+
+
+class LocksUnsupported(ConfigError, StoreError):
+    """A route takes the session lock (``@locked``, ``@session_lock``, ``LockedSession``) but
+    the store cannot lock. Adapters raise it when the app starts (the routes are named);
+    ``engine.lock()`` raises it too, whatever the request, for a route the start-up check
+    could not see. Both a ``ConfigError`` (a setting is wrong) and a ``StoreError``."""
+
+    #: The stores that can lock (each declares ``supports_lock``).
+    LOCKING_STORES = "memory://, redis://, sqlite:///, postgresql://, file:/// or memcached://"
+
+    def __init__(
+        self, store_url: str, routes: tuple[str, ...] = (), setting: str = "store"
+    ) -> None:
+        self.store_url = mask_url(store_url)
+        self.routes = routes
+        where = (
+            f"these routes take the session lock: {', '.join(routes)}"
+            if routes
+            else "a route takes the session lock"
+        )
         super().__init__(
-            f"session store {self.url} is unavailable: {cause}. Check that the server is "
-            f"running and reachable; {outcome}."
+            setting,
+            f"the store {self.store_url} cannot lock sessions, but {where}. Locks need a "
+            f"server-side store ({self.LOCKING_STORES}): set one, or remove the lock from "
+            "these routes.",
         )
 
 

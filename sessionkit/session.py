@@ -208,6 +208,7 @@ class Session(dict[str, Any]):
 
     # -- writing ---------------------------------------------------------------------------
     def __setitem__(self, key: str, value: Any) -> None:
+        serialization.check_item(key, value)  # refused here, in the view, naming the key
         if self._loader is not None:
             self._ensure()
         self._accessed = True
@@ -225,6 +226,7 @@ class Session(dict[str, Any]):
         self._read()
         if dict.__contains__(self, key):
             return self._watch(key, dict.__getitem__(self, key))
+        serialization.check_item(key, default)
         self._write(key)
         return dict.setdefault(self, key, default)
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from sessionkit import MemoryStore, SessionConfig
@@ -118,6 +119,24 @@ def test_counts_are_singular_for_one(clock: FakeClock) -> None:
     assert "1 session, 1 signed-in user\n" in invoke(store, "stats").output
     clock.advance(30 * 86400)
     assert invoke(store, "gc", "--quiet").output == "removed 1 expired session\n"
+
+
+def test_gc_on_a_terminal_counts_one_in_the_singular(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The progress line a terminal sees ("1 sessions" was one of issue 14's)."""
+    store = KeptOpen(clock=clock)
+    Browser(make_engine(clock, store=store)).visit(lambda s: s.bind_user("bob"))
+    clock.advance(30 * 86400)
+    import sessionkit.cli
+
+    class Terminal:  # what gc asks sys: is stdout a terminal?
+        stdout = type("TTY", (), {"isatty": staticmethod(lambda: True)})()
+        stderr = sys.stderr
+
+    monkeypatch.setattr(sessionkit.cli, "sys", Terminal)
+    output = CliRunner().invoke(build_group(lambda: store), ["gc"]).output
+    assert output == "\rremoved 1 expired session so far...\nremoved 1 expired session\n"
 
 
 def test_list_lines_up_the_device_column(clock: FakeClock) -> None:

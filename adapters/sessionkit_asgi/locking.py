@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 
 from sessionkit import LockTimeout, Session
-from sessionkit_asgi import loops
+from sessionkit_asgi import loops, routes
 from sessionkit_asgi.access import exchange_of
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -42,15 +42,19 @@ async def lock_session(
     When the lock stays taken for ``wait`` seconds, ``LockTimeout`` propagates and the
     middleware answers the core's lock-timeout policy (503 with ``Retry-After: 1`` unless
     ``failure_status`` says otherwise); a ``status_code`` given here answers that status
-    instead, as an ``HTTPException``. Needs a store that can lock (not the cookie store).
+    instead, as an ``HTTPException``. Needs a store that can lock (not the cookie store):
+    on one that cannot, ``LocksUnsupported`` (a ``ConfigError``), with or without a cookie.
     """
     exchange = exchange_of(connection)
     session = exchange.session
     if exchange.locks is not None:  # already locked in this request
         return session
+    engine = exchange.middleware.engine
+    # Refused at the lifespan startup for the routes it can see; this catches the rest (a
+    # view calling lock_session itself, a server without lifespan) on every request alike.
+    engine.require_locks([f"{connection.scope.get('method', 'WS')} {connection.url.path}"])
     if session.handle is None:
         return session
-    engine = exchange.middleware.engine
     stack = AsyncExitStack()
     try:
         await stack.enter_async_context(loops.alock(engine, session, ttl=ttl, wait=wait))
@@ -73,6 +77,7 @@ def locked_session(
     async def dependency(connection: HTTPConnection) -> Session:
         return await lock_session(connection, ttl=ttl, wait=wait, status_code=status_code)
 
+    routes.mark(dependency)
     return dependency
 
 
@@ -106,6 +111,7 @@ def locked(
             await lock_session(found[0], ttl=ttl, wait=wait, status_code=status_code)
             return await view(*args, **kwargs)
 
+        routes.mark(wrapper)
         return wrapper  # type: ignore[return-value]
 
     return decorate if endpoint is None else decorate(endpoint)

@@ -33,7 +33,7 @@ from sessionkit.config import timeouts_for_age
 from sessionkit.cookies import MERGERS
 from sessionkit.events import Subscriber
 from sessionkit.failures import Failure, FailurePolicy
-from sessionkit_asgi import loops
+from sessionkit_asgi import loops, routes
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -252,6 +252,16 @@ class SessionMiddleware:
             await self._refuse_startup(scope, receive, send, self.startup_error)
             return
         if kind != "http" and kind != "websocket":
+            if kind == "lifespan" and not self.engine.store.supports_lock:
+                locked = routes.locked_routes(scope.get("app", self.app))
+                if locked:
+                    try:
+                        self.engine.require_locks(locked)
+                    except ConfigError as exc:
+                        self.startup_error = exc
+                        log.critical("sessionkit: %s", exc)
+                        await self._refuse_startup(scope, receive, send, exc)
+                        return
             if kind == "lifespan" and self._owns_store:
                 send = self._closing_on_shutdown(send)
             await self.app(scope, receive, send)
@@ -349,14 +359,17 @@ class SessionMiddleware:
     async def _refuse_startup(
         scope: Scope, receive: Receive, send: Send, error: ConfigError
     ) -> None:
-        """A fatal setting: the lifespan startup fails with its message (the server exits);
-        any request before that (a server without lifespan) raises it."""
+        """A fatal setting: the lifespan startup fails with its message, then the error is
+        raised, as Starlette's router does: uvicorn exits (it ignores an exception after
+        ``startup.failed``) and Starlette's ``with TestClient(app)`` raises it (returning
+        instead would let the client go on and hang at shutdown). Any request before
+        that (a server without lifespan) raises it too."""
         if scope["type"] != "lifespan":
             raise error
         message = await receive()
         if message["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.failed", "message": f"sessionkit: {error}"})
-        return None
+        raise error
 
     def _closing_on_shutdown(self, send: Send) -> Send:
         """Close the store this middleware opened (its connection pools belong to the

@@ -1,8 +1,13 @@
 """An admin page per user: their live sessions by opaque handle (never an ID), with a revoke
-button for one or all. Reached at ``admin/<app>/<user model>/<id>/sessions/``.
+button for one or all. Reached at ``admin/<app>/<user model>/<id>/sessions/``, linked as
+"Sessions" from the user's change page.
 
 If the user model is registered with Django's stock ``UserAdmin``, the page is added to it
 automatically; a project with its own user admin adds ``UserSessionsAdminMixin`` to it.
+
+On your own account the page marks the session you are using ("this session"), and
+"Revoke all" first asks for confirmation on a page of its own (it logs you out as well),
+offering to revoke only the other sessions instead.
 """
 
 from __future__ import annotations
@@ -11,45 +16,99 @@ from datetime import datetime, timezone
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.auth import get_user_model
+from django.contrib.admin.utils import quote
+from django.contrib.auth import get_user_model, logout
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.loader import select_template
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 
 from sessionkit_django.auth import revoke_all, revoke_session, user_sessions
-from sessionkit_django.conf import engines
+from sessionkit_django.conf import engines, user_key_getter
+from sessionkit_django.engine import SessionStoreBase
 
 
 class UserSessionsAdminMixin:
-    """Adds the per-user sessions page to a ``ModelAdmin`` of the user model."""
+    """Adds the per-user sessions page to a ``ModelAdmin`` of the user model, and a
+    "Sessions" link to the user's change page (``sessionkit_sessions_url`` in its context;
+    an admin with a ``change_form_template`` of its own shows that link itself)."""
 
     admin_site: Any
     model: Any
+    change_form_template: Any
 
     def get_urls(self) -> list[Any]:
         urls: list[Any] = super().get_urls()  # type: ignore[misc]
-        opts = self.model._meta
         view = self.admin_site.admin_view(self.sessions_view)
-        name = f"{opts.app_label}_{opts.model_name}_sessions"
-        return [path("<path:object_id>/sessions/", view, name=name), *urls]
+        return [path("<path:object_id>/sessions/", view, name=self._sessions_name()), *urls]
+
+    def _sessions_name(self) -> str:
+        opts = self.model._meta
+        return f"{opts.app_label}_{opts.model_name}_sessions"
+
+    def render_change_form(
+        self, request: HttpRequest, context: dict[str, Any], add: bool = False,
+        change: bool = False, form_url: str = "", obj: Any = None,
+    ) -> HttpResponse:  # fmt: skip
+        response: HttpResponse = super().render_change_form(  # type: ignore[misc]
+            request, context, add=add, change=change, form_url=form_url, obj=obj
+        )
+        if obj is None or not isinstance(response, TemplateResponse):
+            return response
+        url = reverse(f"{self.admin_site.name}:{self._sessions_name()}", args=[quote(obj.pk)])
+        assert response.context_data is not None
+        response.context_data["sessionkit_sessions_url"] = url
+        if self.change_form_template is None:
+            # the template Django would have used, with the link added to its object tools
+            response.context_data["sessionkit_parent"] = select_template(
+                response.template_name
+            ).template
+            response.template_name = "sessionkit_django/user_change_form.html"
+        return response
 
     def sessions_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         user = self.get_object(request, object_id)  # type: ignore[attr-defined]
         if user is None or not self.has_change_permission(request, user):  # type: ignore[attr-defined]
             raise PermissionDenied
         store = engines().request.store
+        own = _own_account(request, user)
+        current = _current_handle(request) if own else None
         if request.method == "POST":
+            action = request.POST.get("action", "revoke-all")
             if request.POST.get("handle"):
+                if own and request.POST["handle"] == current:
+                    logout(request)  # this very session: a plain logout, as it says
+                    return HttpResponseRedirect(request.path)
                 done = revoke_session(user, request.POST["handle"])
                 messages.info(request, "Session revoked." if done else "No such session.")
+            elif action == "revoke-others" and own:
+                keep = _current_digest(request)
+                count = store.revoke_user(user_key_getter()(user), keep=keep)
+                messages.info(request, f"{count} other session(s) revoked.")
+            elif own and request.POST.get("confirm") != "yes":
+                # it logs you out too: say so and ask, on a page of its own (no script)
+                context = {
+                    **self.admin_site.each_context(request),
+                    "title": "Revoke all your sessions?",
+                    "opts": self.model._meta,
+                    "original": user,
+                    "count": len(user_sessions(user)) if store.supports_user_index else 0,
+                }
+                return TemplateResponse(
+                    request, "sessionkit_django/user_sessions_confirm.html", context
+                )
             else:
                 count = revoke_all(user)  # by the configured USER_KEY, as listed
+                if own:  # this session went too: end it as a logout, not a conflict
+                    logout(request)
+                    return HttpResponseRedirect(request.path)
                 messages.info(request, f"{count} session(s) revoked.")
             return HttpResponseRedirect(request.path)
         rows = [
             {"handle": info.handle, "device": info.device or "unknown device",
-             "created": _when(info.created), "last_seen": _when(info.last_seen)}
+             "created": _when(info.created), "last_seen": _when(info.last_seen),
+             "current": info.handle == current}
             for info in (user_sessions(user) if store.supports_user_index else [])
         ]  # fmt: skip
         context = {
@@ -59,8 +118,24 @@ class UserSessionsAdminMixin:
             "original": user,
             "sessions": rows,
             "indexed": store.supports_user_index,
+            "own": own,
         }
         return TemplateResponse(request, "sessionkit_django/user_sessions.html", context)
+
+
+def _own_account(request: HttpRequest, user: Any) -> bool:
+    me = getattr(request, "user", None)
+    return bool(me is not None and me.is_authenticated and me.pk == user.pk)
+
+
+def _current_handle(request: HttpRequest) -> str | None:
+    session = getattr(request, "session", None)
+    return session.handle if isinstance(session, SessionStoreBase) else None
+
+
+def _current_digest(request: HttpRequest) -> str | None:
+    session = getattr(request, "session", None)
+    return session.digest if isinstance(session, SessionStoreBase) else None
 
 
 def _when(epoch: float) -> datetime:

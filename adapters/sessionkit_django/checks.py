@@ -7,6 +7,8 @@
 - ``sessionkit.E004`` sessionkit's middleware without ``SESSION_ENGINE =
   "sessionkit_django.engine"``: ``Client.login()``, ``Client.session`` and scripts would
   write sessions of another engine, which the middleware then rejects
+- ``sessionkit.E005`` views under ``@session_lock`` while the store cannot lock (the cookie
+  store); the error names the URL patterns (found by walking ``ROOT_URLCONF``, only then)
 - ``sessionkit.W005`` the app is not in ``INSTALLED_APPS`` (registered by ``conf``, since
   without the app nothing else registers checks)
 - ``sessionkit.W001`` (deploy) the session cookie is not ``Secure``, when Django's own
@@ -57,7 +59,17 @@ def _config() -> tuple[SessionConfig | None, list[Error]]:
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
-    errors = _config()[1]
+    config, errors = _config()
+    if config is not None:
+        # What only opening the store finds (a scheme typo such as rdis://, a missing
+        # client library, an SQLite directory that does not exist): the engine requests
+        # will use, built now, so `check` says so instead of only the server's start-up.
+        from sessionkit_django.conf import get_engine
+
+        try:
+            get_engine()
+        except ConfigError as exc:
+            errors.append(Error(str(exc), id="sessionkit.E001"))
     middleware = list(getattr(settings, "MIDDLEWARE", None) or ())
     if _OURS in middleware and _DJANGOS in middleware:
         errors.append(
@@ -79,6 +91,64 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
             )
         )
     return errors
+
+
+def check_locked_views(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """``sessionkit.E005``: ``@session_lock`` views on a store that cannot lock. Run with
+    the other checks (``runserver``, ``migrate``, the test runner, ``check``), so such a
+    setting stops the project there and not on the views' requests."""
+    if _config()[1]:
+        return []  # the settings are invalid: reported by check_settings
+    from sessionkit import LocksUnsupported
+    from sessionkit_django.conf import get_engine
+
+    try:
+        engine = get_engine()
+    except ConfigError:
+        return []  # the store setting is invalid: reported by check_settings
+    if engine.store.supports_lock:
+        return []  # the URLconf is not even imported
+    from django.urls import get_resolver
+
+    views = locked_views(get_resolver().url_patterns)
+    try:
+        engine.require_locks(views, setting="SESSIONKIT['STORE']")
+    except LocksUnsupported as exc:
+        return [
+            Error(
+                str(exc),
+                hint="Set SESSIONKIT = {'STORE': 'redis://...'} (or a database or file:/// "
+                "URL), or remove @session_lock from these views.",
+                id="sessionkit.E005",
+            )
+        ]
+    return []
+
+
+def locked_views(patterns: Any) -> list[str]:
+    """``"/cart/checkout/ (shop.views.checkout)"`` for each ``@session_lock`` view under
+    ``patterns`` (a URLconf's ``urlpatterns``), includes and class-based views too."""
+    return list(_locked_views(patterns, ""))
+
+
+def _locked_views(patterns: Any, prefix: str) -> Any:
+    from sessionkit_django.middleware import LOCK_MARK
+
+    for pattern in patterns:
+        route = prefix + str(pattern.pattern)
+        inner = getattr(pattern, "url_patterns", None)
+        if inner is not None:  # include()
+            yield from _locked_views(inner, route)
+            continue
+        view = pattern.callback
+        view_class = getattr(view, "view_class", None)  # a class-based view's methods
+        candidates = [view] + [
+            getattr(view_class, name, None)
+            for name in ("dispatch", *getattr(view_class, "http_method_names", ()))
+        ]
+        if any(getattr(c, LOCK_MARK, False) for c in candidates if c is not None):
+            name = getattr(view, "__qualname__", repr(view))
+            yield f"/{route} ({getattr(view, '__module__', '?')}.{name})"
 
 
 def _engine_is_ours() -> bool:
@@ -156,4 +226,5 @@ def _django_warns_insecure_cookie() -> bool:
 
 def register() -> None:
     register_check(check_settings, "sessionkit")
+    register_check(check_locked_views, "sessionkit", Tags.urls)
     register_check(check_deploy, Tags.security, deploy=True)

@@ -18,6 +18,8 @@ fingerprint (doing so would invalidate a user's session from a management comman
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -61,17 +63,42 @@ _mutex = threading.Lock()
 
 def default_store() -> str:
     """The store used when ``SESSIONKIT["STORE"]`` is not set: files in a per-project
-    directory (``SESSION_FILE_PATH`` if set, else the temp directory). It needs no server
-    and no extra package, survives server restarts and code reloads (not a reboot that
-    clears the temp directory), is shared by every worker process on the machine, and
-    supports logout, per-user lists and revocation. For several machines, configure Redis
-    or a database."""
+    directory. ``SESSION_FILE_PATH`` if set; else the user's state directory
+    (``$XDG_STATE_HOME/sessionkit/<project>-<hash>``, by default under
+    ``~/.local/state``), which survives reboots, unlike the temp directory Django's file
+    backend uses (a reboot that clears /tmp logged everyone out); the temp directory only
+    when the state directory cannot be written (a service user without a home). No
+    server, no extra package; shared by every worker process on the machine; logout,
+    per-user lists and revocation work. For several machines, configure Redis or a
+    database. Nothing is created here: the file store makes the directory (0700) on
+    first write."""
     base = getattr(settings, "SESSION_FILE_PATH", None)
     if base:
         return f"file://{Path(base).resolve()}"
     project = str(getattr(settings, "SETTINGS_MODULE", "") or "django")
-    name = "sessionkit-" + hashlib.sha256(project.encode()).hexdigest()[:12]
-    return f"file://{Path(tempfile.gettempdir()) / name}"
+    module = sys.modules.get(project)
+    where = os.path.dirname(os.path.abspath(module.__file__ or "")) if module else ""
+    # the settings file's directory too: two projects both named "mysite" stay apart
+    digest = hashlib.sha256(f"{project}\0{where}".encode()).hexdigest()[:12]
+    state = _state_home()
+    if state is not None:
+        name = project.split(".")[0] + "-" + digest
+        return f"file://{state / 'sessionkit' / name}"
+    return f"file://{Path(tempfile.gettempdir()) / f'sessionkit-{digest}'}"
+
+
+def _state_home() -> Path | None:
+    """``$XDG_STATE_HOME`` (an absolute path) or ``~/.local/state``, when this process
+    could create the default store's directory there; ``None`` otherwise."""
+    raw = os.environ.get("XDG_STATE_HOME", "")
+    try:
+        home = Path(raw) if os.path.isabs(raw) else Path.home() / ".local" / "state"
+    except RuntimeError:  # no HOME and no passwd entry
+        return None
+    probe = home
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return home if probe.is_dir() and os.access(probe, os.W_OK | os.X_OK) else None
 
 
 def django_defaults() -> dict[str, Any]:

@@ -157,6 +157,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
         self.get_response = get_response
         self.is_async = iscoroutinefunction(get_response)
         engines()  # validate the settings now: a server refuses to start on a bad one
+        _refuse_locked_views()  # and on @session_lock views over a store that cannot lock
         if self.is_async:
             markcoroutinefunction(self)
 
@@ -261,6 +262,9 @@ def refuse(
 
 # -- @session_lock -------------------------------------------------------------------------
 _LOCK_ATTR = "_sessionkit_lock"
+#: Set on ``@session_lock`` views, so the system check (``sessionkit.E005``) finds them.
+LOCK_MARK = "__sessionkit_locks__"
+_LOCK_SETTING = "SESSIONKIT['STORE']"
 
 
 def session_lock(
@@ -272,7 +276,11 @@ def session_lock(
     committed data. Requests without a valid session cookie lock nothing.
 
     Use ``@session_lock`` or ``@session_lock(ttl=60, wait=5)``; the store must support
-    locks (memory, Redis, SQL, file) and the sessionkit middleware must be installed.
+    locks (memory, Redis, SQL, file, memcached) and the sessionkit middleware must be
+    installed. On the cookie store the system check ``sessionkit.E005`` names these views
+    (``runserver`` and the test runner stop there), the middleware refuses to load (a
+    server that runs no checks does not start), and a view that neither saw raises
+    ``LocksUnsupported`` on its requests, with or without a session cookie.
     """
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -283,27 +291,50 @@ def session_lock(
             @functools.wraps(func)
             async def async_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
                 store = _managed(request)
-                held = store.engine.alock(store.core, ttl=ttl, wait=wait)
+                engine = store.engine
+                engine.require_locks([f"{request.method} {request.path}"], setting=_LOCK_SETTING)
+                held = engine.alock(store.core, ttl=ttl, wait=wait)
                 await held.__aenter__()
                 setattr(store, _LOCK_ATTR, held)
                 store.reread()
                 await store.afetch()  # natively, as the middleware read it
                 return await func(request, *args, **kwargs)
 
+            setattr(async_view, LOCK_MARK, True)
             return async_view
 
         @functools.wraps(func)
         def sync_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
             store = _managed(request)
+            route = [f"{request.method} {request.path}"]
+            store.engine.require_locks(route, setting=_LOCK_SETTING)
             held = store.engine.lock(store.core, ttl=ttl, wait=wait)
             held.__enter__()
             setattr(store, _LOCK_ATTR, held)
             store.reread()
             return func(request, *args, **kwargs)
 
+        setattr(sync_view, LOCK_MARK, True)
         return sync_view
 
     return decorate(view) if view is not None else decorate
+
+
+def _refuse_locked_views() -> None:
+    """``LocksUnsupported`` naming the ``@session_lock`` views of ``ROOT_URLCONF`` when the
+    store cannot lock: when a server loads the middleware (gunicorn, uWSGI and daphne run
+    no system checks), so it does not start, as ``sessionkit.E005`` stops ``runserver``.
+    The URLconf is imported here, earlier than Django would, only on such a store."""
+    engine = engines().request
+    if engine.store.supports_lock or not getattr(settings, "ROOT_URLCONF", None):
+        return  # (no URLconf: a middleware built by hand, as Django's own tests do)
+    from django.urls import get_resolver
+
+    from sessionkit_django.checks import locked_views
+
+    views = locked_views(get_resolver().url_patterns)
+    if views:
+        engine.require_locks(views, setting=_LOCK_SETTING)
 
 
 def _managed(request: HttpRequest) -> RequestSessionStore:

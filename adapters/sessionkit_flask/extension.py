@@ -11,7 +11,7 @@ from flask.sessions import SessionMixin
 from flask.testing import FlaskClient
 
 from sessionkit import EventBus, EventKind, LockTimeout, SessionEngine, StoreUnavailable
-from sessionkit_flask import login, signals
+from sessionkit_flask import locking, login, signals
 from sessionkit_flask.interface import HELD, SessionKitInterface
 
 if TYPE_CHECKING:
@@ -53,7 +53,10 @@ class SessionKit:
         )
         app.session_interface = interface
         app.extensions["sessionkit"] = self
-        interface.engine(app)  # a bad setting fails here, at start-up, not on a request
+        engine = interface.engine(app)  # a bad setting fails here, at start-up, not on a request
+        if engine is not None:
+            locking.check_views(app, engine)  # @locked views on the cookie store
+        app.before_request(_locked_views_check(app, interface))
         login.connect(app)
         app.teardown_request(_teardown)
         app.test_client_class = client_class(app.test_client_class)
@@ -105,6 +108,26 @@ def client_class(current: type[FlaskClient] | None) -> type[FlaskClient]:
     if issubclass(current, SessionTransactions):
         return current
     return type(current.__name__, (SessionTransactions, current), {})
+
+
+def _locked_views_check(app: Flask, interface: SessionKitInterface) -> Callable[[], None]:
+    """A before-request function: on the app's first request (its routes are final then),
+    the @locked views registered after ``SessionKit(app)`` are refused before any view
+    runs. Once passed, it costs a request one flag test; a refusal repeats on every
+    request until the setting is fixed. (A store changed later on a running app is
+    caught by ``acquire()`` itself.)"""
+    passed = False
+
+    def check() -> None:
+        nonlocal passed
+        if passed:
+            return
+        engine = interface.engine(app)
+        if engine is not None:
+            locking.check_views(app, engine)
+        passed = True
+
+    return check
 
 
 def _teardown(_: BaseException | None) -> None:

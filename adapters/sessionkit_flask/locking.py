@@ -3,18 +3,29 @@
 The lock is the store's (memory, Redis, SQL, file). It is taken before the session is
 loaded and released only after the session was saved, so two requests of one browser run
 one after the other; requests of other sessions are not slowed.
+
+On a store that cannot lock (the cookie store), an app with ``@locked`` views fails when
+it starts: at ``SessionKit(app)`` for the views registered by then, and at the app's first
+request for those registered later (Flask takes no routes after its first request), with
+an error naming the views, before any view runs, whatever the route.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from sessionkit import StoreUnavailable
+from sessionkit import SessionEngine, StoreUnavailable
 from sessionkit_flask.interface import FlaskSession, current
 
+if TYPE_CHECKING:
+    from flask import Flask
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: Set on ``@locked`` views, so the start-up check finds them.
+LOCK_MARK = "__sessionkit_locks__"
 
 
 @overload
@@ -40,6 +51,7 @@ def locked(
             acquire(ttl=ttl, wait=wait)
             return func(*args, **kwargs)
 
+        setattr(wrapper, LOCK_MARK, True)
         return wrapper  # type: ignore[return-value]
 
     return decorate(view) if view is not None else decorate
@@ -52,6 +64,11 @@ def acquire(*, ttl: float = 30.0, wait: float = 10.0) -> None:
         raise RuntimeError("@locked needs sessionkit_flask.SessionKit(app) and a secret key")
     if session.holds_lock:
         return
+    # Refused when the app started for the views it could see; this catches the rest
+    # (acquire() called by hand) on every request alike, with or without a cookie.
+    from flask import request
+
+    session.engine.require_locks([f"{request.method} {request.path}"], setting="SESSIONKIT_STORE")
     lock = session.engine.lock(session, ttl=ttl, wait=wait)
     try:
         lock.__enter__()
@@ -59,3 +76,23 @@ def acquire(*, ttl: float = 30.0, wait: float = 10.0) -> None:
         session.mark_store_down(exc)  # later reads in this request answer empty, not raise
         raise
     session.hold_lock(functools.partial(lock.__exit__, None, None, None))
+
+
+def locked_views(app: Flask) -> list[str]:
+    """``"POST /cart/checkout (checkout)"`` for each of ``app``'s ``@locked`` views."""
+    found = []
+    for rule in app.url_map.iter_rules():
+        view = app.view_functions.get(rule.endpoint)
+        if view is not None and getattr(view, LOCK_MARK, False):
+            methods = set(rule.methods or ()) - {"HEAD", "OPTIONS"}
+            shown = " ".join(sorted(methods))
+            found.append(f"{shown + ' ' if shown else ''}{rule.rule} ({rule.endpoint})")
+    return found
+
+
+def check_views(app: Flask, engine: SessionEngine) -> None:
+    """Refuse (``LocksUnsupported``) ``@locked`` views on a store that cannot lock."""
+    if not engine.store.supports_lock:
+        views = locked_views(app)
+        if views:
+            engine.require_locks(views, setting="SESSIONKIT_STORE")

@@ -121,10 +121,15 @@ ROUTES = [
 ]
 
 
-def make_app(middleware: Any, **options: Any) -> Starlette:
+#: ROUTES without the locked one: an app that runs its lifespan on the cookie store (which
+#: cannot lock) must not have it, or the startup is refused.
+LOCK_FREE = [route for route in ROUTES if getattr(route, "path", "") != "/locked-inc"]
+
+
+def make_app(middleware: Any, routes: list[Any] | None = None, **options: Any) -> Starlette:
     """The test app behind ``middleware`` (ours or Starlette's) configured with ``options``."""
     options.setdefault("secret_key", KEY)
-    return Starlette(routes=ROUTES, middleware=[Middleware(middleware, **options)])
+    return Starlette(routes=routes or ROUTES, middleware=[Middleware(middleware, **options)])
 
 
 def client(
@@ -155,4 +160,4 @@ def set_cookie(response: httpx.Response) -> dict[str, Any] | None:
     return parsed
 
 
-__all__ = ["KEY", "UA", "TestClient", "client", "make_app", "set_cookie"]
+__all__ = ["KEY", "LOCK_FREE", "UA", "TestClient", "client", "make_app", "set_cookie"]

@@ -16,7 +16,11 @@ from sessionkit_asgi import LockedSession, SessionDep, SessionMiddleware, locked
 from sessionkit import Session
 
 
-def create_app(store: Any = None, secret_key: str | None = None, **options: Any) -> FastAPI:
+def create_app(
+    store: Any = None, secret_key: str | None = None, *, locks: bool | None = None, **options: Any
+) -> FastAPI:
+    """``locks``: add the locked routes (``/count``...); by default only on a store that can
+    lock, since on the cookie store the app would refuse to start with them."""
     app = FastAPI()
     app.add_middleware(
         SessionMiddleware,
@@ -39,6 +43,21 @@ def create_app(store: Any = None, secret_key: str | None = None, **options: Any)
         session.bind_user(user)
         return {"user": session.user_id}
 
+    if locks is None:
+        locks = store not in (None, "cookie://")
+    if locks:
+        add_locked_routes(app)
+
+    @app.websocket("/ws")
+    async def socket(websocket: WebSocket, session: SessionDep) -> None:
+        await websocket.accept()
+        await websocket.send_json({"value": session.get("value")})
+        await websocket.close()
+
+    return app
+
+
+def add_locked_routes(app: FastAPI) -> None:
     @app.post("/count")
     async def count(session: LockedSession) -> dict[str, int]:
         session["n"] = session.get("n", 0) + 1
@@ -56,14 +75,6 @@ def create_app(store: Any = None, secret_key: str | None = None, **options: Any)
     ) -> dict[str, int]:
         session["n"] = session.get("n", 0) + 1
         return {"n": session["n"]}
-
-    @app.websocket("/ws")
-    async def socket(websocket: WebSocket, session: SessionDep) -> None:
-        await websocket.accept()
-        await websocket.send_json({"value": session.get("value")})
-        await websocket.close()
-
-    return app
 
 
 app = (

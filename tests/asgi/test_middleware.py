@@ -85,11 +85,12 @@ EXTRA = [
 ]
 
 
-def make_app(**options: Any) -> Starlette:
+def make_app(*, locks: object = True, **options: Any) -> Starlette:
+    """``locks=False``: without the locked routes, for an app whose lifespan runs on the
+    cookie store (which refuses to start with them)."""
     options.setdefault("secret_key", KEY)
-    return Starlette(
-        routes=[*apps.ROUTES, *EXTRA], middleware=[Middleware(SessionMiddleware, **options)]
-    )
+    routes = [*apps.ROUTES, *EXTRA] if locks else [*apps.LOCK_FREE, *EXTRA[:4]]
+    return Starlette(routes=routes, middleware=[Middleware(SessionMiddleware, **options)])
 
 
 class FlakyStore(MemoryStore):
@@ -282,7 +283,7 @@ async def test_tampered_cookie_is_an_event_not_a_500(store: Any) -> None:
 def test_oversized_session_answers_500_with_advice_and_sends_no_cookie(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with TestClient(make_app(), raise_server_exceptions=True) as http:
+    with TestClient(make_app(locks=False), raise_server_exceptions=True) as http:
         with caplog.at_level(logging.ERROR, logger="sessionkit.asgi"):
             response = http.get("/big")
         assert response.status_code == 500  # sessionkit.failures: TOO_LARGE
@@ -341,7 +342,7 @@ async def test_streaming_and_background_tasks_pass_through(store: Any) -> None:
 def test_websocket_sees_the_handshake_session_and_writes_are_not_saved(
     store: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with TestClient(make_app(store=store)) as http:
+    with TestClient(make_app(store=store, locks=False)) as http:
         http.get("/set", params={"a": "1"})
         with caplog.at_level(logging.WARNING, "sessionkit.asgi"):
             with http.websocket_connect("/ws") as socket:

@@ -11,7 +11,7 @@ from sessionkit_asgi import SessionMiddleware as OurMiddleware
 from starlette.datastructures import Secret
 from starlette.middleware.sessions import SessionMiddleware as StarletteMiddleware
 
-from tests.asgi.apps import KEY, TestClient, client, make_app, set_cookie
+from tests.asgi.apps import KEY, LOCK_FREE, TestClient, client, make_app, set_cookie
 
 pytestmark = pytest.mark.anyio
 BOTH = pytest.mark.parametrize(
@@ -159,7 +159,7 @@ async def test_tampered_cookie_reads_as_empty(middleware: type) -> None:
 
 @BOTH
 async def test_secret_object_and_websocket_handshake(middleware: type) -> None:
-    app = make_app(middleware, secret_key=Secret(KEY))
+    app = make_app(middleware, LOCK_FREE, secret_key=Secret(KEY))
     with TestClient(app) as http:
         http.get("/set", params={"a": "1"})
         with http.websocket_connect("/ws") as socket:

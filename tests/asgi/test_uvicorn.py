@@ -47,8 +47,9 @@ class Uvicorn:
                 return
             except httpx.TransportError:
                 time.sleep(0.1)
+        output = self.output()
         self.stop()
-        raise RuntimeError(f"uvicorn did not come up:\n{self.output()}")
+        raise RuntimeError(f"uvicorn did not come up:\n{output}")
 
     def output(self) -> str:
         self.log.seek(0)

@@ -267,6 +267,15 @@ def test_from_mapping_unknown_key_suggests_closest_setting() -> None:
     assert "'IDLE_TIMEOUT'" in str(info.value)
 
 
+def test_the_suggestion_is_spelt_as_the_user_spelt_the_setting() -> None:
+    """Keyword arguments (the ASGI middleware's ``idle_timout=``) get a lower-case answer."""
+    with pytest.raises(ConfigError) as info:
+        SessionConfig.from_mapping({"secret_key": KEY, "idle_timout": 600})
+    assert str(info.value) == (
+        "sessionkit setting 'idle_timout': unknown setting; did you mean 'idle_timeout'?"
+    )
+
+
 def test_from_mapping_unknown_key_without_close_match() -> None:
     with pytest.raises(ConfigError) as info:
         SessionConfig.from_mapping({"SECRET_KEY": KEY, "ZZZZZZZZ": 1})

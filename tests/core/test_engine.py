@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import traceback
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from sessionkit import (
     ClientInfo,
     ConfigError,
     EventKind,
+    Session,
     SessionDataError,
     SessionEngine,
     SessionTooLarge,
@@ -153,6 +156,62 @@ def test_cookie_from_another_cookie_name_is_rejected(clock: FakeClock) -> None:
 def test_unserializable_value_fails_at_commit_with_a_clear_error(browser: Browser) -> None:
     with pytest.raises(SessionDataError, match="never pickles"):
         browser.visit(lambda s: s.__setitem__("obj", object()))
+
+
+class Model:
+    """Something an app might try to store (a model instance)."""
+
+
+_REFUSED = (
+    "cannot store a tests.core.test_engine.Model in the session: sessionkit stores JSON "
+    "plus datetime, date, time, timedelta, UUID, Decimal, bytes, tuple, set and markup, and "
+    "never pickles. Store a plain representation instead (e.g. its id)."
+)
+
+
+@pytest.mark.parametrize("store", STORES)
+@pytest.mark.parametrize(
+    "how",
+    [
+        lambda s: s.__setitem__("user", Model()),
+        lambda s: s.setdefault("user", Model()),
+        lambda s: s.update(user=Model()),
+        lambda s: s.__setitem__("user", {"profile": [1, Model()]}),
+    ],
+    ids=["setitem", "setdefault", "update", "nested"],
+)
+def test_an_unserializable_value_is_refused_where_it_is_stored_naming_the_key(
+    store: str, how: Callable[[Session], Any], clock: FakeClock
+) -> None:
+    """Issue 14: at ``session[key] = value`` (the view's line is in the traceback, the
+    session is left as it was), not later in the middleware's commit."""
+    engine = make_engine(clock, store=store)
+    session = engine.open(None)
+    session["kept"] = 1
+    with pytest.raises(SessionDataError) as caught:
+        how(session)
+    assert str(caught.value) == "session['user']: " + _REFUSED
+    assert dict(session) == {"kept": 1}
+    frames = [frame.name for frame in traceback.extract_tb(caught.value.__traceback__)]
+    assert "<lambda>" in frames and "commit" not in frames
+    engine.run(engine.commit(session))  # what was stored before is still saved
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_a_value_changed_in_place_is_refused_at_commit_naming_the_key(
+    store: str, clock: FakeClock
+) -> None:
+    engine = make_engine(clock, store=store)
+    session = engine.open(None)
+    session["cart"] = []
+    session["cart"].append(Model())  # no __setitem__ sees this: found at the save
+    with pytest.raises(SessionDataError) as caught:
+        engine.run(engine.commit(session))
+    assert str(caught.value) == (
+        "session['cart']: " + _REFUSED + " (found when the session was saved, so the "
+        "traceback shows the save, not the view: a value stored earlier was changed in "
+        "place, e.g. session['cart'].append(...))"
+    )
 
 
 @pytest.mark.parametrize("store", STORES)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import threading
+from typing import Any
 
 import django
 import pytest
@@ -273,3 +274,80 @@ def test_a_bad_user_key_is_a_config_error() -> None:
     with override_settings(SESSIONKIT={"USER_KEY": 42}):
         with pytest.raises(ConfigError, match="USER_KEY"):
             build_config()
+
+
+# -- the admin sessions page from the user's change page (issue 14) --------------------------
+def _root_with_two_sessions(make_sk: Any) -> tuple[User, Client, Client]:
+    make_sk("memory")
+    root = User.objects.create_superuser("root", "root@example.com", "pw-root-1")
+    here, elsewhere = Client(), Client(HTTP_USER_AGENT="Mozilla/5.0 (X11; Linux) Firefox/130.0")
+    assert here.login(username="root", password="pw-root-1")
+    assert elsewhere.login(username="root", password="pw-root-1")
+    return root, here, elsewhere
+
+
+def test_the_users_change_page_links_to_their_sessions(make_sk: Any, alice: User) -> None:
+    _, staff, _ = _root_with_two_sessions(make_sk)
+    html = staff.get(f"/admin/auth/user/{alice.pk}/change/").content.decode()
+    link = f'<a href="/admin/auth/user/{alice.pk}/sessions/" class="sessionkit-sessions">'
+    assert link + "Sessions</a>" in html
+    assert "/history/" in html  # Django's own object tools are still there
+    assert 'id="user_form"' in html  # the stock change form, extended
+    assert "sessionkit-sessions" not in staff.get("/admin/auth/user/add/").content.decode()
+
+
+def test_the_sessions_page_marks_this_session_on_your_own_account(
+    make_sk: Any, alice: User
+) -> None:
+    root, here, _ = _root_with_two_sessions(make_sk)
+    html = here.get(f"/admin/auth/user/{root.pk}/sessions/").content.decode()
+    assert html.count("(this session)") == 1
+    mine = here.session.handle
+    assert re.search(rf"<code>{mine}</code> <strong>\(this session\)</strong>", html)
+    assert "Revoke all other sessions" in html
+    login(Client())  # alice's page: none of them is the viewer's
+    other = here.get(f"/admin/auth/user/{alice.pk}/sessions/").content.decode()
+    assert "(this session)" not in other and "Revoke all other sessions" not in other
+
+
+def test_revoke_all_on_your_own_account_asks_first(make_sk: Any) -> None:
+    root, here, elsewhere = _root_with_two_sessions(make_sk)
+    page = f"/admin/auth/user/{root.pk}/sessions/"
+    asked = here.post(page, {"action": "revoke-all"})
+    assert asked.status_code == 200  # a confirmation page, nothing revoked yet
+    html = asked.content.decode()
+    assert "revoking all 2 of its sessions logs you out here too" in html
+    assert 'name="confirm" value="yes"' in html
+    assert here.get("/whoami/").json()["user"] == "root"
+    assert elsewhere.get("/whoami/").json()["user"] == "root"
+    confirmed = here.post(page, {"action": "revoke-all", "confirm": "yes"})
+    assert confirmed.status_code == 302
+    assert here.get("/whoami/").json()["user"] is None
+    assert elsewhere.get("/whoami/").json()["user"] is None
+
+
+def test_revoke_the_other_sessions_of_your_own_account_keeps_this_one(make_sk: Any) -> None:
+    root, here, elsewhere = _root_with_two_sessions(make_sk)
+    response = here.post(f"/admin/auth/user/{root.pk}/sessions/", {"action": "revoke-others"})
+    assert response.status_code == 302
+    assert here.get("/whoami/").json()["user"] == "root"
+    assert elsewhere.get("/whoami/").json()["user"] is None
+
+
+def test_revoke_all_of_another_user_needs_no_confirmation(make_sk: Any, alice: User) -> None:
+    _, staff, _ = _root_with_two_sessions(make_sk)
+    theirs = Client()
+    login(theirs)
+    response = staff.post(f"/admin/auth/user/{alice.pk}/sessions/", {"action": "revoke-all"})
+    assert response.status_code == 302
+    assert theirs.get("/whoami/").json()["user"] is None
+    assert staff.get("/whoami/").json()["user"] == "root"
+
+
+def test_revoking_this_session_from_the_page_is_a_logout(make_sk: Any) -> None:
+    root, here, elsewhere = _root_with_two_sessions(make_sk)
+    page = f"/admin/auth/user/{root.pk}/sessions/"
+    response = here.post(page, {"handle": here.session.handle})
+    assert response.status_code == 302
+    assert here.get("/whoami/").json()["user"] is None
+    assert elsewhere.get("/whoami/").json()["user"] == "root"

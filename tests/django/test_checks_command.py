@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 import time
 from pathlib import Path
 
@@ -56,6 +57,25 @@ def test_no_store_warns_and_names_the_default() -> None:
 def test_short_key_is_an_error() -> None:
     errors = [m for m in checks.run_checks() if m.id == "sessionkit.E001"]
     assert errors and "secret_key" in errors[0].msg
+
+
+@pytest.mark.parametrize(
+    ("store", "said"),
+    [
+        (
+            "rdis://localhost:6379/0",
+            "sessionkit setting 'store': no store for 'rdis://localhost:6379/0'; available: ",
+        ),
+        ("sqlite:////nonexistent-dir/s.db", "the directory '/nonexistent-dir' does not exist"),
+    ],
+)
+def test_a_store_that_cannot_be_opened_is_an_error(store: str, said: str) -> None:
+    """Issue 14: only opening the store finds these; ``check`` did not, only the server's
+    start-up did."""
+    with override_settings(SESSIONKIT={"STORE": store}):
+        errors = [m for m in checks.run_checks() if m.id.startswith("sessionkit.")]
+    assert [m.id for m in errors] == ["sessionkit.E001"]
+    assert said in errors[0].msg
 
 
 @override_settings(SECRET_KEY="abababababababababababababababababababababababababab")
@@ -169,11 +189,51 @@ def test_django_settings_fill_in_and_sessionkit_wins() -> None:
     assert config.absolute_timeout == 30 * 24 * 3600
 
 
-def test_default_store_is_files(tmp_path: Path) -> None:
-    from sessionkit_django.conf import default_store, get_engine
+def test_default_store_is_files_that_survive_a_reboot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14: the default lives in the user's state directory, not under /tmp (which a
+    reboot may clear): a session written, the engines rebuilt (a restart), still there."""
+    import tempfile
 
+    from sessionkit_django import conf
+    from sessionkit_django.conf import default_store
+
+    state = tmp_path / "state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
     with override_settings(SESSIONKIT={}):
-        assert default_store().startswith("file://") and "sessionkit-" in default_store()
+        url = default_store()
+        assert url.startswith(f"file://{state}/sessionkit/django-")
+        assert not url.startswith(f"file://{tempfile.gettempdir()}/sessionkit-")
+        assert not state.exists()  # nothing made until the first write
+        client = Client()
+        assert client.get("/count/").json() == {"count": 1}
+        assert stat.S_IMODE(Path(url[len("file://") :]).stat().st_mode) == 0o700
+        conf.reset()  # a restart: new engines, new store objects
+        assert client.get("/count/").json() == {"count": 2}
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    with override_settings(SESSIONKIT={}):
+        assert default_store().startswith(f"file://{tmp_path}/home/.local/state/sessionkit/")
+
+
+def test_default_store_falls_back_to_the_temp_directory_without_a_writable_state_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    from sessionkit_django.conf import default_store
+
+    blocker = tmp_path / "a-file"
+    blocker.touch()
+    monkeypatch.setenv("XDG_STATE_HOME", str(blocker / "state"))  # cannot be created
+    with override_settings(SESSIONKIT={}):
+        assert default_store().startswith(f"file://{tempfile.gettempdir()}/sessionkit-")
+
+
+def test_default_store_uses_session_file_path(tmp_path: Path) -> None:
+    from sessionkit_django.conf import get_engine
+
     with override_settings(SESSIONKIT={}, SESSION_FILE_PATH=str(tmp_path)):
         assert type(get_engine().store).__name__ == "FileStore"
         client = Client()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 from django.test import AsyncClient, Client, override_settings
@@ -196,6 +197,10 @@ async def test_djangos_own_middleware_async(sk: SessionEngine) -> None:
         assert (await client.get("/acount/")).json()["count"] == 2
 
 
+LOCKED_URLS = override_settings(ROOT_URLCONF="tests.django.project.urls_locked")
+
+
+@LOCKED_URLS
 @pytest.mark.parametrize("kind", ["memory", "file"])
 def test_session_lock_serialises_a_session(make_sk, kind: str) -> None:
     make_sk(kind)
@@ -217,6 +222,7 @@ def test_session_lock_serialises_a_session(make_sk, kind: str) -> None:
     assert first.get("/read/").json()["count"] == 21
 
 
+@LOCKED_URLS
 @pytest.mark.anyio
 @pytest.mark.usefixtures("aclosing")
 async def test_session_lock_async(make_sk) -> None:
@@ -237,11 +243,61 @@ async def test_session_lock_async(make_sk) -> None:
     assert (await first.get("/read/")).json()["count"] == 21
 
 
-def test_session_lock_needs_a_lockable_store(make_sk) -> None:
+LOCKED_ON_COOKIE = (
+    "sessionkit setting \"SESSIONKIT['STORE']\": the store cookie:// cannot lock "
+    "sessions, but these routes take the session lock: "
+    "/locked/ (tests.django.project.views.locked), "
+    "/alocked/ (tests.django.project.views.alocked). Locks need a server-side store "
+    "(memory://, redis://, sqlite:///, postgresql://, file:/// or memcached://): set "
+    "one, or remove the lock from these routes."
+)
+
+
+@LOCKED_URLS
+def test_session_lock_views_on_the_cookie_store_stop_the_server(make_sk) -> None:
+    """Issue 14: when a server (gunicorn, runs no checks) loads the middleware, not on the
+    views' requests; a store that locks loads."""
+    from sessionkit_django.middleware import SessionMiddleware
+
+    from sessionkit import LocksUnsupported
+
     make_sk("cookie")
-    client = Client(raise_request_exception=False)
-    client.get("/count/")
-    assert client.get("/locked/").status_code == 500
+    with pytest.raises(LocksUnsupported) as caught:
+        SessionMiddleware(lambda request: None)
+    assert str(caught.value) == LOCKED_ON_COOKIE
+    with pytest.raises(LocksUnsupported):
+        Client().get("/count/")  # the test client's handler loads it on its first request
+    make_sk("memory")
+    assert Client().get("/locked/").status_code == 200
+
+
+def test_a_session_lock_view_the_start_up_did_not_see_refuses_each_request(make_sk) -> None:
+    """The backstop (a URLconf changed on a running server): the locked view raises the
+    same ``LocksUnsupported`` with or without a session cookie."""
+    from sessionkit import LocksUnsupported
+
+    make_sk("cookie")
+    client = Client()
+    client.get("/count/")  # the middleware is loaded, under the URLs without locked views
+    with LOCKED_URLS:
+        for _ in range(2):  # with a cookie, then after the error still: alike each time
+            with pytest.raises(LocksUnsupported, match=r"take the session lock: GET /locked/\."):
+                client.get("/locked/")
+        client.cookies.clear()
+        with pytest.raises(LocksUnsupported, match=r"SESSIONKIT\['STORE'\]"):
+            client.get("/locked/")
+
+
+@LOCKED_URLS
+def test_the_system_check_names_session_lock_views_on_the_cookie_store(make_sk) -> None:
+    from sessionkit_django.checks import check_locked_views
+
+    make_sk("cookie")
+    errors = check_locked_views()
+    assert [e.id for e in errors] == ["sessionkit.E005"]
+    assert errors[0].msg == LOCKED_ON_COOKIE
+    make_sk("memory")
+    assert check_locked_views() == []
 
 
 def test_core_events_become_a_django_signal(sk: SessionEngine) -> None:
@@ -310,3 +366,29 @@ def test_nested_mutation_is_saved(sk: SessionEngine) -> None:
             cookie = response.cookies["sessionid"].value
     client.cookies["sessionid"] = cookie
     assert client.get("/put/").json()["cart"] == ["apple", "apple"]
+
+
+def test_the_system_check_finds_locked_class_based_views_and_includes() -> None:
+    from django.urls import include, path
+    from django.utils.decorators import method_decorator
+    from django.views import View
+    from sessionkit_django.checks import locked_views
+    from sessionkit_django.middleware import session_lock
+
+    @method_decorator(session_lock, name="dispatch")
+    class Checkout(View):
+        def post(self, request: Any) -> Any:
+            return None
+
+    class Plain(View):
+        @method_decorator(session_lock)
+        def post(self, request: Any) -> Any:
+            return None
+
+    patterns = [
+        path("shop/", include([path("checkout/", Checkout.as_view())])),
+        path("pay/", Plain.as_view()),
+        path("free/", View.as_view()),
+    ]
+    found = locked_views(patterns)
+    assert [entry.split(" ")[0] for entry in found] == ["/shop/checkout/", "/pay/"]

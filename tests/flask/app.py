@@ -47,6 +47,9 @@ def create_app(store: str | None = None, **config: Any) -> flask.Flask:
     app.config.update(config)
     clock = app.config.pop("CLOCK", None)
     builtin = app.config.pop("FLASK_BUILTIN_SESSION", False)  # Flask's own, to compare
+    # The @locked view, by default only on a store that can lock: on the cookie store the
+    # app refuses it at its first request.
+    locks = app.config.pop("LOCKED_VIEWS", app.config["SESSIONKIT_STORE"] != "cookie://")
     if not builtin:
         SessionKit(app, clock=clock)
 
@@ -80,7 +83,7 @@ def create_app(store: str | None = None, **config: Any) -> flask.Flask:
         session["n"] = session.get("n", 0) + 1
         return {"n": session["n"], "pid": os.getpid()}
 
-    if not builtin:
+    if not builtin and locks:
 
         @app.get("/locked-incr")
         @locked(wait=20)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +18,13 @@ import sessionkit_flask
 from sessionkit_flask import SessionKit
 from werkzeug.serving import make_server
 
-from sessionkit import EventKind, LockOrderError, StoreError, StoreUnavailable
+from sessionkit import (
+    ConfigError,
+    EventKind,
+    LockOrderError,
+    LocksUnsupported,
+    StoreUnavailable,
+)
 from sessionkit.testing import FakeClock
 from tests import servers
 from tests.conftest import store_url
@@ -170,11 +177,46 @@ def test_lock_after_changing_is_refused(make_app: AppFactory) -> None:
         client.get("/change-then-locked")
 
 
-def test_cookie_store_cannot_lock(make_app: AppFactory) -> None:
-    client = make_app("cookie://").test_client()
-    client.get("/set/n/1")
-    with pytest.raises(StoreError, match="cannot lock"):
-        client.get("/locked-incr")
+FLASK_LOCKS_SAID = (
+    "sessionkit setting 'SESSIONKIT_STORE': the store cookie:// cannot lock sessions, but "
+    "these routes take the session lock: {views}. Locks need a server-side store (memory://, "
+    "redis://, sqlite:///, postgresql://, file:/// or memcached://): set one, or remove the "
+    "lock from these routes."
+)
+
+
+def test_locked_views_on_the_cookie_store_stop_sessionkit_app() -> None:
+    """Views registered before ``SessionKit(app)``: refused right there (issue 14)."""
+    app = flask.Flask(__name__)
+    app.config.update(SECRET_KEY=new_key(), SESSIONKIT_STORE="cookie://")
+
+    @app.post("/cart/checkout")
+    @sessionkit_flask.locked
+    def checkout() -> str:
+        return "paid"
+
+    with pytest.raises(LocksUnsupported) as raised:
+        SessionKit(app)
+    assert str(raised.value) == FLASK_LOCKS_SAID.format(views="POST /cart/checkout (checkout)")
+    assert isinstance(raised.value, ConfigError)
+
+
+def test_locked_views_registered_later_fail_the_first_request_whatever_the_route(
+    make_app: AppFactory,
+) -> None:
+    """Views registered after ``SessionKit(app)``: the app's first request is refused
+    before any view runs, on any route and without a cookie, and so is every later one;
+    not only the locked route once a browser has a session."""
+    client = make_app("cookie://", LOCKED_VIEWS=True).test_client()
+    for path in ("/none", "/set/n/1", "/locked-incr"):
+        with pytest.raises(LocksUnsupported) as raised:
+            client.get(path)
+        assert str(raised.value) == FLASK_LOCKS_SAID.format(views="GET /locked-incr (locked_incr)")
+
+
+def test_locked_views_on_a_store_that_locks_start(make_app: AppFactory) -> None:
+    client = make_app("memory://", LOCKED_VIEWS=True).test_client()
+    assert client.get("/locked-incr").json == {"n": 1, "pid": os.getpid()}
 
 
 # -- CLI -------------------------------------------------------------------------------------

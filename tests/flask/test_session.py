@@ -226,3 +226,29 @@ def test_nested_mutation_is_saved(make_app: AppFactory, store: str) -> None:
     client.get("/append")
     client.get("/append")
     assert client.get("/append").text == "[0, 1, 2]"
+
+
+@pytest.mark.parametrize("store", ["cookie://", "memory://"])
+def test_an_unserializable_value_is_refused_in_the_view_naming_the_key(store: str) -> None:
+    """Issue 14: the traceback of ``SessionDataError`` shows the view's line."""
+    import traceback
+
+    from sessionkit import SessionDataError
+
+    app = flask.Flask(__name__)
+    app.config.update(SECRET_KEY=new_key(), SESSIONKIT_STORE=store, TESTING=True)
+    SessionKit(app)
+
+    @app.get("/store-user")
+    def store_user() -> str:
+        flask.session["user"] = object()
+        return "stored"
+
+    with pytest.raises(SessionDataError) as caught:
+        app.test_client().get("/store-user")
+    assert str(caught.value).startswith("session['user']: cannot store a builtins.object")
+    frames = traceback.extract_tb(caught.value.__traceback__)
+    assert [(f.name, f.line) for f in frames if f.name == "store_user"] == [
+        ("store_user", 'flask.session["user"] = object()')
+    ]
+    assert all(frame.name != "save_session" for frame in frames)

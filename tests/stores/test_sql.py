@@ -8,8 +8,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
 import secrets
+import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -99,7 +102,9 @@ def count_rows(store: SQLStore) -> int:
 
 
 # -- URLs, construction, schema -----------------------------------------------------------
-def test_url_forms_pick_the_drivers(tmp_path: Path) -> None:
+def test_url_forms_pick_the_drivers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "relative").mkdir()
     relative = SQLStore("sqlite:///relative/sessions.db?table=web&sweep_chunk=50")
     assert relative._target.sync_url.drivername == "sqlite+pysqlite"
     assert relative._target.async_url.drivername == "sqlite+aiosqlite"
@@ -142,11 +147,88 @@ def test_down_server_is_unavailable_with_the_password_masked() -> None:
     asyncio.run(store.aclose())
 
 
-def test_unreachable_sqlite_file_is_unavailable(tmp_path: Path) -> None:
-    store = SQLStore(f"sqlite:///{tmp_path}/missing-dir/sessions.db")
-    with pytest.raises(StoreUnavailable):
+def test_a_postgres_host_that_never_answers_fails_fast() -> None:
+    """Issue 14: a listener that accepts and never speaks cost 10 s per request."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True).start()
+    store = SQLStore(f"postgresql://app:s3cret@127.0.0.1:{listener.getsockname()[1]}/db")
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="connection timeout expired"):
         store.load("0" * 64)
+    assert 1.5 < time.monotonic() - started < 4
     store.close()
+    for sock in (*accepted, listener):
+        sock.close()
+
+
+def test_a_sqlite_file_in_a_missing_directory_is_a_config_error(tmp_path: Path) -> None:
+    """Issue 14: said at start-up, naming the directory and what to do; not a 503 that
+    says to check that a server is running."""
+    missing = tmp_path / "missing-dir"
+    with pytest.raises(ConfigError) as caught:
+        open_store(f"sqlite:///{missing}/sessions.db")
+    assert str(caught.value) == (
+        f"sessionkit setting 'store': 'sqlite:///{missing}/sessions.db': the directory "
+        f"'{missing}' does not exist. SQLite creates the database file but not its "
+        f"directory: create it (mkdir -p {missing}) or point the URL at an existing directory"
+    )
+    (tmp_path / "a-file").touch()
+    with pytest.raises(ConfigError, match=r"'.*a-file' is not a directory"):
+        SQLStore(f"sqlite:///{tmp_path}/a-file/sessions.db")
+
+
+def test_a_sqlite_directory_that_vanishes_is_unavailable_saying_why(tmp_path: Path) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    store = SQLStore(f"sqlite:///{gone}/sessions.db")
+    gone.rmdir()
+    # (sync only: aiosqlite's worker thread of a failed connect outlives asyncio.run's loop,
+    # and the async path reports through the same _unavailable)
+    with pytest.raises(StoreUnavailable) as caught:
+        store.load("0" * 64)
+    said = str(caught.value)
+    assert f"The directory '{gone}' does not exist (any more): create it" in said
+    assert "server is running" not in said
+    store.close()
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_sqlite_files_are_created_private(tmp_path: Path, flavour: str) -> None:
+    """0600 like the file store's files (issue 14), -wal and -shm included, whatever the
+    umask allows; a file that already exists keeps the mode its owner gave it."""
+    path = tmp_path / "sessions.db"
+    store = SQLStore(f"sqlite:///{path}")
+
+    async def aload() -> None:
+        assert await store.aload("0" * 64) is None
+        made.update(modes())
+        await store.aclose()
+
+    def modes() -> dict[str, int]:
+        return {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+
+    made: dict[str, int] = {}
+    old = os.umask(0o022)
+    try:
+        if flavour == "sync":
+            assert store.load("0" * 64) is None
+            made.update(modes())  # while connected: -wal and -shm exist
+            store.close()
+        else:
+            asyncio.run(aload())
+    finally:
+        os.umask(old)
+    assert made == {"sessions.db": 0o600, "sessions.db-wal": 0o600, "sessions.db-shm": 0o600}
+    shared = tmp_path / "shared.db"
+    shared.touch(0o640)
+    shared.chmod(0o640)
+    other = SQLStore(f"sqlite:///{shared}")
+    other.load("0" * 64)
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o640
+    other.close()
 
 
 def test_create_schema_is_idempotent_and_also_happens_on_first_use(

@@ -96,10 +96,9 @@ _DOWN: tuple[type[BaseException], ...] = (
 _NO_URL = RedisTarget(url="redis://", kind="single", nodes=(("localhost", 6379),))
 _RENEW_FAILS: tuple[type[BaseException], ...] = (StoreError, *_DOWN)
 _BATCH = 200
-_NOT_REDIS = (
-    "the server at this address does not speak the Redis protocol; check the URL's host "
-    "and port (is it another service, such as an HTTP server?)"
-)
+_NOT_REDIS = "the server at this address does not speak the Redis protocol"
+#: The advice for it, instead of "check that the server is running" (something is).
+_NOT_REDIS_HINT = "Check the URL's host and port: is it another service, such as an HTTP server?"
 
 
 def _cause(exc: BaseException) -> BaseException | str:
@@ -199,7 +198,8 @@ class RedisStore(PollingLocks, Store):
 
     # -- clients ---------------------------------------------------------------------------
     def _down(self, exc: BaseException) -> StoreUnavailable:
-        return StoreUnavailable(self.url, _cause(exc))
+        hint = _NOT_REDIS_HINT if isinstance(exc, _rx.InvalidResponse) else None
+        return StoreUnavailable(self.url, _cause(exc), hint=hint)
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:

@@ -23,7 +23,13 @@ from sessionkit.doctor import Finding, skew_finding, version_finding
 from sessionkit.errors import ConfigError, StoreUnavailable
 from sessionkit.stores.base import Store
 from sessionkit.stores.sql.schema import IMMEDIATE, Statements, prepare_sqlite
-from sessionkit.stores.sql.url import DEFAULT_TABLE, parse_url
+from sessionkit.stores.sql.url import (
+    DEFAULT_TABLE,
+    check_sqlite_directory,
+    parse_url,
+    sqlite_hint,
+    sqlite_path,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -65,6 +71,8 @@ class SQLEngines(Store):
             raise ConfigError("store", f"bad SQL store option: {exc}") from exc
         if self.sweep_chunk < 1:
             raise ConfigError("sweep_chunk", "must be at least 1")
+        if target.backend == "sqlite":
+            check_sqlite_directory(target, url)
         self.url = url
         self.backend = target.backend
         self._target = target
@@ -74,7 +82,9 @@ class SQLEngines(Store):
         if self.backend == "sqlite":  # autocommit: nothing to roll back when a connection
             options["pool_reset_on_return"] = None  # returns (aiosqlite: a thread hop saved)
         if self.backend == "postgresql" and "connect_timeout" not in target.sync_url.query:
-            options["connect_args"] = {"connect_timeout": 10}  # never hang on a dead host
+            # fail fast on a host that never answers (libpq's least: 2 s; it was 10 s, a
+            # whole worker tied up per request); ?connect_timeout= in the URL says otherwise
+            options["connect_args"] = {"connect_timeout": 2}
         options.update(engine_options or {})
         options["hide_parameters"] = True  # session data never lands in logs or errors
         if self.backend == "postgresql":  # one statement, one round trip: no BEGIN/COMMIT
@@ -92,7 +102,7 @@ class SQLEngines(Store):
         # still closes its pooled connections rather than leaving them to the collector.
         weakref.finalize(self, self._engine.dispose)
         if self.backend == "sqlite":
-            prepare_sqlite(self._engine, busy)
+            prepare_sqlite(self._engine, busy, sqlite_path(target))
         self._aengine: AsyncEngine | None = None
         self._schema_ready = False
         self._schema_mutex = threading.Lock()
@@ -118,13 +128,15 @@ class SQLEngines(Store):
                     "pip install 'sessionkit[sql]' (aiosqlite) or 'sessionkit[postgres]'",
                 ) from exc  # fmt: skip
             if self.backend == "sqlite":
-                prepare_sqlite(engine.sync_engine, self._busy)
+                prepare_sqlite(engine.sync_engine, self._busy, sqlite_path(self._target))
             self._aengine = engine
         return self._aengine
 
     # -- errors ------------------------------------------------------------------------------
     def _unavailable(self, exc: Exception) -> StoreUnavailable:
         cause = getattr(exc, "orig", None) or exc  # the driver's message, no SQL or parameters
+        if self.backend == "sqlite" and "unable to open database file" in str(cause):
+            return StoreUnavailable(self.url, cause, hint=sqlite_hint(self._target))
         return StoreUnavailable(self.url, cause)
 
     def _call(self, op: Callable[[], T], retrying: Callable[[], None] | None = None) -> T:

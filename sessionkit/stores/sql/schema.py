@@ -6,9 +6,12 @@ drift apart: they execute the same statements and read rows through the same cod
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import zlib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -252,13 +255,31 @@ def _readable(data: sa.ColumnElement[Any], backend: str) -> sa.ColumnElement[boo
     )
 
 
-def prepare_sqlite(engine: sa.Engine, busy_timeout: float) -> None:
+def create_private(path: Path) -> None:
+    """Create the database file 0600 before SQLite does (it would make it 0644 under the
+    usual umask), as the file store makes its files: session records are secrets. SQLite
+    gives the ``-wal`` and ``-shm`` files the database file's mode, so they are 0600 too.
+    An existing file keeps its mode (its owner chose it)."""
+    # FileExistsError: another process made it meanwhile. Any other OSError (no directory,
+    # no permission): SQLite's own open fails next and the store says why (sqlite_hint).
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+
+
+def prepare_sqlite(engine: sa.Engine, busy_timeout: float, path: Path | None = None) -> None:
     """WAL (readers never block the writer, so several processes share one file) and a busy
     timeout on every connection. The driver's own transaction handling is switched off (as
     the SQLAlchemy docs recommend for pysqlite and aiosqlite): a lone statement is atomic by
     itself and runs without BEGIN/COMMIT, and a connection marked ``IMMEDIATE`` opens its
     transaction with BEGIN IMMEDIATE, taking the write lock before it reads, so two
     read-modify-write transactions never deadlock upgrading their read locks."""
+
+    if path is not None:
+
+        @sa.event.listens_for(engine, "do_connect")
+        def _create(*_: Any) -> None:
+            if not path.exists():
+                create_private(path)
 
     @sa.event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:

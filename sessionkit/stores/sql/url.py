@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
 
@@ -68,3 +70,41 @@ def check_table_name(name: str) -> str:
     if not _TABLE_RE.fullmatch(name):
         raise ConfigError("table", f"{name!r} must be letters, digits and _ (at most 48)")
     return name
+
+
+def sqlite_path(target: Target) -> Path:
+    """The database file a ``sqlite:///`` target names (relative to the working directory)."""
+    return Path(os.path.abspath(target.sync_url.database or ""))
+
+
+def check_sqlite_directory(target: Target, url: str) -> None:
+    """A database in a directory that does not exist is a setting to fix, told at start-up:
+    SQLite creates the file but never its directory (the file store creates its own)."""
+    directory = sqlite_path(target).parent
+    if not directory.is_dir():
+        what = "is not a directory" if directory.exists() else "does not exist"
+        raise ConfigError(
+            "store",
+            f"{mask_url(url)!r}: the directory {str(directory)!r} {what}. SQLite creates the "
+            f"database file but not its directory: create it (mkdir -p {directory}) or point "
+            "the URL at an existing directory",
+        )
+
+
+def sqlite_hint(target: Target) -> str:
+    """What to do when SQLite cannot open its file (it has no server to check on)."""
+    path = sqlite_path(target)
+    directory = path.parent
+    if not directory.is_dir():
+        return (
+            f"The directory {str(directory)!r} does not exist (any more): create it "
+            f"(mkdir -p {directory}); SQLite creates the file, not its directory"
+        )
+    if not os.access(directory, os.W_OK | os.X_OK) or (
+        path.exists() and not os.access(path, os.R_OK | os.W_OK)
+    ):
+        return (
+            f"This process may not write {str(path)!r} or its directory (SQLite also creates "
+            f"{path.name}-wal and {path.name}-shm beside it): fix the owner or permissions"
+        )
+    return f"Check that {str(path)!r} is an SQLite database this process may read and write"

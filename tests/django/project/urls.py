@@ -25,7 +25,5 @@ urlpatterns = [
     path("form/", views.form),
     path("csrf/", views.csrf_target),
     path("slow/", views.slow),
-    path("locked/", views.locked),
-    path("alocked/", views.alocked),
     path("sessions/", include("sessionkit_django.urls")),
 ]
