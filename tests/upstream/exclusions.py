@@ -51,7 +51,49 @@ _WEAK_KEY = (
     "Differences from Django's sessions)"
 )
 
+_LOGIN = "tests/test_login.py::"  # Flask-Login's suite: tests/upstream/test_flask_login_suite.py
+_REMEMBER = (
+    "asserts Flask-Login's separate remember-me cookie (set, then used to log the user back in "
+    "once the session is deleted): with sessionkit, login_user(remember=True) makes the session "
+    "itself persistent instead, so a revoke or 'log out everywhere' cannot be undone by a "
+    "remember cookie left on a stolen device (docs/flask.md, Differences)"
+)
+_BOUND = (
+    "changes the User-Agent mid-session and expects Flask-Login's SESSION_PROTECTION to keep "
+    "(basic) or trim (strong) the session: sessionkit binds the session to the browser by "
+    "default and a mismatch ends it (FINGERPRINT_ACTION='invalidate'; docs/flask.md, "
+    "Differences; docs/security.md, Binding)"
+)
+
 EXCLUSIONS: list[Exclusion] = [
+    *(
+        Exclusion("flask-login", f"{_LOGIN}{test}", _REMEMBER)
+        for test in (
+            "LoginTestCase::test_confirm_login",
+            "LoginTestCase::test_fresh_login_required_decorator",
+            "LoginTestCase::test_remember_me",
+            "LoginTestCase::test_remember_me_accepts_duration_as_int",
+            "LoginTestCase::test_remember_me_custom_duration",
+            "LoginTestCase::test_remember_me_custom_duration_uses_custom_cookie",
+            "LoginTestCase::test_remember_me_is_unfresh",
+            "LoginTestCase::test_remember_me_no_refresh_every_request",
+            "LoginTestCase::test_remember_me_uses_custom_cookie_parameters",
+            "LoginTestCase::test_user_loaded_from_cookie_fired",
+            "UnicodeCookieUserIDTestCase::test_remember_me_user_id",
+            "UnicodeCookieUserIDTestCase::test_remember_me_username",
+        )
+    ),
+    *(
+        Exclusion("flask-login", f"{_LOGIN}LoginTestCase::{test}", _BOUND)
+        for test in (
+            "test_permanent_strong_session_protection_fires_signal",
+            "test_permanent_strong_session_protection_marks_session_unfresh",
+            "test_session_protection_basic_fires_signal",
+            "test_session_protection_basic_marks_session_unfresh",
+            "test_session_protection_strong_deletes_session",
+            "test_session_protection_strong_fires_signal_user_agent",
+        )
+    ),
     *(
         Exclusion("django", f"auth_tests.test_basic.TestGetUser.{test}", _WEAK_KEY, ("ecosystem",))
         for test in ("test_get_user_fallback_secret", "test_aget_user_fallback_secret")
