@@ -24,6 +24,7 @@ from sessionkit import (
     Session,
     SessionConfig,
     SessionEngine,
+    SessionLimitReached,
     SessionNotLoaded,
     SessionTooLarge,
     Store,
@@ -291,7 +292,7 @@ class SessionMiddleware:
             try:
                 plan = self.engine.commit(exchange.session, message["status"])
                 await loops.arun(self.engine, plan)
-            except (StoreUnavailable, SessionTooLarge) as exc:
+            except (StoreUnavailable, SessionTooLarge, SessionLimitReached) as exc:
                 if self.store_error_status is None and isinstance(exc, StoreUnavailable):
                     raise
                 failed = True

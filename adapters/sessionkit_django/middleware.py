@@ -30,6 +30,7 @@ from sessionkit import (
     CommitPlan,
     LockTimeout,
     SessionEngine,
+    SessionLimitReached,
     SessionTooLarge,
     StoreUnavailable,
 )
@@ -187,7 +188,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
                     (await session.afetch()).accessed = True
                 plan = session.commit(response.status_code)
                 ok = await session.engine.arun(plan)
-            except (StoreUnavailable, SessionTooLarge) as exc:
+            except (StoreUnavailable, SessionTooLarge, SessionLimitReached) as exc:
                 return refuse(engine, exc, request)
             return self._respond(session, plan, ok, response, request) or response
         finally:
@@ -209,7 +210,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
                 session.fetch().accessed = True
             plan = session.commit(response.status_code)
             ok = engine.run(plan)
-        except (StoreUnavailable, SessionTooLarge) as exc:
+        except (StoreUnavailable, SessionTooLarge, SessionLimitReached) as exc:
             return refuse(engine, exc, request)
         return self._respond(session, plan, ok, response, request) or response
 

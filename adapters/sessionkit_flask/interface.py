@@ -25,6 +25,7 @@ from sessionkit import (
     EventBus,
     Session,
     SessionEngine,
+    SessionLimitReached,
     SessionTooLarge,
     Store,
     StoreUnavailable,
@@ -259,7 +260,7 @@ class SessionKitInterface(SessionInterface):
             session.mark_store_down(exc)
             if not self.handle_store_errors:
                 raise
-        except SessionTooLarge as exc:
+        except (SessionTooLarge, SessionLimitReached) as exc:
             refuse(engine, exc, response)
             return
         finally:
