@@ -38,7 +38,7 @@ CookieSpelling = Literal["standard", "starlette"]
 FingerprintAction = Literal["log", "regenerate", "invalidate"]
 SessionLimitPolicy = Literal["evict_oldest", "refuse"]
 #: Stores that keep a per-user index, so ``max_sessions_per_user`` can hold there.
-LIMIT_STORES = "memory://, file:///, sqlite:///, postgresql://, redis:// (single, Sentinel, Cluster)"
+LIMIT_STORES = "memory://, file:///, sqlite:///, postgresql://, redis:// (also Sentinel, Cluster)"
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -221,7 +221,9 @@ class SessionConfig:
 
     def _check_session_limit(self) -> None:
         limit = self.max_sessions_per_user
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
             raise ConfigError(
                 "max_sessions_per_user", f"{limit!r}: use a positive whole number, or None"
             )

@@ -177,8 +177,8 @@ class SessionEngine:
         self._deadline = deadline_for(config)
         self._always_secure = config.cookie_secure
         limit = config.max_sessions_per_user
-        self._limit = None if limit is None else SessionLimit(
-            limit, config.session_limit_policy == "refuse"
+        self._limit = (
+            None if limit is None else SessionLimit(limit, config.session_limit_policy == "refuse")
         )
         if limit is not None and not self.store.supports_session_limit:
             raise ConfigError(

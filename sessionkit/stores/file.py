@@ -160,6 +160,7 @@ class FileStore(PollingLocks, Store):
         require_digests("FileStore.save_limited", digest, old)
         shard = hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()[:2]
         fd = self._lock_shard(self.root / "user-locks" / shard, True)
+        assert fd is not None  # a blocking lock is taken, or raises
         try:
             now = self._clock()
             others = []

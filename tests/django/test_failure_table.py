@@ -172,7 +172,7 @@ def _django_big(request: HttpRequest) -> HttpResponse:
 
 def _django_login(request: HttpRequest) -> HttpResponse:
     request.session["a"] = "alice"
-    request.session.bind_user("alice", regenerate=True)  # type: ignore[attr-defined]
+    request.session.bind_user("alice", regenerate=True)
     return HttpResponse("ok")
 
 
@@ -251,7 +251,7 @@ class StarletteHarness(Harness):
 
         async def login(request: Request) -> PlainTextResponse:
             request.session["a"] = "alice"
-            request.session.bind_user("alice")
+            request.session.bind_user("alice")  # type: ignore[attr-defined]
             return PlainTextResponse("ok")
 
         async def set_(request: Request) -> PlainTextResponse:

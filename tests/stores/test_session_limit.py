@@ -88,7 +88,7 @@ def _arrive(browser: Browser) -> None:
 
 
 def _logged_in(browser: Browser) -> bool:
-    return browser.visit(lambda s: s.user_id).result == "alice"
+    return bool(browser.visit(lambda s: s.user_id).result == "alice")
 
 
 def _evictions(engine: SessionEngine) -> list[Event]:
@@ -244,7 +244,7 @@ def test_the_policy_is_checked() -> None:
 
 @pytest.mark.parametrize("url", ["cookie://", "memcached://127.0.0.1:1"])
 def test_stores_without_a_user_index_are_refused_at_start_up(url: str) -> None:
-    with pytest.raises(ConfigError, match="keeps no per-user index.*memory://, file:///"):
+    with pytest.raises(ConfigError, match=r"keeps no per-user index.*memory://, file:///"):
         SessionConfig(secret_key=KEY, store=url, max_sessions_per_user=3)
 
 

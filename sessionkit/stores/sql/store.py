@@ -89,7 +89,7 @@ class SQLStore(PollingLocks, SQLEngines):
                     if lock is not None:
                         conn.execute(lock)
                     rows = conn.execute(self._sql.user_others, others).all()
-                    doomed = write.limit.evictions(map(tuple, rows))  # type: ignore[union-attr,arg-type]
+                    doomed = write.limit.evictions(map(tuple, rows))  # type: ignore[union-attr]
                     if conn.execute(stmt, params).rowcount != 1:
                         return None
                     if doomed:
@@ -115,7 +115,7 @@ class SQLStore(PollingLocks, SQLEngines):
                     if lock is not None:
                         await conn.execute(lock)
                     rows = (await conn.execute(self._sql.user_others, others)).all()
-                    doomed = write.limit.evictions(map(tuple, rows))  # type: ignore[union-attr,arg-type]
+                    doomed = write.limit.evictions(map(tuple, rows))  # type: ignore[union-attr]
                     if (await conn.execute(stmt, params)).rowcount != 1:
                         return None
                     if doomed:
