@@ -66,7 +66,7 @@ class MemoryStore(PollingLocks, Store):
 
     def save(self, write: Write) -> bool:
         with self._mutex:
-            return self._save(write, self._clock())
+            return self._save_held(write, self._clock())
 
     def save_limited(self, write: Write) -> list[str] | None:
         """Count, write and evict under the one mutex every operation takes."""
@@ -80,7 +80,7 @@ class MemoryStore(PollingLocks, Store):
                 if digest not in skip and expires > now:
                     others.append((record.meta.last_seen, digest))
             evicted = write.limit.evictions(others)
-            if not self._save(write, now):
+            if not self._save_held(write, now):
                 return None
             for digest in evicted:
                 self._drop(digest)
@@ -89,7 +89,7 @@ class MemoryStore(PollingLocks, Store):
     async def asave_limited(self, write: Write) -> list[str] | None:
         return self.save_limited(write)
 
-    def _save(self, write: Write, now: float) -> bool:
+    def _save_held(self, write: Write, now: float) -> bool:
         """``save``; the caller holds the mutex."""
         entry = self._records.get(write.digest)
         if entry is not None and entry[1] <= now:
