@@ -14,6 +14,7 @@ from django.test import AsyncClient, Client, override_settings
 from sessionkit_django import auth as sk_auth
 
 from sessionkit import SessionEngine, StoreError
+from sessionkit.testing import FakeClock
 from tests.django.project import views
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -273,3 +274,30 @@ def test_a_bad_user_key_is_a_config_error() -> None:
     with override_settings(SESSIONKIT={"USER_KEY": 42}):
         with pytest.raises(ConfigError, match="USER_KEY"):
             build_config()
+
+
+@pytest.mark.parametrize("kind", SERVER_SIDE)
+def test_django_login_keeps_max_sessions_per_user(
+    make_sk, kind: str, alice: User, clock: FakeClock
+) -> None:
+    make_sk(kind, MAX_SESSIONS_PER_USER=2)
+    devices = [Client() for _ in range(3)]
+    for device in devices:  # a minute apart: the first is the least recently used
+        login(device)
+        clock.advance(60)
+    assert len(sk_auth.user_sessions(alice)) == 2
+    assert devices[0].get("/whoami/").json() == {"user": None}  # evicted: logged out
+    assert [d.get("/whoami/").json() for d in devices[1:]] == [{"user": "alice"}] * 2
+
+
+@pytest.mark.parametrize("kind", SERVER_SIDE)
+def test_django_login_over_the_limit_is_refused(make_sk, kind: str, alice: User) -> None:
+    make_sk(kind, MAX_SESSIONS_PER_USER=1, SESSION_LIMIT_POLICY="refuse")
+    first, second = Client(), Client()
+    login(first)
+    response = second.post("/login/", {"username": "alice", "password": "pw-alice-1"})
+    assert response.status_code == 409
+    assert b"maximum number of sessions" in response.content
+    assert second.get("/whoami/").json() == {"user": None}
+    assert first.get("/whoami/").json() == {"user": "alice"}
+    assert len(sk_auth.user_sessions(alice)) == 1
