@@ -232,9 +232,12 @@ class SessionConfig:
                 "session_limit_policy",
                 f"{self.session_limit_policy!r}: use 'evict_oldest' or 'refuse'",
             )
+        # A store URL known to keep no user index fails here; the default "cookie://" may
+        # be a placeholder for a store object handed to the engine, which checks the store
+        # it actually uses (SessionEngine.__init__).
         if limit is not None and isinstance(self.store, str):
             scheme = self.store.partition("://")[0].lower()
-            if scheme in ("cookie", "memcached"):
+            if scheme == "memcached" or (scheme == "cookie" and self.store != "cookie://"):
                 raise ConfigError("max_sessions_per_user", limit_unsupported(scheme + "://"))
 
     # ------------------------------------------------------------------------------------

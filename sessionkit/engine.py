@@ -181,8 +181,9 @@ class SessionEngine:
             None if limit is None else SessionLimit(limit, config.session_limit_policy == "refuse")
         )
         if limit is not None and not self.store.supports_session_limit:
+            name = self.store.url.partition("://")[0] + "://" if "://" in self.store.url else ""
             raise ConfigError(
-                "max_sessions_per_user", limit_unsupported(f"{type(self.store).__name__}")
+                "max_sessions_per_user", limit_unsupported(name or type(self.store).__name__)
             )
 
     def client(

@@ -29,6 +29,7 @@ from sessionkit.testing import (
     LockConformance,
     ScanConformance,
     ServerStoreConformance,
+    SessionLimitConformance,
     UserIndexConformance,
 )
 from tests import servers
@@ -511,7 +512,11 @@ def test_cache_option(redis_server: servers.Server, redis_cluster: list[servers.
 
 # -- the store contract, with the cache in the way -----------------------------------------
 class TestCachedRedisConformance(
-    ServerStoreConformance, UserIndexConformance, LockConformance, ScanConformance
+    ServerStoreConformance,
+    UserIndexConformance,
+    LockConformance,
+    ScanConformance,
+    SessionLimitConformance,
 ):
     @pytest.fixture(autouse=True)
     def _server(self, redis_server: servers.Server) -> None:

@@ -242,15 +242,21 @@ def test_the_policy_is_checked() -> None:
         SessionConfig(secret_key=KEY, store="memory://", session_limit_policy="lifo")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("url", ["cookie://", "memcached://127.0.0.1:1"])
-def test_stores_without_a_user_index_are_refused_at_start_up(url: str) -> None:
-    with pytest.raises(ConfigError, match=r"keeps no per-user index.*memory://, file:///"):
-        SessionConfig(secret_key=KEY, store=url, max_sessions_per_user=3)
+def test_memcached_is_refused_at_start_up() -> None:
+    with pytest.raises(ConfigError, match=r"memcached:// keeps no per-user index.*memory://"):
+        SessionConfig(secret_key=KEY, store="memcached://127.0.0.1:1", max_sessions_per_user=3)
 
 
-def test_a_store_object_without_the_capability_is_refused_by_the_engine() -> None:
-    from sessionkit import CookieStore
+@pytest.mark.parametrize("store", ["cookie://", "memcached://127.0.0.1:1"])
+def test_the_engine_refuses_a_store_without_a_user_index(store: str) -> None:
+    """The config alone cannot tell: its default ``cookie://`` may stand for a store object
+    given to the engine. The engine checks the store it really uses."""
+    config = SessionConfig(secret_key=KEY, max_sessions_per_user=3)
+    scheme = store.partition("://")[0]
+    with pytest.raises(ConfigError, match=rf"{scheme}:// keeps no per-user index.*file:///"):
+        SessionEngine(config, store=open_store(store))
 
-    config = SessionConfig(secret_key=KEY, store=CookieStore(), max_sessions_per_user=3)
-    with pytest.raises(ConfigError, match="CookieStore keeps no per-user index"):
-        SessionEngine(config)
+
+def test_a_store_object_given_to_the_engine_is_what_counts() -> None:
+    config = SessionConfig(secret_key=KEY, max_sessions_per_user=3)  # store: the default
+    assert SessionEngine(config, store=open_store("memory://")).config.max_sessions_per_user == 3

@@ -35,6 +35,7 @@ from sessionkit.testing import (
     LockConformance,
     ScanConformance,
     ServerStoreConformance,
+    SessionLimitConformance,
     SweepConformance,
     UserIndexConformance,
 )
@@ -49,7 +50,12 @@ def fresh_table() -> str:
 
 
 class TestSQLiteConformance(
-    ServerStoreConformance, UserIndexConformance, LockConformance, SweepConformance, ScanConformance
+    ServerStoreConformance,
+    UserIndexConformance,
+    LockConformance,
+    SweepConformance,
+    ScanConformance,
+    SessionLimitConformance,
 ):
     @pytest.fixture(autouse=True)
     def _directory(self, tmp_path: Path) -> None:
@@ -60,7 +66,12 @@ class TestSQLiteConformance(
 
 
 class TestPostgresConformance(
-    ServerStoreConformance, UserIndexConformance, LockConformance, SweepConformance, ScanConformance
+    ServerStoreConformance,
+    UserIndexConformance,
+    LockConformance,
+    SweepConformance,
+    ScanConformance,
+    SessionLimitConformance,
 ):
     @pytest.fixture(autouse=True)
     def _server(self, postgres_server: Postgres) -> None:
