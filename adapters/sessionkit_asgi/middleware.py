@@ -311,7 +311,7 @@ class SessionMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
-        except (StoreUnavailable, LockTimeout) as exc:  # a route lock, a view's own store call
+        except (StoreUnavailable, LockTimeout, SessionLimitReached) as exc:  # a view's own call
             if started or (self.store_error_status is None and isinstance(exc, StoreUnavailable)):
                 raise
             await exchange.release()

@@ -301,3 +301,26 @@ def test_django_login_over_the_limit_is_refused(make_sk, kind: str, alice: User)
     assert second.get("/whoami/").json() == {"user": None}
     assert first.get("/whoami/").json() == {"user": "alice"}
     assert len(sk_auth.user_sessions(alice)) == 1
+
+
+def test_a_view_that_saves_at_once_gets_the_409_too(make_sk, alice: User) -> None:
+    """``request.session.save()`` inside the view raises ``SessionLimitReached`` there;
+    the middleware answers it like the save at the end of the request."""
+    from django.urls import path
+
+    from tests.django.project import urls as project_urls
+
+    def bind_and_save(request):  # type: ignore[no-untyped-def]
+        request.session.bind_user(alice.pk, regenerate=True)  # the user key login() binds
+        request.session.save()
+        raise AssertionError("the save above is refused")
+
+    urls = type("urls", (), {"urlpatterns": [
+        *project_urls.urlpatterns, path("bind-now/", bind_and_save),
+    ]})  # fmt: skip
+    with override_settings(ROOT_URLCONF=urls):  # before the engine: a settings change rebuilds
+        make_sk("memory", MAX_SESSIONS_PER_USER=1, SESSION_LIMIT_POLICY="refuse")
+        login(Client())
+        response = Client(raise_request_exception=False).get("/bind-now/")
+    assert response.status_code == 409
+    assert len(sk_auth.user_sessions(alice)) == 1

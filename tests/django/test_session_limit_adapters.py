@@ -2,8 +2,9 @@
 dict, Flask's ``SESSIONKIT_*`` config keys, the ASGI middleware's keywords).
 
 With a limit of 2, a third login evicts one session: its cookie is anonymous on its next
-request (the adapter clears it) and its record is gone, while the other two stay logged in. With ``"refuse"``, the third login is answered 409 with the
-policy's body and the first two stay. It lives under tests/django because Django's
+request (the adapter clears it) and its record is gone, while the other two stay logged
+in. With ``"refuse"``, the third login is answered 409 with the policy's body and the
+first two stay. It lives under tests/django because Django's
 settings are configured there, and reuses the failure table's three harnesses.
 """
 
@@ -56,3 +57,41 @@ def test_refuse_answers_409_and_keeps_the_first_sessions(framework: str) -> None
             assert store.load(digest(_sid(cookie))) is not None
     finally:
         harness.close()
+
+
+def test_starlette_a_view_that_saves_at_once_gets_the_409_too() -> None:
+    """``await engine.asave(session)`` in a view raises ``SessionLimitReached`` there; the
+    middleware answers the policy and commits nothing more. (Django's and Flask's twins
+    are in tests/django/test_auth.py and tests/flask/test_login.py.)"""
+    from sessionkit_asgi import SessionMiddleware, get_engine, get_session
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from tests.asgi.apps import TestClient
+    from tests.django.test_failure_table import KEY
+
+    async def login(request: Request) -> PlainTextResponse:
+        get_session(request).bind_user("alice")
+        return PlainTextResponse("ok")
+
+    async def bind_now(request: Request) -> PlainTextResponse:
+        session = get_session(request)
+        session.bind_user("alice")
+        await get_engine(request).asave(session)
+        raise AssertionError("the save above is refused")
+
+    store = open_store("memory://")
+    app = Starlette(routes=[Route("/login", login), Route("/bind-now", bind_now)])
+    app.add_middleware(
+        SessionMiddleware, secret_key=KEY, store=store, max_sessions_per_user=1,
+        session_limit_policy="refuse",
+    )  # fmt: skip
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get("/login").status_code == 200
+        client.cookies.clear()
+        refused = client.get("/bind-now")
+    assert refused.status_code == 409
+    assert "set-cookie" not in refused.headers
+    assert len(store.user_sessions("alice")) == 1

@@ -210,3 +210,26 @@ def test_login_over_the_limit_is_refused(make_app: AppFactory, server_store: str
     assert refused.headers["Cache-Control"] == "no-store"
     assert second.get("/whoami").status_code == 401
     assert first.get("/whoami").text == "alice"
+
+
+def test_a_view_that_saves_at_once_gets_the_409_too(make_app: AppFactory) -> None:
+    """``engine.save(session)`` in a view raises ``SessionLimitReached`` there; the
+    extension answers it with the policy and saves nothing more."""
+    from sessionkit_flask.interface import current
+
+    app = make_app(
+        "memory://", SESSIONKIT_MAX_SESSIONS_PER_USER=1, SESSIONKIT_SESSION_LIMIT_POLICY="refuse"
+    )
+
+    @app.get("/bind-now")
+    def bind_now() -> str:
+        session = current()
+        assert session is not None
+        session.bind_user("alice")
+        SessionKit.engine(app).save(session)
+        raise AssertionError("the save above is refused")
+
+    app.test_client().get("/login/alice")
+    refused = app.test_client().get("/bind-now")
+    assert refused.status_code == 409
+    assert len(SessionKit.engine(app).store.user_sessions("alice")) == 1
