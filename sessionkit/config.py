@@ -36,6 +36,9 @@ def timeouts_for_age(age: float) -> dict[str, float]:
 SameSite = Literal["lax", "strict", "none"]
 CookieSpelling = Literal["standard", "starlette"]
 FingerprintAction = Literal["log", "regenerate", "invalidate"]
+SessionLimitPolicy = Literal["evict_oldest", "refuse"]
+#: Stores that keep a per-user index, so ``max_sessions_per_user`` can hold there.
+LIMIT_STORES = "memory://, file:///, sqlite:///, postgresql://, redis:// (also Sentinel, Cluster)"
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -95,6 +98,13 @@ class SessionConfig:
     #: Sessions that die with the response (Starlette's ``max_age <= 0``): the cookie goes
     #: out with ``Max-Age=0``, nothing is stored, and a cookie sent back is ignored.
     ephemeral: bool = False
+    #: At most this many live sessions per user (ASVS 5.0 7.1.2); ``None``: no limit. It
+    #: is checked when a session is bound to a user (``bind_user``, a framework's login),
+    #: atomically in the store, which must keep a user index (docs/session-limit.md).
+    max_sessions_per_user: int | None = None
+    #: At the limit, a new login ``"evict_oldest"`` (deletes the user's least recently
+    #: used session) or is refused (``"refuse"``: ``SessionLimitReached``, answered 409).
+    session_limit_policy: SessionLimitPolicy = "evict_oldest"
 
     # Derived, validated values (filled in __post_init__).
     secret_keys: tuple[bytes, ...] = dataclasses.field(init=False, repr=False)
@@ -133,6 +143,7 @@ class SessionConfig:
         set_(self, "failure_policies", policies(self.failure_status))
         self._check_cookie()
         self._check_fingerprint()
+        self._check_session_limit()
         if not isinstance(self.store, str) and not hasattr(self.store, "client_side"):
             raise ConfigError(
                 "store", f"expected a store URL or a store object, got {self.store!r}"
@@ -211,6 +222,27 @@ class SessionConfig:
         if not 16 <= self.fingerprint_ipv6_prefix <= 128:
             raise ConfigError("fingerprint_ipv6_prefix", "must be between 16 and 128")
 
+    def _check_session_limit(self) -> None:
+        limit = self.max_sessions_per_user
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            raise ConfigError(
+                "max_sessions_per_user", f"{limit!r}: use a positive whole number, or None"
+            )
+        if self.session_limit_policy not in ("evict_oldest", "refuse"):
+            raise ConfigError(
+                "session_limit_policy",
+                f"{self.session_limit_policy!r}: use 'evict_oldest' or 'refuse'",
+            )
+        # A store URL known to keep no user index fails here; the default "cookie://" may
+        # be a placeholder for a store object handed to the engine, which checks the store
+        # it actually uses (SessionEngine.__init__).
+        if limit is not None and isinstance(self.store, str):
+            scheme = self.store.partition("://")[0].lower()
+            if scheme == "memcached" or (scheme == "cookie" and self.store != "cookie://"):
+                raise ConfigError("max_sessions_per_user", limit_unsupported(scheme + "://"))
+
     # ------------------------------------------------------------------------------------
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any], **overrides: Any) -> SessionConfig:
@@ -244,6 +276,14 @@ class SessionConfig:
 
     def replace(self, **changes: Any) -> SessionConfig:
         return dataclasses.replace(self, **changes)
+
+
+def limit_unsupported(store: str) -> str:
+    """The message for a ``max_sessions_per_user`` that ``store`` cannot hold."""
+    return (
+        f"{store} keeps no per-user index, so it cannot count a user's sessions; use a "
+        f"store that does ({LIMIT_STORES}), or set max_sessions_per_user=None"
+    )
 
 
 def _is_token(name: str) -> bool:

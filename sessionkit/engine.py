@@ -19,14 +19,16 @@ from typing import Any
 from sessionkit import sealing, serialization
 from sessionkit.cache import BoundedCache
 from sessionkit.client import ClientInfo, client_address, device_label
-from sessionkit.config import SessionConfig
+from sessionkit.config import SessionConfig, limit_unsupported
 from sessionkit.cookies import CookieWriter, cookie_values
 from sessionkit.crypto import Keyring
 from sessionkit.errors import (
+    ConfigError,
     LockOrderError,
     LocksUnsupported,
     LockTimeout,
     SessionDataError,
+    SessionLimitReached,
     SessionTooLarge,
     StoreUnavailable,
 )
@@ -38,7 +40,7 @@ from sessionkit.failures import Failure, FailurePolicy, failure_of, log_refusal
 from sessionkit.fingerprint import fingerprint_material
 from sessionkit.health import Health, aprobe, probe
 from sessionkit.ids import digest, handle, is_well_formed, new_id
-from sessionkit.records import Record, RecordMeta, Write
+from sessionkit.records import Record, RecordMeta, SessionLimit, Write
 from sessionkit.session import Session
 from sessionkit.stores import open_store
 from sessionkit.stores.base import Store
@@ -178,6 +180,15 @@ class SessionEngine:
         self._devices: BoundedCache[str, str | None] = BoundedCache()  # User-Agent -> label
         self._deadline = deadline_for(config)
         self._always_secure = config.cookie_secure
+        limit = config.max_sessions_per_user
+        self._limit = (
+            None if limit is None else SessionLimit(limit, config.session_limit_policy == "refuse")
+        )
+        if limit is not None and not self.store.supports_session_limit:
+            name = self.store.url.partition("://")[0] + "://" if "://" in self.store.url else ""
+            raise ConfigError(
+                "max_sessions_per_user", limit_unsupported(name or type(self.store).__name__)
+            )
 
     def client(
         self,
@@ -461,10 +472,11 @@ class SessionEngine:
                 items = {k: serialization.dumps_item(k, v) for k, v in dict.items(session)}
                 if self._sealing:
                     items = self._sealed(ctx.digest, items)
+                previous = old.user if old is not None else None
                 plan.write = Write(
                     ctx.digest, items, frozenset(), meta, end - now,
                     create=True, replace=True, rotated_from=rotated_from,
-                    previous_user=old.user if old is not None else None,
+                    previous_user=previous, limit=self._limit_of(meta, previous),
                 )  # fmt: skip
             self._note(plan, EventKind.CREATED, ctx)
             plan.set_cookie = self._cookie(session, ctx, meta, end, now, secure)
@@ -511,6 +523,7 @@ class SessionEngine:
                 plan.write = Write(
                     ctx.digest, items, frozenset(session._removed), meta,  # type: ignore[arg-type]
                     end - now, replace=full, previous_user=old.user,
+                    limit=self._limit_of(meta, old.user),
                 )  # fmt: skip
             if self.events.active:
                 self._note(plan, EventKind.SAVED, ctx)
@@ -534,6 +547,13 @@ class SessionEngine:
         elif ctx.rejected and ctx.presented and self._clears(ctx):
             plan.set_cookie = self._cookies.clear(secure=secure)
         return plan
+
+    def _limit_of(self, meta: RecordMeta, previous_user: str | None) -> SessionLimit | None:
+        """``max_sessions_per_user`` for a write that binds its session to a user it was
+        not bound to (a login); a save of an already bound session counts nothing."""
+        if self._limit is None or meta.user is None or meta.user == previous_user:
+            return None
+        return self._limit
 
     def _clears(self, ctx: _Context) -> bool:
         """Whether a presented cookie that led to no session is cleared (see
@@ -867,13 +887,20 @@ class SessionEngine:
         ok = True
         if plan.write is not None or plan.deletes or plan.touch is not None:  # plan.has_io
             store = self.store
+            write = plan.write
             try:
-                if plan.write is not None:
-                    ok = store.save(plan.write)
+                if write is not None:
+                    if write.limit is None:
+                        ok = store.save(write)
+                    else:
+                        ok = self._evicted(plan, write, store.save_limited(write))
                 for doomed in plan.deletes:
                     store.delete(doomed)
                 if plan.touch is not None:
                     ok = store.touch(*plan.touch)
+            except SessionLimitReached as exc:
+                self._refused(exc, write)
+                raise
             except (StoreUnavailable, SessionTooLarge) as exc:
                 self._failed(exc)
                 raise
@@ -884,17 +911,47 @@ class SessionEngine:
         ok = True
         if plan.has_io:
             store = self.store
+            write = plan.write
             try:
-                if plan.write is not None:
-                    ok = await store.asave(plan.write)
+                if write is not None:
+                    if write.limit is None:
+                        ok = await store.asave(write)
+                    else:
+                        ok = self._evicted(plan, write, await store.asave_limited(write))
                 for doomed in plan.deletes:
                     await store.adelete(doomed)
                 if plan.touch is not None:
                     ok = await store.atouch(*plan.touch)
+            except SessionLimitReached as exc:
+                self._refused(exc, write)
+                raise
             except (StoreUnavailable, SessionTooLarge) as exc:
                 self._failed(exc)
                 raise
         return self._finish(plan, ok)
+
+    @staticmethod
+    def _evicted(plan: CommitPlan, write: Write, evicted: list[str] | None) -> bool:
+        """Queue one ``SESSION_EVICTED`` per session the limit deleted (emitted with the
+        plan's other events); ``False`` when the write itself did not land."""
+        if evicted is None:
+            return False
+        for doomed in evicted:
+            plan.events.append(
+                Event(
+                    EventKind.SESSION_EVICTED, handle(doomed),
+                    "evicted to keep the user within max_sessions_per_user "
+                    "(the least recently used session)",
+                    {"user": write.meta.user, "by": handle(write.digest),
+                     "max_sessions": write.limit.max_sessions if write.limit else None},
+                )
+            )  # fmt: skip
+        return True
+
+    def _refused(self, exc: SessionLimitReached, write: Write | None) -> None:
+        if write is not None and exc.handle is None:
+            exc.handle = handle(write.rotated_from or write.digest)
+        self._failed(exc)
 
     def _finish(self, plan: CommitPlan, ok: bool) -> bool:
         if not ok:
@@ -924,7 +981,9 @@ class SessionEngine:
     def _store_error(self, exc: StoreUnavailable) -> None:
         self.events.emit(Event(EventKind.STORE_ERROR, None, str(exc)))
 
-    def _failed(self, exc: StoreUnavailable | SessionTooLarge | LockTimeout) -> None:
+    def _failed(
+        self, exc: StoreUnavailable | SessionTooLarge | LockTimeout | SessionLimitReached
+    ) -> None:
         failure = failure_of(exc)
         assert failure is not None
         kind = self.config.failure_policies[failure].event

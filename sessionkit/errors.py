@@ -61,6 +61,23 @@ class LockOrderError(SessionKitError, RuntimeError):
     Reading before the lock is fine: the session is read again once the lock is held."""
 
 
+class SessionLimitReached(SessionKitError):
+    """A login was refused: the user already has ``max_sessions`` live sessions and
+    ``session_limit_policy`` is ``"refuse"``. Nothing was saved: the request's session is
+    left as it was before the login (still anonymous), and the user's other sessions are
+    untouched. ``handle``: the session that tried to log in (never its ID)."""
+
+    def __init__(self, max_sessions: int, handle: str | None = None) -> None:
+        self.max_sessions = max_sessions
+        self.handle = handle
+        super().__init__(
+            f"login refused: this user already has {max_sessions} live session(s), the "
+            f"limit (max_sessions_per_user={max_sessions}, session_limit_policy='refuse'); "
+            "nothing was saved. Log out (or revoke) another session first, or use "
+            "session_limit_policy='evict_oldest'."
+        )
+
+
 class StoreError(SessionKitError):
     """Base class for store failures."""
 

@@ -32,6 +32,11 @@ class EventKind(str, enum.Enum):
     STORE_ERROR = "store_error"
     LOCK_TIMEOUT = "lock_timeout"
     SESSION_TOO_LARGE = "session_too_large"
+    #: A session deleted to keep its user within ``max_sessions_per_user`` (the least
+    #: recently used one); ``handle`` is the evicted session's, ``detail`` says for whom.
+    SESSION_EVICTED = "session_evicted"
+    #: A login refused by ``session_limit_policy="refuse"`` (``SessionLimitReached``).
+    LOGIN_REFUSED = "login_refused"
 
 
 SECURITY_EVENTS = frozenset(

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from sessionkit.errors import (
     ConfigError,
     LockTimeout,
+    SessionLimitReached,
     SessionTooLarge,
     StoreUnavailable,
 )
@@ -37,6 +38,7 @@ class Failure(str, enum.Enum):
     CONFLICT = "conflict"
     TOO_LARGE = "session_too_large"
     COOKIE_REJECTED = "cookie_rejected"
+    SESSION_LIMIT = "session_limit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,13 @@ DEFAULT_POLICIES: Mapping[Failure, FailurePolicy] = {
             logging.ERROR, EventKind.SESSION_TOO_LARGE, "the session is too large",
         ),
         FailurePolicy(
+            Failure.SESSION_LIMIT, 409, (_NO_STORE,),
+            "Conflict: this account already has the maximum number of sessions. Sign out "
+            "on another device, then sign in again.",
+            logging.WARNING, EventKind.LOGIN_REFUSED,
+            "the user is at max_sessions_per_user and the policy refuses new logins",
+        ),
+        FailurePolicy(
             Failure.COOKIE_REJECTED, None, (), "", logging.WARNING,
             EventKind.COOKIE_REJECTED, "the session cookie was rejected",
         ),
@@ -100,6 +109,8 @@ def failure_of(exc: BaseException) -> Failure | None:
         return Failure.LOCK_TIMEOUT
     if isinstance(exc, SessionTooLarge):
         return Failure.TOO_LARGE
+    if isinstance(exc, SessionLimitReached):
+        return Failure.SESSION_LIMIT
     return None
 
 

@@ -5,11 +5,12 @@ never defines them), so the import runs one way: core -> stores.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from sessionkit import serialization
+from sessionkit.errors import SessionLimitReached
 from sessionkit.ids import handle
 
 
@@ -102,6 +103,29 @@ class Record(NamedTuple):
     version: int = 1
 
 
+class SessionLimit(NamedTuple):
+    """``max_sessions_per_user`` as a write carries it: the write binds its session to
+    ``meta.user``, and afterwards that user has at most ``max_sessions`` live sessions.
+    ``refuse``: when the user already has that many others, nothing is written
+    (``SessionLimitReached``); otherwise the least recently used others are deleted."""
+
+    max_sessions: int
+    refuse: bool = False
+
+    def evictions(self, others: Iterable[tuple[int, str]]) -> list[str]:
+        """Which of the user's other live sessions (``(last_seen, digest)`` pairs) go so
+        the one being written fits: the least recently used first, the digest breaking
+        ties. Raises ``SessionLimitReached`` instead when ``refuse``. A store calls it
+        inside whatever makes its count and its write one atomic step."""
+        ordered = sorted(others)
+        excess = len(ordered) - (self.max_sessions - 1)
+        if excess <= 0:
+            return []
+        if self.refuse:
+            raise SessionLimitReached(self.max_sessions)
+        return [digest for _, digest in ordered[:excess]]
+
+
 class Write(NamedTuple):
     """One conditional save.
 
@@ -122,6 +146,9 @@ class Write(NamedTuple):
     replace: bool = False
     rotated_from: str | None = None
     previous_user: str | None = None
+    #: set when this write binds the session to ``meta.user`` under
+    #: ``max_sessions_per_user``: the engine then calls ``Store.save_limited``
+    limit: SessionLimit | None = None
 
     def items_over(self, current: Mapping[str, str]) -> dict[str, str]:
         """The record's items once this write lands on ``current`` (a store that cannot

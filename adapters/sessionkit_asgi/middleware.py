@@ -24,6 +24,7 @@ from sessionkit import (
     Session,
     SessionConfig,
     SessionEngine,
+    SessionLimitReached,
     SessionNotLoaded,
     SessionTooLarge,
     Store,
@@ -301,7 +302,7 @@ class SessionMiddleware:
             try:
                 plan = self.engine.commit(exchange.session, message["status"])
                 await loops.arun(self.engine, plan)
-            except (StoreUnavailable, SessionTooLarge) as exc:
+            except (StoreUnavailable, SessionTooLarge, SessionLimitReached) as exc:
                 if self.store_error_status is None and isinstance(exc, StoreUnavailable):
                     raise
                 failed = True
@@ -320,7 +321,7 @@ class SessionMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
-        except (StoreUnavailable, LockTimeout) as exc:  # a route lock, a view's own store call
+        except (StoreUnavailable, LockTimeout, SessionLimitReached) as exc:  # a view's own call
             if started or (self.store_error_status is None and isinstance(exc, StoreUnavailable)):
                 raise
             await exchange.release()

@@ -558,6 +558,9 @@ class RequestSessionStore(SessionStoreBase):
         #: The Set-Cookie of a save the view asked for (``save()``, ``create()``,
         #: ``cycle_key()``), sent with the response unless its own commit sends another.
         self.unsent_cookie: str | None = None
+        #: A save in the view was refused by the session limit and answered already: the
+        #: request commits nothing more (the session stays as it was before the login).
+        self.refused = False
 
     @property
     def _engine(self) -> SessionEngine:

@@ -30,6 +30,7 @@ from sessionkit import (
     CommitPlan,
     LockTimeout,
     SessionEngine,
+    SessionLimitReached,
     SessionTooLarge,
     StoreUnavailable,
 )
@@ -183,12 +184,14 @@ class SessionMiddleware(DjangoSessionMiddleware):
             session = request.session
             if not isinstance(session, RequestSessionStore):
                 return await sync_to_async(super().process_response)(request, response)
+            if session.refused:
+                return response
             try:
                 if settings.SESSION_SAVE_EVERY_REQUEST:
                     (await session.afetch()).accessed = True
                 plan = session.commit(response.status_code)
                 ok = await session.engine.arun(plan)
-            except (StoreUnavailable, SessionTooLarge) as exc:
+            except (StoreUnavailable, SessionTooLarge, SessionLimitReached) as exc:
                 return refuse(engine, exc, request)
             return self._respond(session, plan, ok, response, request) or response
         finally:
@@ -204,13 +207,15 @@ class SessionMiddleware(DjangoSessionMiddleware):
         session = getattr(request, "session", None)
         if not isinstance(session, RequestSessionStore):
             return super().process_response(request, response)
+        if session.refused:  # answered by process_exception: nothing more to commit
+            return response
         engine = session.engine
         try:
             if settings.SESSION_SAVE_EVERY_REQUEST:
                 session.fetch().accessed = True
             plan = session.commit(response.status_code)
             ok = engine.run(plan)
-        except (StoreUnavailable, SessionTooLarge) as exc:
+        except (StoreUnavailable, SessionTooLarge, SessionLimitReached) as exc:
             return refuse(engine, exc, request)
         return self._respond(session, plan, ok, response, request) or response
 
@@ -222,9 +227,14 @@ class SessionMiddleware(DjangoSessionMiddleware):
         return store
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> Any:
-        """A store that is down or a lock that stayed taken inside the view (Django calls
-        this before its own 500 handling): the core's answer, not a 500."""
-        if isinstance(exception, (StoreUnavailable, LockTimeout)):
+        """A store that is down, a lock that stayed taken or a login refused by the session
+        limit (a view that saves at once) inside the view (Django calls this before its
+        own 500 handling): the core's answer, not a 500."""
+        if isinstance(exception, SessionLimitReached):
+            session = getattr(request, "session", None)
+            if isinstance(session, RequestSessionStore):
+                session.refused = True
+        if isinstance(exception, (StoreUnavailable, LockTimeout, SessionLimitReached)):
             return refuse(engines().request, exception, request)
         return None
 

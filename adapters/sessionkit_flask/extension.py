@@ -10,9 +10,16 @@ from typing import TYPE_CHECKING, Any
 from flask.sessions import SessionMixin
 from flask.testing import FlaskClient
 
-from sessionkit import EventBus, EventKind, LockTimeout, SessionEngine, StoreUnavailable
+from sessionkit import (
+    EventBus,
+    EventKind,
+    LockTimeout,
+    SessionEngine,
+    SessionLimitReached,
+    StoreUnavailable,
+)
 from sessionkit_flask import locking, login, signals
-from sessionkit_flask.interface import HELD, SessionKitInterface
+from sessionkit_flask.interface import HELD, SessionKitInterface, current
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -63,6 +70,8 @@ class SessionKit:
         if self.handle_store_errors:
             app.register_error_handler(StoreUnavailable, _refuse)
             app.register_error_handler(LockTimeout, _refuse)
+        # a login refused by session_limit_policy="refuse" in a view that saves at once
+        app.register_error_handler(SessionLimitReached, _refuse)
         from sessionkit_flask.cli import cli
 
         app.cli.add_command(cli)
@@ -137,10 +146,14 @@ def _teardown(_: BaseException | None) -> None:
         session.release_lock()
 
 
-def _refuse(exc: StoreUnavailable | LockTimeout) -> Any:
+def _refuse(exc: StoreUnavailable | LockTimeout | SessionLimitReached) -> Any:
     """The core's answer for a store that is down or a lock that stayed taken in a view."""
     from flask import current_app, request
 
+    if isinstance(exc, SessionLimitReached):
+        session = current()
+        if session is not None:
+            session.enter("refused")
     policy = SessionKit.engine(current_app).refuse(exc, f"{request.method} {request.path}", log)
     assert policy is not None
     return policy.body, policy.status, policy.response_headers

@@ -25,6 +25,7 @@ from sessionkit import (
     EventBus,
     Session,
     SessionEngine,
+    SessionLimitReached,
     SessionTooLarge,
     Store,
     StoreUnavailable,
@@ -78,8 +79,9 @@ class FlaskSession(Session, SessionMixin):  # type: ignore[override]
     @property
     def phase(self) -> str:
         """Where the request is: ``"view"`` (and before-request hooks), ``"after"`` (its
-        after-request hooks and the save), or ``"refresh"`` (the save reading an unused
-        session to re-send a permanent one's cookie)."""
+        after-request hooks and the save), ``"refresh"`` (the save reading an unused
+        session to re-send a permanent one's cookie), or ``"refused"`` (a save in the view
+        was refused by the session limit and answered: nothing more is saved)."""
         return self._phase
 
     def enter(self, phase: str) -> None:
@@ -87,7 +89,8 @@ class FlaskSession(Session, SessionMixin):  # type: ignore[override]
 
     def after_view(self, response: Response) -> Response:
         """The first after-request function of the request (``after_this_request``)."""
-        self._phase = "after"
+        if self._phase != "refused":
+            self._phase = "after"
         return response
 
     @property
@@ -240,6 +243,9 @@ class SessionKitInterface(SessionInterface):
         if type(session) is not FlaskSession and not isinstance(session, FlaskSession):
             return
         engine = session.engine
+        if session.phase == "refused":  # the 409 went out already; the session stays as it was
+            session.release_lock()
+            return
         session.enter("after")
         if not session.loaded and engine.config.refresh_each_request:
             # Flask re-sends a permanent session's cookie on every request, used or not:
@@ -259,7 +265,7 @@ class SessionKitInterface(SessionInterface):
             session.mark_store_down(exc)
             if not self.handle_store_errors:
                 raise
-        except SessionTooLarge as exc:
+        except (SessionTooLarge, SessionLimitReached) as exc:
             refuse(engine, exc, response)
             return
         finally:

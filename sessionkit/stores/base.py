@@ -45,6 +45,8 @@ class Store:
     supports_lock: ClassVar[bool] = False
     supports_sweep: ClassVar[bool] = False
     supports_scan: ClassVar[bool] = False
+    #: ``save_limited`` keeps ``max_sessions_per_user`` atomically (needs the user index)
+    supports_session_limit: ClassVar[bool] = False
     url: str = ""
 
     # -- the protocol --------------------------------------------------------------------
@@ -83,6 +85,18 @@ class Store:
         return await asyncio.to_thread(self.touch, digest, last_seen, ttl)
 
     # -- optional capabilities -----------------------------------------------------------
+    def save_limited(self, write: Write) -> list[str] | None:
+        """Apply ``write``, which binds its session to ``write.meta.user``, keeping that user
+        within ``write.limit`` in the same atomic step: count the user's other live sessions
+        (never the written one, nor the one it rotates away from), then refuse
+        (``SessionLimitReached``, nothing written) or write and delete the least recently
+        used others (``SessionLimit.evictions``). Returns the evicted digests, or ``None``
+        when the write's own condition failed (nothing written, nothing evicted)."""
+        raise StoreError(f"{type(self).__name__} does not keep a per-user index")
+
+    async def asave_limited(self, write: Write) -> list[str] | None:
+        return await asyncio.to_thread(self.save_limited, write)
+
     def user_sessions(self, user: str) -> list[SessionInfo]:
         raise StoreError(f"{type(self).__name__} does not keep a per-user index")
 

@@ -55,6 +55,7 @@ _ITEM_OVERHEAD = 150
 
 _CAPABILITIES = (
     "client_side", "supports_user_index", "supports_lock", "supports_sweep", "supports_scan",
+    "supports_session_limit",
 )  # fmt: skip
 
 
@@ -292,6 +293,26 @@ class CachingStore(Store):
             return await self.store.asave(write)
         finally:
             self._dropped(write)
+
+    def save_limited(self, write: Write) -> list[str] | None:
+        evicted: list[str] | None = None
+        try:
+            evicted = self.store.save_limited(write)
+            return evicted
+        finally:
+            self._dropped(write)
+            for digest in evicted or ():  # dead at once here; elsewhere by invalidation
+                self.cache.invalidate(digest)
+
+    async def asave_limited(self, write: Write) -> list[str] | None:
+        evicted: list[str] | None = None
+        try:
+            evicted = await self.store.asave_limited(write)
+            return evicted
+        finally:
+            self._dropped(write)
+            for digest in evicted or ():
+                self.cache.invalidate(digest)
 
     def _dropped(self, write: Write) -> None:
         self.cache.invalidate(write.digest)

@@ -8,6 +8,8 @@ layout under the store's directory::
     sessions/ab/<digest>.lock    a route lock: "token expiry", guarded by the shard's lock
     sessions/ab/.tmp-<digest>-*  a write in progress (or the leftover of a crash)
     users/<sha256(user)>/<digest>  an empty marker per session of a user
+    user-locks/<xx>/.lock        a login lock for the users whose SHA-256 starts with xx
+                                 (``max_sessions_per_user``: count, write, evict)
 
 Only names built from a strictly checked 64-hex digest (or a SHA-256 of the user ID) ever
 reach the file system, so nothing a client sends can name a path. Records are replaced
@@ -70,6 +72,7 @@ class FileStore(PollingLocks, Store):
     supports_lock = True
     supports_sweep = True
     supports_scan = True
+    supports_session_limit = True
 
     def __init__(
         self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time,
@@ -145,6 +148,34 @@ class FileStore(PollingLocks, Store):
             if old is not None and previous is not None:
                 self._remove(old, previous.meta.user)
             return True
+
+    def save_limited(self, write: Write) -> list[str] | None:
+        """Under the user's login lock (one ``flock`` per 256th of the users, taken before
+        any shard lock, so never in the other order): count the user's other live
+        sessions, then refuse, or save and evict the least recently used. Every write that
+        adds a session to a user's index is such a bind, so the count cannot change
+        underneath; a revoke or expiry meanwhile only lowers it."""
+        user, digest, old = write.meta.user, write.digest, write.rotated_from
+        assert write.limit is not None and user is not None
+        require_digests("FileStore.save_limited", digest, old)
+        shard = hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()[:2]
+        fd = self._lock_shard(self.root / "user-locks" / shard, True)
+        assert fd is not None  # a blocking lock is taken, or raises
+        try:
+            now = self._clock()
+            others = []
+            for other in self._indexed(user):
+                if other in (digest, old):
+                    continue
+                entry = self._read(other, warn=False)  # whole files: no lock needed to read
+                if entry is not None and entry[1] > now and entry[0].meta.user == user:
+                    others.append((entry[0].meta.last_seen, other))
+            evicted = write.limit.evictions(others)
+            if not self.save(write):
+                return None
+            return [other for other in evicted if self._revoke(user, other)]
+        finally:
+            os.close(fd)  # releases the login lock
 
     def delete(self, digest: str) -> None:
         if not is_digest(digest):

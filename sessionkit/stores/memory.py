@@ -27,6 +27,7 @@ class MemoryStore(PollingLocks, Store):
     supports_lock = True
     supports_sweep = True
     supports_scan = True
+    supports_session_limit = True
 
     def __init__(
         self, max_sessions: int = 10_000, *, clock: Callable[[], float] = time.time
@@ -64,37 +65,61 @@ class MemoryStore(PollingLocks, Store):
             return entry[0]
 
     def save(self, write: Write) -> bool:
+        with self._mutex:
+            return self._save_held(write, self._clock())
+
+    def save_limited(self, write: Write) -> list[str] | None:
+        """Count, write and evict under the one mutex every operation takes."""
+        assert write.limit is not None and write.meta.user is not None
         now = self._clock()
         with self._mutex:
-            entry = self._records.get(write.digest)
-            if entry is not None and entry[1] <= now:
-                self._drop(write.digest)
-                entry = None
-            if write.create:
-                if entry is not None:
+            skip = (write.digest, write.rotated_from)
+            others = []
+            for digest in self._users.get(write.meta.user, ()):
+                record, expires = self._records[digest]
+                if digest not in skip and expires > now:
+                    others.append((record.meta.last_seen, digest))
+            evicted = write.limit.evictions(others)
+            if not self._save_held(write, now):
+                return None
+            for digest in evicted:
+                self._drop(digest)
+            return evicted
+
+    async def asave_limited(self, write: Write) -> list[str] | None:
+        return self.save_limited(write)
+
+    def _save_held(self, write: Write, now: float) -> bool:
+        """``save``; the caller holds the mutex."""
+        entry = self._records.get(write.digest)
+        if entry is not None and entry[1] <= now:
+            self._drop(write.digest)
+            entry = None
+        if write.create:
+            if entry is not None:
+                return False
+            if write.rotated_from is not None:
+                old = self._records.get(write.rotated_from)
+                if old is None or old[1] <= now:
                     return False
-                if write.rotated_from is not None:
-                    old = self._records.get(write.rotated_from)
-                    if old is None or old[1] <= now:
-                        return False
-                    self._drop(write.rotated_from)
-                items = dict(write.items)
-                version = 1
-            else:
-                if entry is None:
-                    return False
-                current = entry[0]
-                items = write.items_over(current.items)
-                version = current.version + 1
-                self._unindex(write.digest, current.meta.user)
-            self._records[write.digest] = (Record(items, write.meta, version), now + write.ttl)
-            self._records.move_to_end(write.digest)
-            if write.meta.user is not None:
-                self._users.setdefault(write.meta.user, set()).add(write.digest)
-            while len(self._records) > self.max_sessions:
-                oldest = next(iter(self._records))
-                self._drop(oldest)
-            return True
+                self._drop(write.rotated_from)
+            items = dict(write.items)
+            version = 1
+        else:
+            if entry is None:
+                return False
+            current = entry[0]
+            items = write.items_over(current.items)
+            version = current.version + 1
+            self._unindex(write.digest, current.meta.user)
+        self._records[write.digest] = (Record(items, write.meta, version), now + write.ttl)
+        self._records.move_to_end(write.digest)
+        if write.meta.user is not None:
+            self._users.setdefault(write.meta.user, set()).add(write.digest)
+        while len(self._records) > self.max_sessions:
+            oldest = next(iter(self._records))
+            self._drop(oldest)
+        return True
 
     def delete(self, digest: str) -> None:
         with self._mutex:

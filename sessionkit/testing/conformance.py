@@ -13,7 +13,8 @@ let pytest collect them; each test runs in the ``sync`` and the ``async`` flavou
 lazy loading, expiry, rotation, flash, tampering). ``ServerStoreConformance`` adds the
 invariants a server-side store keeps: no resurrection, key-level merge, expiry from the
 record, corrupted records, nothing created by reads. ``UserIndexConformance``,
-``LockConformance`` and ``SweepConformance`` cover the optional capabilities; a store that
+``LockConformance``, ``SweepConformance`` and ``SessionLimitConformance``
+(``max_sessions_per_user``) cover the optional capabilities; a store that
 declares a capability but is not tested for it fails ``test_declared_capabilities_are_tested``.
 """
 
@@ -24,14 +25,14 @@ import secrets
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from sessionkit.client import ClientInfo
 from sessionkit.config import SessionConfig
 from sessionkit.engine import SessionEngine
-from sessionkit.errors import LockTimeout
+from sessionkit.errors import LockTimeout, SessionLimitReached
 from sessionkit.events import Event, EventKind
 from sessionkit.ids import digest, handle
 from sessionkit.session import Session
@@ -172,6 +173,7 @@ class StoreConformance:
             ("supports_lock", LockConformance),
             ("supports_sweep", SweepConformance),
             ("supports_scan", ScanConformance),
+            ("supports_session_limit", SessionLimitConformance),
         ):
             if getattr(store, flag):
                 assert isinstance(self, suite), (
@@ -564,6 +566,57 @@ class ServerStoreConformance(StoreConformance):
         session_id = (browser.cookie or "").partition(".")[0]
         assert store.load(session_id) is None
         assert store.load(digest(session_id)) is not None
+
+
+class SessionLimitConformance:
+    """``max_sessions_per_user`` (``Store.save_limited``): a login over the limit evicts the
+    user's least recently used session, or with ``"refuse"`` writes nothing. (That the count
+    is atomic under parallel logins is the store's own test: it needs real concurrency.)"""
+
+    def test_a_login_over_the_limit_evicts_the_least_recently_used(
+        self, store: Store, clock: FakeClock, flavour: Flavour, loop: Any
+    ) -> None:
+        events: list[Event] = []
+        suite = cast(StoreConformance, self)  # mixed into a StoreConformance subclass
+        engine = suite.engine_for(store, clock, events, max_sessions_per_user=2, touch_interval=0)
+        first, second, third = (Browser(engine, flavour, loop=loop) for _ in range(3))
+        handles = []
+        for browser in (first, second):
+            handles.append(browser.visit(lambda s: s.bind_user("erin")).session.handle)
+            clock.advance(10)
+        first.visit(lambda s: s.get("x"))  # used again: second is now the least recent
+        clock.advance(10)
+        third.visit(lambda s: s.bind_user("erin"))
+        evicted = [e for e in events if e.kind is EventKind.SESSION_EVICTED]
+        assert [e.handle for e in evicted] == [handles[1]]
+        assert second.visit(lambda s: s.user_id).result is None  # dead server-side
+        assert first.visit(lambda s: s.user_id).result == "erin"
+        assert len(store.user_sessions("erin")) == 2
+        clock.advance(10)
+        third.visit(lambda s: s.get("x"))  # used again: first is now the least recent
+        clock.advance(10)
+        second.visit(lambda s: s.bind_user("erin"))  # logs back in, evicting first
+        assert first.visit(lambda s: s.user_id).result is None
+        assert third.visit(lambda s: s.user_id).result == "erin"
+
+    def test_refuse_writes_nothing(
+        self, store: Store, clock: FakeClock, flavour: Flavour, loop: Any
+    ) -> None:
+        suite = cast(StoreConformance, self)
+        engine = suite.engine_for(
+            store, clock, max_sessions_per_user=1, session_limit_policy="refuse"
+        )
+        first, second = Browser(engine, flavour, loop=loop), Browser(engine, flavour, loop=loop)
+        first.visit(lambda s: s.bind_user("finn"))
+        second.visit(lambda s: s.__setitem__("cart", 1))
+        kept = second.cookie
+        with pytest.raises(SessionLimitReached):
+            second.visit(lambda s: s.bind_user("finn"))
+        second.cookie = kept
+        assert second.visit(lambda s: (s.user_id, s.get("cart"))).result == (None, 1)
+        assert first.visit(lambda s: s.user_id).result == "finn"
+        assert len(store.user_sessions("finn")) == 1
+        Browser(engine, flavour, loop=loop).visit(lambda s: s.bind_user("gail"))  # others: fine
 
 
 class UserIndexConformance:

@@ -15,6 +15,7 @@ from django.test import AsyncClient, Client, override_settings
 from sessionkit_django import auth as sk_auth
 
 from sessionkit import SessionEngine, StoreError
+from sessionkit.testing import FakeClock
 from tests.django.project import views
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -351,3 +352,53 @@ def test_revoking_this_session_from_the_page_is_a_logout(make_sk: Any) -> None:
     assert response.status_code == 302
     assert here.get("/whoami/").json()["user"] is None
     assert elsewhere.get("/whoami/").json()["user"] == "root"
+
+
+@pytest.mark.parametrize("kind", SERVER_SIDE)
+def test_django_login_keeps_max_sessions_per_user(
+    make_sk, kind: str, alice: User, clock: FakeClock
+) -> None:
+    make_sk(kind, MAX_SESSIONS_PER_USER=2)
+    devices = [Client() for _ in range(3)]
+    for device in devices:  # a minute apart: the first is the least recently used
+        login(device)
+        clock.advance(60)
+    assert len(sk_auth.user_sessions(alice)) == 2
+    assert devices[0].get("/whoami/").json() == {"user": None}  # evicted: logged out
+    assert [d.get("/whoami/").json() for d in devices[1:]] == [{"user": "alice"}] * 2
+
+
+@pytest.mark.parametrize("kind", SERVER_SIDE)
+def test_django_login_over_the_limit_is_refused(make_sk, kind: str, alice: User) -> None:
+    make_sk(kind, MAX_SESSIONS_PER_USER=1, SESSION_LIMIT_POLICY="refuse")
+    first, second = Client(), Client()
+    login(first)
+    response = second.post("/login/", {"username": "alice", "password": "pw-alice-1"})
+    assert response.status_code == 409
+    assert b"maximum number of sessions" in response.content
+    assert second.get("/whoami/").json() == {"user": None}
+    assert first.get("/whoami/").json() == {"user": "alice"}
+    assert len(sk_auth.user_sessions(alice)) == 1
+
+
+def test_a_view_that_saves_at_once_gets_the_409_too(make_sk, alice: User) -> None:
+    """``request.session.save()`` inside the view raises ``SessionLimitReached`` there;
+    the middleware answers it like the save at the end of the request."""
+    from django.urls import path
+
+    from tests.django.project import urls as project_urls
+
+    def bind_and_save(request):  # type: ignore[no-untyped-def]
+        request.session.bind_user(alice.pk, regenerate=True)  # the user key login() binds
+        request.session.save()
+        raise AssertionError("the save above is refused")
+
+    urls = type("urls", (), {"urlpatterns": [
+        *project_urls.urlpatterns, path("bind-now/", bind_and_save),
+    ]})  # fmt: skip
+    with override_settings(ROOT_URLCONF=urls):  # before the engine: a settings change rebuilds
+        make_sk("memory", MAX_SESSIONS_PER_USER=1, SESSION_LIMIT_POLICY="refuse")
+        login(Client())
+        response = Client(raise_request_exception=False).get("/bind-now/")
+    assert response.status_code == 409
+    assert len(sk_auth.user_sessions(alice)) == 1

@@ -89,6 +89,7 @@ def test_the_table_names_every_failure_once() -> None:
 #   /locked    a locked view that waits 50 ms for the lock
 #   /conflict  read, then delete this session's record behind its back, then change it
 #   /big       put 5000 bytes in the session
+#   /login     bind the session to "alice" (a login), remembering her name in "a"
 BIG = "x" * 5000
 Answer = tuple[int, dict[str, str]]
 
@@ -104,7 +105,7 @@ class Harness:
     name: str
     cookie_name = "session"
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, **settings: Any) -> None:
         self.store = store
 
     def get(self, path: str, cookie: str | None = None) -> Answer:
@@ -118,9 +119,10 @@ class DjangoHarness(Harness):
     name = "Django"
     cookie_name = "sessionid"
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, **settings: Any) -> None:
         super().__init__(store)
-        self.engine = SessionEngine(conf.build_config({"STORE": store}), store=store)
+        config = {"STORE": store, **{k.upper(): v for k, v in settings.items()}}
+        self.engine = SessionEngine(conf.build_config(config), store=store)
         # on the cookie store, a locked view stops the middleware from loading
         urls = __name__ if store.supports_lock else _LOCK_FREE.__name__
         self._settings = override_settings(ROOT_URLCONF=urls, DEBUG=False)
@@ -172,7 +174,14 @@ def _django_big(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok")
 
 
+def _django_login(request: HttpRequest) -> HttpResponse:
+    request.session["a"] = "alice"
+    request.session.bind_user("alice", regenerate=True)
+    return HttpResponse("ok")
+
+
 urlpatterns = [
+    django_path("login", _django_login),
     django_path("set", _django_set),
     django_path("read", _django_read),
     django_path("locked", _django_locked),
@@ -187,9 +196,10 @@ sys.modules[_LOCK_FREE.__name__] = _LOCK_FREE
 class FlaskHarness(Harness):
     name = "Flask"
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, **settings: Any) -> None:
         super().__init__(store)
         app = flask.Flask(__name__)
+        app.config.update({f"SESSIONKIT_{k.upper()}": v for k, v in settings.items()})
         # Flask's own default leaves a cookie that does not verify alone (docs/failures.md says
         # so under the table); the table's row is the cleared cookie the other two send.
         app.config.update(SECRET_KEY=KEY, SESSIONKIT_STORE=store,
@@ -226,6 +236,12 @@ class FlaskHarness(Harness):
             session["big"] = BIG
             return "ok"
 
+        @app.get("/login")
+        def login() -> str:
+            session["a"] = "alice"
+            session.bind_user("alice")  # type: ignore[attr-defined]
+            return "ok"
+
         self.app = app
 
     def get(self, path: str, cookie: str | None = None) -> Answer:
@@ -239,8 +255,13 @@ class FlaskHarness(Harness):
 class StarletteHarness(Harness):
     name = "Starlette / FastAPI"
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, **settings: Any) -> None:
         super().__init__(store)
+
+        async def login(request: Request) -> PlainTextResponse:
+            request.session["a"] = "alice"
+            request.session.bind_user("alice")  # type: ignore[attr-defined]
+            return PlainTextResponse("ok")
 
         async def set_(request: Request) -> PlainTextResponse:
             request.session["a"] = "1"
@@ -266,11 +287,11 @@ class StarletteHarness(Harness):
 
         app = Starlette(routes=[
             Route("/set", set_), Route("/read", read), Route("/conflict", conflict),
-            Route("/big", big),
+            Route("/big", big), Route("/login", login),
             # on the cookie store, a locked route stops the app
             *([Route("/locked", locked_)] if store.supports_lock else []),
         ])  # fmt: skip
-        app.add_middleware(SessionMiddleware, secret_key=KEY, store=store)
+        app.add_middleware(SessionMiddleware, secret_key=KEY, store=store, **settings)
         self.client = TestClient(app, raise_server_exceptions=False)
 
     def get(self, path: str, cookie: str | None = None) -> Answer:
@@ -280,7 +301,7 @@ class StarletteHarness(Harness):
         return response.status_code, dict(response.headers.items())
 
 
-HARNESSES: dict[str, Callable[[Store], Harness]] = {
+HARNESSES: dict[str, Callable[..., Harness]] = {
     "Django": DjangoHarness, "Flask": FlaskHarness, "Starlette / FastAPI": StarletteHarness,
 }  # fmt: skip
 
@@ -299,8 +320,18 @@ def _closed_port() -> int:
     return port
 
 
-def provoke(failure: Failure, make: Callable[[Store], Harness]) -> Iterator[Answer]:
+def provoke(failure: Failure, make: Callable[..., Harness]) -> Iterator[Answer]:
     """Yield the framework's answer to ``failure``, provoked for real."""
+    if failure is Failure.SESSION_LIMIT:  # a second login of a user allowed one session
+        harness = make(
+            open_store("memory://"), max_sessions_per_user=1, session_limit_policy="refuse"
+        )
+        try:
+            assert harness.get("/login")[0] == 200
+            yield harness.get("/login")
+        finally:
+            harness.close()
+        return
     if failure is Failure.STORE_DOWN:
         store = open_store(f"redis://127.0.0.1:{_closed_port()}/0?socket_timeout=0.5")
         harness = make(store)

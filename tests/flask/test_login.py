@@ -185,3 +185,51 @@ def test_logout_can_discard_the_whole_session(make_app: AppFactory, store: str) 
 def test_logout_mode_is_checked_at_start_up(make_app: AppFactory) -> None:
     with pytest.raises(ConfigError, match="SESSIONKIT_LOGOUT"):
         make_app(SESSIONKIT_LOGOUT="wipe")
+
+
+def test_login_keeps_max_sessions_per_user(make_app: AppFactory, server_store: str) -> None:
+    app = make_app(server_store, SESSIONKIT_MAX_SESSIONS_PER_USER=2)
+    clients = [app.test_client() for _ in range(3)]
+    for client in clients:
+        assert client.get("/login/alice").status_code == 200
+    store = SessionKit.engine(app).store
+    assert len(store.user_sessions("alice")) == 2
+    # one was evicted (the logins may share a second; the store picks the LRU): logged out
+    answers = sorted(client.get("/whoami").status_code for client in clients)
+    assert answers == [200, 200, 401]
+
+
+def test_login_over_the_limit_is_refused(make_app: AppFactory, server_store: str) -> None:
+    app = make_app(
+        server_store, SESSIONKIT_MAX_SESSIONS_PER_USER=1, SESSIONKIT_SESSION_LIMIT_POLICY="refuse"
+    )
+    first, second = app.test_client(), app.test_client()
+    first.get("/login/alice")
+    refused = second.get("/login/alice")
+    assert refused.status_code == 409
+    assert refused.headers["Cache-Control"] == "no-store"
+    assert second.get("/whoami").status_code == 401
+    assert first.get("/whoami").text == "alice"
+
+
+def test_a_view_that_saves_at_once_gets_the_409_too(make_app: AppFactory) -> None:
+    """``engine.save(session)`` in a view raises ``SessionLimitReached`` there; the
+    extension answers it with the policy and saves nothing more."""
+    from sessionkit_flask.interface import current
+
+    app = make_app(
+        "memory://", SESSIONKIT_MAX_SESSIONS_PER_USER=1, SESSIONKIT_SESSION_LIMIT_POLICY="refuse"
+    )
+
+    @app.get("/bind-now")
+    def bind_now() -> str:
+        session = current()
+        assert session is not None
+        session.bind_user("alice")
+        SessionKit.engine(app).save(session)
+        raise AssertionError("the save above is refused")
+
+    app.test_client().get("/login/alice")
+    refused = app.test_client().get("/bind-now")
+    assert refused.status_code == 409
+    assert len(SessionKit.engine(app).store.user_sessions("alice")) == 1

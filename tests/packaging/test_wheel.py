@@ -112,7 +112,7 @@ def test_the_pytest_plugin_and_conformance_suite_from_the_wheel(dist: Dist, tmp_
             from sessionkit import MemoryStore
             from sessionkit.testing import (
                 FakeClock, LockConformance, ScanConformance, ServerStoreConformance,
-                SweepConformance, UserIndexConformance,
+                SweepConformance, UserIndexConformance, SessionLimitConformance,
             )
 
 
@@ -121,7 +121,7 @@ def test_the_pytest_plugin_and_conformance_suite_from_the_wheel(dist: Dist, tmp_
 
 
             class TestMemory(ServerStoreConformance, UserIndexConformance, LockConformance,
-                             SweepConformance, ScanConformance):
+                             SweepConformance, ScanConformance, SessionLimitConformance):
                 def make_store(self, clock):
                     return MemoryStore(clock=clock)
             """

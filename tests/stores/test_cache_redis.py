@@ -29,6 +29,7 @@ from sessionkit.testing import (
     LockConformance,
     ScanConformance,
     ServerStoreConformance,
+    SessionLimitConformance,
     UserIndexConformance,
 )
 from tests import servers
@@ -511,7 +512,11 @@ def test_cache_option(redis_server: servers.Server, redis_cluster: list[servers.
 
 # -- the store contract, with the cache in the way -----------------------------------------
 class TestCachedRedisConformance(
-    ServerStoreConformance, UserIndexConformance, LockConformance, ScanConformance
+    ServerStoreConformance,
+    UserIndexConformance,
+    LockConformance,
+    ScanConformance,
+    SessionLimitConformance,
 ):
     @pytest.fixture(autouse=True)
     def _server(self, redis_server: servers.Server) -> None:
@@ -535,3 +540,24 @@ def test_over_tls(tls_redis: tuple[int, Path]) -> None:
     assert store.load(key).items == {"a": "2"}  # type: ignore[union-attr]
     other.close()
     store.close()
+
+
+# -- max_sessions_per_user ---------------------------------------------------------------
+def test_an_evicted_session_is_dead_in_every_local_cache(redis_server: servers.Server) -> None:
+    """A login on one process evicts a session another process has cached: that process's
+    next read of it is anonymous (the eviction deletes the key; tracking invalidates it)."""
+    prefix = unique_prefix()
+    here, there = cached_store(redis_server.port, prefix), cached_store(redis_server.port, prefix)
+    try:
+        config = SessionConfig(secret_key=KEY, store=here, max_sessions_per_user=1)
+        engine_here = SessionEngine(config)
+        engine_there = SessionEngine(config.replace(store=there))
+        laptop = Browser(engine_there)
+        laptop.visit(lambda s: s.bind_user("alice"))
+        assert laptop.visit(lambda s: s.user_id).result == "alice"  # cached there now
+        Browser(engine_here).visit(lambda s: s.bind_user("alice"))  # evicts the laptop's
+        assert laptop.visit(lambda s: s.user_id).result is None
+        assert len(here.user_sessions("alice")) == 1
+    finally:
+        here.close()
+        there.close()

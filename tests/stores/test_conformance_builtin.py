@@ -8,6 +8,7 @@ from sessionkit.testing import (
     LockConformance,
     ScanConformance,
     ServerStoreConformance,
+    SessionLimitConformance,
     StoreConformance,
     SweepConformance,
     UserIndexConformance,
@@ -15,7 +16,12 @@ from sessionkit.testing import (
 
 
 class TestMemoryStore(
-    ServerStoreConformance, UserIndexConformance, LockConformance, SweepConformance, ScanConformance
+    ServerStoreConformance,
+    UserIndexConformance,
+    LockConformance,
+    SweepConformance,
+    ScanConformance,
+    SessionLimitConformance,
 ):
     def make_store(self, clock: FakeClock) -> Store:
         return MemoryStore(clock=clock)

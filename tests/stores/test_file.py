@@ -27,6 +27,7 @@ from sessionkit.testing import (
     LockConformance,
     ScanConformance,
     ServerStoreConformance,
+    SessionLimitConformance,
     SweepConformance,
     UserIndexConformance,
 )
@@ -34,7 +35,12 @@ from sessionkit.testing.browser import DEFAULT_CLIENT as CLIENT
 
 
 class TestFileStore(
-    ServerStoreConformance, UserIndexConformance, LockConformance, SweepConformance, ScanConformance
+    ServerStoreConformance,
+    UserIndexConformance,
+    LockConformance,
+    SweepConformance,
+    ScanConformance,
+    SessionLimitConformance,
 ):
     @pytest.fixture(autouse=True)
     def _directory(self, tmp_path: Path) -> None:

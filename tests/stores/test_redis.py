@@ -28,6 +28,7 @@ from sessionkit.testing import (
     LockConformance,
     ScanConformance,
     ServerStoreConformance,
+    SessionLimitConformance,
     UserIndexConformance,
 )
 from tests import servers
@@ -38,7 +39,11 @@ def unique_prefix() -> str:
 
 
 class TestRedisConformance(
-    ServerStoreConformance, UserIndexConformance, LockConformance, ScanConformance
+    ServerStoreConformance,
+    UserIndexConformance,
+    LockConformance,
+    ScanConformance,
+    SessionLimitConformance,
 ):
     @pytest.fixture(autouse=True)
     def _server(self, redis_server: servers.Server) -> None:
@@ -49,7 +54,11 @@ class TestRedisConformance(
 
 
 class TestRedisClusterConformance(
-    ServerStoreConformance, UserIndexConformance, LockConformance, ScanConformance
+    ServerStoreConformance,
+    UserIndexConformance,
+    LockConformance,
+    ScanConformance,
+    SessionLimitConformance,
 ):
     @pytest.fixture(autouse=True)
     def _server(self, redis_cluster: list[servers.Server]) -> None:

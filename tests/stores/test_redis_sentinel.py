@@ -14,6 +14,7 @@ from sessionkit.testing import (
     LockConformance,
     ScanConformance,
     ServerStoreConformance,
+    SessionLimitConformance,
     UserIndexConformance,
 )
 from tests import servers
@@ -45,7 +46,11 @@ def sentinel(redis_server: servers.Server) -> Iterator[servers.Server]:
 
 
 class TestRedisSentinelConformance(
-    ServerStoreConformance, UserIndexConformance, LockConformance, ScanConformance
+    ServerStoreConformance,
+    UserIndexConformance,
+    LockConformance,
+    ScanConformance,
+    SessionLimitConformance,
 ):
     @pytest.fixture(autouse=True)
     def _server(self, sentinel: servers.Server) -> None:

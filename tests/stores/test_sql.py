@@ -38,6 +38,7 @@ from sessionkit.testing import (
     LockConformance,
     ScanConformance,
     ServerStoreConformance,
+    SessionLimitConformance,
     SweepConformance,
     UserIndexConformance,
 )
@@ -52,7 +53,12 @@ def fresh_table() -> str:
 
 
 class TestSQLiteConformance(
-    ServerStoreConformance, UserIndexConformance, LockConformance, SweepConformance, ScanConformance
+    ServerStoreConformance,
+    UserIndexConformance,
+    LockConformance,
+    SweepConformance,
+    ScanConformance,
+    SessionLimitConformance,
 ):
     @pytest.fixture(autouse=True)
     def _directory(self, tmp_path: Path) -> None:
@@ -63,7 +69,12 @@ class TestSQLiteConformance(
 
 
 class TestPostgresConformance(
-    ServerStoreConformance, UserIndexConformance, LockConformance, SweepConformance, ScanConformance
+    ServerStoreConformance,
+    UserIndexConformance,
+    LockConformance,
+    SweepConformance,
+    ScanConformance,
+    SessionLimitConformance,
 ):
     @pytest.fixture(autouse=True)
     def _server(self, postgres_server: Postgres) -> None:

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from sessionkit import serialization
+from sessionkit.ids import handle
 from sessionkit.records import in_order
 from sessionkit.stores.base import Record, RecordMeta, SessionInfo, reject_record
 
@@ -100,6 +101,16 @@ def sift(
         else:
             live.append(SessionInfo.of(digest, meta))
     return live, stale
+
+
+def seen_by(
+    user: str, index: str, members: list[str], rows: list[Any]
+) -> tuple[list[tuple[int, str]], list[str]]:
+    """``sift`` for ``max_sessions_per_user``: the live sessions as ``(last_seen, digest)``
+    pairs, and the stale members to prune."""
+    live, stale = sift(user, index, members, rows)
+    digests = {handle(digest): digest for digest in members}
+    return [(int(info.last_seen), digests[info.handle]) for info in live], stale
 
 
 def owned(owner: Any, index: str) -> bool:

@@ -103,9 +103,7 @@ end
 #: won the race: nothing is created). A key that holds this write's own nonce is not
 #: "taken": the write was applied and its reply lost, so the retry reports success (the
 #: rotated-away record is gone by then: failing would log the user out).
-CREATE = (
-    _HELPERS
-    + """
+_CREATE_BODY = """
 local key, single, pttl, index = KEYS[1], ARGV[1] == '1', tonumber(ARGV[2]), ARGV[3]
 local digest, old_key, old_digest, nonce = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 if redis.call('EXISTS', key) == 1 then
@@ -123,7 +121,7 @@ redis.call('PEXPIRE', key, ARGV[2])
 if index ~= '' and single then extend_index(index, digest, 2 * pttl) end
 return 1
 """
-)
+CREATE = _HELPERS + _CREATE_BODY
 
 #: A change to an existing session: merge the changed keys in (or, ``replace``, swap the
 #: whole record), refresh the TTL. The common case is three server calls: HMGET (the
@@ -141,9 +139,7 @@ return 1
 #:       brings the whole order and a = r = 0)
 #: Returns 0 (gone or foreign: nothing written), 1, or on a Cluster when the index needs
 #: the store's help {1, stale_index_or_'', index_needs_update}.
-UPDATE = (
-    _HELPERS
-    + """
+_UPDATE_BODY = """
 local key, single, pttl, index = KEYS[1], ARGV[1] == '1', tonumber(ARGV[2]), ARGV[3]
 local digest, now, replace, n = ARGV[4], tonumber(ARGV[5]), ARGV[6] == '1', tonumber(ARGV[7])
 local a, r = tonumber(ARGV[8]), tonumber(ARGV[9])
@@ -186,7 +182,60 @@ redis.call('PEXPIRE', key, ARGV[2])
 if single or (stale == '' and update == 0) then return 1 end
 return {1, stale, update}
 """
-)
+UPDATE = _HELPERS + _UPDATE_BODY
+
+# max_sessions_per_user on a single server (or a Sentinel master): the save and the limit
+# in one script, so the count, the write and the evictions are one atomic step. The limit's
+# five arguments ride at the end of the save's ARGV and are taken off before the save runs
+# (CREATE and UPDATE read their fields up to #ARGV). It reads each member's metadata (``m``
+# as JSON, ``t``), deletes the evicted records (keys the script computes from the prefix:
+# fine on one server, impossible on a Cluster, where the store holds a per-user lock
+# instead) and prunes index members that are no longer the user's.
+#: ARGV: the save's, then prefix, index, max, refuse ('1'/'0'), rotated-away digest or ''.
+#: Returns {-1} (refused: nothing written), {0} (the save's condition failed) or
+#: {1, evicted digest...}.
+_LIMITED = """
+local l_skip = table.remove(ARGV)
+local l_refuse = table.remove(ARGV) == '1'
+local l_max = tonumber(table.remove(ARGV))
+local l_index = table.remove(ARGV)
+local l_prefix = table.remove(ARGV)
+local l_digest = ARGV[4]
+local others, stale = {}, {}
+for _, member in ipairs(redis.call('SMEMBERS', l_index)) do
+  if member ~= l_digest and member ~= l_skip then
+    local got = redis.pcall('HMGET', l_prefix .. '{' .. member .. '}', 'm', 't', 'u')
+    if type(got) == 'table' and not got.err and got[1] and got[3] == l_index then
+      local seen = tonumber(got[2])
+      if not seen then
+        local ok, meta = pcall(cjson.decode, got[1])
+        seen = ok and type(meta) == 'table' and tonumber(meta[3]) or 0
+      end
+      others[#others + 1] = {seen, member}
+    else
+      stale[#stale + 1] = member
+    end
+  end
+end
+local excess = #others - (l_max - 1)
+if excess > 0 and l_refuse then return {-1} end
+if save() == 0 then return {0} end
+table.sort(others, function(a, b)
+  if a[1] ~= b[1] then return a[1] < b[1] end
+  return a[2] < b[2]
+end)
+local out = {1}
+for i = 1, excess do
+  local member = others[i][2]
+  redis.call('DEL', l_prefix .. '{' .. member .. '}')
+  out[#out + 1] = member
+  stale[#stale + 1] = member
+end
+for _, member in ipairs(stale) do redis.call('SREM', l_index, member) end
+return out
+"""
+CREATE_LIMITED = _HELPERS + "local function save()\n" + _CREATE_BODY + "end\n" + _LIMITED
+UPDATE_LIMITED = _HELPERS + "local function save()\n" + _UPDATE_BODY + "end\n" + _LIMITED
 
 #: KEYS: session key. ARGV: single, last_seen, pttl, now_ms, digest.
 #: Returns 0 (gone), 1 (done), or on a Cluster the index key that must be extended.
@@ -299,6 +348,7 @@ class Script:
 CREATE_SCRIPT, UPDATE_SCRIPT, TOUCH_SCRIPT = Script(CREATE), Script(UPDATE), Script(TOUCH)
 DELETE_SCRIPT, INDEX_ADD_SCRIPT, UNLOCK_SCRIPT = Script(DELETE), Script(INDEX_ADD), Script(UNLOCK)
 LOCK_SCRIPT, ROTATE_OUT_SCRIPT = Script(LOCK), Script(ROTATE_OUT)
+CREATE_LIMITED_SCRIPT, UPDATE_LIMITED_SCRIPT = Script(CREATE_LIMITED), Script(UPDATE_LIMITED)
 ALL_SCRIPTS = (
     LOCK_SCRIPT,
     ROTATE_OUT_SCRIPT,

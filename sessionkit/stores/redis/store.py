@@ -60,7 +60,13 @@ from redis import exceptions as _rx
 
 from sessionkit import ids, serialization
 from sessionkit.doctor import Finding, skew_finding, version_finding
-from sessionkit.errors import ConfigError, LockTimeout, StoreError, StoreUnavailable
+from sessionkit.errors import (
+    ConfigError,
+    LockTimeout,
+    SessionLimitReached,
+    StoreError,
+    StoreUnavailable,
+)
 from sessionkit.ids import handle
 from sessionkit.stores.base import (
     PollingLocks,
@@ -75,6 +81,7 @@ from sessionkit.stores.redis import records
 from sessionkit.stores.redis.records import encoded_name, now_ms, order_of, pttl_of
 from sessionkit.stores.redis.scripts import (
     ALL_SCRIPTS,
+    CREATE_LIMITED_SCRIPT,
     CREATE_SCRIPT,
     DELETE_SCRIPT,
     INDEX_ADD_SCRIPT,
@@ -82,6 +89,7 @@ from sessionkit.stores.redis.scripts import (
     ROTATE_OUT_SCRIPT,
     TOUCH_SCRIPT,
     UNLOCK_SCRIPT,
+    UPDATE_LIMITED_SCRIPT,
     UPDATE_SCRIPT,
 )
 from sessionkit.stores.redis.url import RedisTarget, parse, target_of_client
@@ -119,6 +127,12 @@ class RedisStore(PollingLocks, Store):
     supports_user_index = True
     supports_lock = True
     supports_scan = True
+    supports_session_limit = True
+
+    #: ``max_sessions_per_user`` on a Cluster: how long a user's login lock survives a
+    #: holder that died (seconds), and how long a login waits for it.
+    user_lock_lease = 10.0
+    user_lock_wait = 10.0
 
     #: How long a lock survives a holder that stopped renewing it (seconds).
     lock_lease = 5.0
@@ -491,6 +505,124 @@ class RedisStore(PollingLocks, Store):
         except _DOWN as exc:
             raise self._down(exc) from exc
         return bool(done)
+
+    # -- max_sessions_per_user -----------------------------------------------------------
+    # One server: the save and the limit are one script (CREATE_LIMITED / UPDATE_LIMITED).
+    # A Cluster: the index, the session and its rivals live in different slots, so no
+    # script can hold them all; a per-user login lock (in the index's slot) serialises the
+    # user's logins instead: count, save, evict, under the lock (docs/session-limit.md).
+    def save_limited(self, write: Write) -> list[str] | None:
+        client = self._client()
+        try:
+            if self.cluster:
+                return self._cluster_limited(client, write)
+            script, keys, args = self._limited_args(write)
+            return self._limited_reply(write, script.run(client.execute_command, keys, args))
+        except _DOWN as exc:
+            raise self._down(exc) from exc
+
+    async def asave_limited(self, write: Write) -> list[str] | None:
+        if self._threaded:
+            return await asyncio.to_thread(self.save_limited, write)
+        client = await self._aclient()
+        try:
+            if self.cluster:
+                return await self._acluster_limited(client, write)
+            script, keys, args = self._limited_args(write)
+            reply = await script.arun(client.execute_command, keys, args)
+            return self._limited_reply(write, reply)
+        except _DOWN as exc:
+            raise self._down(exc) from exc
+
+    def _limited_args(self, write: Write) -> tuple[Any, list[str], list[Any]]:
+        assert write.limit is not None and write.meta.user is not None
+        if write.create:
+            script = CREATE_LIMITED_SCRIPT
+            keys, args = self._create_args(write, secrets.token_hex(8) if self._ordered else "")
+        else:
+            script = UPDATE_LIMITED_SCRIPT
+            keys, args = self._update_args(write)
+        args += (
+            self.prefix, self.index_key(write.meta.user), write.limit.max_sessions,
+            "1" if write.limit.refuse else "0", write.rotated_from or "",
+        )  # fmt: skip
+        return script, keys, args
+
+    @staticmethod
+    def _limited_reply(write: Write, reply: Any) -> list[str] | None:
+        assert write.limit is not None
+        if reply[0] == -1:
+            raise SessionLimitReached(write.limit.max_sessions)
+        if reply[0] == 0:
+            return None
+        return [member.decode() for member in reply[1:]]
+
+    def _user_lock_key(self, user: str) -> str:
+        # the index's hash tag: the same slot as the index it guards
+        return f"{self.prefix}user-lock:{{{hashlib.sha256(user.encode()).hexdigest()}}}"
+
+    def _others(self, write: Write, members: list[str]) -> list[str]:
+        return [m for m in members if m != write.digest and m != write.rotated_from]
+
+    def _cluster_limited(self, client: Any, write: Write) -> list[str] | None:
+        user = write.meta.user
+        assert write.limit is not None and user is not None
+        call, index = client.execute_command, self.index_key(user)
+        lock, token = self._user_lock_key(user), secrets.token_hex(16)
+        args = [token, pttl_of(self.user_lock_lease), 0]
+        deadline, pause = time.monotonic() + self.user_lock_wait, self.lock_poll
+        while not LOCK_SCRIPT.run(call, [lock], args):
+            if time.monotonic() >= deadline:
+                raise LockTimeout(handle(write.digest), self.user_lock_wait)
+            time.sleep(pause)
+            pause = self._next_pause(pause)
+        try:
+            members = self._others(write, [m.decode() for m in client.smembers(index)])
+            pipe = client.pipeline(transaction=False)
+            for digest in members:
+                pipe.hmget(self.key(digest), "m", "t", "u")
+            rows = pipe.execute(raise_on_error=False) if members else []
+            others, stale = records.seen_by(user, index, members, rows)
+            evicted = write.limit.evictions(others)
+            if not self.save(write):
+                return None
+            for digest in evicted:
+                DELETE_SCRIPT.run(call, [self.key(digest)], ["0", digest])
+            if evicted or stale:
+                client.srem(index, *evicted, *stale)
+            return evicted
+        finally:
+            UNLOCK_SCRIPT.run(call, [lock], [token])
+
+    async def _acluster_limited(self, client: Any, write: Write) -> list[str] | None:
+        user = write.meta.user
+        assert write.limit is not None and user is not None
+        call, index = client.execute_command, self.index_key(user)
+        lock, token = self._user_lock_key(user), secrets.token_hex(16)
+        args = [token, pttl_of(self.user_lock_lease), 0]
+        deadline, pause = time.monotonic() + self.user_lock_wait, self.lock_poll
+        while not await LOCK_SCRIPT.arun(call, [lock], args):
+            if time.monotonic() >= deadline:
+                raise LockTimeout(handle(write.digest), self.user_lock_wait)
+            await asyncio.sleep(pause)
+            pause = self._next_pause(pause)
+        try:
+            members = self._others(write, [m.decode() for m in await client.smembers(index)])
+            pipe = client.pipeline(transaction=False)
+            for digest in members:
+                pipe.hmget(self.key(digest), "m", "t", "u")
+            rows = await pipe.execute(raise_on_error=False) if members else []
+            others, stale = records.seen_by(user, index, members, rows)
+            evicted = write.limit.evictions(others)
+            if not await self.asave(write):
+                return None
+            for digest in evicted:
+                await DELETE_SCRIPT.arun(call, [self.key(digest)], ["0", digest])
+            if evicted or stale:
+                await client.srem(index, *evicted, *stale)
+            return evicted
+        finally:
+            await UNLOCK_SCRIPT.arun(call, [lock], [token])
 
     # -- script arguments (layouts documented in scripts.py) ----------------------------
     def _update_args(self, write: Write) -> tuple[list[str], list[Any]]:

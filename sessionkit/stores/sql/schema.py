@@ -7,6 +7,7 @@ drift apart: they execute the same statements and read rows through the same cod
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import zlib
@@ -76,6 +77,9 @@ class Statements:
             self.ddl.insert(1, sa.DDL(add).against(t))  # type: ignore[no-untyped-call]
         #: a constant per table, for pg_advisory_xact_lock around DDL (racing processes)
         self.ddl_lock_key = zlib.crc32(table.encode())
+        #: the first half of a user's login lock (pg_advisory_xact_lock(int4, int4), a key
+        #: space apart from the one-bigint form the DDL lock uses)
+        self.user_lock_class = _int4(zlib.crc32(table.encode()))
         insert = postgresql.insert if backend == "postgresql" else sqlite.insert
         d: sa.BindParameter[str] = sa.bindparam("d")
         now: sa.BindParameter[float] = sa.bindparam("now")
@@ -138,6 +142,13 @@ class Statements:
             .order_by(t.c.digest)
         )
         self.revoke_user = sa.delete(t).where(user, t.c.digest != sa.bindparam("keep"))
+        #: max_sessions_per_user: the user's other live sessions, and their eviction
+        self.user_others = sa.select(t.c.last_seen, t.c.digest).where(
+            user, t.c.expires_at > now, t.c.digest != d, t.c.digest != sa.bindparam("skip")
+        )
+        self.evict = sa.delete(t).where(
+            user, t.c.digest.in_(sa.bindparam("doomed", expanding=True))
+        )
         self.revoke_handle = sa.delete(t).where(user, t.c.digest.like(sa.bindparam("prefix")))
         expired = sa.select(t.c.digest).where(t.c.expires_at <= now).limit(sweep_chunk)
         if backend == "postgresql":  # skip rows a concurrent merge holds; the next sweep gets them
@@ -154,6 +165,17 @@ class Statements:
             where=lk.c.expires_at <= now,
         ).execution_options(preserve_rowcount=True)
         self.lock_free = sa.delete(lk).where(lk.c.digest == d, lk.c.token == sa.bindparam("token"))
+
+
+def _int4(value: int) -> int:
+    """An unsigned 32-bit value as PostgreSQL's signed ``int4``."""
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def user_lock_key(user: str) -> int:
+    """The second half of a user's login lock: 32 bits of SHA-256 of the user key (two
+    users that share it only wait for each other's logins)."""
+    return int.from_bytes(hashlib.sha256(user.encode()).digest()[:4], "big", signed=True)
 
 
 def _json_in(name: str, backend: str) -> sa.ColumnElement[Any]:

@@ -21,7 +21,7 @@ from sessionkit.ids import handle, is_handle
 from sessionkit.records import Record, RecordMeta, SessionInfo, Write
 from sessionkit.stores.base import PollingLocks, reject_record
 from sessionkit.stores.sql.connections import SQLEngines
-from sessionkit.stores.sql.schema import decode_meta, decode_record, row_params
+from sessionkit.stores.sql.schema import decode_meta, decode_record, row_params, user_lock_key
 
 
 class SQLStore(PollingLocks, SQLEngines):
@@ -29,6 +29,7 @@ class SQLStore(PollingLocks, SQLEngines):
     supports_lock = True
     supports_sweep = True
     supports_scan = True
+    supports_session_limit = True
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLStore:
@@ -70,6 +71,76 @@ class SQLStore(PollingLocks, SQLEngines):
             rows = await self._adirect_rows(self._sql.live_data, params)
             self._report_unreadable(write.digest, rows)
         return False
+
+    def save_limited(self, write: Write) -> list[str] | None:
+        """One transaction: take the user's login lock (PostgreSQL: a transaction-scoped
+        advisory lock on the user; SQLite: ``BEGIN IMMEDIATE``, the database's write lock),
+        count the user's other live rows, then refuse, or write and delete the least
+        recently used. Two logins of one user never count the same rows."""
+        self._ready()
+        stmt, params = self._write_statement(write)
+        lock, others, evict = self._limit_statements(write, params)
+        retried: list[bool] = []
+
+        def run() -> list[str] | None:
+            with self._engine.connect() as conn:
+                conn.execution_options(**self._transaction)
+                with conn.begin():
+                    if lock is not None:
+                        conn.execute(lock)
+                    rows = conn.execute(self._sql.user_others, others).all()
+                    doomed = write.limit.evictions(map(tuple, rows))  # type: ignore[union-attr]
+                    if conn.execute(stmt, params).rowcount != 1:
+                        return None
+                    if doomed:
+                        conn.execute(self._sql.evict, {**evict, "doomed": doomed})
+                    return doomed
+
+        evicted = self._call(run, lambda: retried.append(True))
+        if evicted is None and write.create and retried:  # the first try may have landed
+            return [] if _landed(self._direct_rows(self._sql.created_row, params), params) else None
+        return evicted
+
+    async def asave_limited(self, write: Write) -> list[str] | None:
+        await self._aready()
+        engine = self._async()
+        stmt, params = self._write_statement(write)
+        lock, others, evict = self._limit_statements(write, params)
+        retried: list[bool] = []
+
+        async def run() -> list[str] | None:
+            async with engine.connect() as conn:
+                await conn.execution_options(**self._transaction)
+                async with conn.begin():
+                    if lock is not None:
+                        await conn.execute(lock)
+                    rows = (await conn.execute(self._sql.user_others, others)).all()
+                    doomed = write.limit.evictions(map(tuple, rows))  # type: ignore[union-attr]
+                    if (await conn.execute(stmt, params)).rowcount != 1:
+                        return None
+                    if doomed:
+                        await conn.execute(self._sql.evict, {**evict, "doomed": doomed})
+                    return doomed
+
+        evicted = await self._acall(run, lambda: retried.append(True))
+        if evicted is None and write.create and retried:
+            rows = await self._adirect_rows(self._sql.created_row, params)
+            return [] if _landed(rows, params) else None
+        return evicted
+
+    def _limit_statements(
+        self, write: Write, params: dict[str, Any]
+    ) -> tuple[sa.Select[Any] | None, dict[str, Any], dict[str, Any]]:
+        user = write.meta.user
+        assert write.limit is not None and user is not None
+        lock = None
+        if self.backend == "postgresql":
+            lock = sa.select(
+                sa.func.pg_advisory_xact_lock(self._sql.user_lock_class, user_lock_key(user))
+            )
+        others = {"user": user, "now": params["now"], "d": write.digest,
+                  "skip": write.rotated_from or ""}  # fmt: skip
+        return lock, others, {"user": user}
 
     def _write_statement(self, write: Write) -> tuple[sa.Update | sa.Insert, dict[str, Any]]:
         sql = self._sql
