@@ -230,7 +230,10 @@ class SessionEngine:
         if self.config.ephemeral:  # its cookies died with their response: none comes back
             return session
         values = cookie_values(cookie_header, self._name)
+        values = [v for v in values if v and v != '""']
         if not values:
+            # none, or only emptied ones (what a deleted cookie leaves in a client that keeps
+            # it, as Django's test client does after a logout): no session, and no tampering
             return session
         ctx.presented = True
         value = values[0]

@@ -186,6 +186,13 @@ class SessionsAPI:
     ) -> ApiResponse | tuple[_Route, float | None]:  # fmt: skip
         route = _route(path)
         if route is None:
+            # the staff area answers who may ask before what exists: a malformed path
+            # there is a 401/403 to those not allowed in, as a well-formed one is
+            if path.strip("/").split("/")[0] == "users":
+                if caller.user is None:
+                    return NOT_SIGNED_IN
+                if staff is not True:
+                    return NOT_STAFF
             return NOT_FOUND
         method = method.upper()
         allowed = route.methods + (("HEAD",) if "GET" in route.methods else ())

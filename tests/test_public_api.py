@@ -116,3 +116,20 @@ def test_adapter_touches_no_private_core_attribute(package: str) -> None:
     assert not found, "private core names used; add a public method to the core:\n" + "\n".join(
         found
     )
+
+
+def test_the_test_helpers_import_without_pytest() -> None:
+    """``Browser`` and ``FakeClock`` serve Django's ``manage.py test`` and plain unittest,
+    where pytest is not installed; only the conformance suite needs it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['pytest'] = None\n"
+        "from sessionkit.testing import Browser, FakeClock\n"
+        "try:\n    from sessionkit.testing import StoreConformance\n"
+        "except ImportError:\n    print('conformance needs pytest')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "conformance needs pytest"

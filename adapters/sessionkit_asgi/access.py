@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import HTTPConnection
 
 from sessionkit import Session, SessionEngine, SessionNotLoaded
-from sessionkit_asgi.middleware import EXCHANGE_KEY, Exchange, NotLoadedSession
+from sessionkit_asgi.middleware import ENGINE_KEY, EXCHANGE_KEY, Exchange, NotLoadedSession
 
 
 def exchange_of(connection: HTTPConnection) -> Exchange:
@@ -28,5 +28,8 @@ def get_session(connection: HTTPConnection) -> Session:
 
 def get_engine(connection: HTTPConnection) -> SessionEngine:
     """The engine behind the request's middleware, for store-level work such as listing or
-    revoking a user's sessions."""
+    revoking a user's sessions, or a health route (on ``exclude_paths`` too)."""
+    engine = connection.scope.get(ENGINE_KEY)
+    if isinstance(engine, SessionEngine):
+        return engine
     return exchange_of(connection).middleware.engine

@@ -44,6 +44,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: The scope key under which the per-request ``Exchange`` lives (shared by scope copies).
 EXCHANGE_KEY = "sessionkit"
+#: On excluded paths: the engine alone (``get_engine`` works there; the session does not).
+ENGINE_KEY = "sessionkit.engine"
 log = logging.getLogger("sessionkit.asgi")
 
 _FOURTEEN_DAYS = 14 * 24 * 3600
@@ -271,6 +273,7 @@ class SessionMiddleware:
             path = scope["path"]
             if any(path == p or path.startswith(p.rstrip("/") + "/") for p in self.exclude_paths):
                 scope["session"] = NotLoadedSession(path)
+                scope[ENGINE_KEY] = self.engine
                 await self.app(scope, receive, send)
                 return
         exchange = self.open(scope)

@@ -49,7 +49,12 @@ def test_any_single_changed_byte_is_rejected(signed_in: Browser, data: st.DataOb
     """SECURITY 8: flipping any byte gives an empty session and an event, never an error."""
     value = cookie_of(signed_in)
     position = data.draw(st.integers(0, len(value) - 1))
-    replacement = data.draw(st.characters(codec="ascii").filter(lambda c: c != value[position]))
+    # (";" first would empty the cookie: no cookie at all, which is not a tampered one)
+    replacement = data.draw(
+        st.characters(codec="ascii").filter(
+            lambda c: c != value[position] and not (position == 0 and c == ";")
+        )
+    )
     events: list[Any] = []
     unsubscribe = signed_in.engine.events.subscribe(events.append)
     try:
@@ -65,7 +70,6 @@ def test_any_single_changed_byte_is_rejected(signed_in: Browser, data: st.DataOb
 @pytest.mark.parametrize(
     "bad",
     [
-        "",
         "..",
         "../../etc/passwd",
         "x" * 10_000,
@@ -488,3 +492,18 @@ def test_an_ephemeral_session_sends_max_age_0_stores_nothing_and_ignores_replays
     replay = engine.open(f"session={visit.set_cookie.split(';')[0].partition('=')[2]}")
     assert replay.loaded and dict(replay) == {}  # the cookie was not even looked at
     assert engine.commit(replay).set_cookie is None  # nothing to clear: it was never kept
+
+
+def test_an_emptied_cookie_is_no_cookie_not_a_tampered_one(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What a client keeps of a deleted cookie (Django's test client after ``logout()``
+    sends ``sessionid=""``) is no session, with no security event and nothing to clear."""
+    engine = make_engine(clock)
+    with caplog.at_level(logging.WARNING, logger="sessionkit.security"):
+        for header in ("session=", 'session=""', "other=1; session="):
+            session = engine.open(header)
+            assert dict(session) == {} and session.new
+            plan = engine.commit(session)
+            assert plan.set_cookie is None
+    assert caplog.records == []

@@ -177,6 +177,17 @@ def test_a_forged_staff_call_is_403_and_changes_nothing(
     assert user_of(bob) == "bob"
 
 
+@pytest.mark.parametrize("path", ["/users/bob/not-a-handle", "/users/bob/x/y", "/users/"])
+def test_the_staff_area_asks_who_before_what(engine: SessionEngine, path: str) -> None:
+    """A path of the staff area that names nothing is a 401 to the anonymous and a 403 to
+    non-staff, as a well-formed one is: the answer tells them nothing about what exists."""
+    alice = caller(sign_in(engine, "alice"))
+    anonymous = Caller(None)
+    assert call(engine, "sync", "DELETE", path, anonymous).status == 401
+    assert call(engine, "sync", "DELETE", path, alice, staff=False).status == 403
+    assert call(engine, "sync", "DELETE", path, alice, staff=True).status == 404
+
+
 @pytest.mark.parametrize("verdict", [1, "yes", object()])
 def test_only_a_staff_check_that_says_true_counts(engine: SessionEngine, verdict: Any) -> None:
     who = caller(sign_in(engine, "alice"))
