@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from sessionkit.errors import SessionKitError
+from sessionkit.errors import SessionKitError, StoreUnavailable
 from sessionkit.urls import mask_url
 
 if TYPE_CHECKING:
@@ -42,6 +42,14 @@ class Health:
         return asdict(self)
 
 
+def _said(exc: SessionKitError) -> str:
+    """The store's message, without the part about a session (a probe touches none)."""
+    if isinstance(exc, StoreUnavailable):
+        advice = exc.hint or "Check that the server is running and reachable"
+        return f"session store {exc.url} is unavailable: {str(exc.cause).rstrip('.')}. {advice}."
+    return str(exc)
+
+
 def _where(store: Store) -> str:
     return mask_url(store.url) if store.url else type(store).__name__
 
@@ -61,7 +69,7 @@ def probe(store: Store) -> Health:
         latency = (time.perf_counter() - started) * 1000
         version = store.server_version()
     except SessionKitError as exc:
-        return Health(False, _where(store), error=str(exc))
+        return Health(False, _where(store), error=_said(exc))
     return Health(True, _where(store), round(latency, 3), version)
 
 
@@ -76,5 +84,5 @@ async def aprobe(store: Store) -> Health:
         latency = (time.perf_counter() - started) * 1000
         version = await store.aserver_version()
     except SessionKitError as exc:
-        return Health(False, _where(store), error=str(exc))
+        return Health(False, _where(store), error=_said(exc))
     return Health(True, _where(store), round(latency, 3), version)

@@ -104,3 +104,12 @@ def test_the_health_command_exits_1_when_the_store_is_down(
     down = run(f"redis://127.0.0.1:{servers.free_port()}/0?socket_timeout=0.5")
     assert down.returncode == 1 and down.stderr.startswith("down: ")
     assert "Traceback" not in down.stderr
+
+
+def test_the_error_says_nothing_of_a_session() -> None:
+    """A probe touches no session: the store's message loses "the session was left
+    unchanged" (the rest, the masked URL, the cause and the advice, stays)."""
+    port = servers.free_port()
+    found = engine_on(f"redis://127.0.0.1:{port}/0?socket_timeout=0.5").health()
+    assert found.error is not None and found.error.endswith("running and reachable.")
+    assert "session was left" not in found.error and f"127.0.0.1:{port}" in found.error
