@@ -10,6 +10,8 @@ translates ASGI scopes and messages.
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -121,6 +123,21 @@ class NotLoadedSession:
         return f"<session not loaded on {self._path!r}>"
 
 
+@functools.cache
+def starlette_refreshes_each_request() -> bool:
+    """Whether the installed Starlette's own ``SessionMiddleware`` sends the cookie again on
+    every response whose session holds data, read or not (so its ``max_age`` slides with
+    each request): Starlette before 1.0 did; 1.0 sends it only for a modified session
+    (its ``Session`` tracks changes, encode/starlette#3166). Without Starlette (a plain
+    ASGI app) there is no older behaviour to keep: False."""
+    try:
+        version = importlib.metadata.version("starlette")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    major = version.split(".", 1)[0]
+    return major.isdigit() and int(major) < 1
+
+
 def build_config(
     secret_key: Any,
     *,
@@ -139,7 +156,9 @@ def build_config(
     ``max_age`` becomes the idle timeout (``None``: a browser-session cookie, the server
     still enforcing the configured idle and absolute timeouts); a ``max_age`` longer than
     the default absolute timeout raises that too, so a Starlette user's long sessions stay
-    long. Core settings passed in ``options`` win over what these arguments imply.
+    long. Under a Starlette before 1.0 the cookie is re-sent on every request, as that
+    Starlette did (``refresh_each_request``). Core settings passed in ``options`` win over
+    what these arguments imply.
     """
     if not isinstance(secret_key, (str, bytes, list, tuple)):
         secret_key = str(secret_key)  # starlette.datastructures.Secret
@@ -153,6 +172,7 @@ def build_config(
         "cookie_domain": domain,
         "cookie_partitioned": partitioned,
         "cookie_spelling": "starlette",  # the drop-in's headers read as Starlette's did
+        "refresh_each_request": starlette_refreshes_each_request(),
     }
     if max_age is None:
         values["browser_session"] = True
