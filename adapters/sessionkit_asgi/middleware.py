@@ -10,8 +10,6 @@ translates ASGI scopes and messages.
 
 from __future__ import annotations
 
-import functools
-import importlib.metadata
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -123,18 +121,21 @@ class NotLoadedSession:
         return f"<session not loaded on {self._path!r}>"
 
 
-@functools.cache
 def starlette_refreshes_each_request() -> bool:
     """Whether the installed Starlette's own ``SessionMiddleware`` sends the cookie again on
     every response whose session holds data, read or not (so its ``max_age`` slides with
     each request): Starlette before 1.0 did; 1.0 sends it only for a modified session
     (its ``Session`` tracks changes, encode/starlette#3166). Without Starlette (a plain
-    ASGI app) there is no older behaviour to keep: False."""
+    ASGI app) there is no older behaviour to keep: False.
+
+    Read from ``starlette.__version__``, not the package metadata: Starlette builds its
+    middleware inside the event loop, where a metadata lookup's file system calls block.
+    """
     try:
-        version = importlib.metadata.version("starlette")
-    except importlib.metadata.PackageNotFoundError:
+        from starlette import __version__
+    except ImportError:
         return False
-    major = version.split(".", 1)[0]
+    major = __version__.split(".", 1)[0]
     return major.isdigit() and int(major) < 1
 
 

@@ -8,6 +8,7 @@ decisions, and the pooling and error policy is in one place.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import sqlite3
 import threading
 import time
@@ -106,12 +107,17 @@ class SQLEngines(Store):
     def _async(self) -> AsyncEngine:
         """The async engine, made on first async use (only then is its driver needed)."""
         if self._aengine is None:
-            try:  # the import too: without greenlet, sqlalchemy.ext.asyncio refuses to load
+            # the imports too: without greenlet, SQLAlchemy 2.1's sqlalchemy.ext.asyncio
+            # refuses to load, and 2.0's loads but fails at the first query (a ValueError)
+            try:
+                importlib.import_module("greenlet")
                 from sqlalchemy.ext.asyncio import create_async_engine
 
                 engine = create_async_engine(self._target.async_url, **self._options)
             except ImportError as exc:
-                missing = exc.name or "sqlalchemy[asyncio] (greenlet)"
+                missing = exc.name or "greenlet"
+                if missing == "greenlet":
+                    missing = "sqlalchemy[asyncio] (greenlet)"
                 raise ConfigError(
                     "store", f"async use of {self!r} needs {missing}; "
                     "pip install 'sessionkit[sql]' (aiosqlite) or 'sessionkit[postgres]'",
