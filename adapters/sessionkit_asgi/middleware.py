@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from contextlib import AsyncExitStack
 from typing import Any, NoReturn
 
+import anyio.to_thread
+
 from sessionkit import (
     ClientInfo,
     ConfigError,
@@ -124,6 +126,24 @@ class NotLoadedSession:
         return f"<session not loaded on {self._path!r}>"
 
 
+def starlette_refreshes_each_request() -> bool:
+    """Whether the installed Starlette's own ``SessionMiddleware`` sends the cookie again on
+    every response whose session holds data, read or not (so its ``max_age`` slides with
+    each request): Starlette before 1.0 did; 1.0 sends it only for a modified session
+    (its ``Session`` tracks changes, encode/starlette#3166). Without Starlette (a plain
+    ASGI app) there is no older behaviour to keep: False.
+
+    Read from ``starlette.__version__``, not the package metadata: Starlette builds its
+    middleware inside the event loop, where a metadata lookup's file system calls block.
+    """
+    try:
+        from starlette import __version__
+    except ImportError:
+        return False
+    major = __version__.split(".", 1)[0]
+    return major.isdigit() and int(major) < 1
+
+
 def build_config(
     secret_key: Any,
     *,
@@ -142,7 +162,9 @@ def build_config(
     ``max_age`` becomes the idle timeout (``None``: a browser-session cookie, the server
     still enforcing the configured idle and absolute timeouts); a ``max_age`` longer than
     the default absolute timeout raises that too, so a Starlette user's long sessions stay
-    long. Core settings passed in ``options`` win over what these arguments imply.
+    long. Under a Starlette before 1.0 the cookie is re-sent on every request, as that
+    Starlette did (``refresh_each_request``). Core settings passed in ``options`` win over
+    what these arguments imply.
     """
     if not isinstance(secret_key, (str, bytes, list, tuple)):
         secret_key = str(secret_key)  # starlette.datastructures.Secret
@@ -156,6 +178,7 @@ def build_config(
         "cookie_domain": domain,
         "cookie_partitioned": partitioned,
         "cookie_spelling": "starlette",  # the drop-in's headers read as Starlette's did
+        "refresh_each_request": starlette_refreshes_each_request(),
     }
     if max_age is None:
         values["browser_session"] = True
@@ -209,6 +232,8 @@ class SessionMiddleware:
         #: A fatal setting found while Starlette/FastAPI built the middleware stack lazily,
         #: inside their first call: answered by refusing the lifespan startup.
         self.startup_error: ConfigError | None = None
+        self._engine: SessionEngine | None = None
+        self._engine_args: tuple[SessionConfig, EventBus, dict[str, Any]] | None = None
         try:
             adapter = {k: options.pop(k) for k in list(options) if k in _ADAPTER_OPTIONS}
             config = build_config(
@@ -223,11 +248,15 @@ class SessionMiddleware:
             on_event: Subscriber | None = adapter.get("on_event")
             if on_event is not None:
                 events.subscribe(on_event)
-            self.engine = SessionEngine(config, events=events, **engine_options)
-            self.engine.session_class = StarletteSession
+            self._engine_args = (config, events, engine_options)
+            if not (isinstance(config.store, str) and loops.in_event_loop()):
+                self._engine = self._make_engine()
+            # else Starlette is building its middleware inside the event loop, on its first
+            # call: opening the store here (importing its client library, touching the file
+            # system) would block the loop, so the first call opens it in a worker thread
             self.exclude_paths = _prefixes(adapter.get("exclude_paths", ()))
             status = adapter.get(
-                "store_error_status", self.engine.policy(Failure.STORE_DOWN).status
+                "store_error_status", config.failure_policies[Failure.STORE_DOWN].status
             )
             if status is not None and not (isinstance(status, int) and 400 <= status <= 599):
                 raise ConfigError("store_error_status", f"{status!r}: use a 4xx/5xx status or None")
@@ -248,9 +277,42 @@ class SessionMiddleware:
             self.startup_error = exc
             log.critical("sessionkit: %s", exc)
 
+    def _make_engine(self) -> SessionEngine:
+        if self._engine_args is None:  # the settings were refused: there is no engine
+            raise self.startup_error or ConfigError("store", "the middleware was not set up")
+        config, events, engine_options = self._engine_args
+        engine = SessionEngine(config, events=events, **engine_options)
+        engine.session_class = StarletteSession
+        return engine
+
+    @property
+    def engine(self) -> SessionEngine:
+        """The engine. Built inside the event loop, the middleware opens its store on its
+        first call (in a worker thread); read before that, the store opens right here."""
+        if self._engine is None:
+            self._engine = self._make_engine()
+        return self._engine
+
+    async def _open_engine(self) -> None:
+        """Open the store in a worker thread (see ``__init__``). A setting the store refuses
+        (an unknown scheme, a bad option) is a startup error, as if found at build time."""
+        try:
+            engine = await anyio.to_thread.run_sync(self._make_engine)
+        except ConfigError as exc:
+            if self.startup_error is None:
+                self.startup_error = exc
+                log.critical("sessionkit: %s", exc)
+            return
+        if self._engine is None:
+            self._engine = engine
+        else:  # a concurrent first call opened it first: keep one store
+            await anyio.to_thread.run_sync(engine.store.close)
+
     # ------------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
+        if self._engine is None and self.startup_error is None:
+            await self._open_engine()
         if self.startup_error is not None:
             await self._refuse_startup(scope, receive, send, self.startup_error)
             return

@@ -19,9 +19,29 @@ from starlette.websockets import WebSocket
 
 with warnings.catch_warnings():  # starlette nags to swap httpx for httpx2 on import
     warnings.simplefilter("ignore")
-    from starlette.testclient import TestClient
+    from starlette import testclient
 
 from sessionkit_asgi import locked
+
+
+class TestClient(testclient.TestClient):
+    """Starlette's TestClient, which also closes its lifespan streams on leaving ``with``.
+
+    Starlette 0.37's left them open (later versions close them themselves); anyio reports
+    an unclosed memory stream as a ResourceWarning when it is garbage collected, which then
+    fails whichever test happens to be running (warnings are errors here).
+    """
+
+    def __exit__(self, *args: Any) -> None:
+        try:
+            super().__exit__(*args)
+        finally:
+            for stapled in (getattr(self, "stream_send", None),
+                            getattr(self, "stream_receive", None)):  # fmt: skip
+                if stapled is not None:
+                    stapled.send_stream.close()
+                    stapled.receive_stream.close()
+
 
 KEY = "asgi-tests-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0.0.0 Safari/537.36"

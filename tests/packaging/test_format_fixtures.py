@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import secrets
 import sqlite3
@@ -126,7 +127,8 @@ def test_file_store(where: Path, tmp_path: Path) -> None:
 @written_by
 def test_sqlite_store(where: Path, tmp_path: Path) -> None:
     db = tmp_path / "sessions.sqlite3"
-    with sqlite3.connect(db) as conn:
+    # sqlite3's own "with" commits but does not close (Python 3.13 warns when one is collected)
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
         conn.executescript((where / "sqlite.sql").read_text())
     store = open_store(f"sqlite:///{db}", clock=FakeClock(READ_AT))
     read_back(store, where, "sqlite")

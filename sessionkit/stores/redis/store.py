@@ -261,8 +261,10 @@ class RedisStore(PollingLocks, Store):
             return self._async
         # asyncio connections belong to one event loop: a new loop gets a new client. A
         # Cluster client learns the slot map before its first command, once: concurrent
-        # first commands would each rebuild it and drop each other's connections.
-        client, helpers = self.target.async_client()
+        # first commands would each rebuild it and drop each other's connections. It is
+        # made in a worker thread: redis-py's client reads package metadata (file system
+        # calls) and the first use imports redis.asyncio, which would block the event loop.
+        client, helpers = await asyncio.to_thread(self.target.async_client)
         try:
             with self._guard():
                 if self.cluster:

@@ -7,7 +7,9 @@ decisions, and the pooling and error policy is in one place.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import importlib
 import sqlite3
 import threading
 import time
@@ -106,6 +108,7 @@ class SQLEngines(Store):
         self._aengine: AsyncEngine | None = None
         self._schema_ready = False
         self._schema_mutex = threading.Lock()
+        self._aengine_mutex = threading.Lock()
         self._compiled: dict[tuple[int, int], _Direct] = {}
         self._dbapi_error: type[Exception] = self._engine.dialect.loaded_dbapi.Error
 
@@ -114,15 +117,31 @@ class SQLEngines(Store):
         """The sessions table (its name is ``<table>``; locks live in ``<table>_locks``)."""
         return self._sql.sessions
 
+    async def _aasync(self) -> AsyncEngine:
+        """The async engine, made on first async use (only then is its driver needed), in a
+        worker thread: importing the driver and SQLAlchemy's engine setup touch the file
+        system (SQLite resolves its path), which would block the event loop."""
+        if self._aengine is not None:
+            return self._aengine
+        return await asyncio.to_thread(self._async)
+
     def _async(self) -> AsyncEngine:
-        """The async engine, made on first async use (only then is its driver needed)."""
+        with self._aengine_mutex:  # one engine, however many first calls race to make it
+            return self._make_async()
+
+    def _make_async(self) -> AsyncEngine:
         if self._aengine is None:
-            try:  # the import too: without greenlet, sqlalchemy.ext.asyncio refuses to load
+            # the imports too: without greenlet, SQLAlchemy 2.1's sqlalchemy.ext.asyncio
+            # refuses to load, and 2.0's loads but fails at the first query (a ValueError)
+            try:
+                importlib.import_module("greenlet")
                 from sqlalchemy.ext.asyncio import create_async_engine
 
                 engine = create_async_engine(self._target.async_url, **self._options)
             except ImportError as exc:
-                missing = exc.name or "sqlalchemy[asyncio] (greenlet)"
+                missing = exc.name or "greenlet"
+                if missing == "greenlet":
+                    missing = "sqlalchemy[asyncio] (greenlet)"
                 raise ConfigError(
                     "store", f"async use of {self!r} needs {missing}; "
                     "pip install 'sessionkit[sql]' (aiosqlite) or 'sessionkit[postgres]'",
@@ -203,7 +222,7 @@ class SQLEngines(Store):
         return created
 
     async def acreate_schema(self) -> bool:
-        engine = self._async()
+        engine = await self._aasync()
 
         async def run() -> bool:
             async with engine.connect() as conn:
@@ -327,7 +346,7 @@ class SQLEngines(Store):
         the statement run with the native driver's own coroutines (psycopg's
         ``AsyncConnection``, aiosqlite), skipping SQLAlchemy's greenlet-wrapped execution."""
         await self._aready()
-        engine = self._async()
+        engine = await self._aasync()
         direct = self._direct(stmt, engine.dialect)
         args = direct.args(params)
 
@@ -388,7 +407,7 @@ class SQLEngines(Store):
 
     async def _arowcount(self, stmt: sa.Executable, params: dict[str, Any]) -> int:
         await self._aready()
-        engine = self._async()
+        engine = await self._aasync()
 
         async def run() -> int:
             async with engine.begin() as conn:
@@ -398,7 +417,7 @@ class SQLEngines(Store):
 
     async def _arows(self, stmt: sa.Executable, params: dict[str, Any]) -> list[Any]:
         await self._aready()
-        engine = self._async()
+        engine = await self._aasync()
 
         async def run() -> list[Any]:
             async with engine.connect() as conn:
