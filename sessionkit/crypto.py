@@ -130,37 +130,19 @@ class Keyring:
     # -- AEAD ------------------------------------------------------------------------------
     def seal(self, plaintext: bytes, associated: bytes) -> bytes:
         """AES-256-GCM under the newest key with a fresh random 96-bit nonce."""
-        nonce = os.urandom(NONCE_BYTES)  # per seal: no pool a fork or a VM snapshot could copy
-        return nonce + self._aeads[0].encrypt(nonce, plaintext, associated)
+        return _seal(self._aeads, plaintext, associated)
 
     def unseal(self, sealed: bytes, associated: bytes) -> tuple[bytes, int] | None:
         """``(plaintext, key index)`` when any key authenticates ``sealed``, else ``None``."""
-        if len(sealed) < NONCE_BYTES + TAG_BYTES:
-            return None
-        nonce, body = sealed[:NONCE_BYTES], sealed[NONCE_BYTES:]
-        for index, aead in enumerate(self._aeads):
-            try:
-                return aead.decrypt(nonce, body, associated), index
-            except InvalidTag:
-                continue
-        return None
+        return _unseal(self._aeads, sealed, associated)
 
     def seal_record(self, plaintext: bytes, associated: bytes) -> bytes:
         """``seal`` under the newest record sub-key (``encrypt_records``)."""
-        nonce = os.urandom(NONCE_BYTES)
-        return nonce + self._record_aeads[0].encrypt(nonce, plaintext, associated)
+        return _seal(self._record_aeads, plaintext, associated)
 
     def unseal_record(self, sealed: bytes, associated: bytes) -> tuple[bytes, int] | None:
         """``unseal`` for a record value: ``(plaintext, key index)`` or ``None``."""
-        if len(sealed) < NONCE_BYTES + TAG_BYTES:
-            return None
-        nonce, body = sealed[:NONCE_BYTES], sealed[NONCE_BYTES:]
-        for index, aead in enumerate(self._record_aeads):
-            try:
-                return aead.decrypt(nonce, body, associated), index
-            except InvalidTag:
-                continue
-        return None
+        return _unseal(self._record_aeads, sealed, associated)
 
     # -- fingerprints ----------------------------------------------------------------------
     def fingerprint(self, material: bytes, index: int = 0) -> str:
@@ -181,3 +163,22 @@ class Keyring:
             if hmac.compare_digest(self.fingerprint(material, index), expected):
                 return index
         return None
+
+
+def _seal(aeads: tuple[AESGCM, ...], plaintext: bytes, associated: bytes) -> bytes:
+    nonce = os.urandom(NONCE_BYTES)  # per seal: no pool a fork or a VM snapshot could copy
+    return nonce + aeads[0].encrypt(nonce, plaintext, associated)
+
+
+def _unseal(
+    aeads: tuple[AESGCM, ...], sealed: bytes, associated: bytes
+) -> tuple[bytes, int] | None:
+    if len(sealed) < NONCE_BYTES + TAG_BYTES:
+        return None
+    nonce, body = sealed[:NONCE_BYTES], sealed[NONCE_BYTES:]
+    for index, aead in enumerate(aeads):
+        try:
+            return aead.decrypt(nonce, body, associated), index
+        except InvalidTag:
+            continue
+    return None

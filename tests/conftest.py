@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import tempfile
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sessionkit import SessionConfig, SessionEngine
+from sessionkit import SessionConfig, SessionEngine, Store, open_store
 from sessionkit.testing import Browser, FakeClock
 from tests import servers
 
@@ -115,3 +116,17 @@ def anyio_backend() -> str:
     ``mark.anyio`` test on trio too once trio is installed; Django's async runs on asyncio
     only). tests/asgi runs on both."""
     return "asyncio"
+
+
+@pytest.fixture(params=["memory", "file", "sqlite", "postgresql", "redis"])
+def user_index_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """Each store with a user index, on the real servers (PostgreSQL in a table of its own:
+    the server is shared by the whole run); closed after the test."""
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_server").url + f"?table=t{secrets.token_hex(6)}"
+    else:
+        url = store_url(request.param, tmp_path, request)
+    opened = open_store(url)
+    yield opened
+    asyncio.run(opened.aclose())
+    opened.close()

@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sessionkit import EventKind, SessionConfig, SessionEngine, Store, open_store
+from sessionkit import EventKind, SessionConfig, SessionEngine, Store
 from sessionkit.stores.base import Write
 from sessionkit.testing import Browser
-from tests.conftest import store_url
 
 OLD_KEY, NEW_KEY = secrets.token_urlsafe(48), secrets.token_urlsafe(48)
 SECRET = "4111 1111 1111 1111"
@@ -26,16 +23,9 @@ def engine_on(store: Store, *, seal: bool = True, keys: Any = OLD_KEY) -> Sessio
     return SessionEngine(config, store=store)
 
 
-@pytest.fixture(params=["memory", "file", "sqlite", "postgresql", "redis"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "postgresql":
-        url = request.getfixturevalue("postgres_server").url + f"?table=t{secrets.token_hex(6)}"
-    else:
-        url = store_url(request.param, tmp_path, request)
-    opened = open_store(url)
-    yield opened
-    asyncio.run(opened.aclose())
-    opened.close()
+@pytest.fixture
+def store(user_index_store: Store) -> Store:
+    return user_index_store
 
 
 def stored(engine: SessionEngine, browser: Browser) -> dict[str, str]:

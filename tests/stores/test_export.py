@@ -3,13 +3,11 @@ user index, against the real servers; and the ``sessionkit export`` / ``erase`` 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,23 +15,14 @@ import pytest
 
 from sessionkit import SessionConfig, SessionEngine, Store, open_store
 from sessionkit.testing import Browser
-from tests.conftest import store_url
 
 KEY = secrets.token_urlsafe(48)
 WHEN = datetime(2026, 12, 3, 6, 0, tzinfo=timezone.utc)
 
 
-@pytest.fixture(params=["memory", "file", "sqlite", "postgresql", "redis"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "postgresql":
-        # a table of this test's own: the server is shared by the whole run
-        url = request.getfixturevalue("postgres_server").url + f"?table=t{secrets.token_hex(6)}"
-    else:
-        url = store_url(request.param, tmp_path, request)
-    opened = open_store(url)
-    yield opened
-    asyncio.run(opened.aclose())
-    opened.close()
+@pytest.fixture
+def store(user_index_store: Store) -> Store:
+    return user_index_store
 
 
 def signed_in(engine: SessionEngine, user: str, **data: object) -> Browser:
