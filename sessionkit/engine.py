@@ -77,6 +77,7 @@ class _Context:
     material: bytes | bool | None = False  # False: not computed yet
     fresh = False  # load from the store itself, never from a cache (open(fresh=True))
     reseal: frozenset[str] = frozenset()  # keys to write again (encrypt_records changed)
+    stored: Mapping[str, Any] = {}  # the record's data as read (its keys: what is not new)
 
     def __init__(self, client: ClientInfo) -> None:
         self.client = client
@@ -340,6 +341,7 @@ class SessionEngine:
             ctx.rejected = True
             self._emit(EventKind.RECORD_REJECTED, ctx, "stored record is corrupted or foreign")
             return
+        ctx.stored = data
         self._admit(session, ctx, data, record.meta)
 
     def _decoded(self, ctx: _Context, items: Mapping[str, str]) -> dict[str, Any]:
@@ -523,10 +525,12 @@ class SessionEngine:
                 items = {k: serialization.dumps_item(k, dict.__getitem__(session, k)) for k in keys}
                 if self._sealing:
                     items = self._sealed(ctx.digest, items)  # type: ignore[arg-type]
+                stored, removed = ctx.stored, session._removed
                 plan.write = Write(
-                    ctx.digest, items, frozenset(session._removed), meta,  # type: ignore[arg-type]
+                    ctx.digest, items, frozenset(removed), meta,  # type: ignore[arg-type]
                     end - now, replace=full, previous_user=old.user,
                     limit=self._limit_of(meta, old.user),
+                    new_keys=frozenset(k for k in items if k not in stored or k in removed),
                 )  # fmt: skip
             if self.events.active:
                 self._note(plan, EventKind.SAVED, ctx)

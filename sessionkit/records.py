@@ -149,6 +149,11 @@ class Write(NamedTuple):
     #: set when this write binds the session to ``meta.user`` under
     #: ``max_sessions_per_user``: the engine then calls ``Store.save_limited``
     limit: SessionLimit | None = None
+    #: for a merge: the keys of ``items`` the stored record did not hold when it was read
+    #: (new to it, or removed and set again: a dict puts both last), so a store that keeps
+    #: the key order beside the data appends exactly those. ``None``: not known (a store
+    #: may then append every key of ``items``)
+    new_keys: frozenset[str] | None = None
 
     def items_over(self, current: Mapping[str, str]) -> dict[str, str]:
         """The record's items once this write lands on ``current`` (a store that cannot

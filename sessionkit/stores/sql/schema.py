@@ -17,7 +17,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.schema import CreateIndex, CreateTable, ExecutableDDLElement
 
 from sessionkit.records import Record, RecordMeta, Write, in_order
@@ -217,42 +216,17 @@ def _order_column(backend: str) -> list[sa.Column[Any]]:
 
 
 def _merged_order(order: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-    """The key order after a merge, computed by the server in the same statement (so two
-    merges in a race both land): the kept names in their order, minus the ``removed`` ones,
-    then the ``added`` names that were not there (or were removed and set again: a dict
-    moves those to the end), in the order the request set them."""
+    """The key order after a merge, in the same statement (two merges in a race both land):
+    ``(key_order - :dropped) || :appended``, jsonb operators only. ``appended``: the keys
+    the write adds (``Write.new_keys``), in the order the request set them; ``dropped``:
+    those and the removed ones, so a key two racing requests both add is listed once.
+    (make bench, PostgreSQL sync change cycle, x the bare psycopg floor: 2.13 with no key
+    order kept, 2.56 with two subqueries over the array, 2.38 with this form.)"""
     jsonb = postgresql.JSONB()
-    text_array = postgresql.ARRAY(sa.Text)
-    removed = sa.bindparam("removed", type_=text_array)
-    added = sa.bindparam("added", type_=text_array)
-    old = (
-        sa.func.jsonb_array_elements_text(order)
-        .table_valued("value", with_ordinality="position")
-        .render_derived()
-    )
-    new = sa.func.unnest(added).table_valued("value", with_ordinality="position").render_derived()
-    empty = sa.cast(sa.literal("[]"), jsonb)
-    kept = (
-        sa.select(
-            sa.func.coalesce(
-                sa.func.jsonb_agg(aggregate_order_by(old.c.value, old.c.position)), empty
-            )
-        )
-        .where(old.c.value != sa.func.all(removed))
-        .scalar_subquery()
-    )
-    appended = (
-        sa.select(
-            sa.func.coalesce(
-                sa.func.jsonb_agg(aggregate_order_by(new.c.value, new.c.position)), empty
-            )
-        )
-        .where(
-            sa.or_(~sa.cast(order, jsonb).has_key(new.c.value), new.c.value == sa.func.any(removed))
-        )
-        .scalar_subquery()
-    )
-    return sa.case((order.is_(None), sa.null()), else_=kept.op("||", return_type=jsonb)(appended))
+    dropped = sa.bindparam("dropped", type_=postgresql.ARRAY(sa.Text))
+    appended = sa.cast(sa.bindparam("appended", type_=sa.Text), jsonb)
+    merged = order.op("-", return_type=jsonb)(dropped).op("||", return_type=jsonb)(appended)
+    return sa.case((order.is_(None), sa.null()), else_=merged)
 
 
 def _readable(data: sa.ColumnElement[Any], backend: str) -> sa.ColumnElement[bool]:
@@ -336,7 +310,9 @@ def row_params(write: Write, now: float, backend: str) -> dict[str, Any]:
     elif backend == "postgresql":
         params["removed"] = sorted(write.removed)
         params["items"] = encode_items(write.items)
-        params["added"] = list(write.items)
+        new = set(write.items) if write.new_keys is None else write.new_keys
+        params["dropped"] = sorted(write.removed | new)
+        params["appended"] = json.dumps([k for k in write.items if k in new], ensure_ascii=False)
     else:
         patch: dict[str, str | None] = dict.fromkeys(write.removed)
         patch.update(write.items)  # a key both removed and set again is set
