@@ -407,6 +407,13 @@ class Session(dict[str, Any]):
 
         The absolute timeout still applies in every case.
         """
+        if not (value is None or isinstance(value, (datetime, timedelta, int, float))) or (
+            isinstance(value, bool)
+        ):  # refused before anything changes
+            raise TypeError(
+                f"set_expiry takes seconds, a timedelta, an aware datetime or None, not "
+                f"{value!r}"
+            )
         if self._loader is not None:
             self._ensure()
         self._accessed = True
@@ -419,13 +426,6 @@ class Session(dict[str, Any]):
             self._until = value.timestamp()
             self._browser = False
         else:
-            if isinstance(value, (str, bytes, bool)) or not isinstance(
-                value, (int, float, timedelta)
-            ):
-                raise TypeError(
-                    f"set_expiry takes seconds, a timedelta, an aware datetime or None, not "
-                    f"{value!r}"
-                )
             seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
             if not 0 <= seconds < _FOREVER:  # NaN fails this too
                 raise ValueError(

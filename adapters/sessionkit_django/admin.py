@@ -36,6 +36,7 @@ class UserSessionsAdminMixin:
 
     admin_site: Any
     model: Any
+    opts: Any  # ModelAdmin's: the model's options (app label, model name)
     change_form_template: Any
 
     def get_urls(self) -> list[Any]:
@@ -44,7 +45,7 @@ class UserSessionsAdminMixin:
         return [path("<path:object_id>/sessions/", view, name=self._sessions_name()), *urls]
 
     def _sessions_name(self) -> str:
-        opts = self.model._meta
+        opts = self.opts
         return f"{opts.app_label}_{opts.model_name}_sessions"
 
     def render_change_form(
@@ -91,7 +92,7 @@ class UserSessionsAdminMixin:
                 context = {
                     **self.admin_site.each_context(request),
                     "title": "Revoke all your sessions?",
-                    "opts": self.model._meta,
+                    "opts": self.opts,
                     "original": user,
                     "count": len(user_sessions(user)) if store.supports_user_index else 0,
                 }
@@ -114,7 +115,7 @@ class UserSessionsAdminMixin:
         context = {
             **self.admin_site.each_context(request),
             "title": f"Sessions of {user}",
-            "opts": self.model._meta,
+            "opts": self.opts,
             "original": user,
             "sessions": rows,
             "indexed": store.supports_user_index,

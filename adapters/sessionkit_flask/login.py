@@ -54,15 +54,10 @@ def _logged_in(app: Flask, user: Any = None, **_: Any) -> None:
         session.pop("_remember")  # Flask-Login then sets no remember cookie
         if seconds is None:
             seconds = current_app.config.get("REMEMBER_COOKIE_DURATION", DEFAULT_REMEMBER)
-        if isinstance(seconds, (str, bytes, bool)) or not isinstance(
-            seconds, (int, float, timedelta)
-        ):
-            # as Flask-Login refuses it (there, when it sets the remember cookie)
-            raise TypeError(
-                "REMEMBER_COOKIE_DURATION must be a datetime.timedelta or a number of seconds, "
-                f"instead got: {seconds!r}"
-            )
-        session.set_expiry(seconds)
+        try:
+            session.set_expiry(seconds)
+        except TypeError as exc:  # refused as Flask-Login refuses it, naming the setting
+            raise TypeError(f"REMEMBER_COOKIE_DURATION: {exc}") from None
 
 
 def _logged_out(app: Flask, user: Any = None, **_: Any) -> None:

@@ -939,8 +939,10 @@ class RedisStore(PollingLocks, Store):
 
 
 def _first(reply: Any) -> Any:
-    """A Cluster client answers some commands per node, as a dict: the first node's."""
-    if isinstance(reply, dict) and reply and all(isinstance(v, dict) for v in reply.values()):
+    """A Cluster client answers some commands per node, as a dict of node -> reply (each a
+    dict for INFO, a list for TIME): the first node's. A one-node reply has scalar values."""
+    values = reply.values() if isinstance(reply, dict) else ()
+    if values and all(isinstance(v, (dict, list, tuple)) for v in values):
         return next(iter(reply.values()))
     return reply
 
@@ -958,9 +960,8 @@ def _eviction(memory: Any) -> Finding:
 
 
 def _redis_version(info: Any) -> str | None:
-    """``redis_version`` from ``INFO server`` (a Cluster client answers per node: the first)."""
-    if isinstance(info, dict) and "redis_version" not in info and info:
-        info = next(iter(info.values()))
+    """``redis_version`` from ``INFO server`` (on a Cluster: the first node's)."""
+    info = _first(info)
     version = info.get("redis_version") if isinstance(info, dict) else None
     return str(version) if version is not None else None
 
