@@ -51,7 +51,7 @@ class FlaskSession(Session, SessionMixin):  # type: ignore[override]
     non-permanent goes back to a browser-session cookie.
     """
 
-    __slots__ = ("_down", "_engine", "_phase", "_release")
+    __slots__ = ("_down", "_engine", "_phase", "_release", "open_failure")
     _engine: SessionEngine
     _release: Callable[[], Any] | None
     _down: StoreUnavailable | None
@@ -76,6 +76,9 @@ class FlaskSession(Session, SessionMixin):  # type: ignore[override]
         self._release = None
         self._down = None
         self._phase = "view"
+        #: The outage the read in ``open_session`` ran into: the view's first use raises it
+        #: (503) without trying the store a second time in the same request.
+        self.open_failure: StoreUnavailable | None = None
 
     @property
     def phase(self) -> str:
@@ -147,10 +150,15 @@ class FlaskEngine(SessionEngine):
         if session.store_down is not None:
             return  # already failed in this request: it stays an empty session
         try:
+            if session.open_failure is not None:
+                raise session.open_failure  # the read in open_session failed: not again
             super().load(session)
         except StoreUnavailable as exc:
-            if session.phase in ("open", "refresh"):
-                raise  # the view may not need it (open), or only the cookie refresh is lost
+            if session.phase == "open":
+                session.open_failure = exc  # the view may not need the session at all
+                raise
+            if session.phase == "refresh":
+                raise  # only the cookie refresh is lost; save_session serves the page
             session.mark_store_down(exc)
             if session.phase == "view":
                 raise  # the view cannot go on as if the session were empty: 503
