@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from sessionkit import EventKind, SessionConfig, SessionEngine, Store
+from sessionkit import EventKind, SessionConfig, SessionEngine, Store, sealing, serialization
+from sessionkit.crypto import Keyring
 from sessionkit.stores.base import Write
 from sessionkit.testing import Browser
 
@@ -122,3 +123,57 @@ def test_turning_it_on_and_off_logs_nobody_out(store: Store) -> None:
     assert browser.visit(lambda s: dict(s)).result == {"a": "plain", "b": "plain too", "c": 3}
     browser.visit(lambda s: s.__setitem__("d", 4))  # and the next write is plain again
     assert not any(v.startswith("~1") for v in stored(plain, browser).values())
+
+
+def test_a_concurrent_change_survives_the_reseal_after_a_key_rotation(store: Store) -> None:
+    """The lost update the re-seal must not cause: after a key rotation, request A loads
+    the session (every value sealed under the old key), request B changes ``k`` and
+    commits, then A changes only ``j``. A must not write ``k``'s old value (re-sealed
+    under the new key) over B's: ``k`` is B's."""
+    browser = Browser(engine_on(store, keys=OLD_KEY))
+    browser.visit(lambda s: s.update(k="original", j=0))
+    rotated = engine_on(store, keys=[NEW_KEY, OLD_KEY])
+    tab_a = rotated.open(browser.cookie_header, browser.client)
+    tab_b = rotated.open(browser.cookie_header, browser.client)
+    tab_a.load()
+    tab_b.load()
+    tab_b["k"] = "from b"
+    assert rotated.run(rotated.commit(tab_b))
+    tab_a["j"] = 1
+    assert rotated.run(rotated.commit(tab_a))
+    browser.engine = rotated
+    assert browser.visit(lambda s: dict(s)).result == {"k": "from b", "j": 1}
+
+
+def test_the_async_flavour_keeps_a_concurrent_change_too(store: Store) -> None:
+    browser = Browser(engine_on(store, keys=OLD_KEY))
+    browser.visit(lambda s: s.update(k="original", j=0, kept="kept"))
+    rotated = engine_on(store, keys=[NEW_KEY, OLD_KEY])
+
+    async def race() -> None:
+        tab_a = rotated.open(browser.cookie_header, browser.client)
+        tab_b = rotated.open(browser.cookie_header, browser.client)
+        await rotated.aload(tab_a)
+        await rotated.aload(tab_b)
+        tab_b["k"] = "from b"
+        assert await rotated.arun(rotated.commit(tab_b))
+        tab_a["j"] = 1
+        assert await rotated.arun(rotated.commit(tab_a))
+        await store.aclose()
+
+    asyncio.run(race())
+    browser.engine = rotated
+    assert browser.visit(lambda s: dict(s)).result == {"k": "from b", "j": 1, "kept": "kept"}
+    assert sealed_under_the_newest_key(rotated, browser) == {"k": "from b", "j": 1, "kept": "kept"}
+
+
+def sealed_under_the_newest_key(engine: SessionEngine, browser: Browser) -> dict[str, Any]:
+    """The stored session, each value opened with the newest key alone (so every value
+    was re-sealed under it)."""
+    opened = engine.open(browser.cookie_header, browser.client)
+    digest = engine.digest_of(opened)
+    assert digest is not None
+    newest = Keyring(engine.config.secret_keys[:1])
+    plain, stale = sealing.open_items(newest, digest, stored(engine, browser), True)
+    assert not stale
+    return serialization.loads_items(plain)

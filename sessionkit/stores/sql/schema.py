@@ -164,6 +164,20 @@ class Statements:
             where=lk.c.expires_at <= now,
         ).execution_options(preserve_rowcount=True)
         self.lock_free = sa.delete(lk).where(lk.c.digest == d, lk.c.token == sa.bindparam("token"))
+        #: Store.reseal: read the live row's data, held (FOR UPDATE; SQLite: the transaction
+        #: is BEGIN IMMEDIATE), then write the values that still matched; nothing else moves
+        #: (metadata, version, expiry, and on PostgreSQL the key order: no key is added)
+        held = sa.select(t.c.data).where(live)
+        self.reseal_read = held.with_for_update() if backend == "postgresql" else held
+        resealed: sa.ColumnElement[Any]
+        if backend == "postgresql":
+            resealed = sa.cast(t.c.data, postgresql.JSONB()).op(
+                "||", return_type=postgresql.JSONB()
+            )(_json_in("items", backend))
+        else:
+            resealed = sa.func.json_patch(t.c.data, sa.bindparam("items", type_=sa.Text))
+        self.reseal_write = sa.update(t).where(t.c.digest == d).values(data=resealed)
+        self.scan_digests = sa.select(t.c.digest)
 
 
 def _int4(value: int) -> int:
