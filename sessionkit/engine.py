@@ -41,6 +41,7 @@ from sessionkit.fingerprint import fingerprint_material
 from sessionkit.health import Health, aprobe, probe
 from sessionkit.ids import digest, handle, is_well_formed, new_id
 from sessionkit.records import Record, RecordMeta, SessionLimit, Write
+from sessionkit.rekey import RekeyReport, rekey_store
 from sessionkit.session import Session
 from sessionkit.stores import open_store
 from sessionkit.stores.base import Store
@@ -817,6 +818,19 @@ class SessionEngine:
                 items, _ = sealing.open_items(self.keyring, digest_, items, self._sealing)
             found.append((digest_, record, {k: json.loads(v) for k, v in items.items()}))
         return found
+
+    # ======================================================================================
+    # rekey: re-seal the whole store (encrypt_records; sessionkit.rekey)
+    # ======================================================================================
+    def rekey(
+        self, *, progress: Callable[[RekeyReport], None] | None = None, chunk: int = 500
+    ) -> RekeyReport:
+        """Re-seal every stored record with the newest key: values sealed under an older
+        one and, with ``encrypt_records`` on, plain ones; with it off, sealed values are
+        written back plain. ``chunk`` records at a time, ``progress`` called after each
+        with the running ``RekeyReport``. A value a request changes meanwhile is left as
+        that request wrote it (``Store.reseal`` compares and sets, per value)."""
+        return rekey_store(self.store, self.keyring, self._sealing, progress=progress, chunk=chunk)
 
     # ======================================================================================
     # health
