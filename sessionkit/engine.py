@@ -487,6 +487,8 @@ class SessionEngine:
             ctx.session_id, ctx.digest, ctx.cookie, ctx.key_index = (
                 session_id, None, None, 0,
             )  # fmt: skip
+            if ctx.reseal:  # the old record's: this write seals every value afresh
+                ctx.reseal = {}
             if not self._client_side and not self.config.ephemeral:  # ephemeral: dead on arrival
                 ctx.digest = digest(session_id)
                 items = {k: serialization.dumps_item(k, v) for k, v in dict.items(session)}

@@ -10,10 +10,20 @@ from typing import Any
 
 import pytest
 
-from sessionkit import EventKind, SessionConfig, SessionEngine, Store, sealing, serialization
+from sessionkit import (
+    EventKind,
+    MemoryStore,
+    SessionConfig,
+    SessionEngine,
+    Store,
+    sealing,
+    serialization,
+)
 from sessionkit.crypto import Keyring
+from sessionkit.errors import StoreUnavailable
 from sessionkit.stores.base import Write
 from sessionkit.testing import Browser
+from sessionkit.testing.browser import Flavour
 
 OLD_KEY, NEW_KEY = secrets.token_urlsafe(48), secrets.token_urlsafe(48)
 SECRET = "4111 1111 1111 1111"
@@ -177,3 +187,55 @@ def sealed_under_the_newest_key(engine: SessionEngine, browser: Browser) -> dict
     plain, stale = sealing.open_items(newest, digest, stored(engine, browser), True)
     assert not stale
     return serialization.loads_items(plain)
+
+
+class ResealDown(MemoryStore):
+    """Its re-seal fails as a store that went down between the save and the re-seal."""
+
+    def reseal(self, digest: str, pairs: Any) -> int:
+        raise StoreUnavailable(self.url, "connection reset")
+
+    async def areseal(self, digest: str, pairs: Any) -> int:
+        raise StoreUnavailable(self.url, "connection reset")
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_a_failed_reseal_after_a_landed_save_fails_nothing(flavour: Flavour) -> None:
+    """The save landed: the request succeeds, the unchanged values stay readable under the
+    old key (re-sealed next time), and the failure is a store_error event."""
+    store = ResealDown()
+    loop = asyncio.new_event_loop()
+    try:
+        browser = Browser(engine_on(store, keys=OLD_KEY), loop=loop)
+        browser.visit(lambda s: s.update(kept="kept", n=1))
+        rotated = engine_on(store, keys=[NEW_KEY, OLD_KEY])
+        errors: list[Any] = []
+        rotated.events.subscribe(errors.append, [EventKind.STORE_ERROR])
+        browser.engine, browser.flavour = rotated, flavour
+        visit = browser.visit(lambda s: s.__setitem__("n", 2))
+        assert visit.saved and visit.plan.reseal is not None
+        assert [e.kind for e in errors] == [EventKind.STORE_ERROR]
+        assert "connection reset" in errors[0].reason
+        assert browser.visit(lambda s: dict(s)).result == {"kept": "kept", "n": 2}
+    finally:
+        loop.close()
+
+
+def test_a_rotation_after_loading_stale_values_plans_no_reseal() -> None:
+    """regenerate() writes every value afresh under the new ID: when the same session is
+    saved again (engine.save, as a framework's session object does), nothing of the old
+    record is left to re-seal."""
+    store = MemoryStore()
+    browser = Browser(engine_on(store, keys=OLD_KEY))
+    browser.visit(lambda s: s.update(kept="kept"))
+    rotated = engine_on(store, keys=[NEW_KEY, OLD_KEY])
+    session = rotated.open(browser.cookie_header, browser.client)
+    session.regenerate()
+    plan = rotated.save(session)
+    assert plan.write is not None and plan.write.create and plan.reseal is None
+    session["n"] = 1
+    plan = rotated.save(session)
+    assert plan.write is not None and not plan.write.create
+    assert plan.reseal is None  # the record it wrote holds nothing stale
+    browser.cookie = rotated.cookie_of(session)
+    assert sealed_under_the_newest_key(rotated, browser) == {"kept": "kept", "n": 1}
