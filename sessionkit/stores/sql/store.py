@@ -251,10 +251,17 @@ class SQLStore(PollingLocks, SQLEngines):
 
     # -- reseal: a short transaction, the row held from its read to its write -------------
     def reseal(self, digest: str, pairs: Mapping[str, tuple[str, str]]) -> int:
-        """One short transaction: read the live row's data with the row held (PostgreSQL
-        ``SELECT ... FOR UPDATE``; SQLite ``BEGIN IMMEDIATE``, the database's write lock),
-        compare here, write the values that still match in one ``UPDATE``. A retry after a
-        lost connection is harmless: a value already replaced no longer matches."""
+        """PostgreSQL: one ``UPDATE`` that compares and sets on the server (see
+        ``schema._reseal_statement``), one round trip. SQLite: one short transaction
+        (``BEGIN IMMEDIATE``, the database's write lock, held from the read to the write):
+        read the live row's data, compare here, write the values that still match in one
+        ``UPDATE``. A retry after a lost connection is harmless: a value already replaced
+        no longer matches."""
+        if self.backend == "postgresql":
+            rows = self._direct_rows(
+                self._sql.reseal_one, _one_statement(digest, pairs, self._clock())
+            )
+            return int(rows[0][0]) if rows else 0
         self._ready()
         params = {"d": digest, "now": self._clock()}
 
@@ -271,6 +278,10 @@ class SQLStore(PollingLocks, SQLEngines):
         return self._call(run)
 
     async def areseal(self, digest: str, pairs: Mapping[str, tuple[str, str]]) -> int:
+        if self.backend == "postgresql":
+            params = _one_statement(digest, pairs, self._clock())
+            rows = await self._adirect_rows(self._sql.reseal_one, params)
+            return int(rows[0][0]) if rows else 0
         await self._aready()
         engine = await self._aasync()
         params = {"d": digest, "now": self._clock()}
@@ -329,6 +340,13 @@ def _still_same(row: Any, pairs: Mapping[str, tuple[str, str]]) -> dict[str, str
 
 def _reseal_params(digest: str, same: dict[str, str]) -> dict[str, Any]:
     return {"d": digest, "items": encode_items(same)}
+
+
+def _one_statement(digest: str, pairs: Mapping[str, tuple[str, str]], now: float) -> dict[str, Any]:
+    """The parameters of PostgreSQL's one-statement re-seal (``Statements.reseal_one``)."""
+    old = encode_items({k: pair[0] for k, pair in pairs.items()})
+    new = encode_items({k: pair[1] for k, pair in pairs.items()})
+    return {"d": digest, "now": now, "old": old, "new": new}
 
 
 def _landed(rows: list[Any], params: dict[str, Any]) -> bool:
