@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 
-from sessionkit import SessionConfig, SessionEngine, Store, sealing, serialization
+from sessionkit import RekeyReport, SessionConfig, SessionEngine, Store, sealing, serialization
 from sessionkit.crypto import Keyring
 from sessionkit.errors import StoreError
-from sessionkit.rekey import RekeyReport
 from sessionkit.testing import Browser
 
 OLD_KEY, NEW_KEY = secrets.token_urlsafe(48), secrets.token_urlsafe(48)
