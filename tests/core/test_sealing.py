@@ -135,14 +135,25 @@ def test_turning_it_on_and_off_logs_nobody_out(store: Store) -> None:
     assert not any(v.startswith("~1") for v in stored(plain, browser).values())
 
 
-def test_a_concurrent_change_survives_the_reseal_after_a_key_rotation(store: Store) -> None:
-    """The lost update the re-seal must not cause: after a key rotation, request A loads
-    the session (every value sealed under the old key), request B changes ``k`` and
-    commits, then A changes only ``j``. A must not write ``k``'s old value (re-sealed
-    under the new key) over B's: ``k`` is B's."""
-    browser = Browser(engine_on(store, keys=OLD_KEY))
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ({"keys": OLD_KEY}, {"keys": [NEW_KEY, OLD_KEY]}),  # a key rotation
+        ({"seal": False}, {"seal": True}),  # encrypt_records turned on
+        ({"seal": True}, {"seal": False}),  # and off again
+    ],
+    ids=["rotation", "turned-on", "turned-off"],
+)
+def test_a_concurrent_change_survives_the_reseal_after_a_key_rotation(
+    store: Store, before: dict[str, Any], after: dict[str, Any]
+) -> None:
+    """The lost update the re-seal must not cause: after a key rotation (or the setting
+    turned on or off), request A loads the session (every value stale), request B changes
+    ``k`` and commits, then A changes only ``j``. A must not write ``k``'s old value
+    (re-sealed) over B's: ``k`` is B's."""
+    browser = Browser(engine_on(store, **before))
     browser.visit(lambda s: s.update(k="original", j=0))
-    rotated = engine_on(store, keys=[NEW_KEY, OLD_KEY])
+    rotated = engine_on(store, **after)
     tab_a = rotated.open(browser.cookie_header, browser.client)
     tab_b = rotated.open(browser.cookie_header, browser.client)
     tab_a.load()
