@@ -26,6 +26,7 @@ from sessionkit.events import Event, EventBus, EventKind
 from sessionkit.failures import Failure, FailurePolicy
 from sessionkit.health import Health
 from sessionkit.origin import same_origin
+from sessionkit.rekey import RekeyReport
 from sessionkit.session import Session
 from sessionkit.sessions_api import ApiResponse, Caller, Effect, SessionsAPI
 from sessionkit.stores import (
@@ -62,6 +63,7 @@ __all__ = [
     "MemoryStore",
     "Record",
     "RecordMeta",
+    "RekeyReport",
     "Session",
     "SessionConfig",
     "SessionDataError",

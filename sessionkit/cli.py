@@ -23,6 +23,7 @@ from sessionkit.doctor import diagnose
 from sessionkit.engine import SessionEngine
 from sessionkit.errors import ConfigError, SessionKitError
 from sessionkit.health import probe
+from sessionkit.rekey import RekeyReport
 from sessionkit.sealing import SealFailed
 from sessionkit.stores import Store, open_store
 
@@ -252,6 +253,51 @@ def build_group(get_store: Callable[[], Store] | None = None, *, name: str = "se
             return
         count = store.revoke_user(user)
         click.echo(f"revoked {_count(count, 'session')} of user {user!r}")
+
+    @group.command(help="Re-seal every stored session with the newest key (encrypt_records).")
+    @click.option(
+        "--plain", is_flag=True,
+        help="Write sealed values back plain (to turn encrypt_records off).",
+    )  # fmt: skip
+    @click.option("--chunk", default=500, show_default=True, type=click.IntRange(1, 100_000),
+                  help="Records per chunk.")  # fmt: skip
+    @with_store
+    def rekey(store: Store, plain: bool, chunk: int) -> None:
+        keys = [k for k in os.environ.get("SESSIONKIT_SECRET_KEY", "").split(",") if k]
+        if not keys:
+            raise ConfigError(
+                "SESSIONKIT_SECRET_KEY",
+                "rekey needs the app's keys: set SESSIONKIT_SECRET_KEY to them, the newest "
+                "first, then the older ones that sealed the stored values (comma-separated)",
+            )
+        config = SessionConfig(secret_key=keys, store=store, encrypt_records=not plain)
+        engine = SessionEngine(config, store=store)
+        able = store.supports_scan and store.supports_reseal  # else engine.rekey says why
+        total = sum(1 for _ in store.scan_digests()) if able else 0
+        label = "writing plain" if plain else "re-sealing"
+        with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+            done = [0]
+
+            def progress(report: RekeyReport) -> None:
+                bar.update(report.seen - done[0])
+                done[0] = report.seen
+
+            report = engine.rekey(progress=progress, chunk=chunk)
+        what = "written plain" if plain else "re-sealed with the newest key"
+        click.echo(f"{_count(report.seen, 'record')} seen")
+        click.echo(
+            f"{_count(report.resealed, 'value')} {what} (in {_count(report.records, 'record')})"
+        )
+        click.echo(f"{_count(report.changed, 'record')} changed meanwhile: those values skipped")
+        if report.gone:
+            click.echo(f"{_count(report.gone, 'record')} gone meanwhile (logged out or expired)")
+        if report.unreadable:
+            click.echo(
+                f"{name}: {_count(report.unreadable, 'record')} left as they were: they hold "
+                "values no configured key opens (is their key in SESSIONKIT_SECRET_KEY?)",
+                err=True,
+            )
+            raise SystemExit(1)
 
     return group
 

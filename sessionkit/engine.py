@@ -41,6 +41,7 @@ from sessionkit.fingerprint import fingerprint_material
 from sessionkit.health import Health, aprobe, probe
 from sessionkit.ids import digest, handle, is_well_formed, new_id
 from sessionkit.records import Record, RecordMeta, SessionLimit, Write
+from sessionkit.rekey import RekeyReport, rekey_store
 from sessionkit.session import Session
 from sessionkit.stores import open_store
 from sessionkit.stores.base import Store
@@ -76,7 +77,9 @@ class _Context:
     fingerprint = ""  # "keep": the record's fingerprint stays as it is
     material: bytes | bool | None = False  # False: not computed yet
     fresh = False  # load from the store itself, never from a cache (open(fresh=True))
-    reseal: frozenset[str] = frozenset()  # keys to write again (encrypt_records changed)
+    #: values to write again (sealed under an older key, or not as encrypt_records now
+    #: says): key -> (the stored text, the plain tagged-JSON text)
+    reseal: Mapping[str, tuple[str, str]] = {}
     stored: Mapping[str, Any] = {}  # the record's data as read (its keys: what is not new)
 
     def __init__(self, client: ClientInfo) -> None:
@@ -95,7 +98,14 @@ class CommitPlan:
     """What to do at the end of a request. Adapters run it, then add ``headers()``."""
 
     __slots__ = (
-        "conflict", "deletes", "events", "secure", "set_cookie", "touch", "vary_cookie",
+        "conflict",
+        "deletes",
+        "events",
+        "reseal",
+        "secure",
+        "set_cookie",
+        "touch",
+        "vary_cookie",
         "write",
     )  # fmt: skip
 
@@ -108,6 +118,9 @@ class CommitPlan:
         self.events: list[Event] = []
         self.conflict = False  # set by run(): the session vanished meanwhile; nothing saved
         self.secure = False
+        #: after ``write`` lands: ``(digest, {key: (stored text, new text)})`` for
+        #: ``Store.reseal``, the unchanged values ``encrypt_records`` wants written again
+        self.reseal: tuple[str, dict[str, tuple[str, str]]] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -354,7 +367,9 @@ class SessionEngine:
             except ValueError:
                 if not any(sealing.is_sealed(sealing.text_of(v)) for v in items.values()):
                     raise
-        opened, ctx.reseal = sealing.open_items(self.keyring, ctx.digest, items, self._sealing)  # type: ignore[arg-type]
+        opened, stale = sealing.open_items(self.keyring, ctx.digest, items, self._sealing)  # type: ignore[arg-type]
+        if stale:
+            ctx.reseal = {k: (sealing.text_of(items[k]), opened[k]) for k in stale}
         return serialization.loads_items(opened)
 
     def _admit(
@@ -472,6 +487,8 @@ class SessionEngine:
             ctx.session_id, ctx.digest, ctx.cookie, ctx.key_index = (
                 session_id, None, None, 0,
             )  # fmt: skip
+            if ctx.reseal:  # the old record's: this write seals every value afresh
+                ctx.reseal = {}
             if not self._client_side and not self.config.ephemeral:  # ephemeral: dead on arrival
                 ctx.digest = digest(session_id)
                 items = {k: serialization.dumps_item(k, v) for k, v in dict.items(session)}
@@ -514,8 +531,6 @@ class SessionEngine:
                 changed = session._changed
                 # the changed keys in the session's order, so a store that merges them in
                 # (appending the new ones) keeps the dict's insertion order
-                if ctx.reseal:  # written again: sealed (or plain) as the setting now says
-                    changed = changed | {k for k in ctx.reseal if dict.__contains__(session, k)}
                 if full:
                     keys: Iterable[str] = dict.keys(session)
                 elif len(changed) > 1:
@@ -532,6 +547,8 @@ class SessionEngine:
                     limit=self._limit_of(meta, old.user),
                     new_keys=frozenset(k for k in items if k not in stored or k in removed),
                 )  # fmt: skip
+                if ctx.reseal:
+                    self._plan_reseal(plan, session, ctx, items, full)
             if self.events.active:
                 self._note(plan, EventKind.SAVED, ctx)
             plan.set_cookie = self._cookie(session, ctx, meta, end, now, secure)
@@ -630,6 +647,30 @@ class SessionEngine:
 
     def _sealed(self, digest_: str, items: dict[str, str]) -> dict[str, str]:
         return sealing.seal_items(self.keyring, digest_, items)
+
+    def _plan_reseal(
+        self, plan: CommitPlan, session: Session, ctx: _Context, written: Mapping[str, str],
+        full: bool,
+    ) -> None:  # fmt: skip
+        """Values of the record that ``encrypt_records`` wants written again (sealed under
+        an older key, or not as the setting now says) and this request leaves unchanged:
+        re-sealed after the save, compare-and-set per value (``Store.reseal``), never in the
+        save's merge, which would write a value as this request read it over a change
+        another request made meanwhile. A store without ``reseal`` keeps them as they are
+        until they change."""
+        stale, ctx.reseal = ctx.reseal, {}
+        if full or not self.store.supports_reseal:
+            return  # a full write has just written them all again
+        removed = session._removed
+        keep = {
+            k: pair for k, pair in stale.items()
+            if k not in written and k not in removed and dict.__contains__(session, k)
+        }  # fmt: skip
+        if not keep:
+            return
+        plain = {k: text for k, (_, text) in keep.items()}
+        new = self._sealed(ctx.digest, plain) if self._sealing else plain  # type: ignore[arg-type]
+        plan.reseal = (ctx.digest, {k: (keep[k][0], new[k]) for k in keep})  # type: ignore[assignment]
 
     def seal(self, session_id: str, meta: RecordMeta, data: Mapping[str, Any]) -> str:
         """The cookie value of a ``cookie://`` session (what ``open`` unseals), for adapters
@@ -781,6 +822,19 @@ class SessionEngine:
         return found
 
     # ======================================================================================
+    # rekey: re-seal the whole store (encrypt_records; sessionkit.rekey)
+    # ======================================================================================
+    def rekey(
+        self, *, progress: Callable[[RekeyReport], None] | None = None, chunk: int = 500
+    ) -> RekeyReport:
+        """Re-seal every stored record with the newest key: values sealed under an older
+        one and, with ``encrypt_records`` on, plain ones; with it off, sealed values are
+        written back plain. ``chunk`` records at a time, ``progress`` called after each
+        with the running ``RekeyReport``. A value a request changes meanwhile is left as
+        that request wrote it (``Store.reseal`` compares and sets, per value)."""
+        return rekey_store(self.store, self.keyring, self._sealing, progress=progress, chunk=chunk)
+
+    # ======================================================================================
     # health
     # ======================================================================================
     def health(self) -> Health:
@@ -905,6 +959,8 @@ class SessionEngine:
                     store.delete(doomed)
                 if plan.touch is not None:
                     ok = store.touch(*plan.touch)
+                if ok and plan.reseal is not None:
+                    self._resealed(plan, store.reseal)
             except SessionLimitReached as exc:
                 self._refused(exc, write)
                 raise
@@ -929,6 +985,11 @@ class SessionEngine:
                     await store.adelete(doomed)
                 if plan.touch is not None:
                     ok = await store.atouch(*plan.touch)
+                if ok and plan.reseal is not None:
+                    try:
+                        await store.areseal(*plan.reseal)
+                    except StoreUnavailable as exc:
+                        self._reseal_failed(exc)
             except SessionLimitReached as exc:
                 self._refused(exc, write)
                 raise
@@ -936,6 +997,19 @@ class SessionEngine:
                 self._failed(exc)
                 raise
         return self._finish(plan, ok)
+
+    def _resealed(
+        self, plan: CommitPlan, reseal: Callable[[str, dict[str, tuple[str, str]]], int]
+    ) -> None:
+        try:
+            reseal(*plan.reseal)  # type: ignore[misc]
+        except StoreUnavailable as exc:
+            self._reseal_failed(exc)
+
+    def _reseal_failed(self, exc: StoreUnavailable) -> None:
+        """The save landed; only the re-seal of unchanged values did not: the request
+        succeeds (the values stay as they were, readable, and are re-sealed next time)."""
+        self._store_error(exc)
 
     @staticmethod
     def _evicted(plan: CommitPlan, write: Write, evicted: list[str] | None) -> bool:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sessionkit import serialization
@@ -47,6 +47,10 @@ class Store:
     supports_scan: ClassVar[bool] = False
     #: ``save_limited`` keeps ``max_sessions_per_user`` atomically (needs the user index)
     supports_session_limit: ClassVar[bool] = False
+    #: ``reseal`` re-encodes stored values in place, compare-and-set per key (the engine
+    #: re-seals values under an older key with it; ``sessionkit rekey`` too, with
+    #: ``scan_digests``)
+    supports_reseal: ClassVar[bool] = False
     url: str = ""
 
     # -- the protocol --------------------------------------------------------------------
@@ -138,6 +142,23 @@ class Store:
     def scan(self) -> Iterator[RecordMeta]:
         """The metadata of every stored session, live or not yet swept (for ``stats``).
         Records that cannot be decoded are skipped."""
+        raise StoreError(f"{type(self).__name__} cannot enumerate its sessions")
+
+    def reseal(self, digest: str, pairs: Mapping[str, tuple[str, str]]) -> int:
+        """For each ``key: (old, new)`` of ``pairs``, store the text ``new`` under ``key``
+        only if the record still holds exactly ``old`` there, all in one atomic step per
+        record; nothing else of the record changes (metadata, version, expiry, other keys,
+        key order). Returns how many values were replaced: 0 for a record that is gone or
+        expired. A value changed meanwhile is left as it is: this is how a re-encoding
+        (``encrypt_records`` after a key rotation) never overwrites a concurrent change."""
+        raise StoreError(f"{type(self).__name__} cannot re-seal values in place")
+
+    async def areseal(self, digest: str, pairs: Mapping[str, tuple[str, str]]) -> int:
+        return await asyncio.to_thread(self.reseal, digest, pairs)
+
+    def scan_digests(self) -> Iterator[str]:
+        """The digest of every stored record, live or not yet swept, each once (records
+        written during the scan may or may not be seen): what ``sessionkit rekey`` walks."""
         raise StoreError(f"{type(self).__name__} cannot enumerate its sessions")
 
     def server_version(self) -> str | None:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +55,7 @@ _ITEM_OVERHEAD = 150
 
 _CAPABILITIES = (
     "client_side", "supports_user_index", "supports_lock", "supports_sweep", "supports_scan",
-    "supports_session_limit",
+    "supports_session_limit", "supports_reseal",
 )  # fmt: skip
 
 
@@ -376,6 +376,21 @@ class CachingStore(Store):
 
     def scan(self) -> Iterator[RecordMeta]:
         return self.store.scan()
+
+    def reseal(self, digest: str, pairs: Mapping[str, tuple[str, str]]) -> int:
+        try:
+            return self.store.reseal(digest, pairs)
+        finally:  # a re-seal changes the stored texts: our copy (and theirs) goes
+            self.cache.invalidate(digest)
+
+    async def areseal(self, digest: str, pairs: Mapping[str, tuple[str, str]]) -> int:
+        try:
+            return await self.store.areseal(digest, pairs)
+        finally:
+            self.cache.invalidate(digest)
+
+    def scan_digests(self) -> Iterator[str]:
+        return self.store.scan_digests()
 
     def server_version(self) -> str | None:
         return self.store.server_version()

@@ -32,7 +32,7 @@ import re
 import secrets
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -73,6 +73,7 @@ class FileStore(PollingLocks, Store):
     supports_sweep = True
     supports_scan = True
     supports_session_limit = True
+    supports_reseal = True
 
     def __init__(
         self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time,
@@ -249,6 +250,27 @@ class FileStore(PollingLocks, Store):
                     entry = self._read(name, warn=False)
                     if entry is not None:
                         yield entry[0].meta
+
+    def scan_digests(self) -> Iterator[str]:
+        for shard in self._shards():
+            for name in self._listdir(shard):
+                if is_digest(name):
+                    yield name
+
+    def reseal(self, digest: str, pairs: Mapping[str, tuple[str, str]]) -> int:
+        """Compare and replace under the record's shard lock (the one every save holds);
+        the record keeps its version and its expiry."""
+        require_digests("FileStore.reseal", digest)
+        with self._locked(digest):
+            entry = self._read(digest)
+            if entry is None or entry[1] <= self._clock():
+                return 0
+            record, expires_at = entry
+            items = record.items
+            same = {k: new for k, (old, new) in pairs.items() if items.get(k) == old}
+            if same:
+                self._write(digest, record._replace(items={**items, **same}), expires_at)
+            return len(same)
 
     def create_schema(self) -> bool:
         created = not self._records.is_dir() or not self._users.is_dir()

@@ -32,7 +32,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -97,6 +97,9 @@ ITEM_LIMIT = 1024 * 1024
 
 class MemcachedStore(PollingLocks, Store):
     supports_lock = True
+    #: ``gets``/``cas`` make a compare-and-set per record, so values re-seal in place (on
+    #: requests after a key rotation); with no way to enumerate keys, ``rekey`` cannot run
+    supports_reseal = True
 
     def __init__(
         self,
@@ -208,6 +211,37 @@ class MemcachedStore(PollingLocks, Store):
             lambda current: current._replace(meta=current.meta._replace(last_seen=last_seen)),
             now + ttl,
             expire_for(ttl),
+        )
+
+    def reseal(self, digest: str, pairs: Mapping[str, tuple[str, str]]) -> int:
+        """``gets``, compare here, ``cas`` the values that still match (the record keeps its
+        version and its expiry); a ``cas`` conflict reads again, as a save does."""
+        if not is_digest(digest):
+            return 0
+        key = self.prefix + digest
+        self._recall(digest)  # the record changes: a remembered token would only conflict
+        for attempt in range(self.max_retries):
+            if attempt:
+                time.sleep(random.uniform(0, 0.0005 * attempt))
+            raw, cas = self._run("gets", key)
+            entry = self._decode(digest, raw)
+            now = self._clock()
+            if entry is None or entry[1] <= now:
+                return 0
+            record, expires_at = entry
+            items = record.items
+            same = {k: new for k, (old, new) in pairs.items() if items.get(k) == old}
+            if not same:
+                return 0
+            value = encode(record._replace(items={**items, **same}), expires_at)
+            expire = expire_for(expires_at - now, now)
+            stored = self._run("cas", key, value, cas, expire, noreply=False)
+            if stored is None:  # deleted between gets and cas
+                return 0
+            if stored:
+                return len(same)
+        raise StoreUnavailable(
+            self.url, f"{self.max_retries} concurrent writes to one session kept conflicting"
         )
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from sessionkit.errors import ConfigError
 from sessionkit.ids import handle
@@ -28,6 +28,7 @@ class MemoryStore(PollingLocks, Store):
     supports_sweep = True
     supports_scan = True
     supports_session_limit = True
+    supports_reseal = True
 
     def __init__(
         self, max_sessions: int = 10_000, *, clock: Callable[[], float] = time.time
@@ -202,6 +203,27 @@ class MemoryStore(PollingLocks, Store):
         with self._mutex:
             metas = [record.meta for record, _ in self._records.values()]
         yield from metas
+
+    def scan_digests(self) -> Iterator[str]:
+        with self._mutex:
+            digests = list(self._records)
+        yield from digests
+
+    def reseal(self, digest: str, pairs: Mapping[str, tuple[str, str]]) -> int:
+        """Compare and replace under the one mutex every operation takes."""
+        with self._mutex:
+            entry = self._records.get(digest)
+            if entry is None or entry[1] <= self._clock():
+                return 0
+            record, expires = entry
+            items = record.items
+            same = {k: new for k, (old, new) in pairs.items() if items.get(k) == old}
+            if same:
+                self._records[digest] = (record._replace(items={**items, **same}), expires)
+            return len(same)
+
+    async def areseal(self, digest: str, pairs: Mapping[str, tuple[str, str]]) -> int:
+        return self.reseal(digest, pairs)
 
     def _try_lock(self, digest: str, token: str, ttl: float) -> bool:
         now = self._clock()

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
         LockConformance as LockConformance,
     )
     from sessionkit.testing.conformance import (
+        ResealConformance as ResealConformance,
+    )
+    from sessionkit.testing.conformance import (
         ScanConformance as ScanConformance,
     )
     from sessionkit.testing.conformance import (
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
 
 _CONFORMANCE = (
     "LockConformance",
+    "ResealConformance",
     "ScanConformance",
     "ServerStoreConformance",
     "SessionLimitConformance",

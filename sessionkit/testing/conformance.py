@@ -13,8 +13,9 @@ let pytest collect them; each test runs in the ``sync`` and the ``async`` flavou
 lazy loading, expiry, rotation, flash, tampering). ``ServerStoreConformance`` adds the
 invariants a server-side store keeps: no resurrection, key-level merge, expiry from the
 record, corrupted records, nothing created by reads. ``UserIndexConformance``,
-``LockConformance``, ``SweepConformance`` and ``SessionLimitConformance``
-(``max_sessions_per_user``) cover the optional capabilities; a store that
+``LockConformance``, ``SweepConformance``, ``SessionLimitConformance``
+(``max_sessions_per_user``) and ``ResealConformance`` (``Store.reseal``, and
+``scan_digests`` where the store can scan) cover the optional capabilities; a store that
 declares a capability but is not tested for it fails ``test_declared_capabilities_are_tested``.
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any, cast
@@ -32,7 +34,7 @@ import pytest
 from sessionkit.client import ClientInfo
 from sessionkit.config import SessionConfig
 from sessionkit.engine import SessionEngine
-from sessionkit.errors import LockTimeout, SessionLimitReached
+from sessionkit.errors import LockTimeout, SessionLimitReached, StoreError
 from sessionkit.events import Event, EventKind
 from sessionkit.ids import digest, handle
 from sessionkit.session import Session
@@ -174,6 +176,7 @@ class StoreConformance:
             ("supports_sweep", SweepConformance),
             ("supports_scan", ScanConformance),
             ("supports_session_limit", SessionLimitConformance),
+            ("supports_reseal", ResealConformance),
         ):
             if getattr(store, flag):
                 assert isinstance(self, suite), (
@@ -766,3 +769,110 @@ class ScanConformance:
         metas = list(engine.store.scan())
         assert sorted(m.user or "" for m in metas) == ["", "a", "b"]
         assert all(isinstance(m, RecordMeta) for m in metas)
+
+
+class ResealConformance:
+    """``Store.reseal``: a compare-and-set per value that re-encodes a record in place
+    (``encrypt_records`` after a key rotation, ``sessionkit rekey``), never overwriting a
+    value changed meanwhile; and ``scan_digests`` where the store declares ``supports_scan``."""
+
+    def _stored(
+        self, store: Store, clock: FakeClock, items: dict[str, str], ttl: float = 600.0
+    ) -> str:
+        key = digest(secrets.token_urlsafe(32))
+        meta = RecordMeta(created=int(clock.now), last_seen=int(clock.now), user=None)
+        assert store.save(Write(key, items, frozenset(), meta, ttl, create=True, replace=True))
+        return key
+
+    def _reseal(
+        self, store: Store, flavour: Flavour, loop: Any, key: str, pairs: dict[str, tuple[str, str]]
+    ) -> int:
+        if flavour == "async":
+            return int(loop.run_until_complete(store.areseal(key, pairs)))
+        return store.reseal(key, pairs)
+
+    def test_reseal_replaces_exactly_the_values_that_still_match(
+        self, store: Store, clock: FakeClock, flavour: Flavour, loop: Any
+    ) -> None:
+        items = {"z": '"one"', "a": '"two"', "m": '"three"', "q": '"four"'}
+        key = self._stored(store, clock, items)
+        before = store.load(key)
+        assert before is not None
+        pairs = {
+            "a": ('"two"', '"TWO"'),  # still stored: replaced
+            "m": ('"three"', '"THREE"'),  # still stored: replaced
+            "q": ('"changed meanwhile"', '"FOUR"'),  # no longer stored: left alone
+            "absent": ('"x"', '"y"'),  # not in the record: never added
+        }
+        assert self._reseal(store, flavour, loop, key, pairs) == 2
+        after = store.load(key)
+        assert after is not None
+        assert list(after.items.items()) == [
+            ("z", '"one"'), ("a", '"TWO"'), ("m", '"THREE"'), ("q", '"four"'),
+        ]  # fmt: skip
+        assert after.meta == before.meta and after.version == before.version
+        assert self._reseal(store, flavour, loop, key, pairs) == 0  # done: nothing matches
+
+    def test_reseal_of_a_gone_or_expired_record_writes_nothing(
+        self, store: Store, clock: FakeClock, flavour: Flavour, loop: Any
+    ) -> None:
+        unknown = digest(secrets.token_urlsafe(32))
+        assert self._reseal(store, flavour, loop, unknown, {"a": ('"1"', '"2"')}) == 0
+        assert store.load(unknown) is None  # nothing created
+        deleted = self._stored(store, clock, {"a": '"1"'})
+        store.delete(deleted)
+        assert self._reseal(store, flavour, loop, deleted, {"a": ('"1"', '"2"')}) == 0
+        assert store.load(deleted) is None
+        expired = self._stored(store, clock, {"a": '"1"'}, ttl=0.05)
+        clock.advance(1)
+        time.sleep(0.1)  # a server with its own clock (Redis) expires it by that
+        assert self._reseal(store, flavour, loop, expired, {"a": ('"1"', '"2"')}) == 0
+        assert store.load(expired) is None
+
+    def test_a_concurrent_change_wins_over_the_reseal(
+        self, store: Store, clock: FakeClock, flavour: Flavour, loop: Any
+    ) -> None:
+        """The store level: a re-seal computed from a read made before another request
+        changed the value finds the new value and leaves it."""
+        key = self._stored(store, clock, {"k": '"old"', "j": '"0"'})
+        read = store.load(key)
+        assert read is not None
+        meta = RecordMeta(created=int(clock.now), last_seen=int(clock.now))
+        assert store.save(Write(key, {"k": '"new"'}, frozenset(), meta, 600.0))  # request B
+        pairs = {k: (v, v.upper()) for k, v in read.items.items()}  # from the earlier read
+        assert self._reseal(store, flavour, loop, key, pairs) == 1  # "j" only
+        after = store.load(key)
+        assert after is not None and dict(after.items) == {"k": '"new"', "j": '"0"'}
+
+    def test_after_a_key_rotation_a_concurrent_change_survives(
+        self, store: Store, clock: FakeClock, flavour: Flavour, loop: Any
+    ) -> None:
+        """The engine level: request A loads a session sealed under the old key, B changes
+        ``k``, then A changes only ``j``. ``k`` is B's; and once A is done every value is
+        sealed under the new key (the old key can go)."""
+        suite = cast(StoreConformance, self)
+        old = suite.engine_for(store, clock, secret_key=OLD_KEY, encrypt_records=True)
+        rotated = suite.engine_for(store, clock, secret_key=[KEY, OLD_KEY], encrypt_records=True)
+        browser = Browser(old, flavour, loop=loop)
+        browser.visit(lambda s: s.update(k="original", j=0, kept="kept"))
+        browser.engine = rotated
+        tab_a, tab_b = browser.begin(), browser.fork().begin()
+        tab_b["k"] = "from b"
+        assert browser.fork().finish(tab_b).saved
+        tab_a["j"] = 1
+        assert browser.finish(tab_a).saved
+        browser.engine = suite.engine_for(store, clock, secret_key=KEY, encrypt_records=True)
+        assert browser.visit(_snapshot).result == {"k": "from b", "j": 1, "kept": "kept"}
+
+    def test_scan_digests_sees_every_stored_session(
+        self, engine: SessionEngine, flavour: Flavour, loop: Any
+    ) -> None:
+        if not engine.store.supports_scan:
+            with pytest.raises(StoreError):
+                list(engine.store.scan_digests())
+            return
+        browsers = [Browser(engine, flavour, loop=loop) for _ in range(3)]
+        for browser in browsers:
+            browser.visit(_set("x", 1))
+        expected = sorted(str(engine.digest_of(b.begin())) for b in browsers)
+        assert sorted(engine.store.scan_digests()) == expected

@@ -10,9 +10,20 @@ from typing import Any
 
 import pytest
 
-from sessionkit import EventKind, SessionConfig, SessionEngine, Store
+from sessionkit import (
+    EventKind,
+    MemoryStore,
+    SessionConfig,
+    SessionEngine,
+    Store,
+    sealing,
+    serialization,
+)
+from sessionkit.crypto import Keyring
+from sessionkit.errors import StoreUnavailable
 from sessionkit.stores.base import Write
 from sessionkit.testing import Browser
+from sessionkit.testing.browser import Flavour
 
 OLD_KEY, NEW_KEY = secrets.token_urlsafe(48), secrets.token_urlsafe(48)
 SECRET = "4111 1111 1111 1111"
@@ -122,3 +133,120 @@ def test_turning_it_on_and_off_logs_nobody_out(store: Store) -> None:
     assert browser.visit(lambda s: dict(s)).result == {"a": "plain", "b": "plain too", "c": 3}
     browser.visit(lambda s: s.__setitem__("d", 4))  # and the next write is plain again
     assert not any(v.startswith("~1") for v in stored(plain, browser).values())
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ({"keys": OLD_KEY}, {"keys": [NEW_KEY, OLD_KEY]}),  # a key rotation
+        ({"seal": False}, {"seal": True}),  # encrypt_records turned on
+        ({"seal": True}, {"seal": False}),  # and off again
+    ],
+    ids=["rotation", "turned-on", "turned-off"],
+)
+def test_a_concurrent_change_survives_the_reseal_after_a_key_rotation(
+    store: Store, before: dict[str, Any], after: dict[str, Any]
+) -> None:
+    """The lost update the re-seal must not cause: after a key rotation (or the setting
+    turned on or off), request A loads the session (every value stale), request B changes
+    ``k`` and commits, then A changes only ``j``. A must not write ``k``'s old value
+    (re-sealed) over B's: ``k`` is B's."""
+    browser = Browser(engine_on(store, **before))
+    browser.visit(lambda s: s.update(k="original", j=0))
+    rotated = engine_on(store, **after)
+    tab_a = rotated.open(browser.cookie_header, browser.client)
+    tab_b = rotated.open(browser.cookie_header, browser.client)
+    tab_a.load()
+    tab_b.load()
+    tab_b["k"] = "from b"
+    assert rotated.run(rotated.commit(tab_b))
+    tab_a["j"] = 1
+    assert rotated.run(rotated.commit(tab_a))
+    browser.engine = rotated
+    assert browser.visit(lambda s: dict(s)).result == {"k": "from b", "j": 1}
+
+
+def test_the_async_flavour_keeps_a_concurrent_change_too(store: Store) -> None:
+    browser = Browser(engine_on(store, keys=OLD_KEY))
+    browser.visit(lambda s: s.update(k="original", j=0, kept="kept"))
+    rotated = engine_on(store, keys=[NEW_KEY, OLD_KEY])
+
+    async def race() -> None:
+        tab_a = rotated.open(browser.cookie_header, browser.client)
+        tab_b = rotated.open(browser.cookie_header, browser.client)
+        await rotated.aload(tab_a)
+        await rotated.aload(tab_b)
+        tab_b["k"] = "from b"
+        assert await rotated.arun(rotated.commit(tab_b))
+        tab_a["j"] = 1
+        assert await rotated.arun(rotated.commit(tab_a))
+        await store.aclose()
+
+    asyncio.run(race())
+    browser.engine = rotated
+    assert browser.visit(lambda s: dict(s)).result == {"k": "from b", "j": 1, "kept": "kept"}
+    assert sealed_under_the_newest_key(rotated, browser) == {"k": "from b", "j": 1, "kept": "kept"}
+
+
+def sealed_under_the_newest_key(engine: SessionEngine, browser: Browser) -> dict[str, Any]:
+    """The stored session, each value opened with the newest key alone (so every value
+    was re-sealed under it)."""
+    opened = engine.open(browser.cookie_header, browser.client)
+    digest = engine.digest_of(opened)
+    assert digest is not None
+    newest = Keyring(engine.config.secret_keys[:1])
+    plain, stale = sealing.open_items(newest, digest, stored(engine, browser), True)
+    assert not stale
+    return serialization.loads_items(plain)
+
+
+class ResealDown(MemoryStore):
+    """Its re-seal fails as a store that went down between the save and the re-seal."""
+
+    def reseal(self, digest: str, pairs: Any) -> int:
+        raise StoreUnavailable(self.url, "connection reset")
+
+    async def areseal(self, digest: str, pairs: Any) -> int:
+        raise StoreUnavailable(self.url, "connection reset")
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_a_failed_reseal_after_a_landed_save_fails_nothing(flavour: Flavour) -> None:
+    """The save landed: the request succeeds, the unchanged values stay readable under the
+    old key (re-sealed next time), and the failure is a store_error event."""
+    store = ResealDown()
+    loop = asyncio.new_event_loop()
+    try:
+        browser = Browser(engine_on(store, keys=OLD_KEY), loop=loop)
+        browser.visit(lambda s: s.update(kept="kept", n=1))
+        rotated = engine_on(store, keys=[NEW_KEY, OLD_KEY])
+        errors: list[Any] = []
+        rotated.events.subscribe(errors.append, [EventKind.STORE_ERROR])
+        browser.engine, browser.flavour = rotated, flavour
+        visit = browser.visit(lambda s: s.__setitem__("n", 2))
+        assert visit.saved and visit.plan.reseal is not None
+        assert [e.kind for e in errors] == [EventKind.STORE_ERROR]
+        assert "connection reset" in errors[0].reason
+        assert browser.visit(lambda s: dict(s)).result == {"kept": "kept", "n": 2}
+    finally:
+        loop.close()
+
+
+def test_a_rotation_after_loading_stale_values_plans_no_reseal() -> None:
+    """regenerate() writes every value afresh under the new ID: when the same session is
+    saved again (engine.save, as a framework's session object does), nothing of the old
+    record is left to re-seal."""
+    store = MemoryStore()
+    browser = Browser(engine_on(store, keys=OLD_KEY))
+    browser.visit(lambda s: s.update(kept="kept"))
+    rotated = engine_on(store, keys=[NEW_KEY, OLD_KEY])
+    session = rotated.open(browser.cookie_header, browser.client)
+    session.regenerate()
+    plan = rotated.save(session)
+    assert plan.write is not None and plan.write.create and plan.reseal is None
+    session["n"] = 1
+    plan = rotated.save(session)
+    assert plan.write is not None and not plan.write.create
+    assert plan.reseal is None  # the record it wrote holds nothing stale
+    browser.cookie = rotated.cookie_of(session)
+    assert sealed_under_the_newest_key(rotated, browser) == {"kept": "kept", "n": 1}

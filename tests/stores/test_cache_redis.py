@@ -27,6 +27,7 @@ from sessionkit.testing import (
     Browser,
     FakeClock,
     LockConformance,
+    ResealConformance,
     ScanConformance,
     ServerStoreConformance,
     SessionLimitConformance,
@@ -516,6 +517,7 @@ class TestCachedRedisConformance(
     UserIndexConformance,
     LockConformance,
     ScanConformance,
+    ResealConformance,
     SessionLimitConformance,
 ):
     @pytest.fixture(autouse=True)

@@ -6,6 +6,7 @@ from sessionkit import CookieStore, MemoryStore, Store
 from sessionkit.testing import (
     FakeClock,
     LockConformance,
+    ResealConformance,
     ScanConformance,
     ServerStoreConformance,
     SessionLimitConformance,
@@ -21,6 +22,7 @@ class TestMemoryStore(
     LockConformance,
     SweepConformance,
     ScanConformance,
+    ResealConformance,
     SessionLimitConformance,
 ):
     def make_store(self, clock: FakeClock) -> Store:

@@ -7,12 +7,17 @@ against a store broken in exactly the way the check is about.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import pytest
 
 from sessionkit import MemoryStore, Write
-from sessionkit.testing import FakeClock, LockConformance, ServerStoreConformance
+from sessionkit.testing import (
+    FakeClock,
+    LockConformance,
+    ResealConformance,
+    ServerStoreConformance,
+)
 
 
 class SyncOnlyStore(MemoryStore):
@@ -52,3 +57,26 @@ def test_the_crashed_holder_check_catches_a_careless_unlock() -> None:
     kit.test_a_crashed_holder_expires(MemoryStore(clock=clock), clock)
     with pytest.raises(pytest.fail.Exception, match="DID NOT RAISE"):
         kit.test_a_crashed_holder_expires(CarelessUnlockStore(clock=clock), clock)
+
+
+class BlindResealStore(MemoryStore):
+    """Re-seals without comparing: writes the new text over whatever is stored now."""
+
+    def reseal(self, digest: str, pairs: Mapping[str, tuple[str, str]]) -> int:
+        with self._mutex:
+            record, expires = self._records[digest]
+            items = {**record.items, **{k: new for k, (_, new) in pairs.items()}}
+            self._records[digest] = (record._replace(items=items), expires)
+        return len(pairs)
+
+
+def test_the_reseal_checks_catch_a_reseal_that_does_not_compare(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    clock = FakeClock()
+    kit = ResealConformance()
+    kit.test_a_concurrent_change_wins_over_the_reseal(MemoryStore(clock=clock), clock, "sync", loop)
+    with pytest.raises(AssertionError):
+        kit.test_a_concurrent_change_wins_over_the_reseal(
+            BlindResealStore(clock=clock), clock, "sync", loop
+        )

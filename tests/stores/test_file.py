@@ -25,6 +25,7 @@ from sessionkit.testing import (
     Browser,
     FakeClock,
     LockConformance,
+    ResealConformance,
     ScanConformance,
     ServerStoreConformance,
     SessionLimitConformance,
@@ -40,6 +41,7 @@ class TestFileStore(
     LockConformance,
     SweepConformance,
     ScanConformance,
+    ResealConformance,
     SessionLimitConformance,
 ):
     @pytest.fixture(autouse=True)

@@ -26,6 +26,7 @@ from sessionkit.testing import (
     Browser,
     FakeClock,
     LockConformance,
+    ResealConformance,
     ScanConformance,
     ServerStoreConformance,
     SessionLimitConformance,
@@ -43,6 +44,7 @@ class TestRedisConformance(
     UserIndexConformance,
     LockConformance,
     ScanConformance,
+    ResealConformance,
     SessionLimitConformance,
 ):
     @pytest.fixture(autouse=True)
@@ -58,6 +60,7 @@ class TestRedisClusterConformance(
     UserIndexConformance,
     LockConformance,
     ScanConformance,
+    ResealConformance,
     SessionLimitConformance,
 ):
     @pytest.fixture(autouse=True)

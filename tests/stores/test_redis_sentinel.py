@@ -12,6 +12,7 @@ from sessionkit.stores.redis import RedisStore
 from sessionkit.testing import (
     FakeClock,
     LockConformance,
+    ResealConformance,
     ScanConformance,
     ServerStoreConformance,
     SessionLimitConformance,
@@ -50,6 +51,7 @@ class TestRedisSentinelConformance(
     UserIndexConformance,
     LockConformance,
     ScanConformance,
+    ResealConformance,
     SessionLimitConformance,
 ):
     @pytest.fixture(autouse=True)

@@ -36,6 +36,7 @@ from sessionkit.testing import (
     Browser,
     FakeClock,
     LockConformance,
+    ResealConformance,
     ScanConformance,
     ServerStoreConformance,
     SessionLimitConformance,
@@ -58,6 +59,7 @@ class TestSQLiteConformance(
     LockConformance,
     SweepConformance,
     ScanConformance,
+    ResealConformance,
     SessionLimitConformance,
 ):
     @pytest.fixture(autouse=True)
@@ -74,6 +76,7 @@ class TestPostgresConformance(
     LockConformance,
     SweepConformance,
     ScanConformance,
+    ResealConformance,
     SessionLimitConformance,
 ):
     @pytest.fixture(autouse=True)

@@ -53,7 +53,7 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 from redis import exceptions as _rx
@@ -79,6 +79,7 @@ from sessionkit.stores.base import (
 )
 from sessionkit.stores.redis import records
 from sessionkit.stores.redis.records import encoded_name, now_ms, order_of, pttl_of
+from sessionkit.stores.redis.reseal import RESEAL_SCRIPT, reseal_args
 from sessionkit.stores.redis.scripts import (
     ALL_SCRIPTS,
     CREATE_LIMITED_SCRIPT,
@@ -128,6 +129,7 @@ class RedisStore(PollingLocks, Store):
     supports_lock = True
     supports_scan = True
     supports_session_limit = True
+    supports_reseal = True
 
     #: ``max_sessions_per_user`` on a Cluster: how long a user's login lock survives a
     #: holder that died (seconds), and how long a login waits for it.
@@ -792,6 +794,35 @@ class RedisStore(PollingLocks, Store):
             if isinstance(row, list) and row[0] is not None:
                 with contextlib.suppress(ValueError, TypeError):
                     yield records.decode_meta(row[0], row[1])
+
+    # -- reseal (sessionkit.stores.redis.reseal) and the digests for ``rekey`` ------------
+    def reseal(self, digest: str, pairs: Mapping[str, tuple[str, str]]) -> int:
+        call, key = self._client().execute_command, [self.key(digest)]
+        with self._guard():
+            return sum(int(RESEAL_SCRIPT.run(call, key, args)) for args in reseal_args(pairs))
+
+    async def areseal(self, digest: str, pairs: Mapping[str, tuple[str, str]]) -> int:
+        if self._threaded:
+            return await Store.areseal(self, digest, pairs)
+        call, key = (await self._aclient()).execute_command, [self.key(digest)]
+        with self._guard():
+            done = 0
+            for args in reseal_args(pairs):
+                done += int(await RESEAL_SCRIPT.arun(call, key, args))
+            return done
+
+    def scan_digests(self) -> Iterator[str]:
+        """Every session key's digest, via SCAN (every master on a Cluster)."""
+        client = self._client()
+        pattern = records.glob_escape(self.prefix) + "{*}"
+        start = len(self.prefix) + 1
+        size = start + 65
+        with self._guard():
+            for key in client.scan_iter(match=pattern, count=500):
+                if len(key) == size:
+                    digest = key[start:-1].decode("ascii", "replace")
+                    if ids.is_digest(digest):
+                        yield digest
 
     # -- locks: a leased token, renewed while held --------------------------------------
     def _lease(self, ttl: float) -> float:

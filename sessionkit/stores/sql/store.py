@@ -11,7 +11,7 @@ after its ttl (see docs/stores/sql.md for why not session-bound advisory locks).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,7 +21,14 @@ from sessionkit.ids import handle, is_handle
 from sessionkit.records import Record, RecordMeta, SessionInfo, Write
 from sessionkit.stores.base import PollingLocks, reject_record
 from sessionkit.stores.sql.connections import SQLEngines
-from sessionkit.stores.sql.schema import decode_meta, decode_record, row_params, user_lock_key
+from sessionkit.stores.sql.schema import (
+    decode_items,
+    decode_meta,
+    decode_record,
+    encode_items,
+    row_params,
+    user_lock_key,
+)
 
 
 class SQLStore(PollingLocks, SQLEngines):
@@ -30,6 +37,7 @@ class SQLStore(PollingLocks, SQLEngines):
     supports_sweep = True
     supports_scan = True
     supports_session_limit = True
+    supports_reseal = True
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLStore:
@@ -231,6 +239,65 @@ class SQLStore(PollingLocks, SQLEngines):
         except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
             raise self._unavailable(exc) from exc
 
+    def scan_digests(self) -> Iterator[str]:
+        self._ready()
+        try:
+            with self._engine.connect() as conn:
+                streaming = conn.execution_options(**self._streaming, yield_per=1000)
+                for (digest,) in streaming.execute(self._sql.scan_digests):
+                    yield str(digest)
+        except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+            raise self._unavailable(exc) from exc
+
+    # -- reseal: a short transaction, the row held from its read to its write -------------
+    def reseal(self, digest: str, pairs: Mapping[str, tuple[str, str]]) -> int:
+        """PostgreSQL: one ``UPDATE`` that compares and sets on the server (see
+        ``schema._reseal_statement``), one round trip. SQLite: one short transaction
+        (``BEGIN IMMEDIATE``, the database's write lock, held from the read to the write):
+        read the live row's data, compare here, write the values that still match in one
+        ``UPDATE``. A retry after a lost connection is harmless: a value already replaced
+        no longer matches."""
+        if self.backend == "postgresql":
+            rows = self._direct_rows(
+                self._sql.reseal_one, _one_statement(digest, pairs, self._clock())
+            )
+            return int(rows[0][0]) if rows else 0
+        self._ready()
+        params = {"d": digest, "now": self._clock()}
+
+        def run() -> int:
+            with self._engine.connect() as conn:
+                conn.execution_options(**self._transaction)
+                with conn.begin():
+                    row = conn.execute(self._sql.reseal_read, params).first()
+                    same = _still_same(row, pairs)
+                    if same:
+                        conn.execute(self._sql.reseal_write, _reseal_params(digest, same))
+                    return len(same)
+
+        return self._call(run)
+
+    async def areseal(self, digest: str, pairs: Mapping[str, tuple[str, str]]) -> int:
+        if self.backend == "postgresql":
+            params = _one_statement(digest, pairs, self._clock())
+            rows = await self._adirect_rows(self._sql.reseal_one, params)
+            return int(rows[0][0]) if rows else 0
+        await self._aready()
+        engine = await self._aasync()
+        params = {"d": digest, "now": self._clock()}
+
+        async def run() -> int:
+            async with engine.connect() as conn:
+                await conn.execution_options(**self._transaction)
+                async with conn.begin():
+                    row = (await conn.execute(self._sql.reseal_read, params)).first()
+                    same = _still_same(row, pairs)
+                    if same:
+                        await conn.execute(self._sql.reseal_write, _reseal_params(digest, same))
+                    return len(same)
+
+        return await self._acall(run)
+
     # -- locks (a row per held lock, with its expiry; PollingLocks waits) -----------------
     lock_poll_max = 0.05  # each try is a statement: back off
 
@@ -260,6 +327,26 @@ def _infos(user: str, rows: list[Any]) -> list[SessionInfo]:
         device = meta.device if meta is not None else None
         out.append(SessionInfo(handle(digest), user, created, last_seen, device))
     return out
+
+
+def _still_same(row: Any, pairs: Mapping[str, tuple[str, str]]) -> dict[str, str]:
+    """The new texts of the keys whose stored text is still the old one (none without a
+    readable live row)."""
+    items = decode_items(row[0]) if row is not None else None
+    if items is None:
+        return {}
+    return {k: new for k, (old, new) in pairs.items() if items.get(k) == old}
+
+
+def _reseal_params(digest: str, same: dict[str, str]) -> dict[str, Any]:
+    return {"d": digest, "items": encode_items(same)}
+
+
+def _one_statement(digest: str, pairs: Mapping[str, tuple[str, str]], now: float) -> dict[str, Any]:
+    """The parameters of PostgreSQL's one-statement re-seal (``Statements.reseal_one``)."""
+    old = encode_items({k: pair[0] for k, pair in pairs.items()})
+    new = encode_items({k: pair[1] for k, pair in pairs.items()})
+    return {"d": digest, "now": now, "old": old, "new": new}
 
 
 def _landed(rows: list[Any], params: dict[str, Any]) -> bool:
