@@ -259,3 +259,30 @@ def _postgres_server(port: int) -> Postgres:
     server = Postgres("postgres", argv, port, workdir, user=user, ready=ready)
     server.start(timeout=60)
     return server
+
+
+def redis_persistent(port: int | None = None) -> Server:
+    """A Redis primary that keeps what it acknowledged across a stop and a start (the
+    append-only file, fsynced on every write), as a production primary does. A replica that
+    reconnects is resynced at once (Redis waits 5 s by default, to batch replicas)."""
+    return redis_server(port, "--appendonly", "yes", "--appendfsync", "always",
+                        "--repl-diskless-sync-delay", "0", name="redis-primary")  # fmt: skip
+
+
+def redis_replica(primary: Server, timeout: float = 30.0) -> Server:
+    """A second redis-server, ``replicaof`` ``primary`` (read-only, serving stale data
+    while its primary is gone, as Redis does by default), once its link is up."""
+    replica = redis_server(
+        None, "--replicaof", "127.0.0.1", str(primary.port), name="redis-replica"
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = subprocess.run(
+            [_binary("redis-cli"), "-p", str(replica.port), "info", "replication"],
+            capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+        if "master_link_status:up" in info.stdout:
+            return replica
+        time.sleep(0.05)
+    replica.close()
+    raise ServerFailed(f"the replica of 127.0.0.1:{primary.port} did not link up in {timeout}s")
