@@ -28,17 +28,19 @@ Why read-only, and why refused rather than queued (docs/fallback.md says it at l
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from sessionkit.errors import ConfigError, StoreReadOnly, StoreUnavailable
 from sessionkit.events import Event, EventBus, EventKind
 from sessionkit.health import PROBE_DIGEST, Health, aprobe, probe
+from sessionkit.ids import handle as handle_of
 from sessionkit.stores.base import Record, RecordMeta, SessionInfo, Store, Write, mask_url
 
 if TYPE_CHECKING:
@@ -66,13 +68,17 @@ class FallbackStats:
     touches_skipped: int = 0  # read-only visits whose sliding expiry was not recorded
     probes: int = 0  # tries of the primary while the fallback served
     probe_failures: int = 0
+    unconfirmed: int = 0  # deletions the fallback still showed after confirm_timeout
 
 
 class FallbackStore(Store):
     """``primary``, with ``fallback`` serving reads, read-only, while it is down.
 
-    ``events``: the engine's bus (the engine sets it when it builds the store from
-    ``fallback=``). ``clock``: monotonic seconds, for the probe interval."""
+    ``probe_interval``: how often (seconds) the primary is tried while the fallback serves.
+    ``confirm_timeout``: how long a deletion waits for the fallback to show it too (0: it
+    does not wait). ``events``: the engine's bus (the engine sets it when it builds the
+    store from ``fallback=``). ``clock``: monotonic seconds, for the probe interval (the
+    confirmation really waits, so it keeps real time)."""
 
     def __init__(
         self,
@@ -80,6 +86,7 @@ class FallbackStore(Store):
         fallback: Store,
         *,
         probe_interval: float = 5.0,
+        confirm_timeout: float = 1.0,
         events: EventBus | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -88,6 +95,7 @@ class FallbackStore(Store):
         self.primary = primary
         self.fallback = fallback
         self.probe_interval = probe_interval
+        self.confirm_timeout = confirm_timeout
         self.events = events
         self.url = primary.url
         for flag in _CAPABILITIES:  # the primary's, per instance
@@ -309,41 +317,117 @@ class FallbackStore(Store):
 
     def save(self, write: Write) -> bool:
         done: bool = self._change(lambda: self.primary.save(write))
+        if done and write.rotated_from is not None:
+            self._confirm_gone((write.rotated_from,))
         return done
 
     async def asave(self, write: Write) -> bool:
         done: bool = await self._achange(lambda: self.primary.asave(write))
+        if done and write.rotated_from is not None:
+            await self._aconfirm_gone((write.rotated_from,))
         return done
 
     def save_limited(self, write: Write) -> list[str] | None:
         evicted: list[str] | None = self._change(lambda: self.primary.save_limited(write))
+        if evicted is not None:
+            self._confirm_gone((*evicted, *_rotated(write)))
         return evicted
 
     async def asave_limited(self, write: Write) -> list[str] | None:
         evicted: list[str] | None = await self._achange(lambda: self.primary.asave_limited(write))
+        if evicted is not None:
+            await self._aconfirm_gone((*evicted, *_rotated(write)))
         return evicted
 
     def delete(self, digest: str) -> None:
         self._change(lambda: self.primary.delete(digest))
+        self._confirm_gone((digest,))
 
     async def adelete(self, digest: str) -> None:
         await self._achange(lambda: self.primary.adelete(digest))
+        await self._aconfirm_gone((digest,))
 
     def revoke_user(self, user: str, *, keep: str | None = None) -> int:
+        doomed = self._change(lambda: self._listed(user, lambda d: d != keep))
         count: int = self._change(lambda: self.primary.revoke_user(user, keep=keep))
+        self._confirm_gone(doomed)
         return count
 
     async def arevoke_user(self, user: str, *, keep: str | None = None) -> int:
+        doomed = await self._achange(
+            lambda: asyncio.to_thread(self._listed, user, lambda d: d != keep)
+        )
         count: int = await self._achange(lambda: self.primary.arevoke_user(user, keep=keep))
+        await self._aconfirm_gone(doomed)
         return count
 
     def revoke_handle(self, user: str, handle: str) -> bool:
+        doomed = self._change(lambda: self._listed(user, lambda d: handle_of(d) == handle))
         done: bool = self._change(lambda: self.primary.revoke_handle(user, handle))
+        self._confirm_gone(doomed)
         return done
 
     async def arevoke_handle(self, user: str, handle: str) -> bool:
+        doomed = await self._achange(
+            lambda: asyncio.to_thread(self._listed, user, lambda d: handle_of(d) == handle)
+        )
         done: bool = await self._achange(lambda: self.primary.arevoke_handle(user, handle))
+        await self._aconfirm_gone(doomed)
         return done
+
+    def _listed(self, user: str, chosen: Callable[[str], bool]) -> list[str]:
+        """The user's sessions a revoke is about to delete (to confirm them gone after)."""
+        if not self.primary.supports_user_index:
+            return []
+        return [d for d in self.primary.user_digests(user) if chosen(d)]
+
+    # -- a deletion is acknowledged once the fallback has it too -----------------------------
+    # A replica lags its primary a little. A logout the primary acknowledged, followed at
+    # once by an outage, would leave the session on the replica, and the replica would
+    # serve it: the logged-out cookie would work again (for reads) until the primary is
+    # back. So every deletion the primary made (a logout, a revoke, the old ID of a
+    # rotation, an eviction) waits until the fallback no longer holds it either, at most
+    # ``confirm_timeout`` seconds; usually the first read already finds it gone.
+    def _confirm_gone(self, digests: Iterable[str]) -> None:
+        pending, deadline, pause = list(digests), None, 0.001
+        while pending and self.confirm_timeout > 0:
+            try:
+                pending = [d for d in pending if self.fallback.load_fresh(d) is not None]
+            except StoreUnavailable as exc:
+                self._unconfirmed(len(pending), str(exc.cause))
+                return
+            deadline = deadline or time.monotonic() + self.confirm_timeout
+            if pending and time.monotonic() >= deadline:
+                self._unconfirmed(len(pending), f"still there after {self.confirm_timeout}s")
+                return
+            if pending:
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
+
+    async def _aconfirm_gone(self, digests: Iterable[str]) -> None:
+        pending, deadline, pause = list(digests), None, 0.001
+        while pending and self.confirm_timeout > 0:
+            try:
+                pending = [d for d in pending if await self.fallback.aload_fresh(d) is not None]
+            except StoreUnavailable as exc:
+                self._unconfirmed(len(pending), str(exc.cause))
+                return
+            deadline = deadline or time.monotonic() + self.confirm_timeout
+            if pending and time.monotonic() >= deadline:
+                self._unconfirmed(len(pending), f"still there after {self.confirm_timeout}s")
+                return
+            if pending:
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.05)
+
+    def _unconfirmed(self, count: int, why: str) -> None:
+        with self._lock:
+            self._counts.unconfirmed += count
+        log.warning(
+            "sessionkit: %d deleted session(s) not yet gone from the fallback %s (%s): were "
+            "the primary to fail now, the fallback could serve them until it is back",
+            count, mask_url(self.fallback.url), why,
+        )  # fmt: skip
 
     # -- touch: the primary's, else skipped (see the module's docstring) -----------------
     def touch(self, digest: str, last_seen: int, ttl: float) -> bool:
@@ -450,6 +534,10 @@ class FallbackStore(Store):
             f"<FallbackStore {mask_url(self.url)} falling back to "
             f"{mask_url(self.fallback.url)} ({self.mode})>"
         )
+
+
+def _rotated(write: Write) -> tuple[str, ...]:
+    return () if write.rotated_from is None else (write.rotated_from,)
 
 
 def with_fallback(store: Store, config: SessionConfig, events: EventBus) -> Store:

@@ -81,6 +81,10 @@ class Downable(Store):
         self._check()
         return self.records.revoke_user(user, keep=keep)
 
+    def user_digests(self, user: str) -> list[str]:
+        self._check()
+        return self.records.user_digests(user)
+
 
 class Replica(Store):
     """Reads ``records``; any write fails the test (the fallback is never written)."""
@@ -89,12 +93,13 @@ class Replica(Store):
         self.records, self.url = records, "redis://replica:6379/0"
         self.down = False
         self.reads = 0
+        self.behind: dict[str, Record] = {}  # what it still shows, not having caught up
 
     def load(self, digest: str) -> Record | None:
         if self.down:
             raise StoreUnavailable(self.url, "Connection refused")
         self.reads += 1
-        return self.records.load(digest)
+        return self.behind.get(digest) or self.records.load(digest)
 
     def _written(self, *_: Any, **__: Any) -> Any:
         raise AssertionError("the fallback was written to")
@@ -420,3 +425,42 @@ def test_async_probe_runs_once_with_many_concurrent_requests() -> None:
         setup.close()
     # sync Downable's delay blocks the loop in the prober; every other read went to the fallback
     assert setup.store.stats()["probes"] <= 2
+
+
+def lagging_logout(setup: Setup, lag: float | None) -> tuple[Browser, float]:
+    """Log a session out while the replica still shows it for ``lag`` seconds (``None``:
+    for good); returns the stolen copy of its cookie and how long the logout took."""
+    browser = setup.browser()
+    login(browser)
+    stolen = browser.fork()
+    found = setup.engine.digest_of(browser.begin())
+    assert found is not None
+    record = setup.replica.records.load(found)
+    assert record is not None
+    setup.replica.behind[found] = record
+    if lag is not None:
+        threading.Timer(lag, setup.replica.behind.clear).start()
+    started = time.perf_counter()
+    browser.visit(lambda s: s.invalidate())
+    return stolen, time.perf_counter() - started
+
+
+def test_a_logout_waits_until_the_replica_has_it(setup: Setup) -> None:
+    stolen, took = lagging_logout(setup, 0.1)
+    assert took >= 0.1
+    setup.primary.down = True  # the primary fails right after the logout
+    assert read(stolen) == {}
+    assert setup.store.stats()["unconfirmed"] == 0
+
+
+def test_a_replica_that_does_not_catch_up_is_reported(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    setup.store.confirm_timeout = 0.1
+    stolen, took = lagging_logout(setup, None)
+    assert 0.1 <= took < 1
+    assert setup.store.stats()["unconfirmed"] == 1
+    assert "not yet gone from the fallback" in caplog.text
+    # what the warning is about: were the primary to fail now, the replica would serve it
+    setup.primary.down = True
+    assert read(stolen)["user"] == "alice"
