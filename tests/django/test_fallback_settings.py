@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import flask
 import pytest
 from sessionkit_asgi import SessionMiddleware
@@ -30,7 +32,7 @@ def flask_engine(**settings: object) -> SessionEngine:
 
 
 def asgi_engine(**settings: object) -> SessionEngine:
-    options = {k.lower(): v for k, v in settings.items()}
+    options: dict[str, Any] = {k.lower(): v for k, v in settings.items()}
     middleware = SessionMiddleware(Starlette(), secret_key=KEY, store="memory://", **options)
     return middleware.engine
 
