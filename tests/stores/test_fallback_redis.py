@@ -13,9 +13,19 @@ from typing import Any
 
 import pytest
 
-from sessionkit import SessionConfig, SessionEngine, StoreReadOnly
+from sessionkit import MemoryStore, SessionConfig, SessionEngine, Store, StoreReadOnly
 from sessionkit.stores.fallback import FallbackStore
-from sessionkit.testing import Browser
+from sessionkit.stores.redis import RedisStore
+from sessionkit.testing import (
+    Browser,
+    FakeClock,
+    LockConformance,
+    ScanConformance,
+    ServerStoreConformance,
+    SessionLimitConformance,
+    SweepConformance,
+    UserIndexConformance,
+)
 from tests import servers
 from tests.conftest import KEY
 
@@ -103,3 +113,30 @@ def test_stop_and_restart_the_primary(
         loop.run_until_complete(engine.store.aclose())
         engine.store.close()
         loop.close()
+
+
+# -- with the primary up, the wrapper is the primary: the conformance suite, both flavours --
+class TestFallbackOverMemory(
+    ServerStoreConformance, UserIndexConformance, LockConformance, SweepConformance,
+    ScanConformance, SessionLimitConformance,
+):  # fmt: skip
+    def make_store(self, clock: FakeClock) -> Store:
+        return FallbackStore(MemoryStore(clock=clock), MemoryStore(clock=clock))
+
+
+class TestFallbackOverRedisWithReplica(
+    ServerStoreConformance, UserIndexConformance, LockConformance, ScanConformance,
+    SessionLimitConformance,
+):  # fmt: skip
+    """Every deletion here also waits until the real replica has it."""
+
+    @pytest.fixture(autouse=True)
+    def _servers(self, pair: tuple[servers.Server, servers.Server]) -> None:
+        self.ports = pair[0].port, pair[1].port
+
+    def make_store(self, clock: FakeClock) -> Store:
+        prefix = f"c{secrets.token_hex(4)}:"
+        primary, replica = (
+            RedisStore.from_url(f"redis://127.0.0.1:{port}/0", prefix=prefix) for port in self.ports
+        )
+        return FallbackStore(primary, replica)
