@@ -393,8 +393,8 @@ class FallbackStore(Store):
         while pending and self.confirm_timeout > 0:
             try:
                 pending = [d for d in pending if self.fallback.load_fresh(d) is not None]
-            except StoreUnavailable as exc:
-                self._unconfirmed(len(pending), str(exc.cause))
+            except Exception as exc:  # the fallback's trouble never fails the primary's work
+                self._unconfirmed(len(pending), _why(exc))
                 return
             deadline = deadline or time.monotonic() + self.confirm_timeout
             if pending and time.monotonic() >= deadline:
@@ -409,8 +409,8 @@ class FallbackStore(Store):
         while pending and self.confirm_timeout > 0:
             try:
                 pending = [d for d in pending if await self.fallback.aload_fresh(d) is not None]
-            except StoreUnavailable as exc:
-                self._unconfirmed(len(pending), str(exc.cause))
+            except Exception as exc:
+                self._unconfirmed(len(pending), _why(exc))
                 return
             deadline = deadline or time.monotonic() + self.confirm_timeout
             if pending and time.monotonic() >= deadline:
@@ -534,6 +534,10 @@ class FallbackStore(Store):
             f"<FallbackStore {mask_url(self.url)} falling back to "
             f"{mask_url(self.fallback.url)} ({self.mode})>"
         )
+
+
+def _why(exc: Exception) -> str:
+    return str(exc.cause) if isinstance(exc, StoreUnavailable) else f"{type(exc).__name__}: {exc}"
 
 
 def _rotated(write: Write) -> tuple[str, ...]:
