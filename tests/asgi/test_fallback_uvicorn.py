@@ -19,7 +19,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,7 +165,11 @@ class Client:
                 self.step(http)
 
 
-def test_stopping_the_primary_under_load(running: tuple[App, servers.Server]) -> None:
+def test_stopping_the_primary_under_load(
+    running: tuple[App, servers.Server],
+    capsys: pytest.CaptureFixture[str],
+    record_property: Callable[[str, object], None],
+) -> None:
     app, primary = running
     clients = [Client(f"user{i}", app.base, random.Random(i)) for i in range(CLIENTS)]
     stop = threading.Event()
@@ -185,6 +189,7 @@ def test_stopping_the_primary_under_load(running: tuple[App, servers.Server]) ->
             time.sleep(0.2)
         up = time.monotonic()
         primary.start()
+        answering = time.monotonic()  # it answers again (its data loaded from the AOF)
         time.sleep(AFTER)
     finally:
         stop.set()
@@ -201,22 +206,28 @@ def test_stopping_the_primary_under_load(running: tuple[App, servers.Server]) ->
             for cookie in client.revoked:
                 client.check_revoked(http, cookie)
 
-    phases = ("before", "stopping", "outage", "after")
-    ends = (stopping, down, up, float("inf"))
+    phases = ("before", "stopping", "outage", "starting", "after")
+    ends = (stopping, down, up, answering, float("inf"))
     table: dict[str, collections.Counter[str]] = {p: collections.Counter() for p in phases}
     for client in clients:
         for at, action, status in client.log:
             phase = next(p for p, end in zip(phases, ends, strict=True) if at < end)
             table[phase][f"{action} {status}"] += 1
-    print(f"\nload: {CLIENTS} clients x {ended - started:.1f} s, uvicorn x {WORKERS} workers; "
-          f"primary stopping {down - stopping:.2f} s, then down {up - down:.1f} s")  # fmt: skip
-    for phase, counts in table.items():
-        print(f"  {phase:8} " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
     output = app.output()
     over = output.count("reading sessions from the fallback")
     back = output.count("is back after")
-    print(f"  switched over in {over} worker(s), back in {back}; health modes seen: "
-          f"{sorted({m for _, m in modes if m})}")  # fmt: skip
+    lines = [
+        f"load: {CLIENTS} clients x {ended - started:.1f} s, uvicorn x {WORKERS} workers; "
+        f"primary stopping {down - stopping:.2f} s, down {up - down:.1f} s, starting "
+        f"{answering - up:.2f} s; probe interval {INTERVAL} s",
+        *(f"  {phase:8} " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+          for phase, counts in table.items()),
+        f"  switched over in {over} worker(s), back in {back}; health modes seen: "
+        f"{sorted({m for _, m in modes if m})}",
+    ]  # fmt: skip
+    with capsys.disabled():  # the report is the point of the test: shown on success too
+        print("\n" + "\n".join(lines))
+    record_property("responses", "\n".join(lines))
 
     wrong = [w for c in clients for w in c.wrong]
     assert not wrong, wrong
