@@ -115,14 +115,15 @@ class FallbackStore(Store):
         """``"primary"``, or ``"read_only"`` while the fallback serves."""
         return "read_only" if self._degraded else "primary"
 
-    def _claim_probe(self) -> bool:
-        """Whether this call tries the primary (degraded, the interval passed, and no other
-        call is trying it); it then must end with ``_recover`` or ``_probe_failed``."""
+    def _claim_probe(self) -> bool | None:
+        """Whether this call probes the primary (the interval passed, and no other call is
+        probing it); it then must end with ``_recover`` or ``_probe_failed``. ``None``: the
+        store switched back meanwhile, so the call just uses the primary."""
         if self._probing or self._clock() < self._next_probe:
             return False
         with self._lock:
             if not self._degraded:
-                return True  # switched back meanwhile: just use the primary
+                return None
             if self._probing or self._clock() < self._next_probe:
                 return False
             self._probing = True
@@ -191,8 +192,9 @@ class FallbackStore(Store):
         the fallback serves, only after this call's own probe found it back."""
         if not self._degraded:
             return True
-        if not self._claim_probe():
-            return False
+        claimed = self._claim_probe()
+        if not claimed:
+            return claimed is None
         try:
             self.primary.load_fresh(PROBE_DIGEST)
         except StoreUnavailable:
@@ -207,8 +209,9 @@ class FallbackStore(Store):
     async def _ause_primary(self) -> bool:
         if not self._degraded:
             return True
-        if not self._claim_probe():
-            return False
+        claimed = self._claim_probe()
+        if not claimed:
+            return claimed is None
         try:
             await self.primary.aload_fresh(PROBE_DIGEST)
         except StoreUnavailable:

@@ -464,3 +464,57 @@ def test_a_replica_that_does_not_catch_up_is_reported(
     # what the warning is about: were the primary to fail now, the replica would serve it
     setup.primary.down = True
     assert read(stolen)["user"] == "alice"
+
+
+def test_a_broken_fallback_never_fails_a_logout_on_the_primary(setup: Setup) -> None:
+    """The confirmation reads the fallback; whatever it raises (a standby refusing a
+    statement, a bug), the primary's logout stands and is reported."""
+    browser = setup.browser()
+    login(browser)
+    stolen = browser.fork()
+
+    def broken(digest: str) -> Record | None:
+        raise RuntimeError("cannot execute CREATE TABLE in a read-only transaction")
+
+    setup.replica.load = broken  # type: ignore[method-assign]
+    assert browser.visit(lambda s: s.invalidate()).saved
+    assert read(stolen) == {}
+    assert setup.store.stats()["unconfirmed"] == 1
+
+
+def test_log_out_everywhere_waits_for_the_replica_too(setup: Setup) -> None:
+    phone, laptop = setup.browser(), setup.browser()
+    login(phone)
+    login(laptop)
+    for browser in (phone, laptop):  # the replica is behind on both sessions
+        found = setup.engine.digest_of(browser.begin())
+        assert found is not None
+        record = setup.replica.records.load(found)
+        assert record is not None
+        setup.replica.behind[found] = record
+    threading.Timer(0.1, setup.replica.behind.clear).start()
+    started = time.perf_counter()
+    assert setup.store.revoke_user("alice") == 2
+    assert time.perf_counter() - started >= 0.1
+    setup.primary.down = True
+    assert read(phone) == {} and read(laptop) == {}
+    assert setup.store.stats()["unconfirmed"] == 0
+
+
+def test_the_async_lock_is_refused_while_read_only() -> None:
+    setup = Setup("async")
+    try:
+        browser = setup.browser()
+        login(browser)
+        setup.primary.down = True
+        read(browser)
+
+        async def locked() -> None:
+            session = setup.engine.open(browser.cookie_header, browser.client)
+            async with setup.engine.alock(session):
+                raise AssertionError("the lock was taken")
+
+        with pytest.raises(StoreReadOnly):
+            asyncio.run(locked())
+    finally:
+        setup.close()
