@@ -20,6 +20,7 @@ from sessionkit.errors import (
     SessionNotLoaded,
     SessionTooLarge,
     StoreError,
+    StoreReadOnly,
     StoreUnavailable,
 )
 from sessionkit.events import Event, EventBus, EventKind
@@ -76,6 +77,7 @@ __all__ = [
     "SessionsAPI",
     "Store",
     "StoreError",
+    "StoreReadOnly",
     "StoreUnavailable",
     "Write",
     "__version__",

@@ -105,6 +105,13 @@ class SessionConfig:
     #: At the limit, a new login ``"evict_oldest"`` (deletes the user's least recently
     #: used session) or is refused (``"refuse"``: ``SessionLimitReached``, answered 409).
     session_limit_policy: SessionLimitPolicy = "evict_oldest"
+    #: A second store that serves reads while ``store`` is down, typically a replica of it
+    #: (``redis://replica...``): read-only degraded mode, every change refused with a 503
+    #: (``StoreReadOnly``) until the primary is back (docs/fallback.md). ``None``: none.
+    fallback: str | Store | None = None
+    #: While the fallback serves, one request at most this often (seconds) tries the
+    #: primary again; the others never wait for a store that is down.
+    fallback_probe_interval: float = 5.0
 
     # Derived, validated values (filled in __post_init__).
     secret_keys: tuple[bytes, ...] = dataclasses.field(init=False, repr=False)
@@ -144,6 +151,7 @@ class SessionConfig:
         self._check_cookie()
         self._check_fingerprint()
         self._check_session_limit()
+        self._check_fallback()
         if not isinstance(self.store, str) and not hasattr(self.store, "client_side"):
             raise ConfigError(
                 "store", f"expected a store URL or a store object, got {self.store!r}"
@@ -243,6 +251,38 @@ class SessionConfig:
             if scheme == "memcached" or (scheme == "cookie" and self.store != "cookie://"):
                 raise ConfigError("max_sessions_per_user", limit_unsupported(scheme + "://"))
 
+    def _check_fallback(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "fallback_probe_interval",
+             _seconds("fallback_probe_interval", self.fallback_probe_interval))  # fmt: skip
+        fallback = self.fallback
+        if fallback is None:
+            return
+        if isinstance(fallback, str):
+            if "://" not in fallback:
+                raise ConfigError(
+                    "fallback", f"{mask_url(fallback)!r} is not a store URL; use e.g. "
+                    "'redis://replica.internal:6379/0'",
+                )  # fmt: skip
+            if fallback.partition("://")[0].lower() == "cookie":
+                raise ConfigError("fallback", FALLBACK_NOT_COOKIE)
+            if fallback == self.store:
+                raise ConfigError(
+                    "fallback", "is the same URL as store; give a replica of the store"
+                )
+        elif not hasattr(fallback, "client_side"):
+            raise ConfigError(
+                "fallback", f"expected a store URL or a store object, got {fallback!r}"
+            )
+        elif fallback.client_side:
+            raise ConfigError("fallback", FALLBACK_NOT_COOKIE)
+        store = self.store
+        if (isinstance(store, str) and store.partition("://")[0].lower() == "cookie"
+                and store != "cookie://") or getattr(store, "client_side", False):  # fmt: skip
+            raise ConfigError(
+                "fallback", "the cookie store has no server to go down: it needs no fallback"
+            )
+
     # ------------------------------------------------------------------------------------
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any], **overrides: Any) -> SessionConfig:
@@ -276,6 +316,15 @@ class SessionConfig:
 
     def replace(self, **changes: Any) -> SessionConfig:
         return dataclasses.replace(self, **changes)
+
+
+#: Why ``fallback="cookie://"`` is refused (docs/fallback.md).
+FALLBACK_NOT_COOKIE = (
+    "the cookie store cannot be a fallback: sessions made in cookies during an outage "
+    "would live outside the primary store, where no logout or revoke reaches them, and a "
+    "visitor would hold two sessions at once; use a replica of the store (a Redis replica, "
+    "a SQL read replica)"
+)
 
 
 def limit_unsupported(store: str) -> str:

@@ -46,6 +46,7 @@ from sessionkit.session import Session
 from sessionkit.stores import open_store
 from sessionkit.stores.base import Store
 from sessionkit.stores.cookie import CookieStore
+from sessionkit.stores.fallback import with_fallback
 
 _NO_CLIENT = ClientInfo()
 _TAG_LENGTH = 22
@@ -182,6 +183,7 @@ class SessionEngine:
         self.store: Store = open_store(chosen) if isinstance(chosen, str) else chosen
         self.keyring = Keyring(config.secret_keys)
         self.events = events if events is not None else EventBus()
+        self.store = with_fallback(self.store, config, self.events)  # docs/fallback.md
         self.clock = clock
         self._cookies = CookieWriter(config)
         self._name = config.cookie_name

@@ -147,3 +147,28 @@ class LockTimeout(StoreError):
             f"session {handle} is locked by another request; gave up after {waited:.2f}s. "
             "Retry the request, or raise the lock's wait timeout."
         )
+
+
+class StoreReadOnly(StoreUnavailable):
+    """The primary store is down and sessions are served read-only from the ``fallback``
+    store (docs/fallback.md): this change (a save, a login, a rotation, a logout, a lock)
+    was refused, not made. A ``StoreUnavailable``, so code that handles an outage handles
+    this too; it has its own failure policy (``store_read_only``: 503 with Retry-After)."""
+
+    def __init__(
+        self, url: str, fallback: str, cause: BaseException | str, *, ambiguous: bool = False
+    ) -> None:
+        super().__init__(url, cause, ambiguous=ambiguous)
+        self.fallback = mask_url(fallback)
+        outcome = (
+            "it was sent before the outage was noticed and its reply was lost, so it may or "
+            "may not have been applied"
+            if ambiguous
+            else "nothing was changed"
+        )
+        said = str(cause).rstrip(".")
+        self.args = (
+            f"session store {self.url} is unavailable ({said}); sessions are read from the "
+            f"fallback {self.fallback} until it is back, and changes are refused: {outcome}. "
+            "Retry once the primary store is back.",
+        )

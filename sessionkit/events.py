@@ -37,6 +37,14 @@ class EventKind(str, enum.Enum):
     SESSION_EVICTED = "session_evicted"
     #: A login refused by ``session_limit_policy="refuse"`` (``SessionLimitReached``).
     LOGIN_REFUSED = "login_refused"
+    #: The primary store went down: sessions are now read from the ``fallback`` store and
+    #: changes are refused (once per switch; ``detail``: primary, fallback, cause).
+    STORE_FALLBACK = "store_fallback"
+    #: The primary store answered again: back to normal (once per switch; ``detail``:
+    #: how long the fallback served, reads served and changes refused meanwhile).
+    STORE_RECOVERED = "store_recovered"
+    #: A change refused while the fallback serves (``StoreReadOnly``, answered 503).
+    STORE_READ_ONLY = "store_read_only"
 
 
 SECURITY_EVENTS = frozenset(

@@ -23,6 +23,7 @@ from sessionkit.errors import (
     LockTimeout,
     SessionLimitReached,
     SessionTooLarge,
+    StoreReadOnly,
     StoreUnavailable,
 )
 from sessionkit.events import EventKind
@@ -39,6 +40,7 @@ class Failure(str, enum.Enum):
     TOO_LARGE = "session_too_large"
     COOKIE_REJECTED = "cookie_rejected"
     SESSION_LIMIT = "session_limit"
+    READ_ONLY = "store_read_only"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,14 @@ DEFAULT_POLICIES: Mapping[Failure, FailurePolicy] = {
             "the user is at max_sessions_per_user and the policy refuses new logins",
         ),
         FailurePolicy(
+            Failure.READ_ONLY, 503, (("Retry-After", "5"), _NO_STORE),
+            "Service unavailable: the session store is read-only for now (its primary "
+            "server is down; sessions are read from a replica), so this change was not "
+            "saved. Nothing was changed. Try again shortly.",
+            logging.WARNING, EventKind.STORE_READ_ONLY,
+            "the session store is read-only (primary down, fallback serving reads)",
+        ),
+        FailurePolicy(
             Failure.COOKIE_REJECTED, None, (), "", logging.WARNING,
             EventKind.COOKIE_REJECTED, "the session cookie was rejected",
         ),
@@ -103,6 +113,8 @@ DEFAULT_POLICIES: Mapping[Failure, FailurePolicy] = {
 
 def failure_of(exc: BaseException) -> Failure | None:
     """The failure an exception raised by sessionkit stands for (``None``: not ours)."""
+    if isinstance(exc, StoreReadOnly):  # before StoreUnavailable: it is one
+        return Failure.READ_ONLY
     if isinstance(exc, StoreUnavailable):
         return Failure.STORE_DOWN
     if isinstance(exc, LockTimeout):

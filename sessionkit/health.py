@@ -36,6 +36,12 @@ class Health:
     latency_ms: float | None = None
     server_version: str | None = None
     error: str | None = None
+    #: With a ``fallback`` store (docs/fallback.md): ``"primary"``, or ``"read_only"``
+    #: while the fallback serves reads and changes are refused; ``None`` without one.
+    #: ``ok`` is then true while either store answers (sessions can be read).
+    mode: str | None = None
+    #: The fallback store's own probe, with a ``fallback`` store.
+    fallback: Health | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready, for a health route."""
@@ -60,6 +66,10 @@ def _cookie(store: Store) -> Health | None:
 
 def probe(store: Store) -> Health:
     """Probe ``store`` once (sync)."""
+    from sessionkit.stores.fallback import FallbackStore
+
+    if isinstance(store, FallbackStore):
+        return store.health()
     quick = _cookie(store)
     if quick is not None:
         return quick
@@ -75,6 +85,10 @@ def probe(store: Store) -> Health:
 
 async def aprobe(store: Store) -> Health:
     """Probe ``store`` once on the event loop (its async flavour)."""
+    from sessionkit.stores.fallback import FallbackStore
+
+    if isinstance(store, FallbackStore):
+        return await store.ahealth()
     quick = _cookie(store)
     if quick is not None:
         return quick

@@ -259,3 +259,67 @@ def _postgres_server(port: int) -> Postgres:
     server = Postgres("postgres", argv, port, workdir, user=user, ready=ready)
     server.start(timeout=60)
     return server
+
+
+def redis_persistent(port: int | None = None) -> Server:
+    """A Redis primary that keeps what it acknowledged across a stop and a start (the
+    append-only file, fsynced on every write), as a production primary does. A replica that
+    reconnects is resynced at once (Redis waits 5 s by default, to batch replicas)."""
+    return redis_server(port, "--appendonly", "yes", "--appendfsync", "always",
+                        "--repl-diskless-sync-delay", "0", name="redis-primary")  # fmt: skip
+
+
+def redis_replica(primary: Server, timeout: float = 30.0) -> Server:
+    """A second redis-server, ``replicaof`` ``primary`` (read-only, serving stale data
+    while its primary is gone, as Redis does by default), once its link is up."""
+    replica = redis_server(
+        None, "--replicaof", "127.0.0.1", str(primary.port), name="redis-replica"
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = subprocess.run(
+            [_binary("redis-cli"), "-p", str(replica.port), "info", "replication"],
+            capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+        if "master_link_status:up" in info.stdout:
+            return replica
+        time.sleep(0.05)
+    replica.close()
+    raise ServerFailed(f"the replica of 127.0.0.1:{primary.port} did not link up in {timeout}s")
+
+
+def postgres_standby(primary: Postgres) -> Postgres:
+    """A hot standby of ``primary`` (``pg_basebackup -R``, streaming replication): a read
+    replica that keeps serving reads while its primary is gone."""
+    return _on_a_free_port(lambda port: _postgres_standby(primary, port), None)  # type: ignore[return-value]
+
+
+def _postgres_standby(primary: Postgres, port: int) -> Postgres:
+    user = "postgres" if os.geteuid() == 0 else None
+    workdir = _workdir("postgres-standby", owner=user)
+    bindir = Path(_binary("initdb", "/usr/lib/postgresql/*/bin/initdb", first="glob")).parent
+    data = workdir / "data"
+    backup = [str(bindir / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port),
+              "-U", "postgres", "-D", str(data), "-R", "-X", "stream"]  # fmt: skip
+    done = subprocess.run(
+        ["runuser", "-u", user, "--", *backup] if user else backup,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise ServerFailed(f"pg_basebackup failed:\n{done.stdout}{done.stderr}")
+    argv = [
+        str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(workdir),
+        "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200",
+        "-c", "hot_standby=on",
+    ]  # fmt: skip
+
+    def ready() -> bool:
+        probe = subprocess.run(
+            [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres"],
+            capture_output=True,
+        )  # fmt: skip
+        return probe.returncode == 0
+
+    server = Postgres("postgres-standby", argv, port, workdir, user=user, ready=ready)
+    server.start(timeout=60)
+    return server

@@ -38,6 +38,7 @@ from starlette.routing import Route
 
 from sessionkit import Failure, SessionConfig, SessionEngine, Store, open_store
 from sessionkit.ids import digest, new_id
+from sessionkit.stores.fallback import FallbackStore
 from tests.asgi.apps import TestClient
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "failures.md"
@@ -332,6 +333,14 @@ def provoke(failure: Failure, make: Callable[..., Harness]) -> Iterator[Answer]:
         finally:
             harness.close()
         return
+    if failure is Failure.READ_ONLY:  # a primary that is down, a fallback that reads
+        harness = make(read_only_store())
+        try:
+            yield harness.get("/set")  # a new session: refused
+            yield harness.get("/login")  # a login: refused
+        finally:
+            harness.close()
+        return
     if failure is Failure.STORE_DOWN:
         store = open_store(f"redis://127.0.0.1:{_closed_port()}/0?socket_timeout=0.5")
         harness = make(store)
@@ -358,6 +367,38 @@ def provoke(failure: Failure, make: Callable[..., Harness]) -> Iterator[Answer]:
                     yield harness.get("/locked", cookie)
     finally:
         harness.close()
+
+
+def read_only_store(replica: Store | None = None) -> FallbackStore:
+    """A Redis primary that is down (a closed port), with ``replica`` (or an empty memory
+    store) as its fallback: reads are served, changes refused with ``StoreReadOnly``."""
+    primary = open_store(f"redis://127.0.0.1:{_closed_port()}/0?socket_timeout=0.5")
+    return FallbackStore(primary, replica or open_store("memory://"))
+
+
+def test_read_only_mode_serves_reads_alike_in_every_framework() -> None:
+    """A session the fallback holds is read (200) and a change to it refused (the row's
+    503) under all three frameworks."""
+    answers = {}
+    for framework, make in HARNESSES.items():
+        replica = open_store("memory://")
+        harness = make(read_only_store(replica))
+        key = settings.SECRET_KEY if framework == "Django" else KEY
+        engine = SessionEngine(
+            SessionConfig(secret_key=key, cookie_name=harness.cookie_name), store=replica
+        )
+        session = engine.open(None)
+        session["a"] = "from the replica"
+        engine.save(session)
+        cookie = engine.cookie_of(session)
+        try:
+            read = harness.get("/read", cookie)
+            changed = harness.get("/set", cookie)
+        finally:
+            harness.close()
+        retry = {k.lower(): v for k, v in changed[1].items()}.get("retry-after")
+        answers[framework] = (read[0], changed[0], retry)
+    assert answers == dict.fromkeys(FRAMEWORKS, (200, 503, "5"))
 
 
 def harness_signed_cookie(harness: Harness) -> str:

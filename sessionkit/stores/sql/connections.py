@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 #: SQLite learnt ``RETURNING`` in 3.35 (2021); before that a write costs aiosqlite two hops
 _SQLITE_RETURNING = sqlite3.sqlite_version_info >= (3, 35)
+#: Whether a PostgreSQL server is a hot standby (read-only: it cannot run DDL).
+_IN_RECOVERY = sa.text("SELECT pg_is_in_recovery()")
 _UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError,
                 sa_exc.TimeoutError)  # fmt: skip
 
@@ -209,6 +211,10 @@ class SQLEngines(Store):
                 conn.execution_options(**self._transaction)  # SQLite: one creator at a time
                 with conn.begin():
                     if self.backend == "postgresql":
+                        if conn.execute(_IN_RECOVERY).scalar():
+                            return self._standby(
+                                sa.inspect(conn).has_table(self._sql.sessions.name)
+                            )
                         conn.execute(
                             sa.select(sa.func.pg_advisory_xact_lock(self._sql.ddl_lock_key))
                         )
@@ -228,11 +234,14 @@ class SQLEngines(Store):
             async with engine.connect() as conn:
                 await conn.execution_options(**self._transaction)
                 async with conn.begin():
+                    name = self._sql.sessions.name
                     if self.backend == "postgresql":
+                        if (await conn.execute(_IN_RECOVERY)).scalar():
+                            found = await conn.run_sync(lambda c: sa.inspect(c).has_table(name))
+                            return self._standby(found)
                         await conn.execute(
                             sa.select(sa.func.pg_advisory_xact_lock(self._sql.ddl_lock_key))
                         )
-                    name = self._sql.sessions.name
                     existed = await conn.run_sync(lambda c: sa.inspect(c).has_table(name))
                     for ddl in self._sql.ddl:
                         await conn.execute(ddl)
@@ -241,6 +250,16 @@ class SQLEngines(Store):
         created = await self._acall(run)
         self._schema_ready = True
         return created
+
+    def _standby(self, found: bool) -> bool:
+        """A PostgreSQL hot standby (a read replica, e.g. a ``fallback=``) creates nothing:
+        its tables are the primary's, replicated. It serves reads once they are there."""
+        if not found:
+            raise StoreUnavailable(
+                self.url, f"table {self._sql.sessions.name!r} does not exist on this read-only "
+                "server (a hot standby)", hint="Create it on the primary (`sessionkit init`)",
+            )  # fmt: skip
+        return False
 
     def _ready(self) -> None:
         if not self._schema_ready:
