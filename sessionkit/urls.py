@@ -11,7 +11,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 #: Query options whose value is a secret, whatever the store: a name that contains one of
 #: these (``password``, ``sentinel_password``, ``ssl_password``, ``auth_token``, ...).
-SECRET_OPTION_WORDS = ("password", "passwd", "pwd", "secret", "token", "credential", "auth")
+SECRET_OPTION_WORDS = ("password", "passwd", "pwd", "secret", "token", "credential", "auth",
+                       "access_key")
 MASK = "***"
 
 

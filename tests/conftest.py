@@ -71,6 +71,23 @@ def postgres_server() -> Iterator[servers.Postgres]:
     server.close()
 
 
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[servers.Server]:
+    server = servers.moto_server()
+    yield server
+    server.close()
+
+
+def dynamodb_url(server: servers.Server, table: str | None = None) -> str:
+    """A ``dynamodb://`` URL on the emulator, on a table of its own (create it with
+    ``create_schema``); the credentials are the emulator's, which takes any."""
+    table = table or f"t-{secrets.token_hex(6)}"
+    return (
+        f"dynamodb://{table}?region=us-east-1&endpoint=http://127.0.0.1:{server.port}"
+        "&access_key_id=testing&secret_access_key=testing"
+    )
+
+
 def store_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     """The URL of a store the adapter tests run on: ``kind`` is memory, cookie, file,
     sqlite, redis or memcached (the servers are the session fixtures above; each test gets

@@ -259,3 +259,18 @@ def _postgres_server(port: int) -> Postgres:
     server = Postgres("postgres", argv, port, workdir, user=user, ready=ready)
     server.start(timeout=60)
     return server
+
+
+def moto_server(port: int | None = None) -> Server:
+    """moto's AWS emulator in server mode (``moto[server]``, from PyPI: no AWS service is
+    reachable from here), serving DynamoDB on loopback. Its own process, so it can be
+    stopped and started again like the others (an emulator forgets its tables then)."""
+
+    def make(port: int) -> Server:
+        import sys
+
+        workdir = _workdir("moto")
+        argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+        return Server("moto", argv, port, workdir).start()
+
+    return _on_a_free_port(make, port)

@@ -1,0 +1,190 @@
+"""How a session is laid out in a DynamoDB item, and the expressions that change it.
+
+One item per session, keyed by the ID digest::
+
+    digest      S  the partition key (a lock's item: "lock:" + digest)
+    version     N  bumped by every save; the condition of every write names the item
+    meta        S  RecordMeta.to_list() as JSON
+    last_seen   N  kept apart from meta, so a touch rewrites only it and the expiry
+    user        S  the bound user, the user index's key (absent: anonymous, not indexed)
+    expires_at  N  by the store's clock, checked on every load (DynamoDB's TTL sweep lags)
+    ttl         N  whole epoch seconds: DynamoDB's native TTL attribute, deletes in time
+    data        M  "k" + session key -> that key's tagged-JSON text
+    order       M  "k" + session key -> its position (keys come back in dict order)
+
+Each session key is one map entry, so a merge is ``SET data.#k = :v`` and ``REMOVE data.#k``
+per changed key: two requests changing different keys both survive, computed by DynamoDB
+under the write's condition. Map keys carry a "k" prefix, so the empty string is a key too.
+
+A map keeps no order, so ``order`` gives each key a number: a key added by the save that
+moves the version from ``v`` to ``v + 1`` gets ``v + i/10**9`` (``SET order.#k = version +
+:f``, computed from the version as it was, in the same update), so later additions sort
+after earlier ones and each save's own keep their order; a key changed in place keeps its.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from decimal import Decimal
+from typing import Any
+
+from sessionkit.records import Record, RecordMeta, Write
+
+KEY, VERSION, META, LAST_SEEN, USER = "digest", "version", "meta", "last_seen", "user"
+EXPIRES, TTL, DATA, ORDER, TOKEN = "expires_at", "ttl", "data", "order", "token"
+#: what the user index projects: enough for a device list and its liveness
+INDEXED = (META, LAST_SEEN, EXPIRES)
+LOCK_PREFIX = "lock:"
+#: DynamoDB's largest item, 400 KB, counted as it counts: names and values, UTF-8 bytes
+ITEM_LIMIT = 400 * 1024
+#: DynamoDB's limit on one expression's text; a merge whose expression would be longer is
+#: done as a read and a rewrite conditional on the version read (see ``store``)
+EXPRESSION_LIMIT = 4096
+_FRACTION_DIGITS = 9
+
+NAMES = {
+    "#v": VERSION, "#m": META, "#ls": LAST_SEEN, "#u": USER, "#x": EXPIRES, "#t": TTL,
+    "#d": DATA, "#o": ORDER,
+}  # fmt: skip
+#: the record exists and is live (a write never brings back one deleted or expired)
+LIVE = "attribute_exists(#v) AND #x > :now"
+#: ... and its data is what a merge can build on
+MERGEABLE = f"{LIVE} AND attribute_type(#d, :map) AND attribute_type(#o, :map)"
+#: nothing live holds the digest (a create never overwrites)
+ABSENT = "attribute_not_exists(#v) OR #x <= :now"
+
+
+def number(value: float | int) -> dict[str, str]:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return {"N": repr(value) if isinstance(value, float) else str(value)}
+
+
+def string(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def key(digest: str) -> dict[str, dict[str, str]]:
+    return {KEY: string(digest)}
+
+
+def fraction(i: int) -> str:
+    """The ``i``-th (from 1) key's share of a save's position, in (0, 1), as a number text."""
+    return f"0.{i:0{_FRACTION_DIGITS}d}"
+
+
+def ttl_of(expires_at: float) -> dict[str, str]:
+    return number(math.ceil(expires_at) if math.isfinite(expires_at) else 2**40)
+
+
+def meta_text(meta: RecordMeta) -> str:
+    return json.dumps(meta.to_list(), separators=(",", ":"), ensure_ascii=False)
+
+
+def full_item(write: Write, items: dict[str, str], version: int, expires_at: float) -> dict[str, Any]:
+    """The whole item a create (or a rewrite) puts; positions in (0, 1), in items' order."""
+    item: dict[str, Any] = {
+        KEY: string(write.digest), VERSION: number(version), META: string(meta_text(write.meta)),
+        LAST_SEEN: number(write.meta.last_seen), EXPIRES: number(expires_at),
+        TTL: ttl_of(expires_at),
+        DATA: {"M": {"k" + name: string(value) for name, value in items.items()}},
+        ORDER: {"M": {"k" + name: {"N": fraction(i)} for i, name in enumerate(items, 1)}},
+    }  # fmt: skip
+    if write.meta.user is not None:
+        item[USER] = string(write.meta.user)
+    return item
+
+
+def merge_update(write: Write, now: float) -> dict[str, Any]:
+    """``UpdateItem``'s arguments (without table and key) for a save that is not a create:
+    the metadata, expiry and version always; then each changed key on its own path (a
+    merge), or the whole data (a replace)."""
+    expires_at = now + write.ttl
+    names = dict(NAMES)
+    values: dict[str, Any] = {
+        ":one": number(1), ":m": string(meta_text(write.meta)),
+        ":ls": number(write.meta.last_seen), ":x": number(expires_at), ":t": ttl_of(expires_at),
+        ":now": number(now),
+    }  # fmt: skip
+    sets = ["#v = #v + :one", "#m = :m", "#ls = :ls", "#x = :x", "#t = :t"]
+    removes: list[str] = []
+    if write.meta.user is not None:
+        values[":u"] = string(write.meta.user)
+        sets.append("#u = :u")
+    else:
+        removes.append("#u")
+    if write.replace:
+        items = dict(write.items)
+        values[":data"] = {"M": {"k" + n: string(v) for n, v in items.items()}}
+        values[":order"] = {"M": {"k" + n: {"N": fraction(i)} for i, n in enumerate(items, 1)}}
+        sets += ["#d = :data", "#o = :order"]
+        condition = LIVE
+    else:
+        fresh = set(write.items) if write.new_keys is None else set(write.new_keys)
+        position = 0
+        for i, (name, value) in enumerate(write.items.items()):
+            names[f"#k{i}"] = "k" + name
+            values[f":v{i}"] = string(value)
+            sets.append(f"#d.#k{i} = :v{i}")
+            if name in fresh:
+                position += 1
+                values[f":f{i}"] = {"N": fraction(position)}
+                sets.append(f"#o.#k{i} = #v + :f{i}")
+        for j, name in enumerate(sorted(write.removed - set(write.items))):
+            names[f"#r{j}"] = "k" + name
+            removes += [f"#d.#r{j}", f"#o.#r{j}"]
+        values[":map"] = string("M")
+        condition = MERGEABLE
+    expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+    return {
+        "UpdateExpression": expression, "ConditionExpression": condition,
+        "ExpressionAttributeNames": names, "ExpressionAttributeValues": values,
+    }  # fmt: skip
+
+
+def decode(digest: str, item: dict[str, Any]) -> tuple[Record, float]:
+    """A stored item as a record and its expiry, all or nothing: ``ValueError`` for any
+    item that is not exactly what this module writes (the caller reads it as no session)."""
+    try:
+        version = int(item[VERSION]["N"])
+        expires_at = float(item[EXPIRES]["N"])
+        last_seen = Decimal(item[LAST_SEEN]["N"])
+        meta = RecordMeta.from_list(json.loads(item[META]["S"]), last_seen=int(last_seen))
+        data, order = item[DATA]["M"], item[ORDER]["M"]
+        if type(data) is not dict or type(order) is not dict:
+            raise ValueError("malformed data")
+        items: dict[str, str] = {}
+        for name, value in data.items():
+            if not name.startswith("k") or type(value.get("S")) is not str:
+                raise ValueError("malformed data entry")
+            items[name[1:]] = value["S"]
+        positions = {n[1:]: Decimal(p["N"]) for n, p in order.items() if n[1:] in items}
+    except (KeyError, TypeError, AttributeError, ArithmeticError, json.JSONDecodeError) as exc:
+        raise ValueError(f"malformed DynamoDB item ({type(exc).__name__}: {exc})") from None
+    if meta.user != (item[USER]["S"] if USER in item else None):
+        raise ValueError("the item's user and its metadata disagree")
+    if len(positions) == len(items):
+        ordered = sorted(items, key=positions.__getitem__)
+    else:  # keys with no position (a merge raced a removal) follow, in the map's order
+        ordered = sorted(positions, key=positions.__getitem__)
+        ordered += [n for n in items if n not in positions]
+    return Record({n: items[n] for n in ordered}, meta, version), expires_at
+
+
+def item_size(item: dict[str, Any]) -> int:
+    """An item's size as DynamoDB counts it, or a little more: UTF-8 bytes of attribute
+    names and strings, about one byte per two digits of a number, 3 bytes per map plus one
+    per entry and its name."""
+    return sum(len(name.encode("utf-8")) + value_size(value) for name, value in item.items())
+
+
+def value_size(value: dict[str, Any]) -> int:
+    ((kind, inner),) = value.items()
+    if kind == "S":
+        return len(inner.encode("utf-8"))
+    if kind == "N":
+        return len(inner) // 2 + 2
+    if kind == "M":
+        return 3 + sum(1 + len(n.encode("utf-8")) + value_size(v) for n, v in inner.items())
+    return len(str(inner))
