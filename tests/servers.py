@@ -263,14 +263,17 @@ def _postgres_server(port: int) -> Postgres:
 
 def moto_server(port: int | None = None) -> Server:
     """moto's AWS emulator in server mode (``moto[server]``, from PyPI: no AWS service is
-    reachable from here), serving DynamoDB on loopback. Its own process, so it can be
-    stopped and started again like the others (an emulator forgets its tables then)."""
+    reachable from here), serving DynamoDB on loopback, one request at a time
+    (tests/moto_serial.py says why). Its own process, so it can be stopped and started
+    again like the others (the emulator forgets its tables then)."""
 
     def make(port: int) -> Server:
         import sys
 
         workdir = _workdir("moto")
-        argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+        root = str(Path(__file__).resolve().parents[1])
+        argv = [sys.executable, "-c", f"import sys; sys.path.insert(0, {root!r}); "
+                "from tests.moto_serial import main; main()", "127.0.0.1", str(port)]
         return Server("moto", argv, port, workdir).start()
 
     return _on_a_free_port(make, port)

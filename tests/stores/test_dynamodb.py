@@ -15,6 +15,7 @@ from sessionkit.testing import (
     LockConformance,
     ScanConformance,
     ServerStoreConformance,
+    SessionLimitConformance,
     UserIndexConformance,
 )
 from tests.conftest import dynamodb_url
@@ -28,7 +29,11 @@ def fresh_store(server: Server, clock: FakeClock | None = None) -> DynamoDBStore
 
 
 class TestDynamoDBConformance(
-    ServerStoreConformance, UserIndexConformance, LockConformance, ScanConformance
+    ServerStoreConformance,
+    UserIndexConformance,
+    LockConformance,
+    ScanConformance,
+    SessionLimitConformance,
 ):
     @pytest.fixture(autouse=True)
     def _server(self, moto_server: Server) -> None:

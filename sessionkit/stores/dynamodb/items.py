@@ -24,6 +24,7 @@ after earlier ones and each save's own keep their order; a key changed in place 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from decimal import Decimal
@@ -33,9 +34,11 @@ from sessionkit.records import Record, RecordMeta, Write
 
 KEY, VERSION, META, LAST_SEEN, USER = "digest", "version", "meta", "last_seen", "user"
 EXPIRES, TTL, DATA, ORDER, TOKEN = "expires_at", "ttl", "data", "order", "token"
+MEMBERS = "members"
 #: what the user index projects: enough for a device list and its liveness
 INDEXED = (META, LAST_SEEN, EXPIRES)
 LOCK_PREFIX = "lock:"
+GUARD_PREFIX = "user:"
 #: DynamoDB's largest item, 400 KB, counted as it counts: names and values, UTF-8 bytes
 ITEM_LIMIT = 400 * 1024
 #: DynamoDB's limit on one expression's text; a merge whose expression would be longer is
@@ -53,6 +56,39 @@ LIVE = "attribute_exists(#v) AND #x > :now"
 MERGEABLE = f"{LIVE} AND attribute_type(#d, :map) AND attribute_type(#o, :map)"
 #: nothing live holds the digest (a create never overwrites)
 ABSENT = "attribute_not_exists(#v) OR #x <= :now"
+
+
+def guard_of(user: str) -> str:
+    """The key of a user's guard item (``max_sessions_per_user``): a version that every
+    login of the user under the limit moves, and ``members``, the digests bound under it.
+    Keyed by a hash of the user, which the item does not hold (and it has no ``user``
+    attribute, so the user index never lists it)."""
+    return GUARD_PREFIX + hashlib.sha256(user.encode("utf-8")).hexdigest()
+
+
+def guard_state(item: dict[str, Any] | None) -> tuple[dict[str, Any] | None, int, set[str]]:
+    """What a login's transaction needs of the user's guard item: its ``version`` attribute
+    exactly as read (the condition; ``None``: no guard yet), the next version, and the
+    member digests. A damaged version or member map is taken as read and replaced."""
+    if item is None or VERSION not in item:
+        return None, 1, set()
+    try:
+        following = int(item[VERSION]["N"]) + 1
+    except (KeyError, TypeError, ValueError):
+        following = 1
+    members = item.get(MEMBERS, {})
+    names = members.get("M") if type(members) is dict else None
+    return item[VERSION], following, set(names) if type(names) is dict else set()
+
+
+def live_entry(item: dict[str, Any], user: str, now: float) -> tuple[int, str] | None:
+    """``(last_seen, digest)`` of a session item that is live and bound to ``user``."""
+    try:
+        if item[USER]["S"] != user or float(item[EXPIRES]["N"]) <= now:
+            return None
+        return int(Decimal(item[LAST_SEEN]["N"])), str(item[KEY]["S"])
+    except (KeyError, TypeError, ValueError, ArithmeticError):
+        return None
 
 
 def number(value: float | int) -> dict[str, str]:

@@ -22,6 +22,7 @@ measured faster than aiobotocore on the same emulator (benchmarks/bench_dynamodb
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -60,18 +61,31 @@ THROTTLED = frozenset({
 })  # fmt: skip
 #: the operations that change the table (a reply lost after sending them is ambiguous)
 _WRITES = frozenset({"put_item", "update_item", "delete_item", "transact_write_items"})
+#: the operations that name their tables inside the request
+_NO_TABLE = frozenset({"transact_write_items", "batch_get_item"})
+#: DynamoDB's most items in one transaction
+_TRANSACTION_LIMIT = 100
 #: how many times a write retries a rival's concurrent transaction or version bump
 _RETRIES = 8
+#: ... and a login under ``max_sessions_per_user``, which loses to every other login of the
+#: user that lands between its read of the guard and its transaction
+_LOGIN_RETRIES = 50
 
 
 class _ConditionFailed(Exception):
-    """A write's condition did not hold: nothing was written."""
+    """A write's condition did not hold: nothing was written. ``reasons``: for a
+    transaction, each item's cancellation code, in order."""
+
+    def __init__(self, reasons: list[str] | None = None) -> None:
+        super().__init__(reasons)
+        self.reasons = reasons or []
 
 
 class DynamoDBStore(PollingLocks, Store):
     supports_user_index = True
     supports_lock = True
     supports_scan = True
+    supports_session_limit = True
 
     lock_poll_max = 0.05  # each try is a request: back off
 
@@ -114,25 +128,143 @@ class DynamoDBStore(PollingLocks, Store):
         require_digests("DynamoDBStore.save", write.digest, write.rotated_from)
         now = self._clock()
         if write.create:
-            item = it.full_item(write, dict(write.items), 1, now + write.ttl)
-            self._check_size(item)
-            put = {
-                "TableName": self.table, "Item": item, "ConditionExpression": it.ABSENT,
-                "ExpressionAttributeNames": {"#v": it.VERSION, "#x": it.EXPIRES},
-                "ExpressionAttributeValues": {":now": it.number(now)},
-            }  # fmt: skip
+            put = self._create_put(write, now)
             if write.rotated_from is None:
                 return self._conditional("put_item", **put)
-            return self._rotate(write.rotated_from, put, now)
-        update = it.merge_update(write, now)
-        self._check_size({"pending": {"M": update["ExpressionAttributeValues"]}})
-        if len(update["UpdateExpression"]) > it.EXPRESSION_LIMIT:
+            return self._rotate(write, put, now)
+        update = self._merge_update(write, now)
+        if update is None:
             return self._rewrite(write)
-        if self._conditional("update_item", Key=it.key(write.digest), **update):
+        if self._conditional("update_item", **update):
             return True
         if not write.replace:
             self._report_unreadable(write.digest, now)
         return False
+
+    def save_limited(self, write: Write) -> list[str] | None:
+        """One ``TransactWriteItems``: the write, the user's guard item (its version
+        must still be the one read, so two logins of one user never count the same
+        sessions: the second retries) and the evictions. The count is of the user's
+        sessions the index lists or the guard names (the guard holds those bound under
+        the limit, which the eventually consistent index may not list yet), each read
+        again with a consistent read to see that it is live."""
+        assert write.limit is not None and write.meta.user is not None
+        require_digests("DynamoDBStore.save_limited", write.digest, write.rotated_from)
+        user = write.meta.user
+        guard_key = it.key(it.guard_of(user))
+        for attempt in range(_LOGIN_RETRIES):
+            if attempt:  # another login of this user moved the guard: count again
+                time.sleep(random.uniform(0, min(0.1, 0.005 * attempt)))
+            now = self._clock()
+            guard = self._call("get_item", Key=guard_key, ConsistentRead=True).get("Item")
+            read, following, members = it.guard_state(guard)
+            listed = {item[it.KEY]["S"] for item in self._user_items(user)}
+            candidates = (listed | members) - {write.digest, write.rotated_from}
+            others = self._live_others(user, candidates, now)
+            doomed = write.limit.evictions(others)  # may refuse: nothing written
+            parts = self._transaction_parts(write, now)
+            if parts is None:
+                return None
+            own = len(parts)
+            kept = {d for _, d in others} - set(doomed) | {write.digest}
+            values: dict[str, Any] = {
+                ":next": it.number(following),
+                ":members": {"M": {d: it.number(1) for d in sorted(kept)}},
+            }
+            if read is not None:
+                values[":read"] = read
+            parts.append({"Update": {
+                "TableName": self.table, "Key": guard_key,
+                "UpdateExpression": "SET #v = :next, #mem = :members",
+                "ConditionExpression": (
+                    "attribute_not_exists(#v)" if read is None else "#v = :read"
+                ),
+                "ExpressionAttributeNames": {"#v": it.VERSION, "#mem": it.MEMBERS},
+                "ExpressionAttributeValues": values,
+            }})  # fmt: skip
+            room = _TRANSACTION_LIMIT - len(parts)
+            parts += [{"Delete": {"TableName": self.table, "Key": it.key(d)}} for d in doomed[:room]]
+            try:
+                self._call(
+                    "transact_write_items", TransactItems=parts,
+                    ClientRequestToken=secrets.token_hex(16),
+                )  # fmt: skip
+            except _ConditionFailed as failed:
+                if "ConditionalCheckFailed" in failed.reasons[:own]:
+                    return None  # the write's own condition: the session is gone
+                continue
+            except _Conflict:
+                continue
+            for extra in doomed[room:]:  # only after the limit was lowered a long way
+                self._call("delete_item", Key=it.key(extra))
+            return doomed
+        raise StoreUnavailable(
+            self.url, f"{_LOGIN_RETRIES} concurrent logins of one user kept conflicting"
+        )
+
+    def _live_others(
+        self, user: str, digests: set[str | None], now: float
+    ) -> list[tuple[int, str]]:
+        """``(last_seen, digest)`` of those of ``digests`` that are live sessions of
+        ``user``, read consistently (BatchGetItem, 100 keys a request)."""
+        wanted = sorted(d for d in digests if d is not None and is_digest(d))
+        found: list[tuple[int, str]] = []
+        for start in range(0, len(wanted), 100):
+            keys: list[Any] = [it.key(d) for d in wanted[start : start + 100]]
+            while keys:
+                page = self._call("batch_get_item", RequestItems={self.table: {
+                    "Keys": keys, "ConsistentRead": True,
+                    "ProjectionExpression": "#k, #u, #x, #ls",
+                    "ExpressionAttributeNames": {
+                        "#k": it.KEY, "#u": it.USER, "#x": it.EXPIRES, "#ls": it.LAST_SEEN,
+                    },
+                }})  # fmt: skip
+                for item in page.get("Responses", {}).get(self.table, ()):
+                    entry = it.live_entry(item, user, now)
+                    if entry is not None:
+                        found.append(entry)
+                keys = page.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
+                if keys:
+                    time.sleep(0.01)
+        return found
+
+    def _create_put(self, write: Write, now: float) -> dict[str, Any]:
+        item = it.full_item(write, dict(write.items), 1, now + write.ttl)
+        self._check_size(item)
+        return {
+            "TableName": self.table, "Item": item, "ConditionExpression": it.ABSENT,
+            "ExpressionAttributeNames": {"#v": it.VERSION, "#x": it.EXPIRES},
+            "ExpressionAttributeValues": {":now": it.number(now)},
+        }  # fmt: skip
+
+    def _live_delete(self, digest: str, now: float) -> dict[str, Any]:
+        return {
+            "TableName": self.table, "Key": it.key(digest), "ConditionExpression": it.LIVE,
+            "ExpressionAttributeNames": {"#v": it.VERSION, "#x": it.EXPIRES},
+            "ExpressionAttributeValues": {":now": it.number(now)},
+        }  # fmt: skip
+
+    def _merge_update(self, write: Write, now: float) -> dict[str, Any] | None:
+        """``UpdateItem``'s request for a save that is not a create; ``None`` when its
+        expression would be longer than DynamoDB takes (then ``_rewrite_put``)."""
+        update = it.merge_update(write, now)
+        self._check_size({"pending": {"M": update["ExpressionAttributeValues"]}})
+        if len(update["UpdateExpression"]) > it.EXPRESSION_LIMIT:
+            return None
+        return {"TableName": self.table, "Key": it.key(write.digest), **update}
+
+    def _transaction_parts(self, write: Write, now: float) -> list[dict[str, Any]] | None:
+        """The write as transaction items (``None``: the session is gone)."""
+        if write.create:
+            parts = [{"Put": self._create_put(write, now)}]
+            if write.rotated_from is not None:
+                parts.append({"Delete": self._live_delete(write.rotated_from, now)})
+            return parts
+        update = self._merge_update(write, now)
+        if update is not None:
+            return [{"Update": update}]
+        put = self._rewrite_put(write)
+        return None if put is None else [{"Put": put}]
 
     def delete(self, digest: str) -> None:
         if is_digest(digest):
@@ -157,29 +289,42 @@ class DynamoDBStore(PollingLocks, Store):
             self._client.close()
 
     # -- writes that are more than one request --------------------------------------------
-    def _rotate(self, old: str, put: dict[str, Any], now: float) -> bool:
+    def _rotate(self, write: Write, put: dict[str, Any], now: float) -> bool:
         """Put the new item and delete the old one in one transaction, only while the old
         one is live (a rotation racing a logout must not bring the session back). The
         request token makes botocore's own retries of a lost reply idempotent."""
-        delete = {
-            "TableName": self.table, "Key": it.key(old), "ConditionExpression": it.LIVE,
-            "ExpressionAttributeNames": {"#v": it.VERSION, "#x": it.EXPIRES},
-            "ExpressionAttributeValues": {":now": it.number(now)},
-        }  # fmt: skip
+        old = write.rotated_from
+        assert old is not None
+        parts = [{"Put": put}, {"Delete": self._live_delete(old, now)}]
         token = secrets.token_hex(16)
         for attempt in range(_RETRIES):
             try:
-                self._call(
-                    "transact_write_items",
-                    TransactItems=[{"Put": put}, {"Delete": delete}],
-                    ClientRequestToken=token,
-                )
-                return True
+                self._call("transact_write_items", TransactItems=parts, ClientRequestToken=token)
             except _ConditionFailed:
                 return False
             except _Conflict:  # a rival transaction on one of the items: step aside
                 time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+                continue
+            if write.meta.user is not None and write.previous_user == write.meta.user:
+                self._swap_member(write.meta.user, old, write.digest)
+            return True
         raise StoreUnavailable(self.url, "the rotated session kept changing meanwhile")
+
+    def _swap_member(self, user: str, old: str, new: str) -> None:
+        """A bound session moved to a new digest (``regenerate()``): where the user's
+        guard names the old one, it names the new one instead, and its version moves, so
+        a login counting meanwhile counts again. Nothing happens for a user the guard
+        does not know (no limit has ever been kept for them)."""
+        with contextlib.suppress(_ConditionFailed):
+            self._call(
+                "update_item", Key=it.key(it.guard_of(user)),
+                UpdateExpression="SET #v = #v + :one, #mem.#new = :one REMOVE #mem.#old",
+                ConditionExpression="attribute_exists(#mem.#old)",
+                ExpressionAttributeNames={
+                    "#v": it.VERSION, "#mem": it.MEMBERS, "#new": new, "#old": old,
+                },
+                ExpressionAttributeValues={":one": it.number(1)},
+            )  # fmt: skip
 
     def _rewrite(self, write: Write) -> bool:
         """A merge of more keys than one update expression may name (4 KB of text): read
@@ -188,31 +333,40 @@ class DynamoDBStore(PollingLocks, Store):
         for attempt in range(_RETRIES):
             if attempt:
                 time.sleep(random.uniform(0, 0.002 * attempt))
-            now = self._clock()
-            found = self._call("get_item", Key=it.key(write.digest), ConsistentRead=True)
-            if "Item" not in found:
+            put = self._rewrite_put(write)
+            if put is None:
                 return False
-            try:
-                current, expires_at = it.decode(write.digest, found["Item"])
-            except ValueError as exc:
-                reject_record(write.digest, f"unreadable DynamoDB item, not saved ({exc})")
-                return False
-            if expires_at <= now:
-                return False
-            item = it.full_item(write, _merged(write, current.items), current.version + 1,
-                                now + write.ttl)  # fmt: skip
-            self._check_size(item)
-            if self._conditional(
-                "put_item", Item=item, ConditionExpression="#v = :read AND #x > :now",
-                ExpressionAttributeNames={"#v": it.VERSION, "#x": it.EXPIRES},
-                ExpressionAttributeValues={
-                    ":read": it.number(current.version), ":now": it.number(now),
-                },
-            ):  # fmt: skip
+            if self._conditional("put_item", **put):
                 return True
         raise StoreUnavailable(
             self.url, f"{_RETRIES} concurrent writes to one session kept conflicting"
         )
+
+    def _rewrite_put(self, write: Write) -> dict[str, Any] | None:
+        """The whole item once ``write`` lands on the stored one, as a ``PutItem``
+        conditional on the version read; ``None`` when there is no live session."""
+        now = self._clock()
+        found = self._call("get_item", Key=it.key(write.digest), ConsistentRead=True)
+        if "Item" not in found:
+            return None
+        try:
+            current, expires_at = it.decode(write.digest, found["Item"])
+        except ValueError as exc:
+            reject_record(write.digest, f"unreadable DynamoDB item, not saved ({exc})")
+            return None
+        if expires_at <= now:
+            return None
+        merged = _merged(write, current.items)
+        item = it.full_item(write, merged, current.version + 1, now + write.ttl)
+        self._check_size(item)
+        return {
+            "TableName": self.table, "Item": item,
+            "ConditionExpression": "#v = :read AND #x > :now",
+            "ExpressionAttributeNames": {"#v": it.VERSION, "#x": it.EXPIRES},
+            "ExpressionAttributeValues": {
+                ":read": it.number(current.version), ":now": it.number(now),
+            },
+        }  # fmt: skip
 
     def _report_unreadable(self, digest: str, now: float) -> None:
         """A merge whose condition failed while the item is live: its data is not what a
@@ -382,7 +536,7 @@ class DynamoDBStore(PollingLocks, Store):
 
     def _call(self, operation: str, **request: Any) -> Any:
         """One request on this store's table; every failure becomes a sessionkit error."""
-        if operation != "transact_write_items":
+        if operation not in _NO_TABLE:
             request.setdefault("TableName", self.table)
         try:
             return getattr(self._client, operation)(**request)
@@ -406,9 +560,10 @@ class DynamoDBStore(PollingLocks, Store):
         if code == "ConditionalCheckFailedException":
             raise _ConditionFailed from exc
         if code == "TransactionCanceledException":
-            reasons = {r.get("Code") for r in exc.response.get("CancellationReasons") or ()}
+            codes = [str(r.get("Code")) for r in exc.response.get("CancellationReasons") or ()]
+            reasons = set(codes)
             if "ConditionalCheckFailed" in reasons:
-                raise _ConditionFailed from exc
+                raise _ConditionFailed(codes) from exc
             if "TransactionConflict" in reasons:
                 raise _Conflict from exc
             if "ValidationError" in reasons and "size" in message.lower():
