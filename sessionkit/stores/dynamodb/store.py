@@ -87,7 +87,9 @@ class DynamoDBStore(PollingLocks, Store):
     supports_scan = True
     supports_session_limit = True
 
-    lock_poll_max = 0.05  # each try is a request: back off
+    # each try is a conditional PutItem (a request, billed as a write): back off further
+    lock_poll = 0.005
+    lock_poll_max = 0.25
 
     def __init__(
         self, target: Target, *, client: Any = None, clock: Callable[[], float] = time.time
@@ -610,7 +612,7 @@ def _make_client(target: Target) -> Any:
         )  # fmt: skip
         config = Config(
             connect_timeout=target.connect_timeout, read_timeout=target.timeout,
-            retries={"mode": "standard", "max_attempts": target.max_attempts},
+            retries={"mode": "standard", "total_max_attempts": target.max_attempts},
             max_pool_connections=32,
         )  # fmt: skip
         return session.client("dynamodb", endpoint_url=target.endpoint, config=config)
