@@ -35,10 +35,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # for tests.servers, when run as a script
 
-import aiobotocore  # noqa: E402
-import aiobotocore.session  # noqa: E402
-import boto3  # noqa: E402
-import botocore  # noqa: E402
+import aiobotocore  # type: ignore[import-untyped]  # noqa: E402
+import aiobotocore.session  # type: ignore[import-untyped]  # noqa: E402
+import boto3  # type: ignore[import-untyped]  # noqa: E402
+import botocore  # type: ignore[import-untyped]  # noqa: E402
 
 from benchmarks.common import environment  # noqa: E402
 from tests import servers  # noqa: E402
@@ -95,7 +95,12 @@ def sync_rows(endpoint: str, cycles: int) -> dict[str, tuple[float, float]]:
         await asyncio.to_thread(lambda: client.update_item(**UPDATE))
 
     cycle()  # warm the connection pool
-    rows = {"boto3 sync, one at a time": timed(cycles, lambda: [cycle() for _ in range(cycles)])}
+
+    def one_at_a_time() -> None:
+        for _ in range(cycles):
+            cycle()
+
+    rows = {"boto3 sync, one at a time": timed(cycles, one_at_a_time)}
     rows.update(async_rows("boto3 in a thread", threaded_cycle, cycles))
     client.close()
     return rows
@@ -144,7 +149,10 @@ def aiobotocore_rows(endpoint: str, cycles: int) -> dict[str, tuple[float, float
                 await cycle()  # warm the connection pool, untimed
                 start_wall, start_cpu = time.perf_counter(), time.process_time()
                 await body()
-                holder["times"] = (time.perf_counter() - start_wall, time.process_time() - start_cpu)
+                holder["times"] = (
+                    time.perf_counter() - start_wall,
+                    time.process_time() - start_cpu,
+                )
 
         asyncio.run(main())
         wall, cpu = holder["times"]
@@ -187,9 +195,9 @@ def main() -> None:
         server.close()
     results = {}
     print(f"{'GetItem + UpdateItem against moto_server':44} {'wall µs':>9} {'client CPU µs':>14}")
-    for name, figures in runs.items():
-        wall = statistics.median(f[0] for f in figures)
-        cpu = statistics.median(f[1] for f in figures)
+    for name, measured in runs.items():
+        wall = statistics.median(f[0] for f in measured)
+        cpu = statistics.median(f[1] for f in measured)
         results[name] = {"wall_us": round(wall, 1), "client_cpu_us": round(cpu, 1)}
         print(f"{name:44} {wall:9.0f} {cpu:14.0f}")
     if not args.no_json:

@@ -1,6 +1,6 @@
 """moto's DynamoDB emulator in server mode, answering one request at a time.
 
-``python -m tests.moto_serial HOST PORT`` serves moto's own WSGI application (what
+``python tests/moto_serial.py HOST PORT`` serves moto's own WSGI application (what
 ``moto_server`` serves) through werkzeug, as ``moto_server`` does, with one difference:
 a lock around each request. moto's backend takes no lock of its own, so under concurrent
 requests its conditional writes and transactions are neither atomic nor isolated (a

@@ -271,9 +271,10 @@ def moto_server(port: int | None = None) -> Server:
         import sys
 
         workdir = _workdir("moto")
-        root = str(Path(__file__).resolve().parents[1])
-        argv = [sys.executable, "-c", f"import sys; sys.path.insert(0, {root!r}); "
-                "from tests.moto_serial import main; main()", "127.0.0.1", str(port)]
+        script = str(Path(__file__).resolve().with_name("moto_serial.py"))
+        # -I: isolated, so the script's own directory (tests/, with its flask/ package) is
+        # not on sys.path to shadow the real Flask that moto's server imports
+        argv = [sys.executable, "-I", script, "127.0.0.1", str(port)]
         return Server("moto", argv, port, workdir).start()
 
     return _on_a_free_port(make, port)

@@ -108,7 +108,9 @@ class Injected:
 
     def __call__(self, request: Any, **kwargs: Any) -> AWSResponse:
         self.sent += 1
-        return AWSResponse(request.url, self.status, {"x-amzn-requestid": "injected"}, _Raw(self.body))
+        return AWSResponse(
+            request.url, self.status, {"x-amzn-requestid": "injected"}, _Raw(self.body)
+        )
 
 
 class _Raw:
@@ -230,7 +232,7 @@ def test_any_session_key_and_a_merge_too_long_for_one_expression(
                      new_keys=frozenset())  # fmt: skip
     assert store.save(in_place) is True
     record = store.load(key)
-    assert record is not None and list(record.items)[0] == "a.b[0]" and record.version == 3
+    assert record is not None and next(iter(record.items)) == "a.b[0]" and record.version == 3
     assert store.save(in_place._replace(new_keys=frozenset({"a.b[0]"})))  # set again: last
     record = store.load(key)
     assert record is not None and list(record.items)[-1] == "a.b[0]" and record.version == 4
@@ -314,7 +316,8 @@ def test_an_oversized_session_through_the_engine_is_the_too_large_policy(
 
 
 @pytest.mark.parametrize(
-    "code", ["ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"]
+    "code",
+    ["ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"],
 )
 def test_throttling_is_store_unavailable(store: DynamoDBStore, clock: FakeClock, code: str) -> None:
     key = create(store, clock, {"a": "1"})  # on moto, before the throttling starts
@@ -352,8 +355,10 @@ def test_a_5xx_after_a_write_is_ambiguous(store: DynamoDBStore, clock: FakeClock
 
 
 def test_nothing_listening_is_store_unavailable_with_the_url_masked() -> None:
-    url = (f"dynamodb://sessions?region=us-east-1&endpoint=http://127.0.0.1:{free_port()}"
-           "&access_key_id=AKIDEXAMPLE&secret_access_key=wJalrXUtnFEMI&connect_timeout=0.5")  # fmt: skip
+    url = (
+        f"dynamodb://sessions?region=us-east-1&endpoint=http://127.0.0.1:{free_port()}"
+        "&access_key_id=AKIDEXAMPLE&secret_access_key=wJalrXUtnFEMI&connect_timeout=0.5"
+    )
     store = open_store(url, max_attempts=1)
     with pytest.raises(StoreUnavailable) as caught:
         store.load(digest(new_id()))
@@ -410,7 +415,9 @@ def test_a_corrupted_item_reads_as_no_session_and_is_logged(
     store._client.put_item(TableName=store.table, Item={**item, **damage})
     with caplog.at_level(logging.WARNING, logger="sessionkit.security"):
         assert store.load(key) is None
-    assert "record_rejected" in caplog.text and handle(key) in caplog.text and key not in caplog.text
+    assert (
+        "record_rejected" in caplog.text and handle(key) in caplog.text and key not in caplog.text
+    )
 
 
 def test_a_merge_into_a_corrupted_item_is_refused_and_logged(
@@ -434,8 +441,10 @@ def test_scan_and_listings_skip_locks_and_guards(store: DynamoDBStore, clock: Fa
     assert store.save_limited(limited) == []
     with store.lock(key, ttl=5, wait=1):
         assert len(list(store.scan())) == 2
-        assert {i.handle for i in store.user_sessions("zoe")} == {handle(key),
-                                                                handle(limited.digest)}
+        assert {i.handle for i in store.user_sessions("zoe")} == {
+            handle(key),
+            handle(limited.digest),
+        }
         assert store.load(key) is not None
     assert store.revoke_user("zoe") == 2
     assert store.user_sessions("zoe") == [] and list(store.scan()) == []

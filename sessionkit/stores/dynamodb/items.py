@@ -118,7 +118,9 @@ def meta_text(meta: RecordMeta) -> str:
     return json.dumps(meta.to_list(), separators=(",", ":"), ensure_ascii=False)
 
 
-def full_item(write: Write, items: dict[str, str], version: int, expires_at: float) -> dict[str, Any]:
+def full_item(
+    write: Write, items: dict[str, str], version: int, expires_at: float
+) -> dict[str, Any]:
     """The whole item a create (or a rewrite) puts; positions in (0, 1), in items' order."""
     item: dict[str, Any] = {
         KEY: string(write.digest), VERSION: number(version), META: string(meta_text(write.meta)),

@@ -185,7 +185,9 @@ class DynamoDBStore(PollingLocks, Store):
                 "ExpressionAttributeValues": values,
             }})  # fmt: skip
             room = _TRANSACTION_LIMIT - len(parts)
-            parts += [{"Delete": {"TableName": self.table, "Key": it.key(d)}} for d in doomed[:room]]
+            parts += [
+                {"Delete": {"TableName": self.table, "Key": it.key(d)}} for d in doomed[:room]
+            ]
             try:
                 self._call(
                     "transact_write_items", TransactItems=parts,
@@ -552,9 +554,7 @@ class DynamoDBStore(PollingLocks, Store):
                 "AWS_SECRET_ACCESS_KEY, ~/.aws/credentials or an instance role)",
             ) from exc  # fmt: skip
         except BotoCoreError as exc:  # read timeouts, closed connections: maybe applied
-            raise StoreUnavailable(
-                self.url, _said(exc), ambiguous=operation in _WRITES
-            ) from exc
+            raise StoreUnavailable(self.url, _said(exc), ambiguous=operation in _WRITES) from exc
 
     def _client_error(self, operation: str, exc: ClientError) -> NoReturn:
         error = exc.response.get("Error", {})
@@ -642,9 +642,7 @@ def _merged(write: Write, current: Any) -> dict[str, str]:
     fresh = set(write.items) if write.new_keys is None else set(write.new_keys)
     if write.replace:
         return dict(write.items)
-    merged = {
-        k: v for k, v in current.items() if k not in write.removed and k not in fresh
-    }
+    merged = {k: v for k, v in current.items() if k not in write.removed and k not in fresh}
     merged.update(write.items)
     return merged
 
