@@ -135,15 +135,20 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(params=["memory", "file", "sqlite", "postgresql", "redis"])
+@pytest.fixture(params=["memory", "file", "sqlite", "postgresql", "redis", "dynamodb"])
 def user_index_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """Each store with a user index, on the real servers (PostgreSQL in a table of its own:
-    the server is shared by the whole run); closed after the test."""
+    the server is shared by the whole run; DynamoDB on moto's emulator); closed after the
+    test."""
     if request.param == "postgresql":
         url = request.getfixturevalue("postgres_server").url + f"?table=t{secrets.token_hex(6)}"
+    elif request.param == "dynamodb":
+        url = dynamodb_url(request.getfixturevalue("moto_server"))
     else:
         url = store_url(request.param, tmp_path, request)
     opened = open_store(url)
+    if request.param == "dynamodb":
+        opened.create_schema()  # what `sessionkit init` does; DynamoDB never creates tables
     yield opened
     asyncio.run(opened.aclose())
     opened.close()
