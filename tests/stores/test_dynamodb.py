@@ -99,10 +99,10 @@ class Injected:
     and botocore parses, retries and raises exactly as for DynamoDB's own answer."""
 
     def __init__(self, store: DynamoDBStore, operation: str, code: str, message: str,
-                 status: int = 400) -> None:  # fmt: skip
+                 status: int = 400, **extra: Any) -> None:  # fmt: skip
         self.sent = 0
         self.body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}",
-                                "message": message}).encode()  # fmt: skip
+                                "message": message, **extra}).encode()  # fmt: skip
         self.status = status
         store._client.meta.events.register(f"before-send.dynamodb.{operation}", self)
 
@@ -344,6 +344,28 @@ def test_throttled_requests_take_the_store_down_policy(
         browser.visit(lambda s: s.__setitem__("a", 2))
     assert store.load(browser.visit(lambda s: s._ctx.digest).result) is not None
     store.close()
+
+
+def test_a_throttled_transaction_is_store_unavailable(
+    store: DynamoDBStore, clock: FakeClock
+) -> None:
+    """A rotation's TransactWriteItems, cancelled because one of its items was throttled."""
+    old = create(store, clock, {"a": "1"})
+    reasons = [{"Code": "None"}, {"Code": "ThrottlingError", "Message": "Throughput exceeds"}]
+    said = "Transaction cancelled [None, ThrottlingError]"
+    Injected(store, "TransactWriteItems", "TransactionCanceledException", said,
+             CancellationReasons=reasons)  # fmt: skip
+    rotation = Write(digest(new_id()), {"a": "1"}, frozenset(), meta(clock), 600.0,
+                     create=True, replace=True, rotated_from=old)  # fmt: skip
+    with pytest.raises(StoreUnavailable, match=r"throttled.*ThrottlingError"):
+        store.save(rotation)
+    assert store.load(old) is not None and store.load(rotation.digest) is None
+
+
+def test_refused_credentials_say_so(store: DynamoDBStore) -> None:
+    Injected(store, "GetItem", "UnrecognizedClientException", "The security token is invalid")
+    with pytest.raises(StoreUnavailable, match="Check the AWS credentials"):
+        store.load(digest(new_id()))
 
 
 def test_a_5xx_after_a_write_is_ambiguous(store: DynamoDBStore, clock: FakeClock) -> None:

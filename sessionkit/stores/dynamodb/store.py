@@ -59,6 +59,21 @@ THROTTLED = frozenset({
     "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
     "Throttling", "TooManyRequestsException",
 })  # fmt: skip
+#: ... and the same as a cancelled transaction's reasons name it
+_THROTTLED_REASONS = frozenset(
+    {"ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"}
+)
+_CREDENTIALS = (
+    "Check the AWS credentials this process uses and that its IAM policy allows the table's "
+    "actions (docs/stores/dynamodb.md lists them)"
+)
+#: what to do about the answers that are not "the server is down"
+_HINTS = {
+    "AccessDeniedException": _CREDENTIALS, "UnrecognizedClientException": _CREDENTIALS,
+    "InvalidSignatureException": _CREDENTIALS, "ExpiredTokenException": _CREDENTIALS,
+    "ValidationException": "DynamoDB refused the request as malformed: is the table one "
+    "that `sessionkit init` made? Otherwise this is a bug in sessionkit, please report it",
+}  # fmt: skip
 #: the operations that change the table (a reply lost after sending them is ambiguous)
 _WRITES = frozenset({"put_item", "update_item", "delete_item", "transact_write_items"})
 #: the operations that name their tables inside the request
@@ -570,6 +585,10 @@ class DynamoDBStore(PollingLocks, Store):
                 raise _Conflict from exc
             if "ValidationError" in reasons and "size" in message.lower():
                 raise _too_large(None) from exc
+            throttled = reasons & _THROTTLED_REASONS
+            if throttled:  # a transaction's items are throttled one by one
+                code = f"{code}: {', '.join(sorted(throttled))}"
+                raise self._throttled(code, message) from exc
         if code == "TransactionConflictException":
             raise _Conflict from exc
         if code == "ResourceInUseException" and operation == "create_table":
@@ -577,11 +596,7 @@ class DynamoDBStore(PollingLocks, Store):
         if code == "ValidationException" and "size" in message.lower() and "exceed" in message:
             raise _too_large(None) from exc
         if code in THROTTLED:
-            raise StoreUnavailable(
-                self.url, f"DynamoDB throttled the request ({code}: {message})",
-                hint="The table's capacity is used up: raise it (or switch it to on-demand), "
-                "or retry in a moment",
-            ) from exc  # fmt: skip
+            raise self._throttled(code, message) from exc
         if code == "ResourceNotFoundException":
             raise StoreUnavailable(
                 self.url, f"{code}: {message}", hint=f"The table {self.table!r} does not "
@@ -589,9 +604,16 @@ class DynamoDBStore(PollingLocks, Store):
             ) from exc  # fmt: skip
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         raise StoreUnavailable(
-            self.url, f"{code or status}: {message}",
+            self.url, f"{code or status}: {message}", hint=_HINTS.get(code),
             ambiguous=status >= 500 and operation in _WRITES,
         ) from exc  # fmt: skip
+
+    def _throttled(self, code: str, message: str) -> StoreUnavailable:
+        return StoreUnavailable(
+            self.url, f"DynamoDB throttled the request ({code}: {message})",
+            hint="The table's capacity is used up: raise it (or switch it to on-demand), "
+            "or retry in a moment",
+        )  # fmt: skip
 
 
 class _Conflict(Exception):
