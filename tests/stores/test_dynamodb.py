@@ -25,6 +25,7 @@ from sessionkit import (
     open_store,
 )
 from sessionkit.cli import build_group
+from sessionkit.doctor import diagnose
 from sessionkit.ids import digest, handle, new_id
 from sessionkit.records import RecordMeta, SessionLimit, Write
 from sessionkit.stores.base import mask_url
@@ -488,3 +489,26 @@ def test_a_bound_regenerate_keeps_the_guard_exact(store: DynamoDBStore, clock: F
     second = first._replace(digest=digest(new_id()))
     assert store.save_limited(second) == [moved]
     assert store.load(moved) is None
+
+
+# -- sessionkit doctor ------------------------------------------------------------------------
+def test_doctor_checks_the_index_ttl_and_capacity(moto_server: Server) -> None:
+    store = DynamoDBStore.from_url(dynamodb_url(moto_server))
+    store._client.create_table(
+        TableName=store.table, BillingMode="PROVISIONED",
+        ProvisionedThroughput={"ReadCapacityUnits": 5, "WriteCapacityUnits": 5},
+        AttributeDefinitions=[{"AttributeName": "digest", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "digest", "KeyType": "HASH"}],
+    )  # fmt: skip
+    found = {f.check: f for f in diagnose(store)}
+    assert found["connectivity"].level == "ok"
+    assert found["user index"].level == "error" and "sessionkit init" in found["user index"].message
+    assert found["ttl"].level == "warn" and "--fix" in found["ttl"].message
+    assert found["capacity"].level == "warn" and "5 writes" in found["capacity"].message
+    fixed = {f.check: f for f in diagnose(store, fix=True)}
+    assert fixed["ttl"].level == "ok" and "turned" in fixed["ttl"].message
+    assert {f.check: f for f in diagnose(store)}["ttl"].message == "native TTL on 'ttl'"
+    store.close()
+    made = fresh_store(moto_server)
+    assert all(f.level == "ok" for f in diagnose(made)), diagnose(made)
+    made.close()

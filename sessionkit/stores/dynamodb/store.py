@@ -45,6 +45,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
     ProfileNotFound,
 )
 
+from sessionkit.doctor import Finding, Level
 from sessionkit.errors import ConfigError, SessionTooLarge, StoreUnavailable
 from sessionkit.ids import handle, is_digest
 from sessionkit.records import Record, RecordMeta, SessionInfo, Write
@@ -543,6 +544,59 @@ class DynamoDBStore(PollingLocks, Store):
                 TimeToLiveSpecification={"Enabled": True, "AttributeName": it.TTL},
             )
         return created
+
+    def diagnostics(
+        self, *, fix: bool = False, progress: Callable[[int], None] | None = None
+    ) -> list[Finding]:
+        """The user index, the native TTL (``fix`` turns it on), the capacity mode; the
+        clock is the app's own (``expires_at`` is written and read by the app servers)."""
+        table = self._call("describe_table")["Table"]
+        indexes = {i["IndexName"]: i for i in table.get("GlobalSecondaryIndexes", ())}
+        index = indexes.get(self.target.user_index)
+        found = []
+        if index is None:
+            found.append(Finding(
+                "error", "user index", f"the table has no global secondary index "
+                f"{self.target.user_index!r} on {it.USER!r}: device lists, revocation and "
+                "max_sessions_per_user fail; create the table with `sessionkit init`",
+            ))  # fmt: skip
+        else:
+            status = index.get("IndexStatus", "ACTIVE")
+            level: Level = "ok" if status == "ACTIVE" else "warn"
+            found.append(Finding(
+                level, "user index", f"{self.target.user_index!r} is {status}; DynamoDB "
+                "keeps it (eventually consistent), so there are no stale entries to repair",
+            ))  # fmt: skip
+        ttl = self._call("describe_time_to_live").get("TimeToLiveDescription", {})
+        if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
+            found.append(Finding("ok", "ttl", f"native TTL on {ttl.get('AttributeName')!r}"))
+        elif fix:
+            self._call(
+                "update_time_to_live",
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": it.TTL},
+            )
+            found.append(Finding("ok", "ttl", f"turned DynamoDB's TTL on, on {it.TTL!r}"))
+        else:
+            found.append(Finding(
+                "warn", "ttl", "DynamoDB's TTL is off: expired sessions never load, but they "
+                f"are never deleted either; run `sessionkit doctor --fix` or turn TTL on for "
+                f"the attribute {it.TTL!r}",
+            ))  # fmt: skip
+        billing = table.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
+        if billing == "PAY_PER_REQUEST":
+            found.append(Finding("ok", "capacity", "on-demand: no capacity to run out of"))
+        else:
+            units = table.get("ProvisionedThroughput", {})
+            found.append(Finding(
+                "warn", "capacity", f"provisioned ({units.get('ReadCapacityUnits')} reads, "
+                f"{units.get('WriteCapacityUnits')} writes a second): past that, requests are "
+                "throttled and answered 503; switch to on-demand or turn on auto scaling",
+            ))  # fmt: skip
+        found.append(Finding(
+            "ok", "clock", "expiry is written and checked by the app servers' clocks only: "
+            "keep them in sync with each other (NTP)",
+        ))  # fmt: skip
+        return found
 
     # -- requests ------------------------------------------------------------------------
     def _conditional(self, operation: str, **request: Any) -> bool:
