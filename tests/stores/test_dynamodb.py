@@ -425,7 +425,7 @@ def test_the_emulator_stopping_and_coming_back() -> None:
         {"version": {"S": "one"}},
         {"data": {"M": {"a": {"S": "x"}}}},  # a key without the "k" prefix
         {"data": {"M": {"ka": {"N": "1"}}}},
-        {"user": {"S": "mallory"}},  # the index key and the metadata disagree
+        {"user": {"S": "umallory"}},  # the index key and the metadata disagree
     ],
 )
 def test_a_corrupted_item_reads_as_no_session_and_is_logged(
@@ -457,6 +457,16 @@ def test_a_merge_into_a_corrupted_item_is_refused_and_logged(
 
 
 # -- the user index, locks and guards stay out of each other's way ---------------------------
+def test_an_empty_user_id_is_indexed_too(store: DynamoDBStore, clock: FakeClock) -> None:
+    key = create(store, clock, {"a": "1"}, user="")
+    item = raw(store, key)
+    assert item is not None and item["user"] == {"S": "u"}
+    assert [i.handle for i in store.user_sessions("")] == [handle(key)]
+    record = store.load(key)
+    assert record is not None and record.meta.user == ""
+    assert store.revoke_user("") == 1 and store.load(key) is None
+
+
 def test_scan_and_listings_skip_locks_and_guards(store: DynamoDBStore, clock: FakeClock) -> None:
     key = create(store, clock, {"a": "1"}, user="zoe")
     limited = Write(digest(new_id()), {}, frozenset(), meta(clock, "zoe"), 600.0, create=True,

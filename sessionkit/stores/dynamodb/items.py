@@ -6,7 +6,7 @@ One item per session, keyed by the ID digest::
     version     N  bumped by every save; the condition of every write names the item
     meta        S  RecordMeta.to_list() as JSON
     last_seen   N  kept apart from meta, so a touch rewrites only it and the expiry
-    user        S  the bound user, the user index's key (absent: anonymous, not indexed)
+    user        S  "u" + the bound user, the user index's key (absent: anonymous, not indexed)
     expires_at  N  by the store's clock, checked on every load (DynamoDB's TTL sweep lags)
     ttl         N  whole epoch seconds: DynamoDB's native TTL attribute, deletes in time
     data        M  "k" + session key -> that key's tagged-JSON text
@@ -84,14 +84,22 @@ def guard_state(item: dict[str, Any] | None) -> tuple[dict[str, Any] | None, int
 def live_entry(item: dict[str, Any], user: str, now: float) -> tuple[int, str] | None:
     """``(last_seen, digest)`` of a session item that is live and bound to ``user``."""
     try:
-        if item[USER]["S"] != user or float(item[EXPIRES]["N"]) <= now:
+        if item[USER]["S"] != user_key(user) or float(item[EXPIRES]["N"]) <= now:
             return None
         return int(Decimal(item[LAST_SEEN]["N"])), str(item[KEY]["S"])
     except (KeyError, TypeError, ValueError, ArithmeticError):
         return None
 
 
+def user_key(user: str) -> str:
+    """The ``user`` attribute, the user index's key: ``"u"`` + the user, since a key
+    attribute may not be empty and a user ID may."""
+    return "u" + user
+
+
 def number(value: float | int) -> dict[str, str]:
+    if isinstance(value, float) and not math.isfinite(value):
+        value = 2**40  # "never" (the year 36812): DynamoDB numbers are finite
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return {"N": repr(value) if isinstance(value, float) else str(value)}
@@ -130,7 +138,7 @@ def full_item(
         ORDER: {"M": {"k" + name: {"N": fraction(i)} for i, name in enumerate(items, 1)}},
     }  # fmt: skip
     if write.meta.user is not None:
-        item[USER] = string(write.meta.user)
+        item[USER] = string(user_key(write.meta.user))
     return item
 
 
@@ -148,7 +156,7 @@ def merge_update(write: Write, now: float) -> dict[str, Any]:
     sets = ["#v = #v + :one", "#m = :m", "#ls = :ls", "#x = :x", "#t = :t"]
     removes: list[str] = []
     if write.meta.user is not None:
-        values[":u"] = string(write.meta.user)
+        values[":u"] = string(user_key(write.meta.user))
         sets.append("#u = :u")
     else:
         removes.append("#u")
@@ -200,7 +208,9 @@ def decode(digest: str, item: dict[str, Any]) -> tuple[Record, float]:
         positions = {n[1:]: Decimal(p["N"]) for n, p in order.items() if n[1:] in items}
     except (KeyError, TypeError, AttributeError, ArithmeticError, json.JSONDecodeError) as exc:
         raise ValueError(f"malformed DynamoDB item ({type(exc).__name__}: {exc})") from None
-    if meta.user != (item[USER]["S"] if USER in item else None):
+    if (None if meta.user is None else user_key(meta.user)) != (
+        item[USER]["S"] if USER in item else None
+    ):
         raise ValueError("the item's user and its metadata disagree")
     if len(positions) == len(items):
         ordered = sorted(items, key=positions.__getitem__)

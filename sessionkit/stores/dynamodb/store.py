@@ -414,7 +414,7 @@ class DynamoDBStore(PollingLocks, Store):
         request: dict[str, Any] = {
             "IndexName": self.target.user_index, "KeyConditionExpression": "#u = :u",
             "ExpressionAttributeNames": {"#u": it.USER},
-            "ExpressionAttributeValues": {":u": it.string(user)},
+            "ExpressionAttributeValues": {":u": it.string(it.user_key(user))},
         }  # fmt: skip
         while True:
             page = self._call("query", **request)
@@ -462,7 +462,7 @@ class DynamoDBStore(PollingLocks, Store):
         return self._conditional(
             "delete_item", Key=it.key(digest), ConditionExpression="#u = :u",
             ExpressionAttributeNames={"#u": it.USER},
-            ExpressionAttributeValues={":u": it.string(user)},
+            ExpressionAttributeValues={":u": it.string(it.user_key(user))},
         )  # fmt: skip
 
     # -- scan ----------------------------------------------------------------------------
