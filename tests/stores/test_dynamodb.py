@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from sessionkit import (
     ConfigError,
+    LockTimeout,
     SessionConfig,
     SessionEngine,
     SessionTooLarge,
@@ -30,7 +31,7 @@ from sessionkit.ids import digest, handle, new_id
 from sessionkit.records import RecordMeta, SessionLimit, Write
 from sessionkit.stores.base import mask_url
 from sessionkit.stores.dynamodb import DynamoDBStore
-from sessionkit.stores.dynamodb.items import guard_of
+from sessionkit.stores.dynamodb.items import LAYOUT_VERSION, guard_of
 from sessionkit.testing import (
     Browser,
     FakeClock,
@@ -42,6 +43,9 @@ from sessionkit.testing import (
 )
 from tests import servers
 from tests.conftest import KEY, dynamodb_url
+from tests.fixtures.formats.spec import CLIENT, READ_AT, SESSIONS, USER
+from tests.fixtures.formats.spec import HERE as FORMATS
+from tests.fixtures.formats.spec import KEY as FIXTURE_KEY
 from tests.servers import Server, free_port
 
 
@@ -423,6 +427,7 @@ def test_the_emulator_stopping_and_coming_back() -> None:
         {"meta": {"S": "[1, 2"}},
         {"meta": {"S": '["not", "a", "meta", "list"]'}},
         {"version": {"S": "one"}},
+        {"layout": {"N": "2"}},  # a layout this release does not know
         {"data": {"M": {"a": {"S": "x"}}}},  # a key without the "k" prefix
         {"data": {"M": {"ka": {"N": "1"}}}},
         {"user": {"S": "umallory"}},  # the index key and the metadata disagree
@@ -522,3 +527,39 @@ def test_doctor_checks_the_index_ttl_and_capacity(moto_server: Server) -> None:
     made = fresh_store(moto_server)
     assert all(f.level == "ok" for f in diagnose(made)), diagnose(made)
     made.close()
+
+
+# -- what this release wrote, read by every later one (tests/fixtures/formats) ---------------
+def test_the_layout_fixture_reads_back(moto_server: Server) -> None:
+    """``dynamodb.json`` (generate_dynamodb.py): the items a release wrote, restored into a
+    fresh table, read back sync and async; the index lists the signed-in session, and the
+    lock the old release held still excludes."""
+    fixture = json.loads((FORMATS / "dynamodb.json").read_text())
+    assert fixture["layout"] == LAYOUT_VERSION  # a new layout keeps this file, adds its own
+    store = fresh_store(moto_server, FakeClock(READ_AT))
+    for item in fixture["items"]:
+        store._client.put_item(TableName=store.table, Item=item)
+    config = SessionConfig(secret_key=FIXTURE_KEY, store=store)
+    engine = SessionEngine(config, clock=FakeClock(READ_AT))
+
+    def want(name: str) -> dict[str, Any]:
+        data, _, flash = SESSIONS[name]
+        return {**data, "message": flash} if flash else dict(data)
+
+    for name, cookie in fixture["cookies"].items():
+        session = engine.open(cookie, CLIENT)
+        assert dict(session) == want(name) and session.user_id == SESSIONS[name][1], name
+
+    async def aread() -> None:
+        for name, cookie in fixture["cookies"].items():
+            session = engine.open(cookie, CLIENT)
+            await engine.aload(session)
+            assert dict(session) == want(name), name
+
+    asyncio.run(aread())
+    (listed,) = store.user_sessions(USER)
+    assert listed.handle == engine.open(fixture["cookies"]["signed_in"], CLIENT).handle
+    locked = engine.open(fixture["cookies"][fixture["locked"]], CLIENT)
+    with pytest.raises(LockTimeout), engine.lock(locked, ttl=5, wait=0.2):
+        pass
+    store.close()

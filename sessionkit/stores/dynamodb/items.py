@@ -3,6 +3,7 @@
 One item per session, keyed by the ID digest::
 
     digest      S  the partition key (a lock's item: "lock:" + digest)
+    layout      N  this layout's version, 1 (an item of any other is not read as a session)
     version     N  bumped by every save; the condition of every write names the item
     meta        S  RecordMeta.to_list() as JSON
     last_seen   N  kept apart from meta, so a touch rewrites only it and the expiry
@@ -34,7 +35,9 @@ from sessionkit.records import Record, RecordMeta, Write
 
 KEY, VERSION, META, LAST_SEEN, USER = "digest", "version", "meta", "last_seen", "user"
 EXPIRES, TTL, DATA, ORDER, TOKEN = "expires_at", "ttl", "data", "order", "token"
-MEMBERS = "members"
+MEMBERS, LAYOUT = "members", "layout"
+#: the version of this item layout (``layout``): a release reads what the previous one wrote
+LAYOUT_VERSION = 1
 #: what the user index projects: enough for a device list and its liveness
 INDEXED = (META, LAST_SEEN, EXPIRES)
 LOCK_PREFIX = "lock:"
@@ -131,7 +134,8 @@ def full_item(
 ) -> dict[str, Any]:
     """The whole item a create (or a rewrite) puts; positions in (0, 1), in items' order."""
     item: dict[str, Any] = {
-        KEY: string(write.digest), VERSION: number(version), META: string(meta_text(write.meta)),
+        KEY: string(write.digest), LAYOUT: number(LAYOUT_VERSION), VERSION: number(version),
+        META: string(meta_text(write.meta)),
         LAST_SEEN: number(write.meta.last_seen), EXPIRES: number(expires_at),
         TTL: ttl_of(expires_at),
         DATA: {"M": {"k" + name: string(value) for name, value in items.items()}},
@@ -192,6 +196,8 @@ def merge_update(write: Write, now: float) -> dict[str, Any]:
 def decode(digest: str, item: dict[str, Any]) -> tuple[Record, float]:
     """A stored item as a record and its expiry, all or nothing: ``ValueError`` for any
     item that is not exactly what this module writes (the caller reads it as no session)."""
+    if item.get(LAYOUT) != number(LAYOUT_VERSION):
+        raise ValueError(f"not a sessionkit DynamoDB item of layout {LAYOUT_VERSION}")
     try:
         version = int(item[VERSION]["N"])
         expires_at = float(item[EXPIRES]["N"])
