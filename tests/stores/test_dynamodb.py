@@ -563,3 +563,38 @@ def test_the_layout_fixture_reads_back(moto_server: Server) -> None:
     with pytest.raises(LockTimeout), engine.lock(locked, ttl=5, wait=0.2):
         pass
     store.close()
+
+
+def test_the_command_line_on_dynamodb(moto_server: Server) -> None:
+    """``stats`` scans, ``list``/``revoke`` use the index, ``gc`` has nothing to do (native
+    TTL), ``health`` shows the URL masked: the same commands as on every store."""
+    url = dynamodb_url(moto_server)
+    cli = build_group()
+    assert CliRunner().invoke(cli, ["init", url]).exit_code == 0
+    store = DynamoDBStore.from_url(url)
+    engine = SessionEngine(SessionConfig(secret_key=KEY, store=store))
+    for _ in range(2):
+        Browser(engine).visit(lambda s: s.bind_user("cli-user"))
+    Browser(engine).visit(lambda s: s.__setitem__("a", 1))
+    outputs = {
+        name: CliRunner().invoke(cli, [*args, url])
+        for name, args in {
+            "stats": ["stats", "--json"], "gc": ["gc"], "health": ["health"],
+            "list": ["list", "--json", "--user", "cli-user"],
+        }.items()
+    }  # fmt: skip
+    for name, done in outputs.items():
+        assert done.exit_code == 0, (name, done.output)
+        assert "testing" not in done.output, name
+    stats = json.loads(outputs["stats"].output)
+    assert stats["sessions"] == 3 and stats["users"] == 1
+    listed = json.loads(outputs["list"].output)
+    assert sorted(i["handle"] for i in listed) == sorted(
+        i.handle for i in store.user_sessions("cli-user")
+    )
+    assert all(i["device"] == "Chrome on Linux" for i in listed) and len(listed) == 2
+    assert "nothing to do" in outputs["gc"].output
+    assert "secret_access_key=***" in outputs["health"].output
+    revoked = CliRunner().invoke(cli, ["revoke", "--user", "cli-user", url])
+    assert revoked.exit_code == 0 and store.user_sessions("cli-user") == []
+    store.close()
