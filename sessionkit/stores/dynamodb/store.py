@@ -312,14 +312,16 @@ class DynamoDBStore(PollingLocks, Store):
     def _rotate(self, write: Write, put: dict[str, Any], now: float) -> bool:
         """Put the new item and delete the old one in one transaction, only while the old
         one is live (a rotation racing a logout must not bring the session back). The
-        request token makes botocore's own retries of a lost reply idempotent."""
+        request token makes botocore's own resend after a lost reply idempotent."""
         old = write.rotated_from
         assert old is not None
         parts = [{"Put": put}, {"Delete": self._live_delete(old, now)}]
-        token = secrets.token_hex(16)
         for attempt in range(_RETRIES):
-            try:
-                self._call("transact_write_items", TransactItems=parts, ClientRequestToken=token)
+            try:  # a token per attempt: botocore's resend of one attempt reuses it
+                self._call(
+                    "transact_write_items", TransactItems=parts,
+                    ClientRequestToken=secrets.token_hex(16),
+                )  # fmt: skip
             except _ConditionFailed:
                 return False
             except _Conflict:  # a rival transaction on one of the items: step aside
