@@ -598,3 +598,20 @@ def test_the_command_line_on_dynamodb(moto_server: Server) -> None:
     revoked = CliRunner().invoke(cli, ["revoke", "--user", "cli-user", url])
     assert revoked.exit_code == 0 and store.user_sessions("cli-user") == []
     store.close()
+
+
+def test_health_up_and_down(moto_server: Server) -> None:
+    up = SessionEngine(SessionConfig(secret_key=KEY, store=fresh_store(moto_server)))
+    for found in (up.health(), asyncio.run(up.ahealth())):
+        assert found.ok and found.latency_ms is not None and found.server_version is None
+        assert "secret_access_key=***" in found.store and "testing" not in found.store
+    up.store.close()
+    url = (
+        f"dynamodb://sessions?region=us-east-1&endpoint=http://127.0.0.1:{free_port()}"
+        "&access_key_id=AKIDEXAMPLE&secret_access_key=wJalrXUtnFEMI&max_attempts=1"
+    )
+    down = SessionEngine(SessionConfig(secret_key=KEY, store=url))
+    for found in (down.health(), asyncio.run(down.ahealth())):
+        assert not found.ok and found.error is not None and "unavailable" in found.error
+        assert "wJalrXUtnFEMI" not in found.error + found.store
+    down.store.close()
