@@ -39,6 +39,7 @@ FingerprintAction = Literal["log", "regenerate", "invalidate"]
 SessionLimitPolicy = Literal["evict_oldest", "refuse"]
 #: Stores that keep a per-user index, so ``max_sessions_per_user`` can hold there.
 LIMIT_STORES = "memory://, file:///, sqlite:///, postgresql://, redis:// (also Sentinel, Cluster)"
+LIMIT_STORES += ", dynamodb://"
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 

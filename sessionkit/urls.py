@@ -10,8 +10,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 #: Query options whose value is a secret, whatever the store: a name that contains one of
-#: these (``password``, ``sentinel_password``, ``ssl_password``, ``auth_token``, ...).
-SECRET_OPTION_WORDS = ("password", "passwd", "pwd", "secret", "token", "credential", "auth")
+#: these (``password``, ``sentinel_password``, ``ssl_password``, ``auth_token``, ...; also
+#: ``access_key_id`` of ``dynamodb://``, half of an AWS credential).
+SECRET_OPTION_WORDS = ("password", "passwd", "pwd", "secret", "token", "credential", "auth",
+                       "access_key")  # fmt: skip
 MASK = "***"
 
 

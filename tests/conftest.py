@@ -71,6 +71,23 @@ def postgres_server() -> Iterator[servers.Postgres]:
     server.close()
 
 
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[servers.Server]:
+    server = servers.moto_server()
+    yield server
+    server.close()
+
+
+def dynamodb_url(server: servers.Server, table: str | None = None) -> str:
+    """A ``dynamodb://`` URL on the emulator, on a table of its own (create it with
+    ``create_schema``); the credentials are the emulator's, which takes any."""
+    table = table or f"t-{secrets.token_hex(6)}"
+    return (
+        f"dynamodb://{table}?region=us-east-1&endpoint=http://127.0.0.1:{server.port}"
+        "&access_key_id=testing&secret_access_key=testing"
+    )
+
+
 def store_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     """The URL of a store the adapter tests run on: ``kind`` is memory, cookie, file,
     sqlite, redis or memcached (the servers are the session fixtures above; each test gets
@@ -118,15 +135,20 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(params=["memory", "file", "sqlite", "postgresql", "redis"])
+@pytest.fixture(params=["memory", "file", "sqlite", "postgresql", "redis", "dynamodb"])
 def user_index_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """Each store with a user index, on the real servers (PostgreSQL in a table of its own:
-    the server is shared by the whole run); closed after the test."""
+    the server is shared by the whole run; DynamoDB on moto's emulator); closed after the
+    test."""
     if request.param == "postgresql":
         url = request.getfixturevalue("postgres_server").url + f"?table=t{secrets.token_hex(6)}"
+    elif request.param == "dynamodb":
+        url = dynamodb_url(request.getfixturevalue("moto_server"))
     else:
         url = store_url(request.param, tmp_path, request)
     opened = open_store(url)
+    if request.param == "dynamodb":
+        opened.create_schema()  # what `sessionkit init` does; DynamoDB never creates tables
     yield opened
     asyncio.run(opened.aclose())
     opened.close()

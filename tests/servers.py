@@ -323,3 +323,22 @@ def _postgres_standby(primary: Postgres, port: int) -> Postgres:
     server = Postgres("postgres-standby", argv, port, workdir, user=user, ready=ready)
     server.start(timeout=60)
     return server
+
+
+def moto_server(port: int | None = None) -> Server:
+    """moto's AWS emulator in server mode (``moto[server]``, from PyPI: no AWS service is
+    reachable from here), serving DynamoDB on loopback, one request at a time
+    (tests/moto_serial.py says why). Its own process, so it can be stopped and started
+    again like the others (the emulator forgets its tables then)."""
+
+    def make(port: int) -> Server:
+        import sys
+
+        workdir = _workdir("moto")
+        script = str(Path(__file__).resolve().with_name("moto_serial.py"))
+        # -I: isolated, so the script's own directory (tests/, with its flask/ package) is
+        # not on sys.path to shadow the real Flask that moto's server imports
+        argv = [sys.executable, "-I", script, "127.0.0.1", str(port)]
+        return Server("moto", argv, port, workdir).start()
+
+    return _on_a_free_port(make, port)

@@ -25,6 +25,7 @@ _REGISTRY: dict[str, tuple[str, str, str | None]] = {
     "postgresql": ("sessionkit.stores.sql", "SQLStore", "postgres"),
     "postgres": ("sessionkit.stores.sql", "SQLStore", "postgres"),
     "memcached": ("sessionkit.stores.memcached", "MemcachedStore", "memcached"),
+    "dynamodb": ("sessionkit.stores.dynamodb", "DynamoDBStore", "dynamodb"),
 }
 
 

@@ -16,6 +16,7 @@ import pytest
 from packaging.version import Version
 
 from tests import servers
+from tests.conftest import dynamodb_url
 from tests.packaging.conftest import SMOKE, Dist, Venv, canonical, make_venv
 
 
@@ -39,6 +40,7 @@ EXTRAS: dict[str, Extra] = {
     "flask": Extra(("sessionkit_flask",)),
     "cli": Extra(("sessionkit.cli",)),
     "speed": Extra(("sessionkit",)),
+    "dynamodb": Extra(("sessionkit.stores.dynamodb", "boto3"), "moto_server"),
 }
 
 
@@ -53,6 +55,8 @@ def server_env(extra: Extra, request: pytest.FixtureRequest) -> dict[str, str]:
     if extra.server == "postgres_server":
         assert isinstance(server, servers.Postgres)
         return {"SMOKE_POSTGRES_URL": f"{server.url}?table={tag}"}
+    if extra.server == "moto_server":
+        return {"SMOKE_DYNAMODB_URL": dynamodb_url(server, table=tag)}
     return {"SMOKE_MEMCACHED_URL": f"memcached://127.0.0.1:{server.port}"}
 
 

@@ -29,9 +29,9 @@ from sessionkit import (
 )
 from sessionkit.testing import Browser, FakeClock
 from tests import servers
-from tests.conftest import KEY
+from tests.conftest import KEY, dynamodb_url
 
-STORES = ["memory", "file", "sqlite", "postgresql", "redis", "redis-cluster"]
+STORES = ["memory", "file", "sqlite", "postgresql", "redis", "redis-cluster", "dynamodb"]
 LIMIT = 3
 LOGINS = 20
 
@@ -46,6 +46,8 @@ def _url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     if kind == "postgresql":
         pg: servers.Postgres = request.getfixturevalue("postgres_server")
         return f"{pg.url}?table=s_{secrets.token_hex(6)}"
+    if kind == "dynamodb":  # moto's emulator (tests/servers.py), a table of its own
+        return dynamodb_url(request.getfixturevalue("moto_server"))
     prefix = f"t{secrets.token_hex(6)}:"
     if kind == "redis":
         server: servers.Server = request.getfixturevalue("redis_server")
