@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sessionkit import sealing, serialization
@@ -22,6 +22,7 @@ from sessionkit.client import ClientInfo, client_address, device_label
 from sessionkit.config import SessionConfig, limit_unsupported
 from sessionkit.cookies import CookieWriter, cookie_values
 from sessionkit.crypto import Keyring
+from sessionkit.dbsc import DeviceBinding
 from sessionkit.errors import (
     ConfigError,
     LockOrderError,
@@ -78,6 +79,12 @@ class _Context:
     fresh = False  # load from the store itself, never from a cache (open(fresh=True))
     reseal: frozenset[str] = frozenset()  # keys to write again (encrypt_records changed)
     stored: Mapping[str, Any] = {}  # the record's data as read (its keys: what is not new)
+    # DBSC (sessionkit.dbsc), when config.dbsc is on
+    bound: Sequence[str] = ()  # the bound cookie's values as presented
+    withheld = False  # a bound session without its bound cookie: absent, its cookie kept
+    dbsc_exempt = False  # the DBSC endpoints load a bound session without its bound cookie
+    dbsc_start = False  # Session.start_device_binding(): offer registration in this response
+    dbsc_register: Any = None  # the registration endpoint's new BoundKey for the record
 
     def __init__(self, client: ClientInfo) -> None:
         self.client = client
@@ -96,7 +103,7 @@ class CommitPlan:
 
     __slots__ = (
         "conflict", "deletes", "events", "secure", "set_cookie", "touch", "vary_cookie",
-        "write",
+        "write", "dbsc_headers", "dbsc_challenges",
     )  # fmt: skip
 
     def __init__(self, vary_cookie: bool = False) -> None:
@@ -108,6 +115,10 @@ class CommitPlan:
         self.events: list[Event] = []
         self.conflict = False  # set by run(): the session vanished meanwhile; nothing saved
         self.secure = False
+        #: DBSC (docs/dbsc.md): headers to add as they are (the registration header, the
+        #: bound cookie's Set-Cookie), and the one-use challenges ``run`` stores first
+        self.dbsc_headers: list[tuple[str, str]] | tuple[()] = ()
+        self.dbsc_challenges: list[tuple[str, str, float]] | tuple[()] = ()
 
     def __repr__(self) -> str:
         return (
@@ -132,7 +143,10 @@ class CommitPlan:
 
     @property
     def has_io(self) -> bool:
-        return self.write is not None or bool(self.deletes) or self.touch is not None
+        return (
+            self.write is not None or bool(self.deletes) or self.touch is not None
+            or bool(self.dbsc_challenges)
+        )  # fmt: skip
 
     @property
     def failure(self) -> Failure | None:
@@ -190,6 +204,8 @@ class SessionEngine:
             raise ConfigError(
                 "max_sessions_per_user", limit_unsupported(name or type(self.store).__name__)
             )
+        #: Device Bound Session Credentials (``sessionkit.dbsc``); ``None`` when off
+        self.dbsc: DeviceBinding | None = DeviceBinding(self) if config.dbsc else None
 
     def client(
         self,
@@ -237,6 +253,8 @@ class SessionEngine:
             # it, as Django's test client does after a logout): no session, and no tampering
             return session
         ctx.presented = True
+        if self.dbsc is not None:
+            ctx.bound = self.dbsc.bound_values(cookie_header)
         value = values[0]
         if len(values) > 1 and any(v != value for v in values):
             self._reject(ctx, "several different session cookies were sent; ignoring all")
@@ -366,6 +384,19 @@ class SessionEngine:
             self._forfeit(ctx)
             self._emit(EventKind.EXPIRED, ctx, "session expired", expired_at=end)
             return
+        if meta.dbsc is not None and self.dbsc is not None and not ctx.dbsc_exempt:
+            if not self.dbsc.bound_cookie_ok(ctx.digest, meta, ctx.bound, now):  # type: ignore[arg-type]
+                action = self.config.dbsc_missing_action
+                self._emit(
+                    EventKind.DBSC_MISSING, ctx,
+                    f"device-bound session without a valid bound cookie; action: {action}",
+                    action=action,
+                )  # fmt: skip
+                if action == "invalidate":
+                    self._forfeit(ctx)
+                else:
+                    ctx.rejected = ctx.withheld = True
+                return
         rotate = False
         if meta.fingerprint is not None:
             material = ctx.material
@@ -417,11 +448,29 @@ class SessionEngine:
 
         ``keep_empty``: store the session even when it holds no data (``save``, where the
         caller asked for a record); requests never store an empty session."""
+        if self.dbsc is not None:
+            return self._commit_bound(session, status, keep_empty)
         try:
             return self._commit(session, status, keep_empty)
         except SessionTooLarge as exc:
             self._failed(exc)
             raise
+
+    def _commit_bound(self, session: Session, status: int, keep_empty: bool) -> CommitPlan:
+        """``commit`` with DBSC on: what the session asks of the device binding too."""
+        old, rotated = session._meta, session._rotate
+        user_changed, invalidated = session._user_changed, session._invalidated
+        try:
+            plan = self._commit(session, status, keep_empty)
+        except SessionTooLarge as exc:
+            self._failed(exc)
+            raise
+        if status < 500 and session._loader is None:
+            self.dbsc.after_commit(  # type: ignore[union-attr]
+                session, plan, old, rotated=rotated, user_changed=user_changed,
+                invalidated=invalidated,
+            )  # fmt: skip
+        return plan
 
     def _commit(self, session: Session, status: int, keep_empty: bool) -> CommitPlan:
         ctx: _Context = session._ctx
@@ -565,7 +614,7 @@ class SessionEngine:
     def _clears(self, ctx: _Context) -> bool:
         """Whether a presented cookie that led to no session is cleared (see
         ``SessionConfig.clear_unverified_cookie``)."""
-        return self.config.clear_unverified_cookie or not ctx.unverified
+        return (self.config.clear_unverified_cookie or not ctx.unverified) and not ctx.withheld
 
     @staticmethod
     def _created(session: Session, now: float) -> int:
@@ -594,11 +643,18 @@ class SessionEngine:
             device = self._devices.get(agent, device_label)
         else:  # nothing said (a script, a test): keep what the record knows
             device = old.device if old is not None else None
+        dbsc = None
+        if ctx.dbsc_register is not None:
+            dbsc = ctx.dbsc_register.to_text()
+        elif old is not None and old.dbsc is not None:
+            # a new ID or a new user: the browser registers again (DeviceBinding.after_commit)
+            keep = not (session._rotate or session._user_changed or session._invalidated)
+            dbsc = old.dbsc if keep else None
         return RecordMeta(
             created=created, last_seen=int(now), idle=session._idle,
             browser=session._browser, until=session._until, user=session._user,
             fingerprint=fingerprint, flash_new=tuple(session._flash_new),
-            flash_old=tuple(session._flash_old), device=device,
+            flash_old=tuple(session._flash_old), device=device, dbsc=dbsc,
         )  # fmt: skip
 
     def _cookie(
@@ -892,7 +948,7 @@ class SessionEngine:
         """Execute ``plan`` against the store (sync). ``False``: the session vanished
         meanwhile (logout, revoke) and was not brought back; the cookie is cleared."""
         ok = True
-        if plan.write is not None or plan.deletes or plan.touch is not None:  # plan.has_io
+        if plan.write is not None or plan.deletes or plan.touch is not None or plan.dbsc_challenges:
             store = self.store
             write = plan.write
             try:
@@ -905,6 +961,9 @@ class SessionEngine:
                     store.delete(doomed)
                 if plan.touch is not None:
                     ok = store.touch(*plan.touch)
+                if ok and plan.dbsc_challenges:
+                    for challenge in plan.dbsc_challenges:
+                        store.put_challenge(*challenge)
             except SessionLimitReached as exc:
                 self._refused(exc, write)
                 raise
@@ -929,6 +988,9 @@ class SessionEngine:
                     await store.adelete(doomed)
                 if plan.touch is not None:
                     ok = await store.atouch(*plan.touch)
+                if ok and plan.dbsc_challenges:
+                    for challenge in plan.dbsc_challenges:
+                        await store.aput_challenge(*challenge)
             except SessionLimitReached as exc:
                 self._refused(exc, write)
                 raise
@@ -964,6 +1026,7 @@ class SessionEngine:
         if not ok:
             plan.conflict = True
             plan.set_cookie = self._cookies.clear(secure=plan.secure)
+            plan.dbsc_headers = ()  # no registration for a session that is gone
             target = plan.write.digest if plan.write is not None else None
             self.events.emit(
                 Event(EventKind.SAVE_CONFLICT, handle(target) if target else None,

@@ -37,6 +37,12 @@ class EventKind(str, enum.Enum):
     SESSION_EVICTED = "session_evicted"
     #: A login refused by ``session_limit_policy="refuse"`` (``SessionLimitReached``).
     LOGIN_REFUSED = "login_refused"
+    #: A device-bound session (DBSC) came without a valid bound cookie: a copied session
+    #: cookie, most likely. The request ran without the session (``dbsc_missing_action``).
+    DBSC_MISSING = "dbsc_missing"
+    #: A device-bound key was registered for a session, or a registration/refresh refused.
+    DBSC_REGISTERED = "dbsc_registered"
+    DBSC_REFUSED = "dbsc_refused"
 
 
 SECURITY_EVENTS = frozenset(
@@ -44,6 +50,8 @@ SECURITY_EVENTS = frozenset(
         EventKind.FINGERPRINT_MISMATCH,
         EventKind.COOKIE_REJECTED,
         EventKind.RECORD_REJECTED,
+        EventKind.DBSC_MISSING,
+        EventKind.DBSC_REFUSED,
     }
 )
 

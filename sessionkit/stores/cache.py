@@ -62,7 +62,7 @@ _CAPABILITIES = (
 def record_size(record: Record) -> int:
     """Estimated bytes ``record`` occupies in the cache."""
     items, meta = record.items, record.meta
-    strings = (meta.user, meta.fingerprint, meta.device)
+    strings = (meta.user, meta.fingerprint, meta.device, meta.dbsc)
     return (
         _RECORD_OVERHEAD + _ITEM_OVERHEAD * len(items) + sum(map(len, items))
         + sum(map(len, items.values())) + sum(len(s) for s in strings if s is not None)
