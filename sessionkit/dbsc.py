@@ -187,15 +187,17 @@ def public_jwk(jwk: Any) -> tuple[dict[str, str], str]:
     no private members, nothing else."""
     import jwt  # the dbsc extra; checked at start-up
 
-    if not isinstance(jwk, dict) or not all(isinstance(v, str) for k, v in jwk.items()
-                                            if k in ("kty", "crv", "x", "y", "n", "e")):  # fmt: skip
+    members = ("kty", "crv", "x", "y", "n", "e")
+    if not isinstance(jwk, dict) or not all(isinstance(jwk.get(k, ""), str) for k in members):
         raise ProofError(400, "bad_key", "the proof carries no JWK")
     if "d" in jwk or "p" in jwk:
         raise ProofError(400, "bad_key", "the JWK holds private key material")
     kty = jwk.get("kty")
     if kty == "EC":
         if jwk.get("crv") != "P-256":
-            raise ProofError(400, "wrong_curve", f"EC keys must be on P-256, not {jwk.get('crv')!r}")
+            raise ProofError(
+                400, "wrong_curve", f"EC keys must be on P-256, not {jwk.get('crv')!r}"
+            )
         public = {"kty": "EC", "crv": "P-256", "x": jwk.get("x", ""), "y": jwk.get("y", "")}
         alg = "ES256"
     elif kty == "RSA":
@@ -313,9 +315,7 @@ class DeviceBinding:
         try:
             import jwt  # noqa: F401
         except ImportError as exc:
-            raise ConfigError(
-                "dbsc", "DBSC needs PyJWT: pip install 'sessionkit[dbsc]'"
-            ) from exc
+            raise ConfigError("dbsc", "DBSC needs PyJWT: pip install 'sessionkit[dbsc]'") from exc
         self.engine = engine
         self.lifetime = config.dbsc_cookie_lifetime
         self.prefix = config.dbsc_path
@@ -371,7 +371,7 @@ class DeviceBinding:
         """The registration header for a session and the challenge to store for it."""
         challenge = secrets.token_urlsafe(32)
         header = (
-            f'({" ".join(ALGORITHMS)});path={sf_string(self.registration_path)};'
+            f"({' '.join(ALGORITHMS)});path={sf_string(self.registration_path)};"
             f"challenge={sf_string(challenge)}"
         )
         return header, (challenge_key(challenge), f"{_REGISTER}:{digest}", REGISTRATION_TTL)
@@ -495,7 +495,9 @@ class DeviceBinding:
         if value is None:
             raise ProofError(400, "bad_challenge", "the challenge is unknown, used or expired")
         if value != f"{purpose}:{digest}":
-            raise ProofError(403, "foreign_challenge", "the challenge was issued to another session")
+            raise ProofError(
+                403, "foreign_challenge", "the challenge was issued to another session"
+            )
 
     def _registered(self, session: Session, key: BoundKey) -> CommitPlan:
         if session.new or session._meta is None:
@@ -531,7 +533,11 @@ class DeviceBinding:
     def _next_challenge(self, digest: str, key: BoundKey) -> tuple[str, tuple[str, str, float]]:
         challenge = secrets.token_urlsafe(32)
         header = f"{sf_string(challenge)};id={sf_string(key.id)}"
-        return header, (challenge_key(challenge), f"{_REFRESH}:{digest}", self.lifetime + CHALLENGE_OVERLAP)
+        return header, (
+            challenge_key(challenge),
+            f"{_REFRESH}:{digest}",
+            self.lifetime + CHALLENGE_OVERLAP,
+        )
 
     def _register_answer(
         self, request: DbscRequest, session: Session, key: BoundKey, plan: CommitPlan,

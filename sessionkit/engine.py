@@ -102,8 +102,8 @@ class CommitPlan:
     """What to do at the end of a request. Adapters run it, then add ``headers()``."""
 
     __slots__ = (
-        "conflict", "deletes", "events", "secure", "set_cookie", "touch", "vary_cookie",
-        "write", "dbsc_headers", "dbsc_challenges",
+        "conflict", "dbsc_challenges", "dbsc_headers", "deletes", "events", "secure",
+        "set_cookie", "touch", "vary_cookie", "write",
     )  # fmt: skip
 
     def __init__(self, vary_cookie: bool = False) -> None:
@@ -384,19 +384,21 @@ class SessionEngine:
             self._forfeit(ctx)
             self._emit(EventKind.EXPIRED, ctx, "session expired", expired_at=end)
             return
-        if meta.dbsc is not None and self.dbsc is not None and not ctx.dbsc_exempt:
-            if not self.dbsc.bound_cookie_ok(ctx.digest, meta, ctx.bound, now):  # type: ignore[arg-type]
-                action = self.config.dbsc_missing_action
-                self._emit(
-                    EventKind.DBSC_MISSING, ctx,
-                    f"device-bound session without a valid bound cookie; action: {action}",
-                    action=action,
-                )  # fmt: skip
-                if action == "invalidate":
-                    self._forfeit(ctx)
-                else:
-                    ctx.rejected = ctx.withheld = True
-                return
+        if (
+            meta.dbsc is not None and self.dbsc is not None and not ctx.dbsc_exempt
+            and not self.dbsc.bound_cookie_ok(ctx.digest, meta, ctx.bound, now)  # type: ignore[arg-type]
+        ):  # fmt: skip
+            missing = self.config.dbsc_missing_action
+            self._emit(
+                EventKind.DBSC_MISSING, ctx,
+                f"device-bound session without a valid bound cookie; action: {missing}",
+                action=missing,
+            )  # fmt: skip
+            if missing == "invalidate":
+                self._forfeit(ctx)
+            else:
+                ctx.rejected = ctx.withheld = True
+            return
         rotate = False
         if meta.fingerprint is not None:
             material = ctx.material

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from sessionkit_asgi import SessionMiddleware
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -18,7 +19,6 @@ from starlette.routing import Route
 
 from sessionkit import ConfigError, Event, EventBus, EventKind
 from sessionkit.testing import FakeClock
-from sessionkit_asgi import SessionMiddleware
 from tests.asgi.apps import KEY, TestClient
 from tests.conftest import store_url
 from tests.dbsc_client import Browser, DeviceKey, parse_registration
@@ -59,12 +59,22 @@ ROUTES = [
 ]  # fmt: skip
 
 
-def build(store: str, clock: FakeClock, events: EventBus | None = None, **options: Any) -> Starlette:
+def build(
+    store: str, clock: FakeClock, events: EventBus | None = None, **options: Any
+) -> Starlette:
     options.setdefault("dbsc", True)
     return Starlette(
         routes=ROUTES,
-        middleware=[Middleware(SessionMiddleware, secret_key=KEY, store=store, clock=clock,
-                               events=events or EventBus(), **options)],  # fmt: skip
+        middleware=[
+            Middleware(
+                SessionMiddleware,
+                secret_key=KEY,
+                store=store,
+                clock=clock,
+                events=events or EventBus(),
+                **options,
+            )
+        ],
     )
 
 
@@ -176,9 +186,12 @@ def test_stale_challenge_gets_a_new_one_not_a_logout(client: TestClient, clock: 
     clock.advance(601)
     assert browser.refresh()[0] == 200
     browser.cached = old  # used already: a valid signature over a stale challenge
-    headers = {"Sec-Secure-Session-Id": f'"{browser.session_id}"',
-               "Secure-Session-Response": '"' + browser.key.proof(
-                   old, ORIGIN + REFRESH, sub=browser.session_id) + '"'}  # type: ignore[arg-type]
+    headers = {
+        "Sec-Secure-Session-Id": f'"{browser.session_id}"',
+        "Secure-Session-Response": '"'
+        + browser.key.proof(old, ORIGIN + REFRESH, sub=browser.session_id)
+        + '"',
+    }  # type: ignore[arg-type]
     answer = client.post(REFRESH, headers=headers)
     assert answer.status_code == 403
     assert answer.headers["secure-session-challenge"].endswith(f';id="{browser.session_id}"')
@@ -244,7 +257,7 @@ def test_regenerate_restarts_registration(client: TestClient) -> None:
     browser = registered(client)
     response = client.get("/rotate")
     assert "secure-session-registration" in response.headers
-    status, body = browser.refresh()  # the old DBSC session is over
+    _, body = browser.refresh()  # the old DBSC session is over
     assert body == {"continue": False}
     second = Browser(poster(client), ORIGIN)
     assert second.register(response.headers["secure-session-registration"])[0] == 200

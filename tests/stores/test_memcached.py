@@ -18,13 +18,19 @@ from sessionkit.ids import digest, handle, new_id
 from sessionkit.stores import open_store
 from sessionkit.stores.base import Record, RecordMeta, Store, Write
 from sessionkit.stores.memcached import THIRTY_DAYS, MemcachedStore, encode, expire_for
-from sessionkit.testing import Browser, FakeClock, LockConformance, ServerStoreConformance
+from sessionkit.testing import (
+    Browser,
+    ChallengeConformance,
+    FakeClock,
+    LockConformance,
+    ServerStoreConformance,
+)
 from tests import servers
 
 KEY = "memcached-store-tests-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 
 
-class TestMemcachedStore(ServerStoreConformance, LockConformance):
+class TestMemcachedStore(ServerStoreConformance, ChallengeConformance, LockConformance):
     @pytest.fixture(autouse=True)
     def _server(self, memcached_server: servers.Server) -> None:
         self.port = memcached_server.port

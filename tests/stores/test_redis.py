@@ -24,6 +24,7 @@ from sessionkit.stores.base import RecordMeta, Write
 from sessionkit.stores.redis import RedisStore
 from sessionkit.testing import (
     Browser,
+    ChallengeConformance,
     FakeClock,
     LockConformance,
     ScanConformance,
@@ -40,6 +41,7 @@ def unique_prefix() -> str:
 
 class TestRedisConformance(
     ServerStoreConformance,
+    ChallengeConformance,
     UserIndexConformance,
     LockConformance,
     ScanConformance,
@@ -55,6 +57,7 @@ class TestRedisConformance(
 
 class TestRedisClusterConformance(
     ServerStoreConformance,
+    ChallengeConformance,
     UserIndexConformance,
     LockConformance,
     ScanConformance,

@@ -34,6 +34,7 @@ from sessionkit.stores.base import RecordMeta, Write
 from sessionkit.stores.sql import SQLStore
 from sessionkit.testing import (
     Browser,
+    ChallengeConformance,
     FakeClock,
     LockConformance,
     ScanConformance,
@@ -54,6 +55,7 @@ def fresh_table() -> str:
 
 class TestSQLiteConformance(
     ServerStoreConformance,
+    ChallengeConformance,
     UserIndexConformance,
     LockConformance,
     SweepConformance,
@@ -70,6 +72,7 @@ class TestSQLiteConformance(
 
 class TestPostgresConformance(
     ServerStoreConformance,
+    ChallengeConformance,
     UserIndexConformance,
     LockConformance,
     SweepConformance,
