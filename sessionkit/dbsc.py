@@ -444,7 +444,7 @@ class DeviceBinding:
             raise ProofError(405, "method_not_allowed", "DBSC endpoints take POST")
         if request.headers.get("sec-fetch-site", "same-origin") == "cross-site":
             raise ProofError(403, "cross_site", "DBSC endpoints refuse cross-site requests")
-        session = self.engine.open(request.cookie, request.client)
+        session = self.engine.open(request.cookie, request.client, core=True)
         session._ctx.dbsc_exempt = True  # load it even without its bound cookie
         digest = self.engine.digest_of(session)
         if digest is not None and not self._rate.allow(digest, time.monotonic()):
@@ -550,6 +550,7 @@ class DeviceBinding:
         # (SECURITY_HEADERS) stands for the plan's Cache-Control: private
         headers = [h for h in plan.headers() if h[0] != "Cache-Control"]
         headers.extend(plan.dbsc_headers)
+        headers.append(("Content-Type", "application/json"))
         headers.append((CHALLENGE_HEADER, next_header))
         return DbscResponse(200, self._instructions(request, key), headers)
 

@@ -235,12 +235,14 @@ class SessionEngine:
     # open / load
     # ======================================================================================
     def open(
-        self, cookie_header: str | None, client: ClientInfo = _NO_CLIENT, *, fresh: bool = False
-    ) -> Session:
+        self, cookie_header: str | None, client: ClientInfo = _NO_CLIENT, *, fresh: bool = False,
+        core: bool = False,
+    ) -> Session:  # fmt: skip
         """Verify the request's cookie (no I/O) and return the session the view will see.
         ``fresh``: the record is read from the store itself, never from a local cache in
-        front of it (security-sensitive routes; see ``require_fresh``)."""
-        session = self.session_class()
+        front of it (security-sensitive routes; see ``require_fresh``). ``core``: a plain
+        ``Session``, whatever ``session_class`` says (the DBSC endpoints' own)."""
+        session = Session() if core else self.session_class()
         ctx = session._ctx = _Context(client)
         if fresh:
             ctx.fresh = True

@@ -66,7 +66,7 @@ class RecordMeta(NamedTuple):
             or not _is_str_list(flash_new)
             or not _is_str_list(flash_old)
             or type(device) not in _STR_OR_NONE
-            or type(dbsc) not in _STR_OR_NONE
+            or (len(raw) == 12 and type(dbsc) is not str)  # written only when set
         ):
             raise ValueError("malformed record metadata")
         return cls(
