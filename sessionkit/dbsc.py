@@ -400,8 +400,10 @@ class DeviceBinding:
                 plan.dbsc_challenges = [challenge]
                 if had_key and rotated:
                     headers.append(("Set-Cookie", self.clear_cookie(plan.secure)))
+        if ctx.dbsc_unsent:  # decided by an earlier commit of this request (a save() in
+            headers = [*ctx.dbsc_unsent, *headers]  # the view) whose headers were not sent
         if headers:
-            plan.dbsc_headers = headers
+            plan.dbsc_headers = ctx.dbsc_unsent = headers
 
     # -- the endpoints -----------------------------------------------------------------------
     def handles(self, path: str) -> bool:

@@ -85,6 +85,7 @@ class _Context:
     dbsc_exempt = False  # the DBSC endpoints load a bound session without its bound cookie
     dbsc_start = False  # Session.start_device_binding(): offer registration in this response
     dbsc_register: Any = None  # the registration endpoint's new BoundKey for the record
+    dbsc_unsent: Sequence[tuple[str, str]] = ()  # DBSC headers of this request's commits
 
     def __init__(self, client: ClientInfo) -> None:
         self.client = client

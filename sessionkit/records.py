@@ -39,7 +39,7 @@ class RecordMeta(NamedTuple):
         exactly as before. Readers also take the first ten alone (records written before
         ``device`` existed)."""
         if self.dbsc is None:
-            return [serialization.FORMAT_VERSION, *self[:11]]  # JSON writes tuples as arrays
+            return [serialization.FORMAT_VERSION, *self[:10]]  # JSON writes tuples as arrays
         return [serialization.FORMAT_VERSION, *self]
 
     @classmethod

@@ -10,10 +10,10 @@ from typing import Any
 
 import flask
 import pytest
+from sessionkit_flask import SessionKit
 
 from sessionkit import ConfigError
 from sessionkit.testing import FakeClock
-from sessionkit_flask import SessionKit
 from tests import dbsc_scenarios as scenarios
 from tests.conftest import KEY, store_url
 
