@@ -15,7 +15,7 @@ from django.test import AsyncClient, Client, override_settings
 from django.urls import path
 from sessionkit_django import conf
 
-from sessionkit import ConfigError
+from sessionkit import ConfigError, SessionEngine
 from sessionkit.testing import FakeClock
 from tests import dbsc_scenarios as scenarios
 from tests.django.conftest import EngineFactory
@@ -153,7 +153,6 @@ def test_endpoints_only_with_the_setting(make_sk: EngineFactory) -> None:
 
 
 def test_cookie_store_refused_at_startup() -> None:
+    config = conf.build_config({"STORE": "cookie://", "DBSC": True})
     with pytest.raises(ConfigError, match="server-side store"):
-        from sessionkit import SessionEngine
-
-        SessionEngine(conf.build_config({"STORE": "cookie://", "DBSC": True}))
+        SessionEngine(config)

@@ -39,6 +39,7 @@ EXTRAS: dict[str, Extra] = {
     "flask": Extra(("sessionkit_flask",)),
     "cli": Extra(("sessionkit.cli",)),
     "speed": Extra(("sessionkit",)),
+    "dbsc": Extra(("sessionkit.dbsc", "jwt")),
 }
 
 
