@@ -476,9 +476,10 @@ class DeviceBinding:
         aud = claims.get("aud")
         if aud is None:
             return  # the claim is the browser's; the challenge already binds the proof
-        wanted, given = urlsplit(request.url), urlsplit(str(aud))
-        if (given.netloc, given.path) != (wanted.netloc, wanted.path):
-            raise ProofError(400, "wrong_audience", "the proof was made for another URL")
+        # the path only: behind a proxy the host the app sees may not be the browser's, and
+        # the one-time challenge of this very session already binds the proof
+        if urlsplit(str(aud)).path != urlsplit(request.url).path:
+            raise ProofError(400, "wrong_audience", "the proof was made for another endpoint")
 
     def _registration_step(self, request: DbscRequest) -> tuple[Session, str, BoundKey, str]:
         session = self._precheck(request)

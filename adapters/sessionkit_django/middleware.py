@@ -168,7 +168,10 @@ class SessionMiddleware(DjangoSessionMiddleware):
             return self.__acall__(request)
         engine = engines().request
         if engine.dbsc is not None and engine.dbsc.handles(request.path):
-            return dbsc.answer(engine.dbsc, engine, request)
+            try:
+                return dbsc.answer(engine.dbsc, engine, request)
+            except StoreUnavailable as exc:
+                return refuse(engine, exc, request)
         store = self._open(engine, request)
         try:
             return self.process_response(request, self.get_response(request))
@@ -178,7 +181,10 @@ class SessionMiddleware(DjangoSessionMiddleware):
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         engine = engines().request
         if engine.dbsc is not None and engine.dbsc.handles(request.path):
-            return await dbsc.aanswer(engine.dbsc, engine, request)
+            try:
+                return await dbsc.aanswer(engine.dbsc, engine, request)
+            except StoreUnavailable as exc:
+                return refuse(engine, exc, request)
         store = self._open(engine, request)
         try:
             if not store.core.loaded:  # a validly signed cookie: fetch it natively now

@@ -265,3 +265,17 @@ def test_sessions_without_a_key_are_untouched(clock: FakeClock) -> None:
     jar.visit(login)
     clock.advance(86400)
     assert jar.visit(whoami)[0] == "alice"
+
+
+def test_a_proof_for_another_endpoint_is_refused(clock: FakeClock) -> None:
+    engine = make(clock)
+    jar = Jar(engine)
+    _, headers = jar.visit(login)
+    params = parse_registration(dict(headers)["Secure-Session-Registration"])
+    proof = DeviceKey().proof(params["challenge"], ORIGIN + "/elsewhere")
+    status, _, body = jar.post(REG, {"Secure-Session-Response": sf_string(proof)})
+    assert (status, body["error"]) == (400, "wrong_audience")
+    assert "session_bound" not in jar.cookies
+    behind_a_proxy = DeviceKey().proof(params["challenge"], "https://internal:8000" + REG)
+    status, _, _ = jar.post(REG, {"Secure-Session-Response": sf_string(behind_a_proxy)})
+    assert status == 200  # the path is what counts; the challenge binds the session

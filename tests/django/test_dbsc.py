@@ -156,3 +156,13 @@ def test_cookie_store_refused_at_startup() -> None:
     config = conf.build_config({"STORE": "cookie://", "DBSC": True})
     with pytest.raises(ConfigError, match="server-side store"):
         SessionEngine(config)
+
+
+def test_check_without_our_middleware() -> None:
+    from sessionkit_django.checks import check_settings
+
+    djangos = "django.contrib.sessions.middleware.SessionMiddleware"
+    with override_settings(SESSIONKIT={"STORE": "memory://", "DBSC": True}, MIDDLEWARE=[djangos]):
+        assert "sessionkit.E006" in [e.id for e in check_settings()]
+    with override_settings(SESSIONKIT={"STORE": "memory://", "DBSC": True}):
+        assert "sessionkit.E006" not in [e.id for e in check_settings()]
