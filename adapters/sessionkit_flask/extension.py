@@ -67,7 +67,7 @@ class SessionKit:
             if engine.dbsc is not None:  # DBSC's two endpoints, under SESSIONKIT_DBSC_PATH
                 for path in (engine.dbsc.registration_path, engine.dbsc.refresh_path):
                     app.add_url_rule(
-                        path, f"sessionkit_dbsc_{path.rsplit('/', 1)[1]}", _device_binding,
+                        path, f"sessionkit_dbsc_{path.rsplit('/', 1)[1]}", dbsc_view,
                         methods=["POST"], provide_automatic_options=False,
                     )  # fmt: skip
         app.before_request(_locked_views_check(app, interface))
@@ -153,7 +153,7 @@ def _teardown(_: BaseException | None) -> None:
         session.release_lock()
 
 
-def _device_binding() -> Any:
+def dbsc_view() -> Any:
     """DBSC's registration or refresh endpoint (``sessionkit.dbsc``): the core decides."""
     from flask import Response, current_app, request
 
