@@ -17,11 +17,11 @@ import ipaddress
 import ssl
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from cryptography import x509
@@ -106,7 +106,7 @@ class Server:
                     dbsc_cookie_lifetime=LIFETIME,
                     events=bus,
                 )
-            ],  # fmt: skip
+            ],
         )
 
         async def logged(scope: Any, receive: Any, send: Any) -> None:
@@ -116,8 +116,10 @@ class Server:
 
         self.port = free_port()
         self.origin = f"https://localhost:{self.port}"
-        config = uvicorn.Config(logged, host="127.0.0.1", port=self.port, log_level="warning",
-                                ssl_certfile=str(cert), ssl_keyfile=str(key), lifespan="off")  # fmt: skip
+        config = uvicorn.Config(
+            logged, host="127.0.0.1", port=self.port, log_level="warning",
+            ssl_certfile=str(cert), ssl_keyfile=str(key), lifespan="off",
+        )  # fmt: skip
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -172,11 +174,8 @@ def test_chromium_registers_refreshes_and_a_copy_fails(
         # a copy of the long-lived cookie alone, sent from elsewhere: no session
         session = next(c["value"] for c in context.cookies() if c["name"] == "session")
         tls = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
-        stolen = urllib.request.Request(
-            app.origin + "/me", headers={"Cookie": f"session={session}"}
-        )
-        with urllib.request.urlopen(stolen, context=tls) as answer:  # noqa: S310 - our loopback server
-            assert answer.read() == b'{"user":null}'
+        answer = httpx.get(app.origin + "/me", cookies={"session": session}, verify=tls)
+        assert answer.json() == {"user": None}
         assert EventKind.DBSC_MISSING in app.kinds()
 
         # the bound cookie expires; the browser renews it with its key before the request
