@@ -164,7 +164,7 @@ def test_chromium_registers_refreshes_and_a_copy_fails(
     try:
         page = context.new_page()
         page.goto(app.origin + "/login")
-        wait_for(lambda: EventKind.DBSC_REGISTERED in app.kinds(), 15,
+        wait_for(lambda: EventKind.DBSC_REGISTERED in app.kinds(), 30,
                  f"Chromium did not register: {app.requests}")  # fmt: skip
         assert ("POST", "/sessionkit/dbsc/registration") in app.requests
         names = {c["name"] for c in context.cookies()}
