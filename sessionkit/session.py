@@ -28,10 +28,6 @@ _IMMUTABLE = frozenset(
 )
 _MISSING: Any = object()
 _FOREVER = float("inf")
-# While a session is pending, its underlying dict holds this one key, so that C code which
-# peeks at the raw size (json's encoder writes "{}" for an empty dict without asking) calls
-# our items() and so loads the session. It is removed before the data arrives.
-_PENDING = "\x00sessionkit:pending"
 
 
 class Session(dict[str, Any]):
@@ -90,17 +86,14 @@ class Session(dict[str, Any]):
     def _pend(self, loader: Callable[[Session], None]) -> None:
         """Defer loading to ``loader``, called with this session on first use."""
         self._loader = loader
-        dict.__setitem__(self, _PENDING, True)
 
     def _unpend(self) -> None:
         self._loader = None
-        dict.pop(self, _PENDING, None)
 
     def _ensure(self) -> None:
         loader = self._loader
         if loader is not None:
             self._loader = None  # what _unpend does, without the call: on every first use
-            dict.pop(self, _PENDING, None)
             loader(self)
 
     def _read(self) -> None:

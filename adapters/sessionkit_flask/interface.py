@@ -1,9 +1,10 @@
 """The ``SessionInterface`` Flask calls at the start and end of every request.
 
-``open_session`` hands the raw ``Cookie`` header to the engine (no I/O: the session loads
-itself on first use); ``save_session`` asks the engine for the commit plan, runs it and
-copies its headers onto the response. Every decision is the engine's; what is Flask's here
-is only where the settings come from and how ``session.permanent`` maps onto expiry.
+``open_session`` hands the raw ``Cookie`` header to the engine and loads the session it
+names (one read; none without a cookie); ``save_session`` asks the engine for the commit
+plan, runs it and copies its headers onto the response. Every decision is the engine's;
+what is Flask's here is only where the settings come from and how ``session.permanent``
+maps onto expiry.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class FlaskSession(Session, SessionMixin):  # type: ignore[override]
     non-permanent goes back to a browser-session cookie.
     """
 
-    __slots__ = ("_down", "_engine", "_phase", "_release")
+    __slots__ = ("_down", "_engine", "_phase", "_release", "open_failure")
     _engine: SessionEngine
     _release: Callable[[], Any] | None
     _down: StoreUnavailable | None
@@ -75,10 +76,14 @@ class FlaskSession(Session, SessionMixin):  # type: ignore[override]
         self._release = None
         self._down = None
         self._phase = "view"
+        #: The outage the read in ``open_session`` ran into: the view's first use raises it
+        #: (503) without trying the store a second time in the same request.
+        self.open_failure: StoreUnavailable | None = None
 
     @property
     def phase(self) -> str:
-        """Where the request is: ``"view"`` (and before-request hooks), ``"after"`` (its
+        """Where the request is: ``"open"`` (Flask opening it: loading it then may fail
+        quietly), ``"view"`` (and before-request hooks), ``"after"`` (its
         after-request hooks and the save), ``"refresh"`` (the save reading an unused
         session to re-send a permanent one's cookie), or ``"refused"`` (a save in the view
         was refused by the session limit and answered: nothing more is saved)."""
@@ -145,14 +150,27 @@ class FlaskEngine(SessionEngine):
         if session.store_down is not None:
             return  # already failed in this request: it stays an empty session
         try:
+            if session.open_failure is not None:
+                raise session.open_failure  # the read in open_session failed: not again
             super().load(session)
         except StoreUnavailable as exc:
+            if session.phase == "open":
+                session.open_failure = exc  # the view may not need the session at all
+                raise
             if session.phase == "refresh":
                 raise  # only the cookie refresh is lost; save_session serves the page
             session.mark_store_down(exc)
             if session.phase == "view":
                 raise  # the view cannot go on as if the session were empty: 503
             session.load()  # after the view: settle it as empty; the save answers 503
+
+
+def locked_view(app: Flask, request: Request) -> bool:
+    """Whether this request's view is ``@locked`` (it loads its session under the lock)."""
+    from sessionkit_flask.locking import LOCK_MARK
+
+    view = app.view_functions.get(request.endpoint or "")
+    return view is not None and getattr(view, LOCK_MARK, False)
 
 
 def apply_permanent(app: Flask, session: FlaskSession) -> None:
@@ -240,6 +258,16 @@ class SessionKitInterface(SessionInterface):
         session: FlaskSession = engine.open(cookie, client)  # type: ignore[assignment]
         session.opened_by(engine)
         after_this_request(session.after_view)
+        if not session.loaded and not locked_view(app, request):
+            # Loaded now, as Flask's own cookie session and Flask-Session are: the view and
+            # any C code reading the dict (json.dumps, orjson) see the data. It costs no
+            # extra read with SESSION_REFRESH_EACH_REQUEST (the default), where the save
+            # reads an unused session anyway. A locked view loads under its lock instead;
+            # a store that is down leaves the session pending: its first use raises (503).
+            session.enter("open")
+            with contextlib.suppress(StoreUnavailable):
+                session.load()
+            session.enter("view")
         return session
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:

@@ -713,10 +713,13 @@ class LockConformance:
                 await asyncio.sleep(0.001)
                 counter["n"] = n + 1
 
-        async def main() -> None:
-            await asyncio.gather(*(bump() for _ in range(50)))
+        async def main() -> list[BaseException | None]:
+            # every attempt runs to its end: a timeout must not leave the others pending on
+            # a loop that stops (their cleanup would then fail in a later test)
+            return await asyncio.gather(*(bump() for _ in range(50)), return_exceptions=True)
 
-        loop.run_until_complete(main())
+        failures = [r for r in loop.run_until_complete(main()) if r is not None]
+        assert not failures, failures[0]
         assert counter["n"] == 50
 
     def test_a_crashed_holder_expires(self, store: Store, clock: FakeClock) -> None:

@@ -94,6 +94,22 @@ def test_store_down_answers_503_and_logs(
     assert client.get("/get/a").text == "3"
 
 
+def test_a_store_that_is_down_is_tried_once_per_request(
+    make_app: AppFactory, own_redis: servers.Server
+) -> None:
+    """open_session reads the session; when that fails, the view's use answers 503 with the
+    same error, without a second attempt (a hung server would cost its timeout twice)."""
+    app = make_app(f"redis://127.0.0.1:{own_redis.port}/0", LOGIN=False, TESTING=False)
+    errors: list[EventKind] = []
+    app.extensions["sessionkit"].events.subscribe(lambda e: errors.append(e.kind))
+    client = app.test_client()
+    client.get("/set/a/1")
+    own_redis.stop()
+    errors.clear()
+    assert client.get("/get/a").status_code == 503
+    assert errors.count(EventKind.STORE_ERROR) == 1
+
+
 def test_store_errors_can_propagate(own_redis: servers.Server) -> None:
     app = flask.Flask(__name__)
     app.config.update(SECRET_KEY=new_key(), TESTING=True)

@@ -267,3 +267,32 @@ def test_an_unserializable_value_is_refused_in_the_view_naming_the_key(store: st
         ("store_user", 'flask.session["user"] = object()')
     ]
     assert all(frame.name != "save_session" for frame in frames)
+
+
+@pytest.mark.parametrize("refresh", [True, False])
+def test_code_reading_the_dict_directly_sees_the_data(
+    make_app: AppFactory, server_store: str, refresh: bool
+) -> None:
+    """orjson and the C json encoder read the dict's storage, not its methods: the view gets
+    a loaded session, holding the user's keys and nothing else (no marker of ours)."""
+    import json
+
+    import orjson  # the speed extra: in every test venv
+
+    app = make_app(server_store, LOGIN=False, SESSION_REFRESH_EACH_REQUEST=refresh)
+
+    def raw_session() -> dict[str, object]:
+        return flask.session._get_current_object()  # type: ignore[attr-defined, no-any-return]
+
+    @app.get("/raw")
+    def raw() -> flask.Response:
+        return flask.Response(orjson.dumps(raw_session()), mimetype="application/json")
+
+    @app.get("/dumped")
+    def dumped() -> str:
+        return json.dumps(raw_session()) + "|" + ",".join(dict.keys(raw_session()))
+
+    client = app.test_client()
+    client.get("/set/a/1")
+    assert client.get("/raw").json == {"a": "1"}
+    assert client.get("/dumped").text == '{"a": "1"}|a'

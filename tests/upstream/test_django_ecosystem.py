@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.upstream.exclusions import EXCLUSIONS
 from tests.upstream.fetch import upstream_tree
 from tests.upstream.suite_outcome import Outcome
@@ -50,6 +52,7 @@ def results(stderr: str) -> dict[str, str]:
     return found
 
 
+@pytest.mark.timeout(900)  # 1,100-odd Django tests in one process: minutes on a loaded machine
 def test_django_suites_that_use_sessions(tmp_path: Path) -> None:
     tree = upstream_tree("Django")
     (tmp_path / "sk_settings.py").write_text(SETTINGS)
