@@ -44,8 +44,14 @@ def rotate(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"ok": True})
 
 
+def bind_here(request: HttpRequest) -> JsonResponse:
+    request.session.start_device_binding()  # type: ignore[attr-defined]
+    return JsonResponse({"ok": True})
+
+
 urlpatterns = [
     path("login", login), path("me", me), path("logout", logout), path("rotate", rotate),
+    path("bind", bind_here),
 ]  # fmt: skip
 
 
@@ -166,3 +172,11 @@ def test_check_without_our_middleware() -> None:
         assert "sessionkit.E006" in [e.id for e in check_settings()]
     with override_settings(SESSIONKIT={"STORE": "memory://", "DBSC": True}):
         assert "sessionkit.E006" not in [e.id for e in check_settings()]
+
+
+def test_explicit_start_over_plain_http(make_sk: EngineFactory) -> None:
+    with override_settings(ROOT_URLCONF=__name__, SESSION_COOKIE_NAME="session"):
+        make_sk("memory", DBSC=True)
+        client = Client(REMOTE_ADDR="203.0.113.9")  # not loopback, not HTTPS
+        assert "secure-session-registration" not in client.get("/login").headers
+        assert "secure-session-registration" in client.get("/bind").headers
