@@ -398,6 +398,9 @@ class Session(dict[str, Any]):
         if self._loader is not None:
             self._ensure()
         self._accessed = True
+        # saved, so the response re-sends the cookie with Cache-Control: private: the
+        # header's one-time challenge must never sit in a shared cache
+        self._meta_changed = True
         if self._ctx is not None:
             self._ctx.dbsc_start = True
 

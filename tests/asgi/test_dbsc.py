@@ -268,6 +268,7 @@ def test_explicit_start(client: TestClient) -> None:
     client.get("/login")
     response = client.get("/bind")
     assert "secure-session-registration" in response.headers
+    assert "private" in response.headers["cache-control"]  # never in a shared cache
 
 
 def test_older_header_names_accepted(client: TestClient, clock: FakeClock) -> None:
