@@ -113,6 +113,7 @@ def test_the_pytest_plugin_and_conformance_suite_from_the_wheel(dist: Dist, tmp_
             from sessionkit.testing import (
                 FakeClock, LockConformance, ScanConformance, ServerStoreConformance,
                 SweepConformance, UserIndexConformance, SessionLimitConformance,
+                ChallengeConformance,
             )
 
 
@@ -121,7 +122,8 @@ def test_the_pytest_plugin_and_conformance_suite_from_the_wheel(dist: Dist, tmp_
 
 
             class TestMemory(ServerStoreConformance, UserIndexConformance, LockConformance,
-                             SweepConformance, ScanConformance, SessionLimitConformance):
+                             SweepConformance, ScanConformance, SessionLimitConformance,
+                             ChallengeConformance):
                 def make_store(self, clock):
                     return MemoryStore(clock=clock)
             """
