@@ -8,6 +8,7 @@ from __future__ import annotations
 from sessionkit.client import ClientInfo, client_address
 from sessionkit.config import SessionConfig
 from sessionkit.cookies import add_cache_private, add_vary_cookie
+from sessionkit.dbsc import DbscRequest, DbscResponse, DeviceBinding
 from sessionkit.engine import CommitPlan, SessionEngine
 from sessionkit.errors import (
     ConfigError,
@@ -51,6 +52,9 @@ __all__ = [
     "CommitPlan",
     "ConfigError",
     "CookieStore",
+    "DbscRequest",
+    "DbscResponse",
+    "DeviceBinding",
     "Effect",
     "Event",
     "EventBus",

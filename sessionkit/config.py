@@ -37,6 +37,7 @@ SameSite = Literal["lax", "strict", "none"]
 CookieSpelling = Literal["standard", "starlette"]
 FingerprintAction = Literal["log", "regenerate", "invalidate"]
 SessionLimitPolicy = Literal["evict_oldest", "refuse"]
+DbscMissingAction = Literal["absent", "invalidate"]
 #: Stores that keep a per-user index, so ``max_sessions_per_user`` can hold there.
 LIMIT_STORES = "memory://, file:///, sqlite:///, postgresql://, redis:// (also Sentinel, Cluster)"
 LIMIT_STORES += ", dynamodb://"
@@ -113,6 +114,18 @@ class SessionConfig:
     #: While the fallback serves, one request at most this often (seconds) tries the
     #: primary again; the others never wait for a store that is down.
     fallback_probe_interval: float = 5.0
+    #: Device Bound Session Credentials (docs/dbsc.md): a login offers a browser that can
+    #: keep a private key the chance to bind the session to it; a bound session then also
+    #: needs a short-lived cookie only that key can renew. Needs a server-side store.
+    dbsc: bool = False
+    #: How long a bound cookie lives (seconds): a copied session cookie works that long.
+    dbsc_cookie_lifetime: float = 600.0
+    #: Where the registration and refresh endpoints are mounted (``<path>/registration``,
+    #: ``<path>/refresh``), by every adapter, when ``dbsc`` is on.
+    dbsc_path: str = "/sessionkit/dbsc"
+    #: A bound session seen without its bound cookie: ``"absent"`` (the request has no
+    #: session; the session lives on for its device) or ``"invalidate"`` (it is deleted).
+    dbsc_missing_action: DbscMissingAction = "absent"
 
     # Derived, validated values (filled in __post_init__).
     secret_keys: tuple[bytes, ...] = dataclasses.field(init=False, repr=False)
@@ -153,6 +166,7 @@ class SessionConfig:
         self._check_fingerprint()
         self._check_session_limit()
         self._check_fallback()
+        self._check_dbsc()
         if not isinstance(self.store, str) and not hasattr(self.store, "client_side"):
             raise ConfigError(
                 "store", f"expected a store URL or a store object, got {self.store!r}"
@@ -282,6 +296,32 @@ class SessionConfig:
                 and store != "cookie://") or getattr(store, "client_side", False):  # fmt: skip
             raise ConfigError(
                 "fallback", "the cookie store has no server to go down: it needs no fallback"
+            )
+
+    def _check_dbsc(self) -> None:
+        if not isinstance(self.dbsc, bool):
+            raise ConfigError("dbsc", f"{self.dbsc!r}: use True or False")
+        lifetime = _seconds("dbsc_cookie_lifetime", self.dbsc_cookie_lifetime)
+        if not 10 <= lifetime <= DAY:
+            raise ConfigError(
+                "dbsc_cookie_lifetime",
+                f"{lifetime!r}: use between 10 seconds and a day (minutes are usual: a "
+                "copied session cookie works for this long)",
+            )
+        object.__setattr__(self, "dbsc_cookie_lifetime", lifetime)
+        path = self.dbsc_path
+        if (
+            not isinstance(path, str) or not path.startswith("/") or path == "/"
+            or path.endswith("/") or not all(c.isascii() and (c.isalnum() or c in "/-_.~")
+                                             for c in path)
+        ):  # fmt: skip
+            raise ConfigError(
+                "dbsc_path", f"{path!r}: use a path like '/sessionkit/dbsc' (no trailing '/')"
+            )
+        if self.dbsc_missing_action not in ("absent", "invalidate"):
+            raise ConfigError(
+                "dbsc_missing_action",
+                f"{self.dbsc_missing_action!r}: use 'absent' or 'invalidate'",
             )
 
     # ------------------------------------------------------------------------------------

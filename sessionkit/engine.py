@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sessionkit import sealing, serialization
@@ -22,6 +22,7 @@ from sessionkit.client import ClientInfo, client_address, device_label
 from sessionkit.config import SessionConfig, limit_unsupported
 from sessionkit.cookies import CookieWriter, cookie_values
 from sessionkit.crypto import Keyring
+from sessionkit.dbsc import DeviceBinding
 from sessionkit.errors import (
     ConfigError,
     LockOrderError,
@@ -82,6 +83,13 @@ class _Context:
     #: says): key -> (the stored text, the plain tagged-JSON text)
     reseal: Mapping[str, tuple[str, str]] = {}
     stored: Mapping[str, Any] = {}  # the record's data as read (its keys: what is not new)
+    # DBSC (sessionkit.dbsc), when config.dbsc is on
+    bound: Sequence[str] = ()  # the bound cookie's values as presented
+    withheld = False  # a bound session without its bound cookie: absent, its cookie kept
+    dbsc_exempt = False  # the DBSC endpoints load a bound session without its bound cookie
+    dbsc_start = False  # Session.start_device_binding(): offer registration in this response
+    dbsc_register: Any = None  # the registration endpoint's new BoundKey for the record
+    dbsc_unsent: Sequence[tuple[str, str]] = ()  # DBSC headers of this request's commits
 
     def __init__(self, client: ClientInfo) -> None:
         self.client = client
@@ -100,6 +108,8 @@ class CommitPlan:
 
     __slots__ = (
         "conflict",
+        "dbsc_challenges",
+        "dbsc_headers",
         "deletes",
         "events",
         "reseal",
@@ -122,6 +132,10 @@ class CommitPlan:
         #: after ``write`` lands: ``(digest, {key: (stored text, new text)})`` for
         #: ``Store.reseal``, the unchanged values ``encrypt_records`` wants written again
         self.reseal: tuple[str, dict[str, tuple[str, str]]] | None = None
+        #: DBSC (docs/dbsc.md): headers to add as they are (the registration header, the
+        #: bound cookie's Set-Cookie), and the one-use challenges ``run`` stores first
+        self.dbsc_headers: list[tuple[str, str]] | tuple[()] = ()
+        self.dbsc_challenges: list[tuple[str, str, float]] | tuple[()] = ()
 
     def __repr__(self) -> str:
         return (
@@ -146,7 +160,10 @@ class CommitPlan:
 
     @property
     def has_io(self) -> bool:
-        return self.write is not None or bool(self.deletes) or self.touch is not None
+        return (
+            self.write is not None or bool(self.deletes) or self.touch is not None
+            or bool(self.dbsc_challenges)
+        )  # fmt: skip
 
     @property
     def failure(self) -> Failure | None:
@@ -205,6 +222,8 @@ class SessionEngine:
             raise ConfigError(
                 "max_sessions_per_user", limit_unsupported(name or type(self.store).__name__)
             )
+        #: Device Bound Session Credentials (``sessionkit.dbsc``); ``None`` when off
+        self.dbsc: DeviceBinding | None = DeviceBinding(self) if config.dbsc else None
 
     def client(
         self,
@@ -234,12 +253,14 @@ class SessionEngine:
     # open / load
     # ======================================================================================
     def open(
-        self, cookie_header: str | None, client: ClientInfo = _NO_CLIENT, *, fresh: bool = False
-    ) -> Session:
+        self, cookie_header: str | None, client: ClientInfo = _NO_CLIENT, *, fresh: bool = False,
+        core: bool = False,
+    ) -> Session:  # fmt: skip
         """Verify the request's cookie (no I/O) and return the session the view will see.
         ``fresh``: the record is read from the store itself, never from a local cache in
-        front of it (security-sensitive routes; see ``require_fresh``)."""
-        session = self.session_class()
+        front of it (security-sensitive routes; see ``require_fresh``). ``core``: a plain
+        ``Session``, whatever ``session_class`` says (the DBSC endpoints' own)."""
+        session = Session() if core else self.session_class()
         ctx = session._ctx = _Context(client)
         if fresh:
             ctx.fresh = True
@@ -252,6 +273,8 @@ class SessionEngine:
             # it, as Django's test client does after a logout): no session, and no tampering
             return session
         ctx.presented = True
+        if self.dbsc is not None:
+            ctx.bound = self.dbsc.bound_values(cookie_header)
         value = values[0]
         if len(values) > 1 and any(v != value for v in values):
             self._reject(ctx, "several different session cookies were sent; ignoring all")
@@ -383,6 +406,21 @@ class SessionEngine:
             self._forfeit(ctx)
             self._emit(EventKind.EXPIRED, ctx, "session expired", expired_at=end)
             return
+        if (
+            meta.dbsc is not None and self.dbsc is not None and not ctx.dbsc_exempt
+            and not self.dbsc.bound_cookie_ok(ctx.digest, meta, ctx.bound, now)  # type: ignore[arg-type]
+        ):  # fmt: skip
+            missing = self.config.dbsc_missing_action
+            self._emit(
+                EventKind.DBSC_MISSING, ctx,
+                f"device-bound session without a valid bound cookie; action: {missing}",
+                action=missing,
+            )  # fmt: skip
+            if missing == "invalidate":
+                self._forfeit(ctx)
+            else:
+                ctx.rejected = ctx.withheld = True
+            return
         rotate = False
         if meta.fingerprint is not None:
             material = ctx.material
@@ -434,11 +472,29 @@ class SessionEngine:
 
         ``keep_empty``: store the session even when it holds no data (``save``, where the
         caller asked for a record); requests never store an empty session."""
+        if self.dbsc is not None:
+            return self._commit_bound(session, status, keep_empty)
         try:
             return self._commit(session, status, keep_empty)
         except SessionTooLarge as exc:
             self._failed(exc)
             raise
+
+    def _commit_bound(self, session: Session, status: int, keep_empty: bool) -> CommitPlan:
+        """``commit`` with DBSC on: what the session asks of the device binding too."""
+        old, rotated = session._meta, session._rotate
+        user_changed, invalidated = session._user_changed, session._invalidated
+        try:
+            plan = self._commit(session, status, keep_empty)
+        except SessionTooLarge as exc:
+            self._failed(exc)
+            raise
+        if status < 500 and session._loader is None:
+            self.dbsc.after_commit(  # type: ignore[union-attr]
+                session, plan, old, rotated=rotated, user_changed=user_changed,
+                invalidated=invalidated,
+            )  # fmt: skip
+        return plan
 
     def _commit(self, session: Session, status: int, keep_empty: bool) -> CommitPlan:
         ctx: _Context = session._ctx
@@ -584,7 +640,7 @@ class SessionEngine:
     def _clears(self, ctx: _Context) -> bool:
         """Whether a presented cookie that led to no session is cleared (see
         ``SessionConfig.clear_unverified_cookie``)."""
-        return self.config.clear_unverified_cookie or not ctx.unverified
+        return (self.config.clear_unverified_cookie or not ctx.unverified) and not ctx.withheld
 
     @staticmethod
     def _created(session: Session, now: float) -> int:
@@ -613,11 +669,18 @@ class SessionEngine:
             device = self._devices.get(agent, device_label)
         else:  # nothing said (a script, a test): keep what the record knows
             device = old.device if old is not None else None
+        dbsc = None
+        if ctx.dbsc_register is not None:
+            dbsc = ctx.dbsc_register.to_text()
+        elif old is not None and old.dbsc is not None:
+            # a new ID or a new user: the browser registers again (DeviceBinding.after_commit)
+            keep = not (session._rotate or session._user_changed or session._invalidated)
+            dbsc = old.dbsc if keep else None
         return RecordMeta(
             created=created, last_seen=int(now), idle=session._idle,
             browser=session._browser, until=session._until, user=session._user,
             fingerprint=fingerprint, flash_new=tuple(session._flash_new),
-            flash_old=tuple(session._flash_old), device=device,
+            flash_old=tuple(session._flash_old), device=device, dbsc=dbsc,
         )  # fmt: skip
 
     def _cookie(
@@ -948,7 +1011,7 @@ class SessionEngine:
         """Execute ``plan`` against the store (sync). ``False``: the session vanished
         meanwhile (logout, revoke) and was not brought back; the cookie is cleared."""
         ok = True
-        if plan.write is not None or plan.deletes or plan.touch is not None:  # plan.has_io
+        if plan.write is not None or plan.deletes or plan.touch is not None or plan.dbsc_challenges:
             store = self.store
             write = plan.write
             try:
@@ -963,6 +1026,9 @@ class SessionEngine:
                     ok = store.touch(*plan.touch)
                 if ok and plan.reseal is not None:
                     self._resealed(plan, store.reseal)
+                if ok and plan.dbsc_challenges:
+                    for challenge in plan.dbsc_challenges:
+                        store.put_challenge(*challenge)
             except SessionLimitReached as exc:
                 self._refused(exc, write)
                 raise
@@ -992,6 +1058,9 @@ class SessionEngine:
                         await store.areseal(*plan.reseal)
                     except StoreUnavailable as exc:
                         self._reseal_failed(exc)
+                if ok and plan.dbsc_challenges:
+                    for challenge in plan.dbsc_challenges:
+                        await store.aput_challenge(*challenge)
             except SessionLimitReached as exc:
                 self._refused(exc, write)
                 raise
@@ -1040,6 +1109,7 @@ class SessionEngine:
         if not ok:
             plan.conflict = True
             plan.set_cookie = self._cookies.clear(secure=plan.secure)
+            plan.dbsc_headers = ()  # no registration for a session that is gone
             target = plan.write.digest if plan.write is not None else None
             self.events.emit(
                 Event(EventKind.SAVE_CONFLICT, handle(target) if target else None,

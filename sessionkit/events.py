@@ -45,6 +45,12 @@ class EventKind(str, enum.Enum):
     STORE_RECOVERED = "store_recovered"
     #: A change refused while the fallback serves (``StoreReadOnly``, answered 503).
     STORE_READ_ONLY = "store_read_only"
+    #: A device-bound session (DBSC) came without a valid bound cookie: a copied session
+    #: cookie, most likely. The request ran without the session (``dbsc_missing_action``).
+    DBSC_MISSING = "dbsc_missing"
+    #: A device-bound key was registered for a session, or a registration/refresh refused.
+    DBSC_REGISTERED = "dbsc_registered"
+    DBSC_REFUSED = "dbsc_refused"
 
 
 SECURITY_EVENTS = frozenset(
@@ -52,6 +58,8 @@ SECURITY_EVENTS = frozenset(
         EventKind.FINGERPRINT_MISMATCH,
         EventKind.COOKIE_REJECTED,
         EventKind.RECORD_REJECTED,
+        EventKind.DBSC_MISSING,
+        EventKind.DBSC_REFUSED,
     }
 )
 

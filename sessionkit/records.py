@@ -28,12 +28,19 @@ class RecordMeta(NamedTuple):
     flash_new: tuple[str, ...] = ()
     flash_old: tuple[str, ...] = ()
     device: str | None = None  # "Firefox on Linux": a coarse label for device lists
+    #: the session's device-bound key (DBSC, ``sessionkit.dbsc``): compact JSON of its
+    #: DBSC session identifier, algorithm and public JWK; None: not device-bound
+    dbsc: str | None = None
 
     def to_list(self) -> list[Any]:
         """Positional and plain JSON: ``[version, created, last_seen, idle, browser, until,
-        user, fingerprint, flash_new, flash_old, device]``. Readers also take the first ten
-        alone (records written before ``device`` existed)."""
-        return [serialization.FORMAT_VERSION, *self]  # JSON writes the flash tuples as arrays
+        user, fingerprint, flash_new, flash_old, device]``, and ``dbsc`` after them only
+        when the session has a device-bound key, so a record without one is written
+        exactly as before. Readers also take the first ten alone (records written before
+        ``device`` existed)."""
+        if self.dbsc is None:
+            return [serialization.FORMAT_VERSION, *self[:10]]  # JSON writes tuples as arrays
+        return [serialization.FORMAT_VERSION, *self]
 
     @classmethod
     def from_list(cls, raw: Any, last_seen: int | None = None) -> RecordMeta:
@@ -42,7 +49,8 @@ class RecordMeta(NamedTuple):
         if type(raw) is not list or len(raw) not in _META_LENGTHS or raw[0] != _FORMAT:
             raise ValueError("not a sessionkit v1 record")
         _, created, seen, idle, browser, until, user, fingerprint, flash_new, flash_old = raw[:10]
-        device = raw[10] if len(raw) == 11 else None
+        device = raw[10] if len(raw) >= 11 else None
+        dbsc = raw[11] if len(raw) == 12 else None
         if type(seen) is not int:  # checked even when the store keeps a newer one apart
             raise ValueError("malformed record metadata")
         if last_seen is not None:
@@ -58,12 +66,13 @@ class RecordMeta(NamedTuple):
             or not _is_str_list(flash_new)
             or not _is_str_list(flash_old)
             or type(device) not in _STR_OR_NONE
+            or (len(raw) == 12 and type(dbsc) is not str)  # written only when set
         ):
             raise ValueError("malformed record metadata")
         return cls(
             created=created, last_seen=seen, idle=idle, browser=browser, until=until,
             user=user, fingerprint=fingerprint, flash_new=tuple(flash_new),
-            flash_old=tuple(flash_old), device=device,
+            flash_old=tuple(flash_old), device=device, dbsc=dbsc,
         )  # fmt: skip
 
     @classmethod
@@ -78,12 +87,13 @@ class RecordMeta(NamedTuple):
         return cls(
             created=raw[1], last_seen=raw[2], idle=raw[3], browser=raw[4], until=raw[5],
             user=raw[6], fingerprint=raw[7], flash_new=tuple(raw[8]),
-            flash_old=tuple(raw[9]), device=raw[10] if len(raw) == 11 else None,
+            flash_old=tuple(raw[9]), device=raw[10] if len(raw) >= 11 else None,
+            dbsc=raw[11] if len(raw) == 12 else None,
         )  # fmt: skip
 
 
 _FORMAT = serialization.FORMAT_VERSION
-_META_LENGTHS = frozenset({10, 11})  # without and with ``device``
+_META_LENGTHS = frozenset({10, 11, 12})  # without and with ``device``, and with ``dbsc``
 
 
 _NUMBER_OR_NONE = frozenset({int, float, type(None)})

@@ -390,6 +390,20 @@ class Session(dict[str, Any]):
         if regenerate:
             self._rotate = True
 
+    def start_device_binding(self) -> None:
+        """Offer this response's browser to bind the session to a key it holds (DBSC, with
+        ``dbsc=True``): the response carries the registration header. ``bind_user`` does
+        this by itself over HTTPS; call it to bind a session that is already signed in,
+        or one on plain HTTP. Without ``dbsc`` on, it does nothing."""
+        if self._loader is not None:
+            self._ensure()
+        self._accessed = True
+        # saved, so the response re-sends the cookie with Cache-Control: private: the
+        # header's one-time challenge must never sit in a shared cache
+        self._meta_changed = True
+        if self._ctx is not None:
+            self._ctx.dbsc_start = True
+
     def set_expiry(self, value: float | timedelta | datetime | None) -> None:
         """Per-session expiry, e.g. "remember me".
 

@@ -21,6 +21,8 @@ import anyio.to_thread
 from sessionkit import (
     ClientInfo,
     ConfigError,
+    DbscRequest,
+    DeviceBinding,
     EventBus,
     LockTimeout,
     Session,
@@ -37,6 +39,7 @@ from sessionkit.cookies import MERGERS
 from sessionkit.events import Subscriber
 from sessionkit.failures import Failure, FailurePolicy
 from sessionkit_asgi import loops, routes
+from sessionkit_asgi.loops import asyncio_running
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -338,6 +341,10 @@ class SessionMiddleware:
                 scope[ENGINE_KEY] = self.engine
                 await self.app(scope, receive, send)
                 return
+        dbsc = self.engine.dbsc
+        if dbsc is not None and kind == "http" and dbsc.handles(scope["path"]):
+            await self._device_binding(scope, receive, send, dbsc)
+            return
         exchange = self.open(scope)
         session = exchange.session
         if not session.loaded:  # a validly signed cookie: fetch its record
@@ -380,6 +387,8 @@ class SessionMiddleware:
                 await self._refuse(scope, send, plan.failure)
                 return
             headers = plan.headers()
+            if plan.dbsc_headers:
+                headers.extend(plan.dbsc_headers)
             if headers:
                 message["headers"] = _merge(message.get("headers") or (), headers)
             await send(message)
@@ -420,6 +429,42 @@ class SessionMiddleware:
             self._clients[key] = client
         opened = self.engine.open(cookie, client)
         return Exchange(self, opened, cookie, client)
+
+    async def _device_binding(
+        self, scope: Scope, receive: Receive, send: Send, dbsc: DeviceBinding
+    ) -> None:
+        """Answer DBSC's registration or refresh endpoint (``sessionkit.dbsc``): the core
+        decides everything; this only reads the request and writes the answer."""
+        exchange = self.open(scope)
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            key = name.decode("latin-1").lower()
+            text = value.decode("latin-1")
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        while True:  # the body is not used: drain it
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
+        host = headers.get("host") or "localhost"
+        url = f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}{scope['path']}"
+        request = DbscRequest(
+            scope["method"], scope["path"], url, headers, exchange.cookie, exchange.client
+        )
+        try:
+            if asyncio_running():
+                answer = await dbsc.ahandle(request)
+            else:  # trio: the stores' async clients speak asyncio only
+                answer = await anyio.to_thread.run_sync(dbsc.handle, request)
+        except StoreUnavailable as exc:
+            if self.store_error_status is None:
+                raise
+            await self._refuse(scope, send, exc)
+            return
+        body = answer.content()
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers]
+        raw.append((b"content-length", str(len(body)).encode("ascii")))
+        await send({"type": "http.response.start", "status": answer.status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
 
     @staticmethod
     async def _refuse_startup(

@@ -9,6 +9,8 @@
   write sessions of another engine, which the middleware then rejects
 - ``sessionkit.E005`` views under ``@session_lock`` while the store cannot lock (the cookie
   store); the error names the URL patterns (found by walking ``ROOT_URLCONF``, only then)
+- ``sessionkit.E006`` ``SESSIONKIT["DBSC"]`` on without sessionkit's middleware, which is
+  what answers the DBSC endpoints and sends the registration header
 - ``sessionkit.W005`` the app is not in ``INSTALLED_APPS`` (registered by ``conf``, since
   without the app nothing else registers checks)
 - ``sessionkit.W001`` (deploy) the session cookie is not ``Secure``, when Django's own
@@ -88,6 +90,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 "rejects their cookie as an invalid signature).",
                 hint=f"Set SESSION_ENGINE = {_ENGINE!r}.",
                 id="sessionkit.E004",
+            )
+        )
+    if config is not None and config.dbsc and _OURS not in middleware:
+        errors.append(
+            Error(
+                "SESSIONKIT['DBSC'] is on, but sessionkit's SessionMiddleware is not installed: "
+                "it is what answers the DBSC endpoints and sends the registration header.",
+                hint=f"Put {_OURS!r} in MIDDLEWARE (in place of Django's).",
+                id="sessionkit.E006",
             )
         )
     return errors

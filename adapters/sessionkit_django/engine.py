@@ -316,6 +316,11 @@ class SessionStoreBase(SessionBase):
     def bind_user(self, user_id: object, *, regenerate: bool = False) -> None:
         raise NotImplementedError
 
+    def start_device_binding(self) -> None:
+        """Offer this response's browser to bind the session to a key it holds (DBSC; see
+        ``Session.start_device_binding``)."""
+        self._session.start_device_binding()
+
     async def abind_user(self, user_id: object, *, regenerate: bool | None = None) -> None:
         await self._aget_session()
         if regenerate is None:

@@ -36,6 +36,7 @@ from sessionkit import (
 )
 from sessionkit.cookies import cookie_values, merge_header
 from sessionkit.failures import Failure
+from sessionkit_django import dbsc
 from sessionkit_django.conf import engines
 from sessionkit_django.engine import _INTERRUPTED, RequestSessionStore
 
@@ -165,7 +166,13 @@ class SessionMiddleware(DjangoSessionMiddleware):
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
             return self.__acall__(request)
-        store = self._open(engines().request, request)
+        engine = engines().request
+        if engine.dbsc is not None and engine.dbsc.handles(request.path):
+            try:
+                return dbsc.answer(engine.dbsc, engine, request)
+            except StoreUnavailable as exc:
+                return refuse(engine, exc, request)
+        store = self._open(engine, request)
         try:
             return self.process_response(request, self.get_response(request))
         finally:
@@ -173,6 +180,11 @@ class SessionMiddleware(DjangoSessionMiddleware):
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         engine = engines().request
+        if engine.dbsc is not None and engine.dbsc.handles(request.path):
+            try:
+                return await dbsc.aanswer(engine.dbsc, engine, request)
+            except StoreUnavailable as exc:
+                return refuse(engine, exc, request)
         store = self._open(engine, request)
         try:
             if not store.core.loaded:  # a validly signed cookie: fetch it natively now
@@ -258,6 +270,12 @@ class SessionMiddleware(DjangoSessionMiddleware):
                 session._issued(morsel.value or None)
             else:
                 response.headers[name] = merge_header(name, response.headers.get(name))
+        for name, value in plan.dbsc_headers:  # DBSC: the registration header, bound cookie
+            if name == "Set-Cookie":
+                morsel = _SetCookie(value)
+                response.cookies[morsel.key] = morsel
+            else:
+                response.headers[name] = value
         return None
 
 

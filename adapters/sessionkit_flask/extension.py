@@ -11,6 +11,7 @@ from flask.sessions import SessionMixin
 from flask.testing import FlaskClient
 
 from sessionkit import (
+    DbscRequest,
     EventBus,
     EventKind,
     LockTimeout,
@@ -63,6 +64,12 @@ class SessionKit:
         engine = interface.engine(app)  # a bad setting fails here, at start-up, not on a request
         if engine is not None:
             locking.check_views(app, engine)  # @locked views on the cookie store
+            if engine.dbsc is not None:  # DBSC's two endpoints, under SESSIONKIT_DBSC_PATH
+                for path in (engine.dbsc.registration_path, engine.dbsc.refresh_path):
+                    app.add_url_rule(
+                        path, f"sessionkit_dbsc_{path.rsplit('/', 1)[1]}", dbsc_view,
+                        methods=["POST"], provide_automatic_options=False,
+                    )  # fmt: skip
         app.before_request(_locked_views_check(app, interface))
         login.connect(app)
         app.teardown_request(_teardown)
@@ -144,6 +151,30 @@ def _teardown(_: BaseException | None) -> None:
     session = HELD.get()
     if session is not None:
         session.release_lock()
+
+
+def dbsc_view() -> Any:
+    """DBSC's registration or refresh endpoint (``sessionkit.dbsc``): the core decides."""
+    from flask import Response, current_app, request
+
+    engine = SessionKit.engine(current_app)
+    dbsc = engine.dbsc
+    if dbsc is None:  # the setting was turned off on a running app
+        return Response(status=404)
+    answer = dbsc.handle(
+        DbscRequest(
+            request.method, request.path, request.base_url,
+            {name.lower(): value for name, value in request.headers.items()},
+            request.headers.get("Cookie"), engine.wsgi_client(request.environ),
+        )
+    )  # fmt: skip
+    response = Response(answer.content(), answer.status)
+    for name, value in answer.headers:
+        if name == "Set-Cookie":
+            response.headers.add(name, value)
+        else:
+            response.headers[name] = value
+    return response
 
 
 def _refuse(exc: StoreUnavailable | LockTimeout | SessionLimitReached) -> Any:

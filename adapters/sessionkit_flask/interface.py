@@ -252,7 +252,10 @@ class SessionKitInterface(SessionInterface):
         if "REMOTE_ADDR" not in environ and "HTTP_USER_AGENT" not in environ:
             environ = {**environ, **test_client_environ()}
         client = engine.wsgi_client(environ)
-        session: FlaskSession = engine.open(environ.get("HTTP_COOKIE"), client)  # type: ignore[assignment]
+        cookie = environ.get("HTTP_COOKIE")
+        if engine.dbsc is not None and engine.dbsc.handles(request.path):
+            cookie = None  # DBSC's endpoints read the session themselves; the view's is empty
+        session: FlaskSession = engine.open(cookie, client)  # type: ignore[assignment]
         session.opened_by(engine)
         after_this_request(session.after_view)
         if not session.loaded and not locked_view(app, request):
@@ -316,6 +319,8 @@ class SessionKitInterface(SessionInterface):
                 headers.add(name, value)
             else:
                 headers[name] = merge_header(name, headers.get(name))
+        for name, value in plan.dbsc_headers:  # DBSC: the registration header, bound cookie
+            headers.add(name, value)
 
 
 @functools.cache

@@ -51,6 +51,8 @@ class Store:
     #: re-seals values under an older key with it; ``sessionkit rekey`` too, with
     #: ``scan_digests``)
     supports_reseal: ClassVar[bool] = False
+    #: ``put_challenge``/``take_challenge``: one-use values with a TTL (DBSC challenges)
+    supports_challenges: ClassVar[bool] = False
     url: str = ""
 
     # -- the protocol --------------------------------------------------------------------
@@ -124,6 +126,23 @@ class Store:
 
     async def arevoke_handle(self, user: str, handle: str) -> bool:
         return await asyncio.to_thread(self.revoke_handle, user, handle)
+
+    def put_challenge(self, key: str, value: str, ttl: float) -> None:
+        """Keep ``value`` under ``key`` (a digest: ``ids.digest`` of the challenge) for
+        ``ttl`` seconds, for one ``take_challenge`` (``sessionkit.dbsc``)."""
+        raise StoreError(f"{type(self).__name__} does not keep one-use challenges")
+
+    def take_challenge(self, key: str) -> str | None:
+        """The value put under ``key``, removed in the same atomic step, so of any number
+        of concurrent callers exactly one gets it; ``None`` when it was never put, was
+        taken already, or its TTL passed."""
+        raise StoreError(f"{type(self).__name__} does not keep one-use challenges")
+
+    async def aput_challenge(self, key: str, value: str, ttl: float) -> None:
+        await asyncio.to_thread(self.put_challenge, key, value, ttl)
+
+    async def atake_challenge(self, key: str) -> str | None:
+        return await asyncio.to_thread(self.take_challenge, key)
 
     def lock(
         self, digest: str, *, ttl: float = 30.0, wait: float = 10.0

@@ -55,14 +55,14 @@ _ITEM_OVERHEAD = 150
 
 _CAPABILITIES = (
     "client_side", "supports_user_index", "supports_lock", "supports_sweep", "supports_scan",
-    "supports_session_limit", "supports_reseal",
+    "supports_session_limit", "supports_reseal", "supports_challenges",
 )  # fmt: skip
 
 
 def record_size(record: Record) -> int:
     """Estimated bytes ``record`` occupies in the cache."""
     items, meta = record.items, record.meta
-    strings = (meta.user, meta.fingerprint, meta.device)
+    strings = (meta.user, meta.fingerprint, meta.device, meta.dbsc)
     return (
         _RECORD_OVERHEAD + _ITEM_OVERHEAD * len(items) + sum(map(len, items))
         + sum(map(len, items.values())) + sum(len(s) for s in strings if s is not None)
@@ -364,6 +364,19 @@ class CachingStore(Store):
 
     async def arevoke_handle(self, user: str, handle: str) -> bool:
         return await self.store.arevoke_handle(user, handle)
+
+    # one-use challenges are never cached: straight to the store
+    def put_challenge(self, key: str, value: str, ttl: float) -> None:
+        self.store.put_challenge(key, value, ttl)
+
+    def take_challenge(self, key: str) -> str | None:
+        return self.store.take_challenge(key)
+
+    async def aput_challenge(self, key: str, value: str, ttl: float) -> None:
+        await self.store.aput_challenge(key, value, ttl)
+
+    async def atake_challenge(self, key: str) -> str | None:
+        return await self.store.atake_challenge(key)
 
     def lock(self, digest: str, *, ttl: float = 30.0, wait: float = 10.0) -> Any:
         return self.store.lock(digest, ttl=ttl, wait=wait)

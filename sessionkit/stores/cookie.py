@@ -49,7 +49,7 @@ class CookieStore(Store):
         """The cookie value for ``tagged`` (the session data, already through
         ``serialization.tag``); ``associated`` as ``associated_data`` gives it."""
         payload = serialization.dumps_marked(  # [version, *meta]: RecordMeta.to_list, inline
-            [session_id, [_FORMAT, *meta], tagged]
+            [session_id, [_FORMAT, *meta[:10]], tagged]  # never ``dbsc``: server-side only
         )
         return PREFIX + b64encode(keyring.seal(payload, associated[PREFIX]))
 

@@ -74,6 +74,7 @@ class FileStore(PollingLocks, Store):
     supports_scan = True
     supports_session_limit = True
     supports_reseal = True
+    supports_challenges = True
 
     def __init__(
         self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time,
@@ -93,6 +94,7 @@ class FileStore(PollingLocks, Store):
         self._records = root / "sessions"
         self._records_text = f"{self._records}{os.sep}"
         self._users = root / "users"
+        self._challenges = root / "challenges"
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> FileStore:
@@ -239,6 +241,7 @@ class FileStore(PollingLocks, Store):
                 elif name.endswith(_LOCK_SUFFIX) and is_digest(name[: -len(_LOCK_SUFFIX)]):
                     self._sweep_route_lock(name[: -len(_LOCK_SUFFIX)])
         self._sweep_index()
+        self._sweep_challenges()
         if progress is not None:
             progress(removed)
         return removed
@@ -277,6 +280,54 @@ class FileStore(PollingLocks, Store):
         self._ensure_dir(self._records)
         self._ensure_dir(self._users)
         return created
+
+    # -- one-use challenges (DBSC): a file each; taking one is a rename, which exactly one
+    # of any number of concurrent takers wins ---------------------------------------------
+    def put_challenge(self, key: str, value: str, ttl: float) -> None:
+        require_digests("FileStore.put_challenge", key)
+        self._ensure_dir(self._challenges)
+        final = self._challenges / key
+        temp = self._challenges / f"{_TEMP}{key}-{secrets.token_hex(4)}"
+        text = f"{self._clock() + ttl!r} {value}"
+        try:
+            _write_small(temp, text)
+            os.replace(temp, final)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            raise self._unavailable(exc, "write", final) from exc
+
+    def take_challenge(self, key: str) -> str | None:
+        require_digests("FileStore.take_challenge", key)
+        path = self._challenges / key
+        taken = self._challenges / f"{_TEMP}{key}-taken-{secrets.token_hex(4)}"
+        try:
+            os.rename(path, taken)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._unavailable(exc, "take", path) from exc
+        try:
+            expires, _, value = taken.read_text("utf-8").partition(" ")
+            taken.unlink(missing_ok=True)
+        except OSError as exc:
+            raise self._unavailable(exc, "read", taken) from exc
+        try:
+            live = float(expires) > self._clock()
+        except ValueError:
+            return None
+        return value if live else None
+
+    def _sweep_challenges(self) -> None:
+        now, stale_before = self._clock(), time.time() - STALE_TEMP_SECONDS
+        for name in self._listdir(self._challenges):
+            path = self._challenges / name
+            with contextlib.suppress(OSError, ValueError):
+                if name.startswith(_TEMP):
+                    if path.stat().st_mtime < stale_before:
+                        path.unlink(missing_ok=True)
+                elif float(path.read_text("utf-8").partition(" ")[0]) <= now:
+                    path.unlink(missing_ok=True)
 
     # -- route locks ---------------------------------------------------------------------
     async def _atry_lock(self, digest: str, token: str, ttl: float) -> bool:

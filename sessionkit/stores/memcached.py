@@ -100,6 +100,7 @@ class MemcachedStore(PollingLocks, Store):
     #: ``gets``/``cas`` make a compare-and-set per record, so values re-seal in place (on
     #: requests after a key rotation); with no way to enumerate keys, ``rekey`` cannot run
     supports_reseal = True
+    supports_challenges = True
 
     def __init__(
         self,
@@ -284,6 +285,27 @@ class MemcachedStore(PollingLocks, Store):
                     return
         except StoreUnavailable as exc:  # never mask the request's outcome; the ttl frees it
             log.warning("sessionkit: could not release lock %s: %s", handle(digest), exc)
+
+    # -- one-use challenges (DBSC): memcached has no GETDEL, so a take is ``gets`` then a
+    # ``cas`` to a tombstone: the cas succeeds for exactly one of any concurrent takers ----
+    def put_challenge(self, key: str, value: str, ttl: float) -> None:
+        require_digests("MemcachedStore.put_challenge", key)
+        data = f"{self._clock() + ttl!r} {value}".encode()
+        self._run("set", f"{self.prefix}dbsc:{key}", data, expire_for(ttl), noreply=False)
+
+    def take_challenge(self, key: str) -> str | None:
+        require_digests("MemcachedStore.take_challenge", key)
+        name = f"{self.prefix}dbsc:{key}"
+        raw, cas = self._run("gets", name)
+        if raw is None or raw == TOMBSTONE:
+            return None
+        if not self._run("cas", name, TOMBSTONE, cas, 60, noreply=False):
+            return None  # another taker won
+        expires, _, value = raw.decode("utf-8", "replace").partition(" ")
+        try:
+            return value if float(expires) > self._clock() else None
+        except ValueError:
+            return None
 
     # -- internals -----------------------------------------------------------------------
     def _run(self, command: str, key: str, *args: Any, **kwargs: Any) -> Any:

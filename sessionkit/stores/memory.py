@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from sessionkit.errors import ConfigError
 from sessionkit.ids import handle
 from sessionkit.records import Record, RecordMeta, SessionInfo, Write
-from sessionkit.stores.base import PollingLocks, Store, query_options
+from sessionkit.stores.base import PollingLocks, Store, query_options, require_digests
 
 #: How many locks may lapse unclaimed before ``_try_lock`` prunes the expired ones.
 _LOCK_SWEEP = 256
@@ -29,6 +29,7 @@ class MemoryStore(PollingLocks, Store):
     supports_scan = True
     supports_session_limit = True
     supports_reseal = True
+    supports_challenges = True
 
     def __init__(
         self, max_sessions: int = 10_000, *, clock: Callable[[], float] = time.time
@@ -41,6 +42,7 @@ class MemoryStore(PollingLocks, Store):
         self._records: OrderedDict[str, tuple[Record, float]] = OrderedDict()
         self._users: dict[str, set[str]] = {}
         self._locks: dict[str, tuple[str, float]] = {}
+        self._challenges: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._lock_sweep_at = _LOCK_SWEEP  # amortised: a sweep at most per doubling
         self._mutex = threading.Lock()
 
@@ -224,6 +226,31 @@ class MemoryStore(PollingLocks, Store):
 
     async def areseal(self, digest: str, pairs: Mapping[str, tuple[str, str]]) -> int:
         return self.reseal(digest, pairs)
+
+    # -- one-use challenges (DBSC) ---------------------------------------------------------
+    def put_challenge(self, key: str, value: str, ttl: float) -> None:
+        require_digests("MemoryStore.put_challenge", key)
+        now = self._clock()
+        with self._mutex:
+            challenges = self._challenges
+            challenges[key] = (value, now + ttl)
+            challenges.move_to_end(key)
+            while len(challenges) > self.max_sessions:  # bounded like the sessions
+                challenges.popitem(last=False)
+
+    def take_challenge(self, key: str) -> str | None:
+        require_digests("MemoryStore.take_challenge", key)
+        with self._mutex:  # the mutex makes the read and the removal one step
+            entry = self._challenges.pop(key, None)
+        if entry is None or entry[1] <= self._clock():
+            return None
+        return entry[0]
+
+    async def aput_challenge(self, key: str, value: str, ttl: float) -> None:
+        self.put_challenge(key, value, ttl)
+
+    async def atake_challenge(self, key: str) -> str | None:
+        return self.take_challenge(key)
 
     def _try_lock(self, digest: str, token: str, ttl: float) -> bool:
         now = self._clock()

@@ -12,6 +12,9 @@ from sessionkit.testing.clock import FakeClock
 
 if TYPE_CHECKING:
     from sessionkit.testing.conformance import (
+        ChallengeConformance as ChallengeConformance,
+    )
+    from sessionkit.testing.conformance import (
         LockConformance as LockConformance,
     )
     from sessionkit.testing.conformance import (
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
     )
 
 _CONFORMANCE = (
+    "ChallengeConformance",
     "LockConformance",
     "ResealConformance",
     "ScanConformance",

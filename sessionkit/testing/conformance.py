@@ -177,6 +177,7 @@ class StoreConformance:
             ("supports_scan", ScanConformance),
             ("supports_session_limit", SessionLimitConformance),
             ("supports_reseal", ResealConformance),
+            ("supports_challenges", ChallengeConformance),
         ):
             if getattr(store, flag):
                 assert isinstance(self, suite), (
@@ -876,3 +877,59 @@ class ResealConformance:
             browser.visit(_set("x", 1))
         expected = sorted(str(engine.digest_of(b.begin())) for b in browsers)
         assert sorted(engine.store.scan_digests()) == expected
+
+
+class ChallengeConformance:
+    """One-use values with a TTL (DBSC challenges): a take is atomic, so of any number of
+    concurrent takers exactly one gets the value; and the device-bound key a record
+    carries (``RecordMeta.dbsc``) survives the store."""
+
+    def test_put_then_take_once(self, store: Store, loop: asyncio.AbstractEventLoop) -> None:
+        key = digest(secrets.token_urlsafe(32))
+        assert store.take_challenge(key) is None  # never put
+        store.put_challenge(key, "r:some-session", 60)
+        assert store.take_challenge(key) == "r:some-session"
+        assert store.take_challenge(key) is None  # used
+        other = digest(secrets.token_urlsafe(32))
+        loop.run_until_complete(store.aput_challenge(other, "f:x", 60))
+        assert loop.run_until_complete(store.atake_challenge(other)) == "f:x"
+        assert loop.run_until_complete(store.atake_challenge(other)) is None
+
+    def test_expired_challenge_is_gone(self, store: Store, clock: FakeClock) -> None:
+        key = digest(secrets.token_urlsafe(32))
+        store.put_challenge(key, "r:s", 0.3)
+        clock.advance(5)  # stores on the fake clock see it lapse now...
+        threading.Event().wait(0.4)  # ...servers with real TTLs within 0.3 s
+        assert store.take_challenge(key) is None
+
+    def test_concurrent_takers_one_winner(self, store: Store) -> None:
+        for _ in range(3):
+            key = digest(secrets.token_urlsafe(32))
+            store.put_challenge(key, "r:s", 60)
+            got: list[str | None] = []
+            start = threading.Barrier(12)
+
+            def take(start: threading.Barrier = start, key: str = key,
+                     got: list[str | None] = got) -> None:  # fmt: skip
+                start.wait()
+                got.append(store.take_challenge(key))
+
+            threads = [threading.Thread(target=take) for _ in range(12)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert got.count("r:s") == 1 and got.count(None) == 11
+
+    def test_bound_key_survives_the_store(
+        self, store: Store, clock: FakeClock, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        key = digest(secrets.token_urlsafe(32))
+        bound = '{"alg":"ES256","id":"abc","jwk":{"crv":"P-256","kty":"EC","x":"x","y":"y"}}'
+        now = int(clock())
+        meta = RecordMeta(created=now, last_seen=now, user="u", dbsc=bound)
+        assert store.save(Write(key, {"a": "1"}, frozenset(), meta, 600, create=True))
+        loaded = store.load(key)
+        assert loaded is not None and loaded.meta.dbsc == bound
+        loaded = loop.run_until_complete(store.aload(key))
+        assert loaded is not None and loaded.meta.dbsc == bound

@@ -41,6 +41,7 @@ EXTRAS: dict[str, Extra] = {
     "cli": Extra(("sessionkit.cli",)),
     "speed": Extra(("sessionkit",)),
     "dynamodb": Extra(("sessionkit.stores.dynamodb", "boto3"), "moto_server"),
+    "dbsc": Extra(("sessionkit.dbsc", "jwt")),
 }
 
 

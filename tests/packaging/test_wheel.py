@@ -114,6 +114,7 @@ def test_the_pytest_plugin_and_conformance_suite_from_the_wheel(dist: Dist, tmp_
                 FakeClock, LockConformance, ScanConformance, ServerStoreConformance,
                 SweepConformance, UserIndexConformance, SessionLimitConformance,
                 ResealConformance,
+                ChallengeConformance,
             )
 
 
@@ -123,7 +124,7 @@ def test_the_pytest_plugin_and_conformance_suite_from_the_wheel(dist: Dist, tmp_
 
             class TestMemory(ServerStoreConformance, UserIndexConformance, LockConformance,
                              SweepConformance, ScanConformance, SessionLimitConformance,
-                             ResealConformance):
+                             ResealConformance, ChallengeConformance):
                 def make_store(self, clock):
                     return MemoryStore(clock=clock)
             """

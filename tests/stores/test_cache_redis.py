@@ -25,6 +25,7 @@ from sessionkit.stores.redis import RedisStore
 from sessionkit.stores.redis.tracking import RedisTracking
 from sessionkit.testing import (
     Browser,
+    ChallengeConformance,
     FakeClock,
     LockConformance,
     ResealConformance,
@@ -514,6 +515,7 @@ def test_cache_option(redis_server: servers.Server, redis_cluster: list[servers.
 # -- the store contract, with the cache in the way -----------------------------------------
 class TestCachedRedisConformance(
     ServerStoreConformance,
+    ChallengeConformance,
     UserIndexConformance,
     LockConformance,
     ScanConformance,

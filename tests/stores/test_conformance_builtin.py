@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sessionkit import CookieStore, MemoryStore, Store
 from sessionkit.testing import (
+    ChallengeConformance,
     FakeClock,
     LockConformance,
     ResealConformance,
@@ -18,6 +19,7 @@ from sessionkit.testing import (
 
 class TestMemoryStore(
     ServerStoreConformance,
+    ChallengeConformance,
     UserIndexConformance,
     LockConformance,
     SweepConformance,

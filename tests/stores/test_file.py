@@ -23,6 +23,7 @@ from sessionkit.stores.base import Record, RecordMeta, Store, Write
 from sessionkit.stores.file import FileStore, decode, encode
 from sessionkit.testing import (
     Browser,
+    ChallengeConformance,
     FakeClock,
     LockConformance,
     ResealConformance,
@@ -37,6 +38,7 @@ from sessionkit.testing.browser import DEFAULT_CLIENT as CLIENT
 
 class TestFileStore(
     ServerStoreConformance,
+    ChallengeConformance,
     UserIndexConformance,
     LockConformance,
     SweepConformance,

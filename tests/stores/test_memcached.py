@@ -20,6 +20,7 @@ from sessionkit.stores.base import Record, RecordMeta, Store, Write
 from sessionkit.stores.memcached import THIRTY_DAYS, MemcachedStore, encode, expire_for
 from sessionkit.testing import (
     Browser,
+    ChallengeConformance,
     FakeClock,
     LockConformance,
     ResealConformance,
@@ -30,7 +31,9 @@ from tests import servers
 KEY = "memcached-store-tests-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 
 
-class TestMemcachedStore(ServerStoreConformance, LockConformance, ResealConformance):
+class TestMemcachedStore(
+    ServerStoreConformance, ChallengeConformance, LockConformance, ResealConformance
+):
     @pytest.fixture(autouse=True)
     def _server(self, memcached_server: servers.Server) -> None:
         self.port = memcached_server.port

@@ -24,6 +24,7 @@ from sessionkit.stores.base import RecordMeta, Write
 from sessionkit.stores.redis import RedisStore
 from sessionkit.testing import (
     Browser,
+    ChallengeConformance,
     FakeClock,
     LockConformance,
     ResealConformance,
@@ -41,6 +42,7 @@ def unique_prefix() -> str:
 
 class TestRedisConformance(
     ServerStoreConformance,
+    ChallengeConformance,
     UserIndexConformance,
     LockConformance,
     ScanConformance,
@@ -57,6 +59,7 @@ class TestRedisConformance(
 
 class TestRedisClusterConformance(
     ServerStoreConformance,
+    ChallengeConformance,
     UserIndexConformance,
     LockConformance,
     ScanConformance,

@@ -10,6 +10,7 @@ from sessionkit.ids import digest, new_id
 from sessionkit.stores.base import RecordMeta, Write
 from sessionkit.stores.redis import RedisStore
 from sessionkit.testing import (
+    ChallengeConformance,
     FakeClock,
     LockConformance,
     ResealConformance,
@@ -48,6 +49,7 @@ def sentinel(redis_server: servers.Server) -> Iterator[servers.Server]:
 
 class TestRedisSentinelConformance(
     ServerStoreConformance,
+    ChallengeConformance,
     UserIndexConformance,
     LockConformance,
     ScanConformance,

@@ -34,6 +34,7 @@ from sessionkit.stores.base import RecordMeta, Write
 from sessionkit.stores.sql import SQLStore
 from sessionkit.testing import (
     Browser,
+    ChallengeConformance,
     FakeClock,
     LockConformance,
     ResealConformance,
@@ -55,6 +56,7 @@ def fresh_table() -> str:
 
 class TestSQLiteConformance(
     ServerStoreConformance,
+    ChallengeConformance,
     UserIndexConformance,
     LockConformance,
     SweepConformance,
@@ -72,6 +74,7 @@ class TestSQLiteConformance(
 
 class TestPostgresConformance(
     ServerStoreConformance,
+    ChallengeConformance,
     UserIndexConformance,
     LockConformance,
     SweepConformance,

@@ -76,6 +76,7 @@ from sessionkit.stores.base import (
     Store,
     Write,
     reject_record,
+    require_digests,
 )
 from sessionkit.stores.redis import records
 from sessionkit.stores.redis.records import encoded_name, now_ms, order_of, pttl_of
@@ -130,6 +131,7 @@ class RedisStore(PollingLocks, Store):
     supports_scan = True
     supports_session_limit = True
     supports_reseal = True
+    supports_challenges = True
 
     #: ``max_sessions_per_user`` on a Cluster: how long a user's login lock survives a
     #: holder that died (seconds), and how long a login waits for it.
@@ -211,6 +213,41 @@ class RedisStore(PollingLocks, Store):
 
     def lock_key(self, digest: str) -> str:
         return f"{self.prefix}lock:{{{digest}}}"
+
+    def challenge_key(self, key: str) -> str:
+        """Where a one-use DBSC challenge lives (``put_challenge``)."""
+        require_digests("RedisStore challenge", key)
+        return f"{self.prefix}dbsc:{{{key}}}"
+
+    # -- one-use challenges (DBSC): SET PX, then GETDEL (Redis 6.2+), atomic on the server
+    def put_challenge(self, key: str, value: str, ttl: float) -> None:
+        name = self.challenge_key(key)
+        with self._guard():
+            self._client().execute_command("SET", name, value, "PX", pttl_of(ttl))
+
+    def take_challenge(self, key: str) -> str | None:
+        name = self.challenge_key(key)
+        with self._guard():
+            got = self._client().execute_command("GETDEL", name)
+        return got.decode() if isinstance(got, bytes) else got
+
+    async def aput_challenge(self, key: str, value: str, ttl: float) -> None:
+        if self._threaded:
+            await Store.aput_challenge(self, key, value, ttl)
+            return
+        name = self.challenge_key(key)
+        client = await self._aclient()
+        with self._guard():
+            await client.execute_command("SET", name, value, "PX", pttl_of(ttl))
+
+    async def atake_challenge(self, key: str) -> str | None:
+        if self._threaded:
+            return await Store.atake_challenge(self, key)
+        name = self.challenge_key(key)
+        client = await self._aclient()
+        with self._guard():
+            got = await client.execute_command("GETDEL", name)
+        return got.decode() if isinstance(got, bytes) else got
 
     # -- clients ---------------------------------------------------------------------------
     def _down(self, exc: BaseException) -> StoreUnavailable:

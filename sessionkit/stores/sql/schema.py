@@ -66,10 +66,18 @@ class Statements:
             sa.Column("token", sa.String(32), nullable=False),
             sa.Column("expires_at", sa.Float, nullable=False),
         )  # fmt: skip
+        #: one-use DBSC challenges (``Store.take_challenge``: ``DELETE ... RETURNING``)
+        self.challenges = ch = sa.Table(
+            f"{table}_challenges", metadata,
+            sa.Column("digest", sa.String(64), primary_key=True),
+            sa.Column("value", sa.Text, nullable=False),
+            sa.Column("expires_at", sa.Float, nullable=False),
+        )  # fmt: skip
         self.ddl: list[ExecutableDDLElement] = [
             CreateTable(t, if_not_exists=True),
             *(CreateIndex(ix, if_not_exists=True) for ix in sorted(t.indexes, key=str)),
             CreateTable(lk, if_not_exists=True),
+            CreateTable(ch, if_not_exists=True),
         ]
         if backend == "postgresql":  # a table made before the column existed gains it
             add = f"ALTER TABLE %(table)s ADD COLUMN IF NOT EXISTS {ORDER} jsonb"
@@ -173,6 +181,18 @@ class Statements:
         if backend == "postgresql":
             self.reseal_one = _reseal_statement(t, live)
         self.scan_digests = sa.select(t.c.digest)
+        put = insert(ch).values(
+            digest=d, value=sa.bindparam("value"), expires_at=sa.bindparam("exp")
+        )
+        self.challenge_put = put.on_conflict_do_update(
+            index_elements=[ch.c.digest],
+            set_={"value": put.excluded.value, "expires_at": put.excluded.expires_at},
+        )
+        # the read and the removal in one statement: of concurrent takers, one gets the row
+        self.challenge_take = (
+            sa.delete(ch).where(ch.c.digest == d, ch.c.expires_at > now).returning(ch.c.value)
+        )
+        self.sweep_challenges = sa.delete(ch).where(ch.c.expires_at <= now)
 
 
 def _reseal_statement(t: sa.Table, live: sa.ColumnElement[bool]) -> sa.Update:

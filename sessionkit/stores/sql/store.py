@@ -19,7 +19,7 @@ from sqlalchemy import exc as sa_exc
 
 from sessionkit.ids import handle, is_handle
 from sessionkit.records import Record, RecordMeta, SessionInfo, Write
-from sessionkit.stores.base import PollingLocks, reject_record
+from sessionkit.stores.base import PollingLocks, reject_record, require_digests
 from sessionkit.stores.sql.connections import SQLEngines
 from sessionkit.stores.sql.schema import (
     decode_items,
@@ -38,6 +38,7 @@ class SQLStore(PollingLocks, SQLEngines):
     supports_scan = True
     supports_session_limit = True
     supports_reseal = True
+    supports_challenges = True
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLStore:
@@ -224,6 +225,7 @@ class SQLStore(PollingLocks, SQLEngines):
             if removed < self.sweep_chunk:
                 break
         self._rowcount(self._sql.sweep_locks, {"now": self._clock()})
+        self._rowcount(self._sql.sweep_challenges, {"now": self._clock()})
         return total
 
     def scan(self) -> Iterator[RecordMeta]:
@@ -297,6 +299,42 @@ class SQLStore(PollingLocks, SQLEngines):
                     return len(same)
 
         return await self._acall(run)
+
+    # -- one-use challenges (DBSC): an upsert, and DELETE ... RETURNING to take ---------
+    def put_challenge(self, key: str, value: str, ttl: float) -> None:
+        require_digests("SQLStore.put_challenge", key)
+        params = {"d": key, "value": value, "exp": self._clock() + ttl}
+        self._rowcount(self._sql.challenge_put, params)
+
+    def take_challenge(self, key: str) -> str | None:
+        require_digests("SQLStore.take_challenge", key)
+        self._ready()
+        params = {"d": key, "now": self._clock()}
+
+        def run() -> list[Any]:
+            with self._engine.begin() as conn:  # committed: the row is gone for good
+                return list(conn.execute(self._sql.challenge_take, params))
+
+        rows = self._call(run)
+        return str(rows[0][0]) if rows else None
+
+    async def aput_challenge(self, key: str, value: str, ttl: float) -> None:
+        require_digests("SQLStore.put_challenge", key)
+        params = {"d": key, "value": value, "exp": self._clock() + ttl}
+        await self._arowcount(self._sql.challenge_put, params)
+
+    async def atake_challenge(self, key: str) -> str | None:
+        require_digests("SQLStore.take_challenge", key)
+        await self._aready()
+        engine = await self._aasync()
+        params = {"d": key, "now": self._clock()}
+
+        async def run() -> list[Any]:
+            async with engine.begin() as conn:
+                return list(await conn.execute(self._sql.challenge_take, params))
+
+        rows = await self._acall(run)
+        return str(rows[0][0]) if rows else None
 
     # -- locks (a row per held lock, with its expiry; PollingLocks waits) -----------------
     lock_poll_max = 0.05  # each try is a statement: back off
