@@ -33,7 +33,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -53,7 +53,7 @@ Mode = Literal["primary", "read_only"]
 
 _CAPABILITIES = (
     "supports_user_index", "supports_lock", "supports_sweep", "supports_scan",
-    "supports_session_limit",
+    "supports_session_limit", "supports_reseal", "supports_challenges",
 )  # fmt: skip
 
 
@@ -377,6 +377,32 @@ class FallbackStore(Store):
         done: bool = await self._achange(lambda: self.primary.arevoke_handle(user, handle))
         await self._aconfirm_gone(doomed)
         return done
+
+    # -- re-seals (encrypt_records) and DBSC challenges change the primary: refused too -----
+    def reseal(self, digest: str, pairs: Mapping[str, tuple[str, str]]) -> int:
+        done: int = self._change(lambda: self.primary.reseal(digest, pairs))
+        return done
+
+    async def areseal(self, digest: str, pairs: Mapping[str, tuple[str, str]]) -> int:
+        done: int = await self._achange(lambda: self.primary.areseal(digest, pairs))
+        return done
+
+    def put_challenge(self, key: str, value: str, ttl: float) -> None:
+        self._change(lambda: self.primary.put_challenge(key, value, ttl))
+
+    async def aput_challenge(self, key: str, value: str, ttl: float) -> None:
+        await self._achange(lambda: self.primary.aput_challenge(key, value, ttl))
+
+    def take_challenge(self, key: str) -> str | None:
+        value: str | None = self._change(lambda: self.primary.take_challenge(key))
+        return value
+
+    async def atake_challenge(self, key: str) -> str | None:
+        value: str | None = await self._achange(lambda: self.primary.atake_challenge(key))
+        return value
+
+    def scan_digests(self) -> Iterator[str]:
+        return self.primary.scan_digests()
 
     def _listed(self, user: str, chosen: Callable[[str], bool]) -> list[str]:
         """The user's sessions a revoke is about to delete (to confirm them gone after)."""

@@ -23,8 +23,10 @@ from sessionkit import (
 from sessionkit.stores.fallback import FallbackStore
 from sessionkit.testing import (
     Browser,
+    ChallengeConformance,
     FakeClock,
     LockConformance,
+    ResealConformance,
     ScanConformance,
     ServerStoreConformance,
     SessionLimitConformance,
@@ -132,7 +134,7 @@ def test_a_standby_without_the_table_says_what_to_do(
 
 class TestFallbackOverPostgresWithStandby(
     ServerStoreConformance, UserIndexConformance, LockConformance, SweepConformance,
-    ScanConformance, SessionLimitConformance,
+    ScanConformance, SessionLimitConformance, ResealConformance, ChallengeConformance,
 ):  # fmt: skip
     @pytest.fixture(autouse=True)
     def _servers(self, pair: tuple[servers.Postgres, servers.Postgres]) -> None:

@@ -18,8 +18,10 @@ from sessionkit.stores.fallback import FallbackStore
 from sessionkit.stores.redis import RedisStore
 from sessionkit.testing import (
     Browser,
+    ChallengeConformance,
     FakeClock,
     LockConformance,
+    ResealConformance,
     ScanConformance,
     ServerStoreConformance,
     SessionLimitConformance,
@@ -118,7 +120,7 @@ def test_stop_and_restart_the_primary(
 # -- with the primary up, the wrapper is the primary: the conformance suite, both flavours --
 class TestFallbackOverMemory(
     ServerStoreConformance, UserIndexConformance, LockConformance, SweepConformance,
-    ScanConformance, SessionLimitConformance,
+    ScanConformance, SessionLimitConformance, ResealConformance, ChallengeConformance,
 ):  # fmt: skip
     def make_store(self, clock: FakeClock) -> Store:
         return FallbackStore(MemoryStore(clock=clock), MemoryStore(clock=clock))
@@ -126,7 +128,7 @@ class TestFallbackOverMemory(
 
 class TestFallbackOverRedisWithReplica(
     ServerStoreConformance, UserIndexConformance, LockConformance, ScanConformance,
-    SessionLimitConformance,
+    SessionLimitConformance, ResealConformance, ChallengeConformance,
 ):  # fmt: skip
     """Every deletion here also waits until the real replica has it."""
 
