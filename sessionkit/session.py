@@ -414,8 +414,8 @@ class Session(dict[str, Any]):
 
         The absolute timeout still applies in every case.
         """
-        if not (value is None or isinstance(value, (datetime, timedelta, int, float))) or (
-            isinstance(value, bool)
+        if isinstance(value, bool) or not (
+            value is None or isinstance(value, (datetime, timedelta, int, float))
         ):  # refused before anything changes
             raise TypeError(
                 f"set_expiry takes seconds, a timedelta, an aware datetime or None, not "

@@ -165,11 +165,15 @@ class FlaskEngine(SessionEngine):
             session.load()  # after the view: settle it as empty; the save answers 503
 
 
-def locked_view(app: Flask, request: Request) -> bool:
-    """Whether this request's view is ``@locked`` (it loads its session under the lock)."""
-    from sessionkit_flask.locking import LOCK_MARK
+#: Set on ``@locked`` views (``sessionkit_flask.locking``), so the start-up check finds
+#: them and ``open_session`` leaves their session to be loaded under the lock.
+LOCK_MARK = "__sessionkit_locks__"
 
-    view = app.view_functions.get(request.endpoint or "")
+
+def locked_view(app: Flask, endpoint: str | None) -> bool:
+    """Whether the view of ``endpoint`` is ``@locked`` (it loads its session under the
+    lock)."""
+    view = app.view_functions.get(endpoint or "")
     return view is not None and getattr(view, LOCK_MARK, False)
 
 
@@ -258,7 +262,7 @@ class SessionKitInterface(SessionInterface):
         session: FlaskSession = engine.open(cookie, client)  # type: ignore[assignment]
         session.opened_by(engine)
         after_this_request(session.after_view)
-        if not session.loaded and not locked_view(app, request):
+        if not session.loaded and not locked_view(app, request.endpoint):
             # Loaded now, as Flask's own cookie session and Flask-Session are: the view and
             # any C code reading the dict (json.dumps, orjson) see the data. It costs no
             # extra read with SESSION_REFRESH_EACH_REQUEST (the default), where the save

@@ -17,15 +17,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from sessionkit import SessionEngine, StoreUnavailable
-from sessionkit_flask.interface import FlaskSession, current
+from sessionkit_flask.interface import LOCK_MARK, FlaskSession, current, locked_view
 
 if TYPE_CHECKING:
     from flask import Flask
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Set on ``@locked`` views, so the start-up check finds them.
-LOCK_MARK = "__sessionkit_locks__"
 
 
 @overload
@@ -82,8 +80,7 @@ def locked_views(app: Flask) -> list[str]:
     """``"POST /cart/checkout (checkout)"`` for each of ``app``'s ``@locked`` views."""
     found = []
     for rule in app.url_map.iter_rules():
-        view = app.view_functions.get(rule.endpoint)
-        if view is not None and getattr(view, LOCK_MARK, False):
+        if locked_view(app, rule.endpoint):
             methods = set(rule.methods or ()) - {"HEAD", "OPTIONS"}
             shown = " ".join(sorted(methods))
             found.append(f"{shown + ' ' if shown else ''}{rule.rule} ({rule.endpoint})")
