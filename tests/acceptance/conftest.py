@@ -18,7 +18,7 @@ from tests import servers
 
 #: Every misconfiguration and outage of issue 14 that the three apps go through.
 STORE_SCHEMES = (
-    "cookie://, file://, memcached://, memory://, postgres://, postgresql://, redis://, "
+    "cookie://, dynamodb://, file://, memcached://, memory://, postgres://, postgresql://, redis://, "
     "redis+cluster://, redis+sentinel://, rediss://, rediss+cluster://, rediss+sentinel://, "
     "sqlite://"
 )

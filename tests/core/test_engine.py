@@ -269,7 +269,7 @@ def test_session_metadata_is_exposed(clock: FakeClock, browser: Browser) -> None
 
 
 def test_unknown_store_url_is_a_config_error() -> None:
-    available = r"available: cookie://, file://, memcached://, memory://"
+    available = r"available: cookie://, dynamodb://, file://, memcached://, memory://"
     with pytest.raises(ConfigError, match=r"nope://u:\*\*\*@h.*" + available):
         open_store("nope://u:secret@h")
 
