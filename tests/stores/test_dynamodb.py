@@ -34,8 +34,10 @@ from sessionkit.stores.dynamodb import DynamoDBStore
 from sessionkit.stores.dynamodb.items import LAYOUT_VERSION, guard_of
 from sessionkit.testing import (
     Browser,
+    ChallengeConformance,
     FakeClock,
     LockConformance,
+    ResealConformance,
     ScanConformance,
     ServerStoreConformance,
     SessionLimitConformance,
@@ -61,6 +63,8 @@ class TestDynamoDBConformance(
     LockConformance,
     ScanConformance,
     SessionLimitConformance,
+    ResealConformance,
+    ChallengeConformance,
 ):
     @pytest.fixture(autouse=True)
     def _server(self, moto_server: Server) -> None:

@@ -2,7 +2,8 @@
 
 One item per session, keyed by the ID digest::
 
-    digest      S  the partition key (a lock's item: "lock:" + digest)
+    digest      S  the partition key (a lock's item: "lock:" + digest; a DBSC challenge's:
+                   "challenge:" + its key, with token, expires_at and ttl)
     layout      N  this layout's version, 1 (an item of any other is not read as a session)
     version     N  bumped by every save; the condition of every write names the item
     meta        S  RecordMeta.to_list() as JSON
@@ -42,6 +43,7 @@ LAYOUT_VERSION = 1
 INDEXED = (META, LAST_SEEN, EXPIRES)
 LOCK_PREFIX = "lock:"
 GUARD_PREFIX = "user:"
+CHALLENGE_PREFIX = "challenge:"
 #: DynamoDB's largest item, 400 KB, counted as it counts: names and values, UTF-8 bytes
 ITEM_LIMIT = 400 * 1024
 #: DynamoDB's limit on one expression's text; a merge whose expression would be longer is

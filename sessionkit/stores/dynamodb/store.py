@@ -28,7 +28,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NoReturn
 
 # boto3 and botocore ship no type information
@@ -102,6 +102,8 @@ class DynamoDBStore(PollingLocks, Store):
     supports_lock = True
     supports_scan = True
     supports_session_limit = True
+    supports_reseal = True
+    supports_challenges = True
 
     # each try is a conditional PutItem (a request, billed as a write): back off further
     lock_poll = 0.005
@@ -483,6 +485,88 @@ class DynamoDBStore(PollingLocks, Store):
             if "LastEvaluatedKey" not in page:
                 return
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # -- re-seal (compare-and-set per key, one conditional update per record) ------------
+    def reseal(self, digest: str, pairs: Mapping[str, tuple[str, str]]) -> int:
+        """Read the record, then one UpdateItem setting ``new`` on every key that still
+        holds ``old``, conditional on each of those values and on the record being live;
+        when the condition fails (a key changed meanwhile) read again and retry with the
+        keys that still match, so a changed key is skipped and the others re-sealed."""
+        if not is_digest(digest) or not pairs:
+            return 0
+        for _ in range(8):
+            now = self._clock()
+            found = self._call("get_item", Key=it.key(digest), ConsistentRead=True).get("Item")
+            if found is None or it.LAYOUT not in found:
+                return 0
+            try:
+                _, expires_at = it.decode(digest, found)
+            except ValueError:
+                return 0
+            if expires_at <= now:
+                return 0
+            data = found[it.DATA]["M"]
+            matched = [
+                (n, old, new) for n, (old, new) in pairs.items()
+                if data.get("k" + n, {}).get("S") == old
+            ]  # fmt: skip
+            if not matched:
+                return 0
+            names: dict[str, str] = {"#v": it.VERSION, "#x": it.EXPIRES, "#d": it.DATA}
+            values: dict[str, Any] = {":now": it.number(now)}
+            sets, conditions = [], ["attribute_exists(#v)", "#x > :now"]
+            for i, (name, old, new) in enumerate(matched):
+                names[f"#k{i}"] = "k" + name
+                values[f":o{i}"], values[f":n{i}"] = it.string(old), it.string(new)
+                sets.append(f"#d.#k{i} = :n{i}")
+                conditions.append(f"#d.#k{i} = :o{i}")
+            if self._conditional(
+                "update_item", Key=it.key(digest), UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression=" AND ".join(conditions),
+                ExpressionAttributeNames=names, ExpressionAttributeValues=values,
+            ):  # fmt: skip
+                return len(matched)
+        return 0
+
+    def scan_digests(self) -> Iterator[str]:
+        """Every session item's digest (locks, guards and challenges skipped), paginated."""
+        request: dict[str, Any] = {
+            "FilterExpression": "attribute_exists(#m)", "ProjectionExpression": "#k",
+            "ExpressionAttributeNames": {"#k": it.KEY, "#m": it.META},
+        }  # fmt: skip
+        while True:
+            page = self._call("scan", **request)
+            for item in page.get("Items", ()):
+                digest = item.get(it.KEY, {}).get("S")
+                if isinstance(digest, str) and is_digest(digest):
+                    yield digest
+            if "LastEvaluatedKey" not in page:
+                return
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # -- one-use challenges (an item each, native TTL plus an expiry check) ----------------
+    def put_challenge(self, key: str, value: str, ttl: float) -> None:
+        now = self._clock()
+        self._call(
+            "put_item",
+            Item={
+                it.KEY: it.string(it.CHALLENGE_PREFIX + key), it.TOKEN: it.string(value),
+                it.EXPIRES: it.number(now + ttl), it.TTL: it.ttl_of(now + ttl + 60),
+            },
+        )  # fmt: skip
+
+    def take_challenge(self, key: str) -> str | None:
+        try:
+            reply = self._call(
+                "delete_item", Key=it.key(it.CHALLENGE_PREFIX + key),
+                ConditionExpression="#x > :now", ReturnValues="ALL_OLD",
+                ExpressionAttributeNames={"#x": it.EXPIRES},
+                ExpressionAttributeValues={":now": it.number(self._clock())},
+            )  # fmt: skip
+        except _ConditionFailed:
+            return None
+        value = reply.get("Attributes", {}).get(it.TOKEN, {}).get("S")
+        return value if isinstance(value, str) else None
 
     # -- locks (an item per held lock, with its expiry by the store's clock) ---------------
     def _try_lock(self, digest: str, token: str, ttl: float) -> bool:
