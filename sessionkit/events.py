@@ -11,7 +11,10 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sessionkit.client import ClientInfo
 
 security_log = logging.getLogger("sessionkit.security")
 log = logging.getLogger("sessionkit")
@@ -37,6 +40,11 @@ class EventKind(str, enum.Enum):
     SESSION_EVICTED = "session_evicted"
     #: A login refused by ``session_limit_policy="refuse"`` (``SessionLimitReached``).
     LOGIN_REFUSED = "login_refused"
+    #: A session was bound to a user (``bind_user``, a framework's login); ``user`` says who.
+    USER_BOUND = "user_bound"
+    #: A user's session was ended from outside it: the sessions API, staff, the CLI, an
+    #: erasure (``SessionEngine.revoke_user``/``revoke_handle``); ``actor`` says by whom.
+    REVOKED = "revoked"
 
 
 SECURITY_EVENTS = frozenset(
@@ -56,6 +64,14 @@ class Event:
     handle: str | None = None
     reason: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
+    #: The user key the session is (or was) bound to, when the engine knows it.
+    user: str | None = None
+    #: The request's client (``None`` outside a request): the audit trail keeps only its
+    #: device label and network prefix, never the address or the User-Agent.
+    client: ClientInfo | None = None
+    #: Who made it happen, when not the session's own request: ``"user"`` (the sessions
+    #: API, on one's own sessions), ``"staff:<key>"``, ``"cli"``, ``"erasure"``, ...
+    actor: str | None = None
 
 
 Subscriber = Callable[[Event], None]
