@@ -877,7 +877,8 @@ class SessionEngine:
             return []
         if self.audit is not None:
             self.audit.flush()
-        return sink.entries(user, since=since, limit=limit)
+        floor = self.clock() - self.config.audit_retention  # never one past the retention
+        return sink.entries(user, since=floor if since is None else max(since, floor), limit=limit)
 
     def _audit_sink(self) -> Any:
         if self.audit is not None and self.audit.store_sink is not None:

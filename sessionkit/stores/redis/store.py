@@ -77,6 +77,7 @@ from sessionkit.stores.base import (
     Write,
     reject_record,
 )
+from sessionkit.stores.redis.audit import RedisAuditSink
 from sessionkit.stores.redis import records
 from sessionkit.stores.redis.records import encoded_name, now_ms, order_of, pttl_of
 from sessionkit.stores.redis.scripts import (
@@ -209,6 +210,13 @@ class RedisStore(PollingLocks, Store):
 
     def lock_key(self, digest: str) -> str:
         return f"{self.prefix}lock:{{{digest}}}"
+
+    def audit_sink(self) -> RedisAuditSink:
+        """The audit trail in capped streams, one per user (``audit="store"``)."""
+        sink = self.__dict__.get("_audit")
+        if sink is None:
+            sink = self.__dict__.setdefault("_audit", RedisAuditSink(self))
+        return sink  # type: ignore[no-any-return]
 
     # -- clients ---------------------------------------------------------------------------
     def _down(self, exc: BaseException) -> StoreUnavailable:
