@@ -168,12 +168,15 @@ class MemoryAuditSink(AuditSink):
         self, user: str | None, *, since: float | None = None, limit: int | None = None
     ) -> list[AuditEntry]:
         with self._lock:
-            found = [e for e in self._entries if e.user == user and (since is None or e.at >= since)]
+            found = [
+                e for e in self._entries if e.user == user and (since is None or e.at >= since)
+            ]
         return found if limit is None else found[-limit:] if limit else []
 
     def erase(self, user: str, pseudonym: str | None) -> int:
         with self._lock:
-            kept, count = deque(), 0
+            kept: deque[AuditEntry] = deque()
+            count = 0
             for entry in self._entries:
                 if entry.user == user:
                     count += 1
@@ -385,8 +388,8 @@ def erase_entries(
     done (under the pseudonym, or under no user when they were deleted)."""
     count = sink.erase(user, pseudonym if policy == "pseudonymise" else None)
     erased_as = pseudonym if policy == "pseudonymise" else None
-    entry = AuditEntry(now, ERASURE, None, erased_as, None, None, actor,
-                       f"{count} audit entries {'pseudonymised' if erased_as else 'deleted'}")  # fmt: skip
+    done = "pseudonymised" if erased_as else "deleted"
+    entry = AuditEntry(now, ERASURE, None, erased_as, None, None, actor, f"{count} entries {done}")
     sink.write([entry], retention=retention, max_entries=max_entries)
     return count
 

@@ -19,6 +19,7 @@ from typing import Any
 from sessionkit import sealing, serialization
 from sessionkit.audit import (
     AuditEntry,
+    AuditSink,
     AuditTrail,
     audit_trail,
     erase_entries,
@@ -880,7 +881,7 @@ class SessionEngine:
         floor = self.clock() - self.config.audit_retention  # never one past the retention
         return sink.entries(user, since=floor if since is None else max(since, floor), limit=limit)
 
-    def _audit_sink(self) -> Any:
+    def _audit_sink(self) -> AuditSink | None:
         if self.audit is not None and self.audit.store_sink is not None:
             return self.audit.store_sink
         return self.store.audit_sink()

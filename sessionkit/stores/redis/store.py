@@ -77,8 +77,8 @@ from sessionkit.stores.base import (
     Write,
     reject_record,
 )
-from sessionkit.stores.redis.audit import RedisAuditSink
 from sessionkit.stores.redis import records
+from sessionkit.stores.redis.audit import RedisAuditSink
 from sessionkit.stores.redis.records import encoded_name, now_ms, order_of, pttl_of
 from sessionkit.stores.redis.scripts import (
     ALL_SCRIPTS,

@@ -53,8 +53,10 @@ class AuditStatements:
             .order_by(t.c.at.desc(), t.c.id.desc()).limit(sa.bindparam("limit"))
         )  # fmt: skip
         user = t.c.user_id == sa.bindparam("user")
-        self.pseudonymise = sa.update(t).where(user).values(
-            user_id=sa.bindparam("pseudonym"), device=None, network=None
+        self.pseudonymise = (
+            sa.update(t)
+            .where(user)
+            .values(user_id=sa.bindparam("pseudonym"), device=None, network=None)
         )
         self.delete_user = sa.delete(t).where(user)
         old = (
@@ -93,7 +95,8 @@ class SQLAuditSink(AuditSink):
         self, user: str | None, *, since: float | None = None, limit: int | None = None
     ) -> list[AuditEntry]:
         params: dict[str, Any] = {
-            "since": -1e300 if since is None else since, "limit": 1 << 62 if limit is None else limit
+            "since": -1e300 if since is None else since,
+            "limit": 1 << 62 if limit is None else limit,
         }
         if user is None:
             rows = self.store._rows(self.sql.of_nobody, params)
