@@ -252,10 +252,12 @@ class AuditTrail:
         self._pid = 0
         self._last_trim = 0.0
         self._unsubscribe: Callable[[], None] | None = None
+        self.bus: EventBus | None = None
         self.dropped = 0  # entries a store sink failed to take
 
     # -- feeding ---------------------------------------------------------------------------
     def attach(self, bus: EventBus) -> None:
+        self.bus = bus
         self._unsubscribe = bus.subscribe(self, kinds=list(KINDS))
 
     def __call__(self, event: Event) -> None:
@@ -420,6 +422,8 @@ def parse_audit(value: Any) -> tuple[str, ...]:
 
 
 _TRAILS: weakref.WeakSet[AuditTrail] = weakref.WeakSet()
+#: the trail on each bus (a trail keeps its bus alive, so an id is not reused meanwhile)
+_BY_BUS: dict[int, weakref.ref[AuditTrail]] = {}
 
 
 @atexit.register
@@ -434,6 +438,8 @@ def audit_trail(engine: SessionEngine) -> AuditTrail:
     from sessionkit.errors import ConfigError
 
     config = engine.config
+    shared = _BY_BUS.get(id(engine.events))
+    trail = shared() if shared is not None else None
     store_sink = None
     if "store" in config.audit_sinks:
         store_sink = engine.store.audit_sink()
@@ -443,6 +449,11 @@ def audit_trail(engine: SessionEngine) -> AuditTrail:
                 f"{engine.store!r} keeps no audit trail; use audit='log', or a store that "
                 "does (memory://, sqlite:///, postgresql://, redis://)",
             )
+    if (
+        trail is not None and trail.bus is engine.events and trail.store_sink is store_sink
+        and (trail.log_sink is not None) == ("log" in config.audit_sinks)
+    ):  # fmt: skip
+        return trail  # engines sharing a bus share its trail (each entry once)
     trail = AuditTrail(
         config, log_sink=LogSink() if "log" in config.audit_sinks else None,
         store_sink=store_sink, pseudonym_key=pseudonym_key(config.secret_keys[0]),
@@ -450,4 +461,5 @@ def audit_trail(engine: SessionEngine) -> AuditTrail:
     )  # fmt: skip
     trail.attach(engine.events)
     _TRAILS.add(trail)
+    _BY_BUS[id(engine.events)] = weakref.ref(trail)
     return trail
