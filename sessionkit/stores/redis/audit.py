@@ -69,7 +69,7 @@ class RedisAuditSink(AuditSink):
                     "XADD", key, "MAXLEN", "~", max_entries, "*", "e", _encode(entry)
                 )
             for key in keys:
-                pipe.execute_command("XTRIM", key, "MINID", "~", max(now_ms - ms, 0))
+                pipe.execute_command("XTRIM", key, "MINID", max(now_ms - ms, 0))
                 pipe.execute_command("PEXPIRE", key, ms)
             # XTRIM MINID needs Redis 6.2: before it, the cap, the expiry and the time
             # filter on reads still hold the retention
