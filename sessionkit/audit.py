@@ -58,6 +58,7 @@ log = logging.getLogger("sessionkit")
 KINDS: dict[EventKind, str] = {
     EventKind.USER_BOUND: "login",
     EventKind.INVALIDATED: "logout",
+    EventKind.USER_UNBOUND: "logout",
     EventKind.REGENERATED: "regenerate",
     EventKind.REVOKED: "revoke",
     EventKind.EXPIRED: "expiry",
@@ -263,6 +264,8 @@ class AuditTrail:
     def __call__(self, event: Event) -> None:
         kind = KINDS.get(event.kind)
         if kind is None or (event.user is None and kind not in ALWAYS):
+            return
+        if event.detail.get("unbinds"):  # the rotation of a logout: its logout entry says it
             return
         reason = event.reason
         if kind == "cookie_rejected":

@@ -9,7 +9,9 @@ One decision path and two executors, so sync and async adapters cannot drift apa
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -463,7 +465,12 @@ class SessionEngine:
                     rotated_from = ctx.digest
             if old is not None:
                 kind = EventKind.INVALIDATED if session._invalidated else EventKind.REGENERATED
-                self._note(plan, kind, ctx, old.user)
+                if kind is EventKind.REGENERATED and self._unbinds(session, old):
+                    # a logout that keeps the session: the audit trail records the logout
+                    self._note(plan, kind, ctx, old.user, unbinds=True)
+                    self._note(plan, EventKind.USER_UNBOUND, ctx, old.user)
+                else:
+                    self._note(plan, kind, ctx, old.user)
             if empty:
                 if rotated_from is not None:
                     plan.deletes.append(rotated_from)
@@ -549,6 +556,8 @@ class SessionEngine:
                 self._note(plan, EventKind.SAVED, ctx, meta.user)
                 if session._user_changed and meta.user is not None:
                     self._note(plan, EventKind.USER_BOUND, ctx, meta.user)
+                if self._unbinds(session, old):
+                    self._note(plan, EventKind.USER_UNBOUND, ctx, old.user)
             plan.set_cookie = self._cookie(session, ctx, meta, end, now, secure)
             session._meta, session._expires, session._new = meta, end, False
             return plan
@@ -569,6 +578,15 @@ class SessionEngine:
         elif ctx.rejected and ctx.presented and self._clears(ctx):
             plan.set_cookie = self._cookies.clear(secure=secure)
         return plan
+
+    @staticmethod
+    def _unbinds(session: Session, old: RecordMeta) -> bool:
+        """Whether this commit takes the session from the user it was bound to (a logout
+        that keeps the session, as Flask-Login's does), not ending it."""
+        return (
+            old.user is not None and session._user_changed and session._user != old.user
+            and not session._invalidated
+        )  # fmt: skip
 
     def _limit_of(self, meta: RecordMeta, previous_user: str | None) -> SessionLimit | None:
         """``max_sessions_per_user`` for a write that binds its session to a user it was
@@ -881,6 +899,15 @@ class SessionEngine:
         floor = self.clock() - self.config.audit_retention  # never one past the retention
         return sink.entries(user, since=floor if since is None else max(since, floor), limit=limit)
 
+    async def aaudit_entries(
+        self, user: str | None, *, since: float | None = None, limit: int | None = None
+    ) -> list[AuditEntry]:
+        """``audit_entries`` in a worker thread (it waits for the trail's writer and reads
+        the store's sync client), so an async view never blocks its event loop."""
+        return await asyncio.to_thread(
+            functools.partial(self.audit_entries, user, since=since, limit=limit)
+        )
+
     def _audit_sink(self) -> AuditSink | None:
         if self.audit is not None and self.audit.store_sink is not None:
             return self.audit.store_sink
@@ -1109,10 +1136,11 @@ class SessionEngine:
             self.events.emit(Event(kind, ctx.handle, reason, detail, user, ctx.client))
 
     def _note(
-        self, plan: CommitPlan, kind: EventKind, ctx: _Context, user: str | None = None
-    ) -> None:
+        self, plan: CommitPlan, kind: EventKind, ctx: _Context, user: str | None = None,
+        **detail: Any,
+    ) -> None:  # fmt: skip
         if self.events.active and self.events.wants(kind):
-            plan.events.append(Event(kind, ctx.handle, user=user, client=ctx.client))
+            plan.events.append(Event(kind, ctx.handle, "", detail, user, ctx.client))
 
     def _store_error(self, exc: StoreUnavailable) -> None:
         self.events.emit(Event(EventKind.STORE_ERROR, None, str(exc)))

@@ -42,6 +42,10 @@ class EventKind(str, enum.Enum):
     LOGIN_REFUSED = "login_refused"
     #: A session was bound to a user (``bind_user``, a framework's login); ``user`` says who.
     USER_BOUND = "user_bound"
+    #: A session was taken from its user but lives on (a logout that keeps the rest of
+    #: the session, as Flask-Login's; after ``REGENERATED`` when it rotates too); ``user``
+    #: is the user it was bound to, ``handle`` the session's before then.
+    USER_UNBOUND = "user_unbound"
     #: A user's session was ended from outside it: the sessions API, staff, the CLI, an
     #: erasure (``SessionEngine.revoke_user``/``revoke_handle``); ``actor`` says by whom.
     REVOKED = "revoked"

@@ -1,5 +1,5 @@
-"""``flask sessionkit gc|stats|list|revoke|export|erase|audit|init|keygen``: the ``sessionkit`` command's group,
-run against the app's configured store.
+"""``flask sessionkit gc|stats|list|revoke|export|erase|audit|init|keygen``: the
+``sessionkit`` command's group, run against the app's configured store.
 
 It is a Flask plugin command (the ``flask.commands`` entry point) as well as one of the
 app's commands, so ``flask sessionkit keygen`` works before the app can load: an app whose

@@ -1,7 +1,7 @@
-"""``manage.py sessionkit init|gc|stats|list|revoke|export|erase|audit|keygen``: the ``sessionkit`` command
-line (``sessionkit.cli``) on the project's configured store, so the two never drift.
-``--user`` takes the user key the session index stores (``SESSIONKIT["USER_KEY"]``: the
-primary key unless configured otherwise)."""
+"""``manage.py sessionkit init|gc|stats|list|revoke|export|erase|audit|keygen``: the
+``sessionkit`` command line (``sessionkit.cli``) on the project's configured store and
+settings, so the two never drift. ``--user`` takes the user key the session index stores
+(``SESSIONKIT["USER_KEY"]``: the primary key unless configured otherwise)."""
 
 from __future__ import annotations
 
