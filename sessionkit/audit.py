@@ -44,6 +44,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from sessionkit.cache import BoundedCache
 from sessionkit.client import device_label, network_of
 from sessionkit.events import Event, EventBus, EventKind
 
@@ -78,6 +79,9 @@ ALWAYS = frozenset(
 _SELF = frozenset({"login", "logout", "regenerate"})
 #: An entry written by the trail itself when a user's entries were erased.
 ERASURE = "erasure"
+#: The writer thread waits this long after an entry for more to come, then writes them
+#: all in one batch (an entry reaches the store within about this long).
+LINGER = 0.05
 #: The SQL sink deletes expired entries at most once per this many seconds (one chunk).
 TRIM_INTERVAL = 600.0
 PSEUDONYM_PREFIX = "erased:"
@@ -252,9 +256,16 @@ class AuditTrail:
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._last_trim = 0.0
+        self._flushing = 0  # callers waiting in flush(): the writer does not linger
+        self._wake = threading.Event()
         self._unsubscribe: Callable[[], None] | None = None
         self.bus: EventBus | None = None
         self.dropped = 0  # entries a store sink failed to take
+        self._devices: BoundedCache[str, str | None] = BoundedCache()
+        self._networks: BoundedCache[str, str] = BoundedCache()
+
+    def _network_of(self, address: str) -> str:
+        return network_of(address, self.config)
 
     # -- feeding ---------------------------------------------------------------------------
     def attach(self, bus: EventBus) -> None:
@@ -277,8 +288,10 @@ class AuditTrail:
         client = event.client
         device = network = None
         if client is not None:
-            device = device_label(client.user_agent) if client.user_agent else None
-            network = network_of(client.remote_addr, self.config) if client.remote_addr else None
+            if client.user_agent:
+                device = self._devices.get(client.user_agent, device_label)
+            if client.remote_addr:
+                network = self._networks.get(client.remote_addr, self._network_of)
         actor = event.actor or ("user" if kind in _SELF else "sessionkit")
         if kind == "eviction":
             reason = f"{reason}; for the login of session {event.detail.get('by', '-')}"
@@ -322,6 +335,10 @@ class AuditTrail:
             first = self._queue.get()
             if first is None:
                 return
+            if LINGER and not self._flushing:
+                # let a burst gather: one write (and one wake-up of this thread, which
+                # shares the interpreter with the requests) per LINGER, not per entry
+                self._wake.wait(LINGER)
             batch = [first]
             while len(batch) < 500:
                 try:
@@ -362,12 +379,23 @@ class AuditTrail:
         """Wait until every queued entry is written (tests, scripts, before an erasure)."""
         deadline = time.monotonic() + timeout
         with self._idle:
-            while self._pending > 0:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._idle.wait(left)
-        return True
+            if self._pending <= 0:
+                return True
+            self._flushing += 1
+        self._wake.set()  # no lingering while someone waits
+        try:
+            with self._idle:
+                while self._pending > 0:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._idle.wait(left)
+            return True
+        finally:
+            with self._idle:
+                self._flushing -= 1
+                if not self._flushing:
+                    self._wake.clear()
 
     def close(self) -> None:
         """Write what is queued, stop the thread and unsubscribe."""
