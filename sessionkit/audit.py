@@ -82,6 +82,8 @@ ERASURE = "erasure"
 #: The writer thread waits this long after an entry for more to come, then writes them
 #: all in one batch (an entry reaches the store within about this long).
 LINGER = 0.05
+#: The writer thread stops after this many idle seconds (the next entry starts it again).
+IDLE_EXIT = 30.0
 #: The SQL sink deletes expired entries at most once per this many seconds (one chunk).
 TRIM_INTERVAL = 600.0
 PSEUDONYM_PREFIX = "erased:"
@@ -307,32 +309,32 @@ class AuditTrail:
             except Exception:
                 log.exception("sessionkit audit: the log sink failed")
         if self.store_sink is not None:
-            with self._idle:
+            with self._idle:  # the writer decides to stop under this lock too
+                pid = os.getpid()
+                if self._pid != pid:  # a forked child: the parent's queue and thread are not its
+                    self._queue, self._pending, self._thread = queue.SimpleQueue(), 0, None
+                    self._pid = pid
                 self._pending += 1
-            self._running()
-            self._queue.put(entry)
+                self._queue.put(entry)
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._write_loop, name="sessionkit-audit", daemon=True
+                    )
+                    self._thread.start()
 
     # -- the writer thread -----------------------------------------------------------------
-    def _running(self) -> None:
-        pid = os.getpid()
-        if self._thread is not None and self._pid == pid and self._thread.is_alive():
-            return
-        with self._idle:
-            if self._thread is None or self._pid != pid or not self._thread.is_alive():
-                if self._pid != pid and self._pid:  # forked: the parent's queue is not ours
-                    self._queue = queue.SimpleQueue()
-                    self._pending = 1
-                self._pid = pid
-                self._thread = threading.Thread(
-                    target=self._write_loop, name="sessionkit-audit", daemon=True
-                )
-                self._thread.start()
-
     def _write_loop(self) -> None:
         sink = self.store_sink
         assert sink is not None
         while True:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=IDLE_EXIT)
+            except queue.Empty:
+                with self._idle:
+                    if self._queue.empty():  # idle: stop (the next entry starts another)
+                        self._thread = None
+                        return
+                continue
             if first is None:
                 return
             if LINGER and not self._flushing:
@@ -402,10 +404,14 @@ class AuditTrail:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        if self._thread is not None and self._thread.is_alive():
+        thread = self._thread
+        if thread is not None and thread.is_alive():
             self.flush()
             self._queue.put(None)
-            self._thread.join(5.0)
+            thread.join(5.0)
+            with self._idle:
+                if self._thread is thread:
+                    self._thread = None
 
     # -- reading and erasing ----------------------------------------------------------------
     def pseudonym(self, user: str) -> str:
@@ -492,5 +498,8 @@ def audit_trail(engine: SessionEngine) -> AuditTrail:
     )  # fmt: skip
     trail.attach(engine.events)
     _TRAILS.add(trail)
+    if len(_BY_BUS) > 256:  # forget the buses of trails gone
+        for key in [k for k, ref in _BY_BUS.items() if ref() is None]:
+            del _BY_BUS[key]
     _BY_BUS[id(engine.events)] = weakref.ref(trail)
     return trail

@@ -277,3 +277,30 @@ def test_a_store_without_a_trail_is_refused_for_store_but_not_for_log(tmp_path: 
     assert engine.audit is not None and engine.audit_entries("ann") == []
     assert SessionConfig(secret_key=KEY, audit="off").audit_sinks == ()
     assert SessionConfig(secret_key=KEY, audit=["log", "store"]).audit_sinks == ("log", "store")
+
+
+def test_the_writer_stops_when_idle_and_starts_again(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sessionkit import audit
+
+    monkeypatch.setattr(audit, "IDLE_EXIT", 0.05)
+    engine = make(clock)
+    trail = engine.audit
+    assert trail is not None
+    login(engine)
+    first = trail._thread
+    assert first is not None and trail.flush()
+    first.join(2)
+    assert not first.is_alive() and trail._thread is None  # no thread left behind
+    login(engine, "bob")
+    assert kinds(engine, "bob") == ["login"]  # a new writer took it
+
+
+def test_aaudit_entries_reads_off_the_event_loop(clock: FakeClock) -> None:
+    import asyncio
+
+    engine = make(clock)
+    login(engine)
+    entries = asyncio.run(engine.aaudit_entries("ann"))
+    assert [e.kind for e in entries] == ["login"]
