@@ -236,3 +236,23 @@ def test_the_commands_on_a_real_sqlite_file(tmp_path: Path) -> None:
     after = json.loads(run("export", url, "--user", "ann", SESSIONKIT_SECRET_KEY=KEY).stdout)
     assert after["sessions"] == [] and after["audit"] == []
     assert "no audit entries for 'ann'" in run("audit", url, "--user", "ann").stdout
+
+
+def test_redis_cluster_streams_across_slots(redis_cluster: list[object]) -> None:
+    """Each user's stream in its own slot: the write pipeline spans nodes."""
+    nodes = ",".join(f"127.0.0.1:{n.port}" for n in redis_cluster)  # type: ignore[attr-defined]
+    store = open_store(f"redis+cluster://{nodes}?socket_timeout=10&prefix=a{secrets.token_hex(6)}:")
+    try:
+        engine = SessionEngine(SessionConfig(secret_key=KEY, audit="store"), store=store)
+        users = [f"user-{n}" for n in range(8)]
+        for user in users:
+            Browser(engine, client=LAPTOP).visit(lambda s, u=user: s.bind_user(u))  # type: ignore[misc]
+        for user in users:
+            assert [e.kind for e in engine.audit_entries(user)] == ["login"]
+        assert engine.erase_user("user-3") == 1
+        assert engine.export_user("user-3")["audit"] == []
+        pseudonym = engine.audit.pseudonym("user-3")  # type: ignore[union-attr]
+        assert [e.kind for e in engine.audit_entries(pseudonym)] == ["login", "revoke", "erasure"]
+        engine.audit.close()  # type: ignore[union-attr]
+    finally:
+        store.close()
