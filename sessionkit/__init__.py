@@ -5,6 +5,7 @@ Everything public is importable from here; nothing else should import from deep 
 
 from __future__ import annotations
 
+from sessionkit.audit import AuditEntry, AuditSink, AuditTrail
 from sessionkit.client import ClientInfo, client_address
 from sessionkit.config import SessionConfig
 from sessionkit.cookies import add_cache_private, add_vary_cookie
@@ -47,6 +48,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ApiResponse",
+    "AuditEntry",
+    "AuditSink",
+    "AuditTrail",
     "Caller",
     "ClientInfo",
     "CommitPlan",

@@ -56,8 +56,28 @@ def _when(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def build_group(get_store: Callable[[], Store] | None = None, *, name: str = "sessionkit") -> Any:
-    """The click group. With ``get_store``, commands take no STORE argument."""
+def parse_duration(text: str) -> float:
+    """``"90d"``, ``"12h"``, ``"30m"``, ``"45s"`` or plain seconds, as seconds."""
+    units = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+    raw = text.strip().lower()
+    scale = units.get(raw[-1:])
+    number = raw[:-1] if scale is not None else raw
+    try:
+        seconds = float(number) * (scale or 1.0)
+    except ValueError:
+        raise ValueError(f"{text!r} is no duration (e.g. 90d, 12h, 30m, 3600)") from None
+    if not 0 < seconds < float("inf"):
+        raise ValueError(f"{text!r}: a duration must be positive")
+    return seconds
+
+
+def build_group(
+    get_store: Callable[[], Store] | None = None, *, name: str = "sessionkit",
+    get_config: Callable[[], SessionConfig] | None = None,
+) -> Any:  # fmt: skip
+    """The click group. With ``get_store``, commands take no STORE argument; with
+    ``get_config`` (the app's settings: its keys, its audit trail), the commands that need
+    an engine use them instead of ``SESSIONKIT_SECRET_KEY``/``SESSIONKIT_AUDIT``."""
     import click
 
     @contextmanager
@@ -113,8 +133,12 @@ def build_group(get_store: Callable[[], Store] | None = None, *, name: str = "se
 
     @group.command(help="Remove expired sessions (in bounded chunks).")
     @click.option("--quiet", is_flag=True, help="Print only the final count.")
+    @click.option(
+        "--audit-retention", "audit_retention", default=None, callback=_duration,
+        help="Also delete audit entries older than this (e.g. 90d), all of them.",
+    )  # fmt: skip
     @with_store
-    def gc(store: Store, quiet: bool) -> None:
+    def gc(store: Store, quiet: bool, audit_retention: float | None) -> None:
         if not store.supports_sweep:
             click.echo(f"nothing to do: {store!r} expires sessions by itself")
             return
@@ -130,6 +154,10 @@ def build_group(get_store: Callable[[], Store] | None = None, *, name: str = "se
         if interactive:
             click.echo("")
         click.echo(f"removed {_count(total, 'expired session')}")
+        sink = store.audit_sink()
+        if audit_retention is not None and sink is not None:
+            trimmed = sink.trim(time.time() - audit_retention)
+            click.echo(f"removed {_count(trimmed, 'audit entry')} older than the retention")
 
     @group.command(help="Probe the store: reachable, round trip, server version (exit 1 if down).")
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -167,10 +195,31 @@ def build_group(get_store: Callable[[], Store] | None = None, *, name: str = "se
 
     def engine_for(store: Store) -> SessionEngine:
         """An engine on ``store`` with the app's keys (``SESSIONKIT_SECRET_KEY``, several
-        comma-separated), needed only to open values sealed by ``encrypt_records``."""
-        keys = [k for k in os.environ.get("SESSIONKIT_SECRET_KEY", "").split(",") if k]
-        config = SessionConfig(secret_key=keys or secrets.token_urlsafe(48), store=store)
+        comma-separated), needed to open values sealed by ``encrypt_records`` and for the
+        same erasure pseudonyms as the app's; ``SESSIONKIT_AUDIT=store`` (and
+        ``SESSIONKIT_AUDIT_RETENTION``) records the command's revokes in the audit trail.
+        With ``get_config``: the app's own settings."""
+        if get_config is not None:
+            config = get_config().replace(store=store)
+        else:
+            keys = [k for k in os.environ.get("SESSIONKIT_SECRET_KEY", "").split(",") if k]
+            audit: dict[str, Any] = {}
+            if os.environ.get("SESSIONKIT_AUDIT"):
+                audit["audit"] = os.environ["SESSIONKIT_AUDIT"]
+            if os.environ.get("SESSIONKIT_AUDIT_RETENTION"):
+                audit["audit_retention"] = parse_duration(os.environ["SESSIONKIT_AUDIT_RETENTION"])
+            secret = keys or secrets.token_urlsafe(48)
+            config = SessionConfig(secret_key=secret, store=store, **audit)
         return SessionEngine(config, store=store)
+
+    @contextmanager
+    def engine_on(store: Store) -> Iterator[SessionEngine]:
+        engine = engine_for(store)
+        try:
+            yield engine
+        finally:
+            if engine.audit is not None:
+                engine.audit.close()
 
     @group.command(name="export", help="Write everything stored about a user's sessions (JSON).")
     @click.option("--user", required=True, help="The user key sessions are bound to.")
@@ -200,7 +249,8 @@ def build_group(get_store: Callable[[], Store] | None = None, *, name: str = "se
     def erase(store: Store, user: str, yes: bool) -> None:
         if not yes:
             click.confirm(f"erase every session of {user!r}?", abort=True)
-        erased = engine_for(store).erase_user(user)
+        with engine_on(store) as engine:
+            erased = engine.erase_user(user, actor="cli")
         click.echo(f"erased {_count(erased, 'session')} of {user}")
 
     @group.command(help="Count stored sessions, by age.")
@@ -246,12 +296,15 @@ def build_group(get_store: Callable[[], Store] | None = None, *, name: str = "se
     @with_store
     def revoke(store: Store, user: str, handle: str | None) -> None:
         if handle is not None:
-            if not store.revoke_handle(user, handle):
+            with engine_on(store) as engine:
+                done = engine.revoke_handle(user, handle, actor="cli")
+            if not done:
                 click.echo(f"{name}: no session {handle} for user {user!r}", err=True)
                 raise SystemExit(1)
             click.echo(f"revoked session {handle}")
             return
-        count = store.revoke_user(user)
+        with engine_on(store) as engine:
+            count = engine.revoke_user(user, actor="cli")
         click.echo(f"revoked {_count(count, 'session')} of user {user!r}")
 
     @group.command(help="Re-seal every stored session with the newest key (encrypt_records).")
@@ -299,7 +352,50 @@ def build_group(get_store: Callable[[], Store] | None = None, *, name: str = "se
             )
             raise SystemExit(1)
 
+    @group.command(help="Show a user's audit trail entries (oldest first).")
+    @click.option("--user", default=None, help="The user key the entries are about.")
+    @click.option("--anonymous", is_flag=True, help="Entries of no user (cookie rejections).")
+    @click.option("--since", default=None, callback=_duration, help="Only this recent (7d).")
+    @click.option("--limit", default=None, type=click.IntRange(1), help="The newest N only.")
+    @click.option("--json", "as_json", is_flag=True, help="JSON lines, one entry each.")
+    @with_store
+    def audit(
+        store: Store, user: str | None, anonymous: bool, since: float | None,
+        limit: int | None, as_json: bool,
+    ) -> None:  # fmt: skip
+        if (user is None) == (not anonymous):
+            raise ConfigError("--user", "give --user U, or --anonymous")
+        sink = store.audit_sink()
+        if sink is None:
+            raise ConfigError("store", f"{store!r} keeps no audit trail (audit='store')")
+        floor = None if since is None else time.time() - since
+        entries = sink.entries(user, since=floor, limit=limit)
+        for entry in entries:
+            if as_json:
+                click.echo(json.dumps(entry.as_dict(), ensure_ascii=False))
+            else:
+                row = entry.as_dict()
+                where = " ".join(str(row[k]) for k in ("device", "network") if row[k])
+                click.echo(
+                    f"{row['time']}  {entry.kind:<20} {entry.handle or '-':<16}  "
+                    f"by {entry.actor}{'  ' + where if where else ''}"
+                    f"{'  ' + entry.reason if entry.reason else ''}"
+                )
+        if not entries and not as_json:
+            click.echo(f"no audit entries for {'no user' if user is None else repr(user)}")
+
     return group
+
+
+def _duration(_ctx: Any, _param: Any, value: str | None) -> float | None:
+    import click
+
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -38,6 +38,7 @@ CookieSpelling = Literal["standard", "starlette"]
 FingerprintAction = Literal["log", "regenerate", "invalidate"]
 SessionLimitPolicy = Literal["evict_oldest", "refuse"]
 DbscMissingAction = Literal["absent", "invalidate"]
+AuditErasure = Literal["pseudonymise", "delete"]
 #: Stores that keep a per-user index, so ``max_sessions_per_user`` can hold there.
 LIMIT_STORES = "memory://, file:///, sqlite:///, postgresql://, redis:// (also Sentinel, Cluster)"
 LIMIT_STORES += ", dynamodb://"
@@ -126,6 +127,19 @@ class SessionConfig:
     #: A bound session seen without its bound cookie: ``"absent"`` (the request has no
     #: session; the session lives on for its device) or ``"invalidate"`` (it is deleted).
     dbsc_missing_action: DbscMissingAction = "absent"
+    #: The audit trail (docs/audit.md): ``"log"`` (JSON lines on ``sessionkit.audit``),
+    #: ``"store"`` (the store's own sink: SQL table, Redis streams, memory), both
+    #: (``"log,store"``), or ``None`` (off).
+    audit: str | Sequence[str] | None = None
+    #: How long audit entries are kept (seconds or ``timedelta``); older ones are removed.
+    audit_retention: float = 90 * DAY
+    #: The most entries kept per user in Redis (``MAXLEN ~``) and in all in memory.
+    audit_max_entries: int = 10_000
+    #: Cookie rejections recorded per minute and process; the rest are counted, not kept.
+    audit_rejections_per_minute: int = 60
+    #: What ``erase_user`` does to a user's entries: ``"pseudonymise"`` (the user key
+    #: becomes a keyed hash, device and network are dropped) or ``"delete"``.
+    audit_erasure: AuditErasure = "pseudonymise"
 
     # Derived, validated values (filled in __post_init__).
     secret_keys: tuple[bytes, ...] = dataclasses.field(init=False, repr=False)
@@ -133,6 +147,7 @@ class SessionConfig:
     failure_policies: Mapping[Failure, FailurePolicy] = dataclasses.field(
         init=False, repr=False, compare=False, hash=False
     )
+    audit_sinks: tuple[str, ...] = dataclasses.field(init=False, repr=False)
 
     def __repr__(self) -> str:  # never print keys or store passwords
         def show(name: str) -> str:
@@ -167,6 +182,7 @@ class SessionConfig:
         self._check_session_limit()
         self._check_fallback()
         self._check_dbsc()
+        self._check_audit()
         if not isinstance(self.store, str) and not hasattr(self.store, "client_side"):
             raise ConfigError(
                 "store", f"expected a store URL or a store object, got {self.store!r}"
@@ -322,6 +338,27 @@ class SessionConfig:
             raise ConfigError(
                 "dbsc_missing_action",
                 f"{self.dbsc_missing_action!r}: use 'absent' or 'invalidate'",
+            )
+
+    def _check_audit(self) -> None:
+        from sessionkit.audit import parse_audit
+
+        try:
+            object.__setattr__(self, "audit_sinks", parse_audit(self.audit))
+        except (ValueError, TypeError, AttributeError):
+            raise ConfigError(
+                "audit", f"{self.audit!r}: use 'log', 'store', 'log,store' or None (off)"
+            ) from None
+        object.__setattr__(
+            self, "audit_retention", _seconds("audit_retention", self.audit_retention)
+        )
+        for name in ("audit_max_entries", "audit_rejections_per_minute"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(name, f"{value!r}: use a positive whole number")
+        if self.audit_erasure not in ("pseudonymise", "delete"):
+            raise ConfigError(
+                "audit_erasure", f"{self.audit_erasure!r}: use 'pseudonymise' or 'delete'"
             )
 
     # ------------------------------------------------------------------------------------

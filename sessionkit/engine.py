@@ -9,7 +9,9 @@ One decision path and two executors, so sync and async adapters cannot drift apa
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -17,6 +19,15 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from sessionkit import sealing, serialization
+from sessionkit.audit import (
+    AuditEntry,
+    AuditSink,
+    AuditTrail,
+    audit_trail,
+    erase_entries,
+    pseudonym_key,
+    pseudonym_of,
+)
 from sessionkit.cache import BoundedCache
 from sessionkit.client import ClientInfo, client_address, device_label
 from sessionkit.config import SessionConfig, limit_unsupported
@@ -224,6 +235,8 @@ class SessionEngine:
             )
         #: Device Bound Session Credentials (``sessionkit.dbsc``); ``None`` when off
         self.dbsc: DeviceBinding | None = DeviceBinding(self) if config.dbsc else None
+        #: The audit trail (``SessionConfig.audit``), subscribed to ``events``; ``None``: off.
+        self.audit: AuditTrail | None = audit_trail(self) if config.audit_sinks else None
 
     def client(
         self,
@@ -404,7 +417,7 @@ class SessionEngine:
         end = self._deadline(meta)
         if end <= now:
             self._forfeit(ctx)
-            self._emit(EventKind.EXPIRED, ctx, "session expired", expired_at=end)
+            self._emit(EventKind.EXPIRED, ctx, "session expired", meta.user, expired_at=end)
             return
         if (
             meta.dbsc is not None and self.dbsc is not None and not ctx.dbsc_exempt
@@ -414,7 +427,7 @@ class SessionEngine:
             self._emit(
                 EventKind.DBSC_MISSING, ctx,
                 f"device-bound session without a valid bound cookie; action: {missing}",
-                action=missing,
+                meta.user, action=missing,
             )  # fmt: skip
             if missing == "invalidate":
                 self._forfeit(ctx)
@@ -439,7 +452,7 @@ class SessionEngine:
                 action = self.config.fingerprint_action
                 self._emit(
                     EventKind.FINGERPRINT_MISMATCH, ctx,
-                    f"client fingerprint changed; action: {action}", action=action,
+                    f"client fingerprint changed; action: {action}", meta.user, action=action,
                 )  # fmt: skip
                 if action == "invalidate":
                     self._forfeit(ctx)
@@ -525,7 +538,12 @@ class SessionEngine:
                     rotated_from = ctx.digest
             if old is not None:
                 kind = EventKind.INVALIDATED if session._invalidated else EventKind.REGENERATED
-                self._note(plan, kind, ctx)
+                if kind is EventKind.REGENERATED and self._unbinds(session, old):
+                    # a logout that keeps the session: the audit trail records the logout
+                    self._note(plan, kind, ctx, old.user, unbinds=True)
+                    self._note(plan, EventKind.USER_UNBOUND, ctx, old.user)
+                else:
+                    self._note(plan, kind, ctx, old.user)
             if empty:
                 if rotated_from is not None:
                     plan.deletes.append(rotated_from)
@@ -558,7 +576,9 @@ class SessionEngine:
                     create=True, replace=True, rotated_from=rotated_from,
                     previous_user=previous, limit=self._limit_of(meta, previous),
                 )  # fmt: skip
-            self._note(plan, EventKind.CREATED, ctx)
+            self._note(plan, EventKind.CREATED, ctx, meta.user)
+            if session._user_changed and meta.user is not None:
+                self._note(plan, EventKind.USER_BOUND, ctx, meta.user)
             plan.set_cookie = self._cookie(session, ctx, meta, end, now, secure)
             self._settle(session, meta, end)
             return plan
@@ -575,7 +595,7 @@ class SessionEngine:
                 if ctx.digest is not None:
                     plan.deletes.append(ctx.digest)
                 plan.set_cookie = self._cookies.clear(secure=secure)
-                self._note(plan, EventKind.INVALIDATED, ctx)
+                self._note(plan, EventKind.INVALIDATED, ctx, old.user)
                 return plan
             meta = self._meta(session, ctx, old.created, now, old)
             end = self._deadline(meta)
@@ -608,7 +628,11 @@ class SessionEngine:
                 if ctx.reseal:
                     self._plan_reseal(plan, session, ctx, items, full)
             if self.events.active:
-                self._note(plan, EventKind.SAVED, ctx)
+                self._note(plan, EventKind.SAVED, ctx, meta.user)
+                if session._user_changed and meta.user is not None:
+                    self._note(plan, EventKind.USER_BOUND, ctx, meta.user)
+                if self._unbinds(session, old):
+                    self._note(plan, EventKind.USER_UNBOUND, ctx, old.user)
             plan.set_cookie = self._cookie(session, ctx, meta, end, now, secure)
             session._meta, session._expires, session._new = meta, end, False
             return plan
@@ -621,7 +645,7 @@ class SessionEngine:
                 plan.touch = (ctx.digest, meta.last_seen, end - now)  # type: ignore[assignment]
             if self._client_side or not browser_session(meta, self.config):
                 plan.set_cookie = self._cookie(session, ctx, meta, end, now, secure)
-            self._note(plan, EventKind.TOUCHED, ctx)
+            self._note(plan, EventKind.TOUCHED, ctx, meta.user)
             self._settle(session, meta, end)
         elif refresh and not browser_session(old, self.config):
             # the store write waits for touch_interval; the browser's cookie does not
@@ -629,6 +653,15 @@ class SessionEngine:
         elif ctx.rejected and ctx.presented and self._clears(ctx):
             plan.set_cookie = self._cookies.clear(secure=secure)
         return plan
+
+    @staticmethod
+    def _unbinds(session: Session, old: RecordMeta) -> bool:
+        """Whether this commit takes the session from the user it was bound to (a logout
+        that keeps the session, as Flask-Login's does), not ending it."""
+        return (
+            old.user is not None and session._user_changed and session._user != old.user
+            and not session._invalidated
+        )  # fmt: skip
 
     def _limit_of(self, meta: RecordMeta, previous_user: str | None) -> SessionLimit | None:
         """``max_sessions_per_user`` for a write that binds its session to a user it was
@@ -846,13 +879,82 @@ class SessionEngine:
         is bound to, keeping this one. Returns how many were revoked (0 when the session
         is not bound to a user)."""
         user, keep = self._others(session)
-        return 0 if user is None else self.store.revoke_user(user, keep=keep)
+        if user is None:
+            return 0
+        return self.revoke_user(user, keep=keep, actor="user", client=session._ctx.client)
 
     async def arevoke_others(self, session: Session) -> int:
         """The async flavour of ``revoke_others``."""
         await self.aload(session)
         user, keep = self._others(session)
-        return 0 if user is None else await self.store.arevoke_user(user, keep=keep)
+        if user is None:
+            return 0
+        return await self.arevoke_user(user, keep=keep, actor="user", client=session._ctx.client)
+
+    def revoke_user(
+        self, user: str, *, keep: str | None = None, actor: str = "app",
+        client: ClientInfo | None = None,
+    ) -> int:  # fmt: skip
+        """Delete every session of ``user`` (but the one whose digest is ``keep``) and
+        emit one ``REVOKED`` event per session, naming ``actor`` (``"user"``,
+        ``"staff:<key>"``, ``"cli"``...): what the audit trail records. Returns how many."""
+        listed = self._revocable(self.store.user_sessions, user, keep)
+        count = self.store.revoke_user(user, keep=keep)
+        self._revoked(user, listed if count else [], actor, client)
+        return count
+
+    async def arevoke_user(
+        self, user: str, *, keep: str | None = None, actor: str = "app",
+        client: ClientInfo | None = None,
+    ) -> int:  # fmt: skip
+        """The async flavour of ``revoke_user``."""
+        listed = None
+        if self.events.wants(EventKind.REVOKED):
+            listed = self._except(await self.store.auser_sessions(user), keep)
+        count = await self.store.arevoke_user(user, keep=keep)
+        self._revoked(user, listed if count else [], actor, client)
+        return count
+
+    def revoke_handle(
+        self, user: str, handle_: str, *, actor: str = "app", client: ClientInfo | None = None
+    ) -> bool:
+        """Delete ``user``'s session ``handle_`` (``False``: no such session of theirs)
+        and emit ``REVOKED`` naming ``actor``."""
+        done = self.store.revoke_handle(user, handle_)
+        if done:
+            self._revoked(user, [handle_], actor, client)
+        return done
+
+    async def arevoke_handle(
+        self, user: str, handle_: str, *, actor: str = "app", client: ClientInfo | None = None
+    ) -> bool:
+        """The async flavour of ``revoke_handle``."""
+        done = await self.store.arevoke_handle(user, handle_)
+        if done:
+            self._revoked(user, [handle_], actor, client)
+        return done
+
+    def _revocable(
+        self, sessions: Callable[[str], list[Any]], user: str, keep: str | None
+    ) -> list[str] | None:
+        """The handles a revoke is about to end, listed only when someone listens."""
+        if not self.events.wants(EventKind.REVOKED):
+            return None
+        return self._except(sessions(user), keep)
+
+    @staticmethod
+    def _except(infos: list[Any], keep: str | None) -> list[str]:
+        kept = handle(keep) if keep is not None else None
+        return [info.handle for info in infos if info.handle != kept]
+
+    def _revoked(
+        self, user: str, handles: list[str] | None, actor: str, client: ClientInfo | None
+    ) -> None:
+        for each in handles or ():
+            self.events.emit(
+                Event(EventKind.REVOKED, each, f"revoked by {actor}", user=user, client=client,
+                      actor=actor)
+            )  # fmt: skip
 
     @staticmethod
     def _others(session: Session) -> tuple[str | None, str | None]:
@@ -866,13 +968,61 @@ class SessionEngine:
         """One JSON-ready document of everything stored about ``user``'s sessions: each
         live session's metadata (handle, created, last seen, expiry settings, device) and
         its data, decrypted (``encrypt_records``) and in sessionkit's tagged JSON, which
-        says each value's type. An unknown user gets an empty document, not an error."""
-        return exported(user, self._user_records(user), self.clock())
+        says each value's type, and the user's audit entries from the store's trail. An
+        unknown user gets an empty document, not an error."""
+        return exported(user, self._user_records(user), self.clock(), self.audit_entries(user))
 
-    def erase_user(self, user: str) -> int:
-        """Revoke every session of ``user`` (records and user index entries deleted);
-        returns how many there were. ``export_user`` shows nothing of them afterwards."""
-        return self.store.revoke_user(user)
+    def erase_user(self, user: str, *, actor: str = "erasure") -> int:
+        """Revoke every session of ``user`` (records and user index entries deleted), then
+        pseudonymise or delete their audit entries (``audit_erasure``); returns how many
+        sessions there were. ``export_user`` shows nothing of them afterwards."""
+        count = self.revoke_user(user, actor=actor)
+        sink = self._audit_sink()
+        if sink is not None:
+            if self.audit is not None:
+                self.audit.flush()  # the revokes just queued are erased too
+            config = self.config
+            erase_entries(
+                sink, user, config.audit_erasure, self._pseudonym(user), actor, self.clock(),
+                retention=config.audit_retention, max_entries=config.audit_max_entries,
+            )  # fmt: skip
+        return count
+
+    # ======================================================================================
+    # the audit trail
+    # ======================================================================================
+    def audit_entries(
+        self, user: str | None, *, since: float | None = None, limit: int | None = None
+    ) -> list[AuditEntry]:
+        """``user``'s audit entries in the store's trail, oldest first (``None``: those of
+        no user, such as cookie rejections); ``[]`` when the store keeps none. Entries
+        still queued for the store are written first."""
+        sink = self._audit_sink()
+        if sink is None:
+            return []
+        if self.audit is not None:
+            self.audit.flush()
+        floor = self.clock() - self.config.audit_retention  # never one past the retention
+        return sink.entries(user, since=floor if since is None else max(since, floor), limit=limit)
+
+    async def aaudit_entries(
+        self, user: str | None, *, since: float | None = None, limit: int | None = None
+    ) -> list[AuditEntry]:
+        """``audit_entries`` in a worker thread (it waits for the trail's writer and reads
+        the store's sync client), so an async view never blocks its event loop."""
+        return await asyncio.to_thread(
+            functools.partial(self.audit_entries, user, since=since, limit=limit)
+        )
+
+    def _audit_sink(self) -> AuditSink | None:
+        if self.audit is not None and self.audit.store_sink is not None:
+            return self.audit.store_sink
+        return self.store.audit_sink()
+
+    def _pseudonym(self, user: str) -> str:
+        if self.audit is not None:
+            return self.audit.pseudonym(user)
+        return pseudonym_of(pseudonym_key(self.config.secret_keys[0]), user)
 
     def _user_records(self, user: str) -> list[tuple[str, Record, dict[str, Any]]]:
         found = []
@@ -972,7 +1122,7 @@ class SessionEngine:
             try:
                 stack.enter_context(held)
             except LockTimeout as exc:
-                self._failed(exc)
+                self._failed(exc, session)
                 raise
             self._reread(session)
             yield
@@ -985,7 +1135,7 @@ class SessionEngine:
             try:
                 await stack.enter_async_context(held)
             except LockTimeout as exc:
-                self._failed(exc)
+                self._failed(exc, session)
                 raise
             self._reread(session)
             yield
@@ -1096,6 +1246,7 @@ class SessionEngine:
                     "(the least recently used session)",
                     {"user": write.meta.user, "by": handle(write.digest),
                      "max_sessions": write.limit.max_sessions if write.limit else None},
+                    user=write.meta.user, actor="session_limit",
                 )
             )  # fmt: skip
         return True
@@ -1103,7 +1254,7 @@ class SessionEngine:
     def _refused(self, exc: SessionLimitReached, write: Write | None) -> None:
         if write is not None and exc.handle is None:
             exc.handle = handle(write.rotated_from or write.digest)
-        self._failed(exc)
+        self._failed(exc, user=write.meta.user if write is not None else None)
 
     def _finish(self, plan: CommitPlan, ok: bool) -> bool:
         if not ok:
@@ -1123,25 +1274,38 @@ class SessionEngine:
     # ======================================================================================
     # events
     # ======================================================================================
-    def _emit(self, kind: EventKind, ctx: _Context, reason: str, **detail: Any) -> None:
+    def _emit(
+        self, kind: EventKind, ctx: _Context, reason: str, user: str | None = None,
+        **detail: Any,
+    ) -> None:  # fmt: skip
         if self.events.wants(kind):
-            self.events.emit(Event(kind, ctx.handle, reason, detail))
+            self.events.emit(Event(kind, ctx.handle, reason, detail, user, ctx.client))
 
-    def _note(self, plan: CommitPlan, kind: EventKind, ctx: _Context) -> None:
+    def _note(
+        self, plan: CommitPlan, kind: EventKind, ctx: _Context, user: str | None = None,
+        **detail: Any,
+    ) -> None:  # fmt: skip
         if self.events.active and self.events.wants(kind):
-            plan.events.append(Event(kind, ctx.handle))
+            plan.events.append(Event(kind, ctx.handle, "", detail, user, ctx.client))
 
     def _store_error(self, exc: StoreUnavailable) -> None:
         self.events.emit(Event(EventKind.STORE_ERROR, None, str(exc)))
 
     def _failed(
-        self, exc: StoreUnavailable | SessionTooLarge | LockTimeout | SessionLimitReached
-    ) -> None:
+        self, exc: StoreUnavailable | SessionTooLarge | LockTimeout | SessionLimitReached,
+        session: Session | None = None, user: str | None = None,
+    ) -> None:  # fmt: skip
         failure = failure_of(exc)
         assert failure is not None
         kind = self.config.failure_policies[failure].event
         if self.events.wants(kind):
-            self.events.emit(Event(kind, getattr(exc, "handle", None), str(exc)))
+            client = None
+            if session is not None:
+                client = session._ctx.client
+                if user is None and session._loader is None:  # never load to say who
+                    user = session._user
+            event = Event(kind, getattr(exc, "handle", None), str(exc), user=user, client=client)
+            self.events.emit(event)
 
     # ======================================================================================
     # failures

@@ -11,7 +11,10 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sessionkit.client import ClientInfo
 
 security_log = logging.getLogger("sessionkit.security")
 log = logging.getLogger("sessionkit")
@@ -51,6 +54,15 @@ class EventKind(str, enum.Enum):
     #: A device-bound key was registered for a session, or a registration/refresh refused.
     DBSC_REGISTERED = "dbsc_registered"
     DBSC_REFUSED = "dbsc_refused"
+    #: A session was bound to a user (``bind_user``, a framework's login); ``user`` says who.
+    USER_BOUND = "user_bound"
+    #: A session was taken from its user but lives on (a logout that keeps the rest of
+    #: the session, as Flask-Login's; after ``REGENERATED`` when it rotates too); ``user``
+    #: is the user it was bound to, ``handle`` the session's before then.
+    USER_UNBOUND = "user_unbound"
+    #: A user's session was ended from outside it: the sessions API, staff, the CLI, an
+    #: erasure (``SessionEngine.revoke_user``/``revoke_handle``); ``actor`` says by whom.
+    REVOKED = "revoked"
 
 
 SECURITY_EVENTS = frozenset(
@@ -72,6 +84,14 @@ class Event:
     handle: str | None = None
     reason: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
+    #: The user key the session is (or was) bound to, when the engine knows it.
+    user: str | None = None
+    #: The request's client (``None`` outside a request): the audit trail keeps only its
+    #: device label and network prefix, never the address or the User-Agent.
+    client: ClientInfo | None = None
+    #: Who made it happen, when not the session's own request: ``"user"`` (the sessions
+    #: API, on one's own sessions), ``"staff:<key>"``, ``"cli"``, ``"erasure"``, ...
+    actor: str | None = None
 
 
 Subscriber = Callable[[Event], None]

@@ -33,6 +33,7 @@ from sessionkit.ids import is_handle
 from sessionkit.origin import SAFE_METHODS
 
 if TYPE_CHECKING:
+    from sessionkit.client import ClientInfo
     from sessionkit.records import SessionInfo
     from sessionkit.session import Session
     from sessionkit.stores.base import Store
@@ -56,6 +57,8 @@ class Caller:
     handle: str | None = None
     digest: str | None = field(default=None, repr=False)
     created: float | None = None
+    #: the request's client, for the audit trail's device label and network prefix
+    client: ClientInfo | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, session: Session, engine: SessionEngine, *, user: object = ...) -> Caller:
@@ -66,7 +69,7 @@ class Caller:
         created = session.created
         return cls(
             bound, session.handle, engine.digest_of(session),
-            created.timestamp() if created is not None else None,
+            created.timestamp() if created is not None else None, engine.client_of(session),
         )  # fmt: skip
 
 
@@ -171,6 +174,8 @@ class SessionsAPI:
     ) -> None:
         self.store: Store
         self.clock: Callable[[], float]
+        #: revokes go through it, so they are events (and audit entries) naming the actor
+        self.engine = target if isinstance(target, SessionEngine) else None
         if isinstance(target, SessionEngine):
             self.store, self.clock = target.store, target.clock
             if absolute_timeout is None:
@@ -277,14 +282,22 @@ class SessionsAPI:
         user = route.user or me
         if route.name in ("list", "user_list"):
             return self._listed(store.user_sessions(user), caller, user)
+        engine, actor = self.engine, _actor(route, caller)
         if route.name in ("revoke", "user_revoke"):
             assert route.handle is not None
-            done = store.revoke_handle(user, route.handle)
+            if engine is not None:
+                done = engine.revoke_handle(user, route.handle, actor=actor, client=caller.client)
+            else:
+                done = store.revoke_handle(user, route.handle)
             return self._revoked(done, caller, user, route.handle)
-        if route.name == "revoke_others":
-            return ApiResponse(200, {"revoked": store.revoke_user(me, keep=caller.digest)})
-        if route.name == "user_revoke_all":
-            count = store.revoke_user(user)
+        if route.name in ("revoke_others", "user_revoke_all"):
+            keep = caller.digest if route.name == "revoke_others" else None
+            if engine is not None:
+                count = engine.revoke_user(user, keep=keep, actor=actor, client=caller.client)
+            else:
+                count = store.revoke_user(user, keep=keep)
+            if route.name == "revoke_others":
+                return ApiResponse(200, {"revoked": count})
             effect = LOGOUT if user == me and caller.handle is not None else None
             return ApiResponse(200, {"revoked": count, "current": effect is not None}, effect)
         assert seconds is not None
@@ -304,19 +317,31 @@ class SessionsAPI:
         user = route.user or me
         if route.name in ("list", "user_list"):
             return self._listed(await store.auser_sessions(user), caller, user)
+        engine, actor, client = self.engine, _actor(route, caller), caller.client
         if route.name in ("revoke", "user_revoke"):
             assert route.handle is not None
-            done = await store.arevoke_handle(user, route.handle)
+            if engine is not None:
+                done = await engine.arevoke_handle(user, route.handle, actor=actor, client=client)
+            else:
+                done = await store.arevoke_handle(user, route.handle)
             return self._revoked(done, caller, user, route.handle)
-        if route.name == "revoke_others":
-            count = await store.arevoke_user(me, keep=caller.digest)
-            return ApiResponse(200, {"revoked": count})
-        if route.name == "user_revoke_all":
-            count = await store.arevoke_user(user)
+        if route.name in ("revoke_others", "user_revoke_all"):
+            keep = caller.digest if route.name == "revoke_others" else None
+            if engine is not None:
+                count = await engine.arevoke_user(user, keep=keep, actor=actor, client=client)
+            else:
+                count = await store.arevoke_user(user, keep=keep)
+            if route.name == "revoke_others":
+                return ApiResponse(200, {"revoked": count})
             effect = LOGOUT if user == me and caller.handle is not None else None
             return ApiResponse(200, {"revoked": count, "current": effect is not None}, effect)
         assert seconds is not None
         return self._extended(caller, seconds)
+
+
+def _actor(route: _Route, caller: Caller) -> str:
+    """Who revokes, for the audit trail: the user on their own sessions, else staff."""
+    return f"staff:{caller.user}" if route.staff else "user"
 
 
 def _iso(epoch: float) -> str:

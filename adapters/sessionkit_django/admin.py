@@ -12,6 +12,7 @@ offering to revoke only the other sessions instead.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from typing import Any
 
@@ -24,9 +25,13 @@ from django.template.loader import select_template
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from sessionkit import ClientInfo
 from sessionkit_django.auth import revoke_all, revoke_session, user_sessions
 from sessionkit_django.conf import engines, user_key_getter
 from sessionkit_django.engine import SessionStoreBase
+
+#: The newest audit entries the sessions page shows.
+AUDIT_ROWS = 100
 
 
 class UserSessionsAdminMixin:
@@ -38,6 +43,30 @@ class UserSessionsAdminMixin:
     model: Any
     opts: Any  # ModelAdmin's: the model's options (app label, model name)
     change_form_template: Any
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        """The user list's actions, with "Export sessions" (the export JSON of each
+        selected user: sessions, data and audit entries) for those who may change users."""
+        actions: dict[str, Any] = super().get_actions(request)  # type: ignore[misc]
+        if self.has_change_permission(request):  # type: ignore[attr-defined]
+            actions["export_sessions"] = (
+                UserSessionsAdminMixin.export_sessions, "export_sessions",
+                "Export sessions and audit trail (JSON)",
+            )  # fmt: skip
+        return actions
+
+    def export_sessions(self, request: HttpRequest, queryset: Any) -> HttpResponse:
+        """Download one JSON array: ``engine.export_user`` of each selected user."""
+        key = user_key_getter()
+        engine = engines().request
+        documents = [engine.export_user(key(user)) for user in queryset]
+        response = HttpResponse(
+            json.dumps(documents, ensure_ascii=False, indent=2),
+            content_type="application/json",
+        )
+        response["Content-Disposition"] = 'attachment; filename="sessionkit-export.json"'
+        response["Cache-Control"] = "no-store"
+        return response
 
     def get_urls(self) -> list[Any]:
         urls: list[Any] = super().get_urls()  # type: ignore[misc]
@@ -81,11 +110,15 @@ class UserSessionsAdminMixin:
                 if own and request.POST["handle"] == current:
                     logout(request)  # this very session: a plain logout, as it says
                     return HttpResponseRedirect(request.path)
-                done = revoke_session(user, request.POST["handle"])
+                done = revoke_session(
+                    user, request.POST["handle"], actor=_staff(request), request=request
+                )
                 messages.info(request, "Session revoked." if done else "No such session.")
             elif action == "revoke-others" and own:
                 keep = _current_digest(request)
-                count = store.revoke_user(user_key_getter()(user), keep=keep)
+                count = engines().request.revoke_user(
+                    user_key_getter()(user), keep=keep, actor="user", client=_client(request)
+                )
                 messages.info(request, f"{count} other session(s) revoked.")
             elif own and request.POST.get("confirm") != "yes":
                 # it logs you out too: say so and ask, on a page of its own (no script)
@@ -100,7 +133,8 @@ class UserSessionsAdminMixin:
                     request, "sessionkit_django/user_sessions_confirm.html", context
                 )
             else:
-                count = revoke_all(user)  # by the configured USER_KEY, as listed
+                # by the configured USER_KEY, as listed
+                count = revoke_all(user, actor=_staff(request), request=request)
                 if own:  # this session went too: end it as a logout, not a conflict
                     logout(request)
                     return HttpResponseRedirect(request.path)
@@ -112,6 +146,8 @@ class UserSessionsAdminMixin:
              "current": info.handle == current}
             for info in (user_sessions(user) if store.supports_user_index else [])
         ]  # fmt: skip
+        entries = engines().request.audit_entries(user_key_getter()(user), limit=AUDIT_ROWS)
+        trail = [{**entry.as_dict(), "time": _when(entry.at)} for entry in reversed(entries)]
         context = {
             **self.admin_site.each_context(request),
             "title": f"Sessions of {user}",
@@ -120,8 +156,23 @@ class UserSessionsAdminMixin:
             "sessions": rows,
             "indexed": store.supports_user_index,
             "own": own,
+            "audit": trail,
+            "audit_rows": AUDIT_ROWS,
         }
         return TemplateResponse(request, "sessionkit_django/user_sessions.html", context)
+
+
+def _staff(request: HttpRequest) -> str:
+    """The actor the audit trail names for a revoke from this page."""
+    me = getattr(request, "user", None)
+    if me is None or not me.is_authenticated:
+        return "staff"
+    return f"staff:{user_key_getter()(me)}"
+
+
+def _client(request: HttpRequest) -> ClientInfo | None:
+    session = getattr(request, "session", None)
+    return session.client if isinstance(session, SessionStoreBase) else None
 
 
 def _own_account(request: HttpRequest, user: Any) -> bool:

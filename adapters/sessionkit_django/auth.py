@@ -22,7 +22,7 @@ from django.contrib.auth import update_session_auth_hash as _django_update_hash
 from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.http import HttpRequest
 
-from sessionkit import SessionInfo
+from sessionkit import ClientInfo, SessionInfo
 from sessionkit_django.conf import engines, user_key_getter
 from sessionkit_django.engine import SessionStoreBase
 
@@ -61,12 +61,20 @@ def connect() -> None:
 def logout_other_sessions(request: HttpRequest) -> int:
     """Revoke every session of ``request.user`` except this one; returns how many."""
     user, keep = _who(request)
-    return engines().request.store.revoke_user(user, keep=keep)
+    engine = engines().request
+    return engine.revoke_user(user, keep=keep, actor="user", client=_client(request))
 
 
 async def alogout_other_sessions(request: HttpRequest) -> int:
     user, keep = _who(request)
-    return await engines().request.store.arevoke_user(user, keep=keep)
+    engine = engines().request
+    return await engine.arevoke_user(user, keep=keep, actor="user", client=_client(request))
+
+
+def _client(request: HttpRequest | None) -> ClientInfo | None:
+    """The request's client as the session saw it (for the audit trail)."""
+    store = _store_of(request)
+    return store.client if store is not None else None
 
 
 def _who(request: HttpRequest) -> tuple[str, str | None]:
@@ -85,7 +93,9 @@ def update_session_auth_hash(request: HttpRequest, user: Any) -> int:
     _django_update_hash(request, user)
     if getattr(request, "user", None) != user:
         return 0
-    return engines().request.store.revoke_user(_user_key(user), keep=_current(request))
+    return engines().request.revoke_user(
+        _user_key(user), keep=_current(request), actor="user", client=_client(request)
+    )
 
 
 def _current(request: HttpRequest) -> str | None:
@@ -98,11 +108,17 @@ def user_sessions(user: Any) -> list[SessionInfo]:
     return engines().request.store.user_sessions(_user_key(user))
 
 
-def revoke_all(user: Any) -> int:
-    """Log out every session of ``user`` (the admin page's "Revoke all")."""
-    return engines().request.store.revoke_user(_user_key(user))
+def revoke_all(user: Any, *, actor: str = "app", request: HttpRequest | None = None) -> int:
+    """Log out every session of ``user`` (the admin page's "Revoke all"); ``actor`` names
+    who did it in the audit trail (the admin page: ``"staff:<key>"``), ``request`` the
+    request it came in (its device and network)."""
+    return engines().request.revoke_user(_user_key(user), actor=actor, client=_client(request))
 
 
-def revoke_session(user: Any, session_handle: str) -> bool:
+def revoke_session(
+    user: Any, session_handle: str, *, actor: str = "app", request: HttpRequest | None = None
+) -> bool:
     """Log out one of the user's sessions by the handle ``user_sessions`` showed."""
-    return engines().request.store.revoke_handle(_user_key(user), session_handle)
+    return engines().request.revoke_handle(
+        _user_key(user), session_handle, actor=actor, client=_client(request)
+    )

@@ -35,7 +35,7 @@ from django.contrib.sessions.exceptions import SessionInterrupted
 from django.core.signing import JSONSerializer
 from django.utils import timezone
 
-from sessionkit import CommitPlan, Session, SessionEngine, SessionTooLarge
+from sessionkit import ClientInfo, CommitPlan, Session, SessionEngine, SessionTooLarge
 from sessionkit.expiry import FOREVER
 from sessionkit_django.conf import engines
 
@@ -81,6 +81,11 @@ class SessionStoreBase(SessionBase):
     def engine(self) -> SessionEngine:
         """The engine this session runs on (what the middleware and ``@session_lock`` use)."""
         return self._engine
+
+    @property
+    def client(self) -> ClientInfo:
+        """The request's client as the middleware described it (no I/O)."""
+        return self._engine.client_of(self._core)
 
     # -- the key ---------------------------------------------------------------------------
     def _get_session_key(self) -> str | None:

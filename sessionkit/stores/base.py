@@ -20,6 +20,7 @@ from sessionkit.events import security_log
 from sessionkit.ids import handle, is_digest
 
 if TYPE_CHECKING:
+    from sessionkit.audit import AuditSink
     from sessionkit.doctor import Finding
 
 # Record, RecordMeta, SessionInfo and Write live in sessionkit.records (the core's module
@@ -199,6 +200,11 @@ class Store:
     def create_schema(self) -> bool:
         """Create tables or directories ahead of first use; ``False``: nothing to create."""
         return False
+
+    def audit_sink(self) -> AuditSink | None:
+        """Where ``audit="store"`` writes the audit trail (``sessionkit.audit``): the same
+        object on every call; ``None`` for a store that keeps none."""
+        return None
 
     def close(self) -> None:
         """Release connections; the store must not be used afterwards."""

@@ -35,11 +35,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sessionkit.doctor import Finding
 from sessionkit.errors import ConfigError
 from sessionkit.stores.base import Record, RecordMeta, SessionInfo, Store, Write, mask_url
+
+if TYPE_CHECKING:
+    from sessionkit.audit import AuditSink
 
 log = logging.getLogger("sessionkit")
 
@@ -418,6 +421,9 @@ class CachingStore(Store):
 
     def create_schema(self) -> bool:
         return self.store.create_schema()
+
+    def audit_sink(self) -> AuditSink | None:
+        return self.store.audit_sink()
 
     def close(self) -> None:
         self.source.close()

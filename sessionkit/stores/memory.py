@@ -13,6 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 
+from sessionkit.audit import MemoryAuditSink
 from sessionkit.errors import ConfigError
 from sessionkit.ids import handle
 from sessionkit.records import Record, RecordMeta, SessionInfo, Write
@@ -54,6 +55,13 @@ class MemoryStore(PollingLocks, Store):
 
     def __len__(self) -> int:
         return len(self._records)
+
+    def audit_sink(self) -> MemoryAuditSink:
+        """The audit trail of this process (``audit="store"``), kept beside the sessions."""
+        sink = self.__dict__.get("_audit")
+        if sink is None:
+            sink = self.__dict__.setdefault("_audit", MemoryAuditSink())
+        return sink  # type: ignore[no-any-return]
 
     # -- protocol --------------------------------------------------------------------------
     def load(self, digest: str) -> Record | None:

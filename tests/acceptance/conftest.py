@@ -18,9 +18,9 @@ from tests import servers
 
 #: Every misconfiguration and outage of issue 14 that the three apps go through.
 STORE_SCHEMES = (
-    "cookie://, dynamodb://, file://, memcached://, memory://, postgres://, postgresql://, redis://, "
-    "redis+cluster://, redis+sentinel://, rediss://, rediss+cluster://, rediss+sentinel://, "
-    "sqlite://"
+    "cookie://, dynamodb://, file://, memcached://, memory://, postgres://, postgresql://, "
+    "redis://, redis+cluster://, redis+sentinel://, rediss://, rediss+cluster://, "
+    "rediss+sentinel://, sqlite://"
 )
 WEAK_KEY = (
     "the secret key is 8 bytes; at least 32 random bytes are required. Generate one with "

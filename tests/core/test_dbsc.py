@@ -215,6 +215,21 @@ def test_register_refresh_and_expiry(clock: FakeClock) -> None:
     assert sid == body["session_identifier"]
 
 
+def test_the_audit_trail_records_a_bound_session_seen_without_its_bound_cookie(
+    clock: FakeClock,
+) -> None:
+    engine = make(clock, audit="store")
+    engine.store._clock = clock  # type: ignore[attr-defined]
+    jar = Jar(engine)
+    register(jar)
+    clock.advance(601)
+    assert jar.visit(whoami)[0] is None
+    assert engine.audit is not None
+    engine.audit.flush()
+    entries = [e for e in engine.audit_entries("alice") if e.kind == "dbsc_missing"]
+    assert len(entries) == 1 and entries[0].handle and "absent" in entries[0].reason
+
+
 def test_async_endpoints(clock: FakeClock) -> None:
     engine = make(clock)
     jar = Jar(engine)

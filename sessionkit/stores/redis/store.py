@@ -79,6 +79,7 @@ from sessionkit.stores.base import (
     require_digests,
 )
 from sessionkit.stores.redis import records
+from sessionkit.stores.redis.audit import RedisAuditSink
 from sessionkit.stores.redis.records import encoded_name, now_ms, order_of, pttl_of
 from sessionkit.stores.redis.reseal import RESEAL_SCRIPT, reseal_args
 from sessionkit.stores.redis.scripts import (
@@ -248,6 +249,13 @@ class RedisStore(PollingLocks, Store):
         with self._guard():
             got = await client.execute_command("GETDEL", name)
         return got.decode() if isinstance(got, bytes) else got
+
+    def audit_sink(self) -> RedisAuditSink:
+        """The audit trail in capped streams, one per user (``audit="store"``)."""
+        sink = self.__dict__.get("_audit")
+        if sink is None:
+            sink = self.__dict__.setdefault("_audit", RedisAuditSink(self))
+        return sink  # type: ignore[no-any-return]
 
     # -- clients ---------------------------------------------------------------------------
     def _down(self, exc: BaseException) -> StoreUnavailable:

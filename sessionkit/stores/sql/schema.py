@@ -21,6 +21,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable, ExecutableDDLElement
 
 from sessionkit.records import Record, RecordMeta, Write, in_order
 from sessionkit.stores.base import reject_record
+from sessionkit.stores.sql.audit import AuditStatements
 from sessionkit.stores.sql.url import check_table_name
 
 #: Connection execution option that makes SQLite open a transaction (BEGIN IMMEDIATE);
@@ -73,11 +74,16 @@ class Statements:
             sa.Column("value", sa.Text, nullable=False),
             sa.Column("expires_at", sa.Float, nullable=False),
         )  # fmt: skip
+        #: the audit trail's table, ``<table>_audit`` (sessionkit.stores.sql.audit)
+        self.audit = AuditStatements(t.name, metadata)
+        au = self.audit.table
         self.ddl: list[ExecutableDDLElement] = [
             CreateTable(t, if_not_exists=True),
             *(CreateIndex(ix, if_not_exists=True) for ix in sorted(t.indexes, key=str)),
             CreateTable(lk, if_not_exists=True),
             CreateTable(ch, if_not_exists=True),
+            CreateTable(au, if_not_exists=True),
+            *(CreateIndex(ix, if_not_exists=True) for ix in sorted(au.indexes, key=str)),
         ]
         if backend == "postgresql":  # a table made before the column existed gains it
             add = f"ALTER TABLE %(table)s ADD COLUMN IF NOT EXISTS {ORDER} jsonb"

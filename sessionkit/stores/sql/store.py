@@ -20,6 +20,7 @@ from sqlalchemy import exc as sa_exc
 from sessionkit.ids import handle, is_handle
 from sessionkit.records import Record, RecordMeta, SessionInfo, Write
 from sessionkit.stores.base import PollingLocks, reject_record, require_digests
+from sessionkit.stores.sql.audit import SQLAuditSink
 from sessionkit.stores.sql.connections import SQLEngines
 from sessionkit.stores.sql.schema import (
     decode_items,
@@ -211,6 +212,14 @@ class SQLStore(PollingLocks, SQLEngines):
             return False
         params = {"user": user, "prefix": handle + "%"}
         return await self._arowcount(self._sql.revoke_handle, params) > 0
+
+    # -- the audit trail ---------------------------------------------------------------------
+    def audit_sink(self) -> SQLAuditSink:
+        """The audit trail in ``<table>_audit`` (``audit="store"``)."""
+        sink = self.__dict__.get("_audit")
+        if sink is None:
+            sink = self.__dict__.setdefault("_audit", SQLAuditSink(self, self._sql.audit))
+        return sink  # type: ignore[no-any-return]
 
     # -- sweep and scan ----------------------------------------------------------------------
     def delete_expired(self, progress: Callable[[int], None] | None = None) -> int:

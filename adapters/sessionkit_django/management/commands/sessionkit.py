@@ -1,7 +1,7 @@
-"""``manage.py sessionkit init|gc|stats|list|revoke|keygen``: the ``sessionkit`` command
-line (``sessionkit.cli``) on the project's configured store, so the two never drift.
-``--user`` takes the user key the session index stores (``SESSIONKIT["USER_KEY"]``: the
-primary key unless configured otherwise)."""
+"""``manage.py sessionkit init|gc|stats|list|revoke|export|erase|audit|keygen``: the
+``sessionkit`` command line (``sessionkit.cli``) on the project's configured store and
+settings, so the two never drift. ``--user`` takes the user key the session index stores
+(``SESSIONKIT["USER_KEY"]``: the primary key unless configured otherwise)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,10 @@ def project_store() -> Store:
 
 
 class Command(BaseCommand):
-    help = "Manage sessionkit sessions: init, gc, stats, list --user, revoke --user."
+    help = (
+        "Manage sessionkit sessions: init, gc, stats, list --user, revoke --user, "
+        "export --user, erase --user, audit --user."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -51,4 +54,6 @@ class Command(BaseCommand):
             from sessionkit.cli import build_group
         except ImportError as exc:  # pragma: no cover - click missing
             raise CommandError("needs click: pip install 'sessionkit[cli]'") from exc
-        return build_group(project_store, name="manage.py sessionkit")
+        return build_group(
+            project_store, name="manage.py sessionkit", get_config=lambda: engines().config
+        )
