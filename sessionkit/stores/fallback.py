@@ -44,6 +44,7 @@ from sessionkit.ids import handle as handle_of
 from sessionkit.stores.base import Record, RecordMeta, SessionInfo, Store, Write, mask_url
 
 if TYPE_CHECKING:
+    from sessionkit.audit import AuditSink
     from sessionkit.config import SessionConfig
     from sessionkit.doctor import Finding
 
@@ -520,6 +521,10 @@ class FallbackStore(Store):
 
     def create_schema(self) -> bool:
         return self.primary.create_schema()
+
+    def audit_sink(self) -> AuditSink | None:
+        """The primary's trail (an entry the primary cannot take is logged, then dropped)."""
+        return self.primary.audit_sink()
 
     def close(self) -> None:
         try:

@@ -518,3 +518,13 @@ def test_the_async_lock_is_refused_while_read_only() -> None:
             asyncio.run(locked())
     finally:
         setup.close()
+
+
+def test_the_audit_trail_is_the_primarys() -> None:
+    primary, replica = MemoryStore(), MemoryStore()
+    config = SessionConfig(secret_key=KEY, store="memory://", audit="store")
+    engine = SessionEngine(config, store=FallbackStore(primary, replica))
+    login(Browser(engine))
+    assert engine.audit is not None and engine.audit.flush()
+    assert [e.kind for e in primary.audit_sink().entries("alice")] == ["login"]
+    assert replica.audit_sink().entries("alice") == []
