@@ -105,6 +105,11 @@ class SessionConfig:
     #: At the limit, a new login ``"evict_oldest"`` (deletes the user's least recently
     #: used session) or is refused (``"refuse"``: ``SessionLimitReached``, answered 409).
     session_limit_policy: SessionLimitPolicy = "evict_oldest"
+    #: Metrics and traces: ``"prometheus"``, ``"otel"`` or both (``"prometheus,otel"``);
+    #: empty: none, and nothing is measured (docs/metrics.md, ``sessionkit.metrics``).
+    metrics: str | Sequence[str] = ()
+    #: Seconds between two background counts of the active sessions (``0``: never).
+    metrics_interval: float = 30.0
 
     # Derived, validated values (filled in __post_init__).
     secret_keys: tuple[bytes, ...] = dataclasses.field(init=False, repr=False)
@@ -144,6 +149,10 @@ class SessionConfig:
         self._check_cookie()
         self._check_fingerprint()
         self._check_session_limit()
+        from sessionkit.metrics import backends_of  # here: it imports this module
+
+        set_(self, "metrics", backends_of(self.metrics))
+        set_(self, "metrics_interval", _seconds("metrics_interval", self.metrics_interval, zero=True))
         if not isinstance(self.store, str) and not hasattr(self.store, "client_side"):
             raise ConfigError(
                 "store", f"expected a store URL or a store object, got {self.store!r}"

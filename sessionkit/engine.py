@@ -190,6 +190,10 @@ class SessionEngine:
             raise ConfigError(
                 "max_sessions_per_user", limit_unsupported(name or type(self.store).__name__)
             )
+        if config.metrics:  # one store wrapper and one bus subscriber (docs/metrics.md)
+            from sessionkit.metrics import install
+
+            install(self, config.metrics, interval=config.metrics_interval)
 
     def client(
         self,
