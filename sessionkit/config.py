@@ -152,7 +152,8 @@ class SessionConfig:
         from sessionkit.metrics import backends_of  # here: it imports this module
 
         set_(self, "metrics", backends_of(self.metrics))
-        set_(self, "metrics_interval", _seconds("metrics_interval", self.metrics_interval, zero=True))
+        interval = _seconds("metrics_interval", self.metrics_interval, zero=True)
+        set_(self, "metrics_interval", interval)
         if not isinstance(self.store, str) and not hasattr(self.store, "client_side"):
             raise ConfigError(
                 "store", f"expected a store URL or a store object, got {self.store!r}"

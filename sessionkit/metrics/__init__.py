@@ -27,6 +27,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sessionkit.errors import (
@@ -87,10 +88,13 @@ def outcome_of(error: BaseException) -> str:
 
 
 class StoreObserver(Protocol):
-    """What a backend does around one store call. ``begin`` runs before the call (a tracer
-    opens its span there, so spans made inside the call are its children) and returns what
-    ``end`` needs; ``end`` gets the outcome (``ok``, ``absent``, ``conflict``,
-    ``unavailable``, ``too_large``, ``refused``, ``error``) and the time taken."""
+    """What a backend does around one store call. ``begin`` runs before the call when
+    ``around`` is true (a tracer opens its span there, so spans made inside the call are its
+    children) and returns what ``end`` needs (``None`` otherwise); ``end`` gets the outcome
+    (``ok``, ``absent``, ``conflict``, ``unavailable``, ``too_large``, ``refused``,
+    ``error``) and the time taken."""
+
+    around: bool
 
     def begin(self, store: InstrumentedStore, operation: str) -> Any: ...
 
@@ -161,7 +165,7 @@ class Telemetry:
             self.backends.add(id(backend))
             if observer is not None:
                 self.observers = (*self.observers, observer)
-                self.store.observers = self.observers
+                self.store.observe(self.observers)
             return True
 
     # -- what the backends read ---------------------------------------------------------
@@ -256,36 +260,64 @@ class InstrumentedStore(Store):
         return getattr(self.store, name)
 
     # -- timing ----------------------------------------------------------------------------
-    def _call(self, operation: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        observers = self.observers
-        tokens = [o.begin(self, operation) for o in observers]
-        started = time.perf_counter()
+    def observe(self, observers: tuple[StoreObserver, ...]) -> None:
+        """Report every call from now on to ``observers`` (``Telemetry.attach`` calls it)."""
+        self.observers = observers
+        self._around = any(o.around for o in observers)
+
+    _around = False
+
+    def _call(self, operation: str, call: Callable[..., Any], *args: Any) -> Any:
+        if self._around:
+            return self._traced(operation, call, *args)
+        started = perf_counter()
         try:
-            result = call(*args, **kwargs)
+            result = call(*args)
         except BaseException as exc:
-            self._report(observers, tokens, operation, outcome_of(exc), started, exc)
+            self._report(self.observers, (), operation, outcome_of(exc), started, exc)
             raise
-        self._report(observers, tokens, operation, _outcome(operation, result), started, None)
+        seconds = perf_counter() - started
+        outcome = "ok" if result else _outcome(operation, result)
+        try:
+            for observer in self.observers:
+                observer.end(None, self, operation, outcome, seconds, None)
+        except Exception:
+            log.exception("sessionkit metrics observer failed")
         return result
 
-    async def _acall(self, operation: str, call: Callable[..., Any], *args: Any,
-                     **kwargs: Any) -> Any:  # fmt: skip
+    def _traced(self, operation: str, call: Callable[..., Any], *args: Any) -> Any:
         observers = self.observers
         tokens = [o.begin(self, operation) for o in observers]
-        started = time.perf_counter()
+        started = perf_counter()
         try:
-            result = await call(*args, **kwargs)
+            result = call(*args)
         except BaseException as exc:
             self._report(observers, tokens, operation, outcome_of(exc), started, exc)
             raise
-        self._report(observers, tokens, operation, _outcome(operation, result), started, None)
+        outcome = "ok" if result else _outcome(operation, result)
+        self._report(observers, tokens, operation, outcome, started, None)
+        return result
+
+    async def _acall(self, operation: str, call: Callable[..., Any], *args: Any) -> Any:
+        observers = self.observers
+        tokens = [o.begin(self, operation) for o in observers] if self._around else ()
+        started = perf_counter()
+        try:
+            result = await call(*args)
+        except BaseException as exc:
+            self._report(observers, tokens, operation, outcome_of(exc), started, exc)
+            raise
+        outcome = "ok" if result else _outcome(operation, result)
+        self._report(observers, tokens, operation, outcome, started, None)
         return result
 
     def _report(
-        self, observers: tuple[StoreObserver, ...], tokens: list[Any], operation: str,
+        self, observers: tuple[StoreObserver, ...], tokens: Sequence[Any], operation: str,
         outcome: str, started: float, error: BaseException | None,
     ) -> None:  # fmt: skip
-        seconds = time.perf_counter() - started
+        seconds = perf_counter() - started
+        if not tokens:
+            tokens = (None,) * len(observers)
         # the reverse order of begin: a tracer's context is restored as it was
         for observer, token in zip(reversed(observers), reversed(tokens), strict=True):
             try:
@@ -335,7 +367,7 @@ class InstrumentedStore(Store):
         return self._call("user_sessions", self.store.user_sessions, user)  # type: ignore[no-any-return]
 
     def revoke_user(self, user: str, *, keep: str | None = None) -> int:
-        return self._call("revoke_user", self.store.revoke_user, user, keep=keep)  # type: ignore[no-any-return]
+        return self._call("revoke_user", lambda: self.store.revoke_user(user, keep=keep))  # type: ignore[no-any-return]
 
     def revoke_handle(self, user: str, handle: str) -> bool:
         return self._call("revoke_handle", self.store.revoke_handle, user, handle)  # type: ignore[no-any-return]
@@ -347,7 +379,7 @@ class InstrumentedStore(Store):
         return await self._acall("user_sessions", self.store.auser_sessions, user)  # type: ignore[no-any-return]
 
     async def arevoke_user(self, user: str, *, keep: str | None = None) -> int:
-        return await self._acall("revoke_user", self.store.arevoke_user, user, keep=keep)  # type: ignore[no-any-return]
+        return await self._acall("revoke_user", lambda: self.store.arevoke_user(user, keep=keep))  # type: ignore[no-any-return]
 
     async def arevoke_handle(self, user: str, handle: str) -> bool:
         return await self._acall("revoke_handle", self.store.arevoke_handle, user, handle)  # type: ignore[no-any-return]
@@ -397,8 +429,9 @@ class InstrumentedStore(Store):
 
 
 def _outcome(operation: str, result: Any) -> str:
-    """A store call that returned: ``absent`` for a load that found nothing or a touch of
-    a record that is gone, ``conflict`` for a save whose condition failed."""
+    """A store call that returned something false: ``absent`` for a load that found
+    nothing or a touch of a record that is gone, ``conflict`` for a save whose condition
+    failed, ``ok`` for the rest (a delete, no eviction, nothing revoked)."""
     if result is None and operation in ("load", "load_fresh", "save_limited"):
         return "conflict" if operation == "save_limited" else "absent"
     if result is False:

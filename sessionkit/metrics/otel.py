@@ -102,6 +102,8 @@ class OtelExporter:
 class _Observer:
     """A span around each call of one store, and its time into the latency histogram."""
 
+    around = True
+
     def __init__(self, histogram: Any, tracer: trace.Tracer, telemetry: Telemetry) -> None:
         self._histogram = histogram
         self._tracer = tracer

@@ -74,6 +74,8 @@ class _Families:
 class _Observer:
     """Observes one store's calls into the latency histogram (a child per operation)."""
 
+    around = False
+
     def __init__(self, histogram: Histogram, label: str) -> None:
         self._histogram = histogram
         self._label = label
@@ -103,7 +105,7 @@ class PrometheusExporter:
         )  # fmt: skip
         self._telemetries: list[weakref.ReferenceType[Telemetry]] = []
         self._lock = threading.Lock()
-        registry.register(_Families(self))  # type: ignore[arg-type]
+        registry.register(_Families(self))
 
     def add(self, telemetry: Telemetry) -> None:
         if telemetry.attach(self, _Observer(self.latency, telemetry.label)):
