@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -39,6 +39,7 @@ from sessionkit.errors import (
 from sessionkit.events import Event, EventBus, EventKind
 from sessionkit.expiry import deadline_for
 from sessionkit.stores.base import Record, RecordMeta, SessionInfo, Store, Write
+from sessionkit.stores.cache import CacheStats, CachingStore
 from sessionkit.urls import mask_url
 
 if TYPE_CHECKING:
@@ -105,10 +106,11 @@ class StoreObserver(Protocol):
 
 
 class EventTally:
-    """Events counted by kind: the one subscriber of a bus (shared by every engine on it)."""
+    """Events counted by kind: the one subscriber of a bus (shared by every engine on it).
+    It holds no reference to the bus, so a backend may keep it (and its counts, which must
+    never go down) after the bus and its engines are gone."""
 
     def __init__(self, bus: EventBus) -> None:
-        self.bus = bus  # kept alive with the tally, so its id names no other bus meanwhile
         self.counts: dict[str, int] = dict.fromkeys((k.value for k in COUNTED), 0)
         self._lock = threading.Lock()
         self.unsubscribe = bus.subscribe(self, COUNTED)
@@ -123,16 +125,16 @@ class EventTally:
             return dict(self.counts)
 
 
-_tallies: weakref.WeakValueDictionary[int, EventTally] = weakref.WeakValueDictionary()
+_tallies: weakref.WeakKeyDictionary[EventBus, EventTally] = weakref.WeakKeyDictionary()
 _tallies_lock = threading.Lock()
 
 
 def tally_for(bus: EventBus) -> EventTally:
     """The bus's tally, subscribed once however many engines share the bus."""
     with _tallies_lock:
-        tally = _tallies.get(id(bus))
-        if tally is None or tally.bus is not bus:
-            tally = _tallies[id(bus)] = EventTally(bus)
+        tally = _tallies.get(bus)
+        if tally is None:
+            tally = _tallies[bus] = EventTally(bus)
         return tally
 
 
@@ -169,19 +171,11 @@ class Telemetry:
             return True
 
     # -- what the backends read ---------------------------------------------------------
-    def events(self) -> dict[str, int]:
-        """Events by kind since the tally started, and the local cache's hits and misses
-        (present only when the store has a local cache in front)."""
-        counts = self.tally.snapshot()
-        counts.update(self.cache_counts())
-        return counts
-
-    def cache_counts(self) -> dict[str, int]:
-        stats = getattr(self.store.store, "stats", None)
-        if stats is None:
-            return {}
-        found = stats()
-        return {"cache_hit": found.get("hits", 0), "cache_miss": found.get("misses", 0)}
+    @property
+    def cache_stats(self) -> CacheStats | None:
+        """The counters of the local cache in front of the store (``?cache=on``), if any."""
+        inner = self.store.store
+        return inner.cache.stats if isinstance(inner, CachingStore) else None
 
     # -- the active-sessions sample ------------------------------------------------------
     def sample(self) -> int | None:
@@ -531,32 +525,58 @@ def missing(backend: str, exc: ImportError) -> ConfigError:
     )  # fmt: skip
 
 
-def totals(telemetries: Iterable[Telemetry]) -> dict[str, int]:
-    """Events by kind over ``telemetries``, each bus and each cache counted once."""
-    seen_tallies: set[int] = set()
-    seen_caches: set[int] = set()
-    out: dict[str, int] = {}
-    for telemetry in telemetries:
-        parts: list[Mapping[str, int]] = []
-        if id(telemetry.tally) not in seen_tallies:
-            seen_tallies.add(id(telemetry.tally))
-            parts.append(telemetry.tally.snapshot())
-        if id(telemetry.store.store) not in seen_caches:
-            seen_caches.add(id(telemetry.store.store))
-            parts.append(telemetry.cache_counts())
-        for part in parts:
-            for kind, count in part.items():
-                out[kind] = out.get(kind, 0) + count
-    return out
+class Exporter:
+    """What a backend reads, over every telemetry installed on it: the event counts (each
+    bus's tally and each cache's counters once, kept for good so a count never goes down
+    when an engine is dropped) and the active sessions (only of telemetries still alive)."""
 
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._telemetries: list[weakref.ReferenceType[Telemetry]] = []
+        self._tallies: dict[int, EventTally] = {}
+        self._caches: dict[int, CacheStats] = {}
 
-def active_by_store(telemetries: Sequence[Telemetry]) -> dict[str, int]:
-    """The last sample of active sessions by store label (one per store)."""
-    out: dict[str, int] = {}
-    for telemetry in telemetries:
-        if telemetry.active is not None and telemetry.label not in out:
-            out[telemetry.label] = telemetry.active
-    return out
+    def observer_for(self, telemetry: Telemetry) -> StoreObserver | None:
+        """The backend's observer of ``telemetry``'s store calls."""
+        return None
+
+    def add(self, telemetry: Telemetry) -> None:
+        if not telemetry.attach(self, self.observer_for(telemetry)):
+            return
+        with self._lock:
+            self._telemetries.append(weakref.ref(telemetry))
+            self._tallies[id(telemetry.tally)] = telemetry.tally
+            stats = telemetry.cache_stats
+            if stats is not None:
+                self._caches[id(stats)] = stats
+
+    def telemetries(self) -> list[Telemetry]:
+        with self._lock:
+            alive = [t for t in (ref() for ref in self._telemetries) if t is not None]
+            self._telemetries = [weakref.ref(t) for t in alive]
+        return alive
+
+    def events(self) -> dict[str, int]:
+        """Events by kind: every counted kind (zero until it happens, so a dashboard shows
+        it), and ``cache_hit``/``cache_miss`` once a store with a local cache is there."""
+        counts = dict.fromkeys((k.value for k in COUNTED), 0)
+        with self._lock:
+            tallies, caches = list(self._tallies.values()), list(self._caches.values())
+        for tally in tallies:
+            for kind, count in tally.snapshot().items():
+                counts[kind] = counts.get(kind, 0) + count
+        if caches:
+            counts["cache_hit"] = sum(stats.hits for stats in caches)
+            counts["cache_miss"] = sum(stats.misses for stats in caches)
+        return counts
+
+    def active(self) -> dict[str, int]:
+        """The last sample of active sessions by store label (one per store)."""
+        out: dict[str, int] = {}
+        for telemetry in self.telemetries():
+            if telemetry.active is not None and telemetry.label not in out:
+                out[telemetry.label] = telemetry.active
+        return out
 
 
 __all__ = [
@@ -565,6 +585,7 @@ __all__ = [
     "COUNTED",
     "LATENCY_BUCKETS",
     "EventTally",
+    "Exporter",
     "InstrumentedStore",
     "StoreObserver",
     "Telemetry",

@@ -23,16 +23,7 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from sessionkit.metrics import (
-    CACHE_KINDS,
-    COUNTED,
-    LATENCY_BUCKETS,
-    InstrumentedStore,
-    Telemetry,
-    active_by_store,
-    missing,
-    totals,
-)
+from sessionkit.metrics import LATENCY_BUCKETS, Exporter, InstrumentedStore, Telemetry, missing
 from sessionkit.urls import mask_url
 
 try:
@@ -55,12 +46,12 @@ def _version() -> str:
     return __version__
 
 
-class OtelExporter:
+class OtelExporter(Exporter):
     """sessionkit's instruments on one meter provider."""
 
     def __init__(self, meter: Meter) -> None:
-        self._telemetries: list[weakref.ReferenceType[Telemetry]] = []
-        self._lock = threading.Lock()
+        super().__init__()
+        self.tracers: dict[int, trace.Tracer] = {}
         self.latency = meter.create_histogram(
             LATENCY, unit="s", description="Time taken by each session store call",
             explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
@@ -75,28 +66,21 @@ class OtelExporter:
             description="Live sessions in the store at the last background sample",
         )  # fmt: skip
 
-    def add(self, telemetry: Telemetry, tracer: trace.Tracer) -> None:
-        if telemetry.attach(self, _Observer(self.latency, tracer, telemetry)):
-            with self._lock:
-                self._telemetries.append(weakref.ref(telemetry))
+    def trace(self, telemetry: Telemetry, tracer: trace.Tracer) -> None:
+        self.tracers[id(telemetry)] = tracer
+        try:
+            self.add(telemetry)
+        finally:
+            del self.tracers[id(telemetry)]
 
-    def telemetries(self) -> list[Telemetry]:
-        with self._lock:
-            alive = [t for t in (ref() for ref in self._telemetries) if t is not None]
-            self._telemetries = [weakref.ref(t) for t in alive]
-        return alive
+    def observer_for(self, telemetry: Telemetry) -> _Observer:
+        return _Observer(self.latency, self.tracers[id(telemetry)], telemetry)
 
     def _events(self, options: CallbackOptions) -> Iterable[Observation]:
-        telemetries = self.telemetries()
-        counts = dict.fromkeys((k.value for k in COUNTED), 0)
-        if any(t.cache_counts() for t in telemetries):
-            counts.update(dict.fromkeys(CACHE_KINDS, 0))
-        counts.update(totals(telemetries))
-        return [Observation(count, {"kind": kind}) for kind, count in counts.items()]
+        return [Observation(count, {"kind": kind}) for kind, count in self.events().items()]
 
     def _active(self, options: CallbackOptions) -> Iterable[Observation]:
-        found = active_by_store(self.telemetries())
-        return [Observation(count, {"store": label}) for label, count in found.items()]
+        return [Observation(count, {"store": label}) for label, count in self.active().items()]
 
 
 class _Observer:
@@ -157,4 +141,4 @@ def install(
             meter = provider.get_meter(SCOPE, _version())
             exporter = _exporters[provider] = OtelExporter(meter)
     tracer = trace.get_tracer(SCOPE, _version(), tracer_provider=tracer_provider)
-    exporter.add(telemetry, tracer)
+    exporter.trace(telemetry, tracer)

@@ -16,16 +16,7 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
-from sessionkit.metrics import (
-    CACHE_KINDS,
-    COUNTED,
-    LATENCY_BUCKETS,
-    InstrumentedStore,
-    Telemetry,
-    active_by_store,
-    missing,
-    totals,
-)
+from sessionkit.metrics import LATENCY_BUCKETS, Exporter, InstrumentedStore, Telemetry, missing
 
 try:
     from prometheus_client import REGISTRY, CollectorRegistry, Histogram
@@ -50,24 +41,20 @@ class _Families:
 
     def collect(self) -> Iterator[Metric]:
         exporter = self._exporter()
-        telemetries = exporter.telemetries() if exporter is not None else []
         events = CounterMetricFamily(
             EVENTS, "Session events by kind (sessionkit's event bus; cache_hit and "
             "cache_miss from a local cache in front of the store)", labels=["kind"],
         )  # fmt: skip
-        counts = dict.fromkeys((k.value for k in COUNTED), 0)
-        if any(t.cache_counts() for t in telemetries):
-            counts.update(dict.fromkeys(CACHE_KINDS, 0))
-        counts.update(totals(telemetries))
-        for kind, count in counts.items():
-            events.add_metric([kind], count)
-        yield events
         active = GaugeMetricFamily(
             ACTIVE, "Live sessions in the store at the last background sample",
             labels=["store"],
         )  # fmt: skip
-        for label, count in active_by_store(telemetries).items():
-            active.add_metric([label], count)
+        if exporter is not None:
+            for kind, count in exporter.events().items():
+                events.add_metric([kind], count)
+            for label, count in exporter.active().items():
+                active.add_metric([label], count)
+        yield events
         yield active
 
 
@@ -94,29 +81,20 @@ class _Observer:
         child.observe(seconds)
 
 
-class PrometheusExporter:
+class PrometheusExporter(Exporter):
     """sessionkit's metrics in one ``CollectorRegistry``."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__()
         self.registry = registry
         self.latency = Histogram(
             LATENCY, "Time taken by each session store call, by operation and store",
             ["operation", "store"], buckets=LATENCY_BUCKETS, registry=registry,
         )  # fmt: skip
-        self._telemetries: list[weakref.ReferenceType[Telemetry]] = []
-        self._lock = threading.Lock()
         registry.register(_Families(self))
 
-    def add(self, telemetry: Telemetry) -> None:
-        if telemetry.attach(self, _Observer(self.latency, telemetry.label)):
-            with self._lock:
-                self._telemetries.append(weakref.ref(telemetry))
-
-    def telemetries(self) -> list[Telemetry]:
-        with self._lock:
-            alive = [t for t in (ref() for ref in self._telemetries) if t is not None]
-            self._telemetries = [weakref.ref(t) for t in alive]
-        return alive
+    def observer_for(self, telemetry: Telemetry) -> _Observer:
+        return _Observer(self.latency, telemetry.label)
 
 
 _exporters: weakref.WeakKeyDictionary[CollectorRegistry, PrometheusExporter] = (

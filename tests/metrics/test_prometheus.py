@@ -5,6 +5,7 @@ cache). Every count comes from the core (the event bus and the store wrapper).""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from typing import Any
@@ -230,3 +231,15 @@ def test_the_local_cache_reports_hits_and_misses(
         engine.store.close()
     label = f"redis://127.0.0.1:{redis_server.port}/0"
     assert calls(registry, "load", label) == 3
+
+
+def test_a_count_never_goes_down_when_an_engine_is_dropped(registry: CollectorRegistry) -> None:
+    engine = engine_on(MemoryStore(), registry)
+    Browser(engine).visit(lambda s: s.__setitem__("n", 1))
+    engine.store.close()
+    del engine
+    gc.collect()
+    assert events(registry, "created") == 1
+    again = engine_on(MemoryStore(), registry)
+    Browser(again).visit(lambda s: s.__setitem__("n", 1))
+    assert events(registry, "created") == 2
