@@ -39,6 +39,8 @@ EXTRAS: dict[str, Extra] = {
     "flask": Extra(("sessionkit_flask",)),
     "cli": Extra(("sessionkit.cli",)),
     "speed": Extra(("sessionkit",)),
+    "metrics": Extra(("sessionkit.metrics", "sessionkit.metrics.prometheus")),
+    "otel": Extra(("sessionkit.metrics", "sessionkit.metrics.otel")),
 }
 
 
