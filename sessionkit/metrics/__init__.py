@@ -139,15 +139,18 @@ def tally_for(bus: EventBus) -> EventTally:
 
 
 class Telemetry:
-    """What sessionkit measures for one store and the bus its engines report on: what the
-    backends read (``events()``, ``active``) and the observers the store wrapper calls."""
+    """What sessionkit measures for one store and the buses of the engines that use it:
+    what the backends read (the tallies, ``cache_stats``, ``active``) and the observers the
+    store wrapper calls."""
 
     def __init__(
         self, store: InstrumentedStore, tally: EventTally,
         deadline: Callable[[RecordMeta], float], clock: Callable[[], float],
     ) -> None:  # fmt: skip
         self.store = store
-        self.tally = tally
+        #: one per bus of an engine on this store (usually one: engines that share a store
+        #: share a bus)
+        self.tallies: tuple[EventTally, ...] = (tally,)
         self.label = store.label
         self.observers: tuple[StoreObserver, ...] = ()
         self.backends: set[int] = set()  # ids of the backend instances already attached
@@ -158,6 +161,11 @@ class Telemetry:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+
+    def add_tally(self, tally: EventTally) -> None:
+        with self._lock:
+            if tally not in self.tallies:
+                self.tallies = (*self.tallies, tally)
 
     def attach(self, backend: object, observer: StoreObserver | None = None) -> bool:
         """Add a backend once (``False`` when it was already there)."""
@@ -470,6 +478,7 @@ def telemetry_of(engine: SessionEngine) -> Telemetry:
     engine that shares its store and bus with another (Django's two engines) shares it."""
     store = engine.store
     if isinstance(store, InstrumentedStore) and store.telemetry is not None:
+        store.telemetry.add_tally(tally_for(engine.events))  # another bus: counted too
         return store.telemetry
     if store.client_side:
         raise ConfigError(
@@ -541,11 +550,13 @@ class Exporter:
         return None
 
     def add(self, telemetry: Telemetry) -> None:
-        if not telemetry.attach(self, self.observer_for(telemetry)):
-            return
+        """Read ``telemetry`` (again: a bus added to it since is read from now on)."""
+        attached = telemetry.attach(self, self.observer_for(telemetry))
         with self._lock:
-            self._telemetries.append(weakref.ref(telemetry))
-            self._tallies[id(telemetry.tally)] = telemetry.tally
+            if attached:
+                self._telemetries.append(weakref.ref(telemetry))
+            for tally in telemetry.tallies:
+                self._tallies[id(tally)] = tally
             stats = telemetry.cache_stats
             if stats is not None:
                 self._caches[id(stats)] = stats

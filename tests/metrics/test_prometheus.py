@@ -243,3 +243,16 @@ def test_a_count_never_goes_down_when_an_engine_is_dropped(registry: CollectorRe
     again = engine_on(MemoryStore(), registry)
     Browser(again).visit(lambda s: s.__setitem__("n", 1))
     assert events(registry, "created") == 2
+
+
+def test_an_engine_on_an_instrumented_store_with_a_bus_of_its_own_is_counted_too(
+    registry: CollectorRegistry,
+) -> None:
+    first = engine_on(MemoryStore(), registry)
+    second = SessionEngine(first.config, store=first.store)  # its own EventBus
+    install(second, "prometheus", registry=registry, interval=0)
+    assert second.store is first.store
+    Browser(first).visit(lambda s: s.__setitem__("n", 1))
+    Browser(second).visit(lambda s: s.__setitem__("n", 1))
+    assert events(registry, "created") == 2
+    assert calls(registry, "save", "memory://") == 2
