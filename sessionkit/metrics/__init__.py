@@ -113,7 +113,7 @@ class EventTally:
     def __init__(self, bus: EventBus) -> None:
         self.counts: dict[str, int] = dict.fromkeys((k.value for k in COUNTED), 0)
         self._lock = threading.Lock()
-        self.unsubscribe = bus.subscribe(self, COUNTED)
+        bus.subscribe(self, COUNTED)  # for the bus's life (its unsubscribe would hold it)
 
     def __call__(self, event: Event) -> None:
         kind = event.kind.value

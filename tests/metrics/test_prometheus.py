@@ -8,6 +8,7 @@ import asyncio
 import gc
 import threading
 import time
+import weakref
 from typing import Any
 
 import pytest
@@ -256,3 +257,14 @@ def test_an_engine_on_an_instrumented_store_with_a_bus_of_its_own_is_counted_too
     Browser(second).visit(lambda s: s.__setitem__("n", 1))
     assert events(registry, "created") == 2
     assert calls(registry, "save", "memory://") == 2
+
+
+def test_a_kept_tally_keeps_no_bus_alive(registry: CollectorRegistry) -> None:
+    engine = engine_on(MemoryStore(), registry)
+    bus = weakref.ref(engine.events)
+    Browser(engine).visit(lambda s: s.__setitem__("n", 1))
+    engine.store.close()
+    del engine
+    gc.collect()
+    assert bus() is None  # the exporter keeps the counts, not the bus and its subscribers
+    assert events(registry, "created") == 1
