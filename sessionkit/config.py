@@ -140,6 +140,11 @@ class SessionConfig:
     #: What ``erase_user`` does to a user's entries: ``"pseudonymise"`` (the user key
     #: becomes a keyed hash, device and network are dropped) or ``"delete"``.
     audit_erasure: AuditErasure = "pseudonymise"
+    #: Metrics and traces: ``"prometheus"``, ``"otel"`` or both (``"prometheus,otel"``);
+    #: empty: none, and nothing is measured (docs/metrics.md, ``sessionkit.metrics``).
+    metrics: str | Sequence[str] = ()
+    #: Seconds between two background counts of the active sessions (``0``: never).
+    metrics_interval: float = 30.0
 
     # Derived, validated values (filled in __post_init__).
     secret_keys: tuple[bytes, ...] = dataclasses.field(init=False, repr=False)
@@ -183,6 +188,11 @@ class SessionConfig:
         self._check_fallback()
         self._check_dbsc()
         self._check_audit()
+        from sessionkit.metrics import backends_of  # here: it imports this module
+
+        set_(self, "metrics", backends_of(self.metrics))
+        interval = _seconds("metrics_interval", self.metrics_interval, zero=True)
+        set_(self, "metrics_interval", interval)
         if not isinstance(self.store, str) and not hasattr(self.store, "client_side"):
             raise ConfigError(
                 "store", f"expected a store URL or a store object, got {self.store!r}"

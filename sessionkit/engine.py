@@ -237,6 +237,10 @@ class SessionEngine:
         self.dbsc: DeviceBinding | None = DeviceBinding(self) if config.dbsc else None
         #: The audit trail (``SessionConfig.audit``), subscribed to ``events``; ``None``: off.
         self.audit: AuditTrail | None = audit_trail(self) if config.audit_sinks else None
+        if config.metrics:  # one store wrapper and one bus subscriber (docs/metrics.md)
+            from sessionkit.metrics import install
+
+            install(self, config.metrics, interval=config.metrics_interval)
 
     def client(
         self,

@@ -100,7 +100,7 @@ Subscriber = Callable[[Event], None]
 class EventBus:
     """Synchronous fan-out. A subscriber that raises is logged and never breaks a request."""
 
-    __slots__ = ("_lock", "_subscribers", "active")
+    __slots__ = ("__weakref__", "_lock", "_subscribers", "active")  # weakref: metrics
 
     def __init__(self) -> None:
         self._subscribers: dict[EventKind | None, tuple[Subscriber, ...]] = {}

@@ -42,6 +42,8 @@ EXTRAS: dict[str, Extra] = {
     "speed": Extra(("sessionkit",)),
     "dynamodb": Extra(("sessionkit.stores.dynamodb", "boto3"), "moto_server"),
     "dbsc": Extra(("sessionkit.dbsc", "jwt")),
+    "metrics": Extra(("sessionkit.metrics", "sessionkit.metrics.prometheus")),
+    "otel": Extra(("sessionkit.metrics", "sessionkit.metrics.otel")),
 }
 
 

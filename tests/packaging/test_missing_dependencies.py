@@ -67,3 +67,25 @@ def test_a_store_without_its_client_library_names_its_extra(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr
     assert "sessionkit[sql]" in done.stdout
     assert "sessionkit[postgres]" in done.stdout
+
+
+def test_metrics_without_their_library_name_their_extra(tmp_path: Path) -> None:
+    for module, setting, extra in [
+        ("prometheus_client", "prometheus", "metrics"), ("opentelemetry", "otel", "otel"),
+    ]:  # fmt: skip
+        done = run_without(
+            module,
+            f"""
+            from sessionkit import ConfigError, SessionConfig, SessionEngine
+
+            config = SessionConfig(secret_key="k" * 8 + "0123456789abcdefghijklmnopqrstuv",
+                                   store="memory://", metrics={setting!r})
+            try:
+                SessionEngine(config)
+            except ConfigError as exc:
+                print("ConfigError:", exc)
+            """,
+            tmp_path,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "ConfigError:" in done.stdout and f"sessionkit[{extra}]" in done.stdout, done.stdout
