@@ -71,7 +71,8 @@ class Turn:
     reads them all before it writes any reply or invalidation."""
 
     def __init__(self, port: int) -> None:
-        self.blocker: Any = redis.connection.Connection(port=port)
+        connection: Any = redis.connection.Connection
+        self.blocker: Any = connection(port=port)
         self.blocker.connect()
 
     def __enter__(self) -> Turn:
@@ -141,7 +142,7 @@ def test_a_write_right_after_ours_in_the_same_turn_is_seen(
         if theirs == "save":
             threading.Thread(target=other.save, args=(update(key, a='"theirs"'),)).start()
         else:
-            raw.execute_command("CLIENT", "ID")  # (connected before the turn)
+            raw.ping()  # (connected before the turn)
             threading.Thread(
                 target=raw.hset, args=(redis_key(store, key), "d:a", '"theirs"')
             ).start()
@@ -223,7 +224,7 @@ def test_two_threads_of_ours_saving_one_session(store: CachingStore) -> None:
         warm(store, key)
         barrier = threading.Barrier(2)
 
-        def save(name: str, n: int = round_) -> None:
+        def save(name: str, n: int = round_, barrier: threading.Barrier = barrier) -> None:
             barrier.wait()
             store.save(update(key, **{name: str(n)}))
 
