@@ -135,6 +135,8 @@ def test_a_write_right_after_ours_in_the_same_turn_is_seen(
     change was not ours."""
     key = create(store, a='"1"')
     warm(store, key)
+    other.load(key)  # (both their connections are made before the turn)
+    raw.ping()
     with Turn(redis_server.port):
         ours = threading.Thread(target=store.save, args=(update(key, mine='"1"'),))
         ours.start()
@@ -142,7 +144,6 @@ def test_a_write_right_after_ours_in_the_same_turn_is_seen(
         if theirs == "save":
             threading.Thread(target=other.save, args=(update(key, a='"theirs"'),)).start()
         else:
-            raw.ping()  # (connected before the turn)
             threading.Thread(
                 target=raw.hset, args=(redis_key(store, key), "d:a", '"theirs"')
             ).start()
@@ -312,3 +313,86 @@ def test_async_saves_write_through(store: CachingStore) -> None:
     record = asyncio.run(main())
     assert record is not None and record.items == {"a": "4"}
     assert store.cache.stats.written == 5
+
+
+# -- the Redis behaviour the design rests on (checked, so an upgrade that changes it shows) --
+def listener_and_writer(port: int, *, noloop: bool) -> tuple[Any, Any]:
+    connection: Any = redis.connection.Connection
+    listener, writer = connection(port=port, protocol=2), connection(port=port, protocol=2)
+    listener.send_command("CLIENT", "ID")
+    listener_id = listener.read_response()
+    listener.send_command("SUBSCRIBE", "__redis__:invalidate")
+    listener.read_response()
+    options = ["NOLOOP"] if noloop else []
+    writer.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", listener_id, "BCAST",
+                        "PREFIX", "probe{", *options)  # fmt: skip
+    writer.read_response()
+    return listener, writer
+
+
+def messages(listener: Any) -> list[Any]:
+    got = []
+    while listener.can_read(timeout=0.05):
+        got.append(listener.read_response()[2])
+    return got
+
+
+def test_broadcast_mode_announces_a_key_changed_twice_in_one_turn_once(
+    redis_server: servers.Server, raw: redis.Redis
+) -> None:
+    """Why counting messages cannot tell our save from ours-and-then-theirs."""
+    listener, writer = listener_and_writer(redis_server.port, noloop=False)
+    connection: Any = redis.connection.Connection
+    other: Any = connection(port=redis_server.port)
+    try:
+        other.connect()
+        with Turn(redis_server.port):
+            writer.send_command("HSET", "probe{k}", "a", "ours")
+            other.send_command("HSET", "probe{k}", "a", "theirs")
+            time.sleep(0.02)
+        writer.read_response()
+        other.read_response()
+        assert messages(listener) == [[b"probe{k}"]]  # one message for two changes
+    finally:
+        for each in (listener, writer, other):
+            each.disconnect()
+        raw.delete("probe{k}")
+
+
+def test_noloop_leaves_out_only_a_key_whose_last_change_was_ours(
+    redis_server: servers.Server, raw: redis.Redis
+) -> None:
+    """NOLOOP in broadcast mode remembers the last client to change each key in a turn;
+    a script's writes count as the script engine's (Redis 7.0), a MULTI's as ours."""
+    listener, writer = listener_and_writer(redis_server.port, noloop=True)
+    connection: Any = redis.connection.Connection
+    other: Any = connection(port=redis_server.port)
+    script = "redis.call('HSET', KEYS[1], 'a', ARGV[1])"
+    try:
+        other.connect()
+        writer.send_command("EVAL", script, 1, "probe{k}", "ours")
+        writer.read_response()
+        assert messages(listener) == [[b"probe{k}"]]  # a script: announced to us
+        multi = [("MULTI",), ("EVAL", script, 1, "probe{k}", "x"), ("HDEL", "probe{k}", "w"),
+                 ("HSET", "probe{k}", "w", "1"), ("HDEL", "probe{k}", "w"), ("EXEC",)]  # fmt: skip
+        writer.send_packed_command(writer.pack_commands(multi))
+        for _ in multi:
+            writer.read_response()
+        assert messages(listener) == []  # the last change was ours: left out
+        for order in ("ours, theirs", "theirs, ours"):
+            with Turn(redis_server.port):
+                for who in order.split(", "):
+                    if who == "ours":
+                        writer.send_packed_command(writer.pack_commands(multi))
+                    else:
+                        other.send_command("HSET", "probe{k}", "a", "theirs")
+                    time.sleep(0.01)
+            for _ in multi:
+                writer.read_response()
+            other.read_response()
+            expected = [[b"probe{k}"]] if order == "ours, theirs" else []
+            assert messages(listener) == expected, order
+    finally:
+        for each in (listener, writer, other):
+            each.disconnect()
+        raw.delete("probe{k}")
