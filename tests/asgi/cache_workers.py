@@ -47,8 +47,9 @@ class Worker:
 class Uvicorn:
     """``uvicorn tests.asgi.cache_app:app --workers N`` on a free loopback port."""
 
-    def __init__(self, store: str, workers: int) -> None:
+    def __init__(self, store: str, workers: int, connections: int = 1) -> None:
         self.port = servers.free_port()
+        self.connections: dict[int, list[Worker]] = {}  # per worker, ``connections`` of them
         env = {**os.environ, "SESSIONKIT_STORE": store, "SESSIONKIT_SECRET_KEY": KEY,
                "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "adapters"),
                                               os.environ.get("PYTHONPATH", "")])}  # fmt: skip
@@ -61,17 +62,17 @@ class Uvicorn:
         )  # fmt: skip
         self.workers: list[Worker] = []
         try:
-            self._connect(workers)
+            self._connect(workers, connections)
         except BaseException:
             self.stop()
             raise
 
-    def _connect(self, workers: int) -> None:
-        """Open connections until each worker holds one (the kernel picks the worker that
-        accepts each; the connections that landed twice are closed)."""
+    def _connect(self, workers: int, connections: int) -> None:
+        """Open connections until each worker holds ``connections`` (the kernel picks the
+        worker that accepts each; the ones beyond that are closed)."""
         deadline = time.monotonic() + 60
-        found: dict[int, Worker] = {}
-        while len(found) < workers:
+        found = self.connections
+        while len(found) < workers or any(len(c) < connections for c in found.values()):
             if time.monotonic() > deadline or self.process.poll() is not None:
                 raise RuntimeError(f"uvicorn: {len(found)} of {workers} workers answered:\n"
                                    + self.output())  # fmt: skip
@@ -80,19 +81,21 @@ class Uvicorn:
             except (ConnectionError, OSError):
                 time.sleep(0.1)
                 continue
-            if worker.pid in found:
-                worker.close()
+            held = found.setdefault(worker.pid, [])
+            if len(held) < connections:
+                held.append(worker)
             else:
-                found[worker.pid] = worker
-        self.workers = list(found.values())
+                worker.close()
+        self.workers = [held[0] for held in found.values()]
 
     def output(self) -> str:
         self.log.seek(0)
         return self.log.read().decode(errors="replace")
 
     def stop(self) -> None:
-        for worker in self.workers:
-            worker.close()
+        for held in self.connections.values():
+            for worker in held:
+                worker.close()
         self.process.terminate()
         try:
             self.process.wait(15)
