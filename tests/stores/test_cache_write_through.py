@@ -372,7 +372,10 @@ def test_noloop_leaves_out_only_a_key_whose_last_change_was_ours(
         other.connect()
         writer.send_command("EVAL", script, 1, "probe{k}", "ours")
         writer.read_response()
-        assert messages(listener) == [[b"probe{k}"]]  # a script: announced to us
+        # Redis 7.0 counts a script's writes as the script engine's and announces them to
+        # us; a release that counts them as ours would leave them out: either is safe,
+        # since the plain HDEL after the script is what the write-through relies on
+        assert messages(listener) in ([[b"probe{k}"]], [])
         multi = [("MULTI",), ("EVAL", script, 1, "probe{k}", "x"), ("HDEL", "probe{k}", "w"),
                  ("HSET", "probe{k}", "w", "1"), ("HDEL", "probe{k}", "w"), ("EXEC",)]  # fmt: skip
         writer.send_packed_command(writer.pack_commands(multi))
