@@ -55,6 +55,10 @@ GOALS = {
     "sessionkit_redis / starsessions_redis": 0.5,
     "sessionkit_memory / starlette": 1.0,
     "sessionkit_cookie / starlette": 1.0,
+    # issue 16: the local cache, warm
+    "sessionkit_redis_cache_warm / starsessions_redis": 0.5,
+    "sessionkit_redis_cache_warm_read / starsessions_redis_read": 0.2,
+    "sessionkit_redis_cache_warm_read / sessionkit_memory_read": 1.5,
 }
 
 
@@ -90,6 +94,7 @@ class Contestant:
     path: str = "/"  # "/read": a read-only view (the session is created by the warm-up)
     cookie_name: str = "session"
     cookie: bytes | None = None
+    flush: Any = None  # a cold cache row: called before every request
 
     async def run(self, count: int) -> float:
         """``count`` requests carrying the cookie the previous one set; seconds taken."""
@@ -111,8 +116,11 @@ class Contestant:
         app, path, raw_path = self.app, self.path, self.path.encode()
         if cookie is None and path != "/":
             path, raw_path = "/", b"/"  # the first request creates the session to read
+        flush = self.flush
         started = time.perf_counter()
         for _ in range(count):
+            if flush is not None:
+                flush("cold row")
             headers = base_headers if cookie is None else [*base_headers, (b"cookie", cookie)]
             scope = {
                 "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
@@ -127,9 +135,38 @@ class Contestant:
         return elapsed
 
 
+#: The local cache's stores (issue 16), for the hit rates.
+CACHED: dict[str, Any] = {}
+
+
+def cached_contestants(redis_url: str) -> list[Contestant]:
+    """sessionkit_asgi on ``redis://?cache=on``: warm (loads hit, changes written through)
+    and cold (the cache flushed before every request)."""
+    from sessionkit.stores import open_store
+
+    field = []
+    for temperature in ("warm", "cold"):
+        for path, suffix in (("/", ""), ("/read", "_read")):
+            store = open_store(f"{redis_url}?prefix=skc-{temperature}{suffix}:&cache=on")
+            assert store.source.wait_live(5.0)  # type: ignore[attr-defined]
+            key = f"sessionkit_redis_cache_{temperature}{suffix}"
+            label = f"sessionkit_asgi, redis://?cache=on, {temperature}" + (
+                ", read-only view" if suffix else ""
+            )
+            app = app_with(Middleware(SessionMiddleware, store=store, secret_key=SECRET))
+            flush = store.cache.flush if temperature == "cold" else None  # type: ignore[attr-defined]
+            field.append(Contestant(key, label, app, path=path, flush=flush))
+            CACHED[key] = store
+    return field
+
+
 def contestants(redis_url: str) -> list[Contestant]:
     ours: dict[str, Any] = {"secret_key": SECRET}
     return [
+        *cached_contestants(redis_url),
+        Contestant("sessionkit_memory_read", "sessionkit_asgi, memory://, read-only view",
+                   app_with(Middleware(SessionMiddleware, store="memory://", **ours)),
+                   path="/read"),
         Contestant("baseline", "no session middleware", Starlette(routes=[Route("/", plain_view)])),
         Contestant("starlette", "Starlette SessionMiddleware (signed cookie)",
                    app_with(Middleware(StarletteSessions, secret_key=SECRET))),
@@ -199,6 +236,22 @@ def report(times: dict[str, list[float]], args: argparse.Namespace) -> dict[str,
         "sessionkit_redis_read / starsessions_redis_read": (
             "sessionkit_redis_read", "starsessions_redis_read",
         ),
+        # issue 16: the local cache
+        "sessionkit_redis_cache_warm / starsessions_redis": (
+            "sessionkit_redis_cache_warm", "starsessions_redis",
+        ),
+        "sessionkit_redis_cache_warm_read / starsessions_redis_read": (
+            "sessionkit_redis_cache_warm_read", "starsessions_redis_read",
+        ),
+        "sessionkit_redis_cache_warm_read / sessionkit_memory_read": (
+            "sessionkit_redis_cache_warm_read", "sessionkit_memory_read",
+        ),
+        "sessionkit_redis_cache_cold / sessionkit_redis": (
+            "sessionkit_redis_cache_cold", "sessionkit_redis",
+        ),
+        "sessionkit_redis_cache_cold_read / sessionkit_redis_read": (
+            "sessionkit_redis_cache_cold_read", "sessionkit_redis_read",
+        ),
     }  # fmt: skip
     ratios = {name: round(overhead[a] / overhead[b], 3) for name, (a, b) in pairs.items()}
     # Best-of-repeats is steadier than the median on a machine that other work shares.
@@ -245,7 +298,14 @@ def report(times: dict[str, list[float]], args: argparse.Namespace) -> dict[str,
         "ratios": ratios,
         "best_ratios": best_ratios,
         "goals": GOALS,
+        "hit_rates": {key: _hit_rate(store) for key, store in CACHED.items()},
     }
+
+
+def _hit_rate(store: Any) -> float:
+    stats = store.stats()
+    hits, misses = stats["hits"], stats["misses"] + stats["bypassed"]
+    return round(hits / max(1, hits + misses), 3)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,10 +49,19 @@ GOALS = {  # sessionkit contestant: (Django contestant, largest allowed overhead
     "sessionkit sqlite": ("django db (sqlite)", 0.5),
     "sessionkit cookie": ("django signed_cookies", 1.0),
 }
+#: Goals from issue 16 (the local cache, warm): (ours, theirs, largest allowed ratio).
+CACHE_GOALS = [
+    ("sessionkit redis cache warm", "django cache (redis)", 0.35),
+    ("sessionkit redis cache warm", "redis-py GET + SET (floor)", 0.6),
+    ("sessionkit redis cache warm, read-only", "django cache (redis), read-only", 0.2),
+    ("sessionkit redis cache warm, read-only", "sessionkit memory, read-only", 1.5),
+]
 #: Reported beside the goals, not goals themselves.
 EXTRA_RATIOS = {
     "sessionkit redis, read-only": "django cache (redis), read-only",
     "sessionkit redis": "redis-py GET + SET (floor)",
+    "sessionkit redis cache cold": "sessionkit redis",
+    "sessionkit redis cache cold, read-only": "sessionkit redis, read-only",
 }
 #: The least a Redis-backed session can cost in this harness: a middleware that does one
 #: redis-py GET before the view and one SET EX after it, and nothing else (no signing, no
@@ -154,6 +163,7 @@ class Contestant:
     engine: str | None = None  # SESSION_ENGINE for Django's middleware
     store: str | None = None  # SESSIONKIT STORE for ours
     read_only: bool = False  # measure GET /read/ (the session only read) after one write
+    cold: bool = False  # a cached store, flushed before every request (every load a miss)
     handler: Any = None
     sk_engine: Any = None
     cookie: str = ""
@@ -198,8 +208,11 @@ class Contestant:
 
         handler = self.handler
         cookie = self.cookie
+        flush = self.sk_engine.store.cache.flush if self.cold else None
         start = time.perf_counter()
         for _ in range(requests):
+            if flush is not None:
+                flush("cold row")
             request = dict(environ, HTTP_COOKIE=cookie)
             request["wsgi.input"] = FakePayload(b"")
             response = handler(request, _start_response)
@@ -240,6 +253,13 @@ def contestants(workdir: Path, redis_port: int) -> list[Contestant]:
         Contestant("sessionkit redis, read-only", OUR_MW,
                    store=f"redis://127.0.0.1:{redis_port}/0", read_only=True),
         Contestant(FLOOR, [f"{__name__}.FloorMiddleware"]),
+        Contestant("sessionkit memory, read-only", OUR_MW, store="memory://", read_only=True),
+        # issue 16: the local cache, warm (loads hit, changes written through) and cold
+        *(Contestant(f"sessionkit redis cache {temperature}{kind}", OUR_MW,
+                     store=f"redis://127.0.0.1:{redis_port}/0?prefix=skc-{temperature}:"
+                           "&cache=on",
+                     read_only=bool(kind), cold=temperature == "cold")
+          for temperature in ("warm", "cold") for kind in ("", ", read-only")),
     ]  # fmt: skip
 
 
@@ -268,7 +288,16 @@ def measure(field: list[Contestant], repeats: int, requests: int) -> dict[str, l
             gc.collect()
             seconds = contestant.run(environs[contestant.name], requests)
             timings[contestant.name].append(seconds / requests * 1e6)
+    for contestant in field:
+        store = contestant.sk_engine.store if contestant.sk_engine is not None else None
+        if store is not None and hasattr(store, "cache"):
+            stats = store.stats()
+            hits, misses = stats["hits"], stats["misses"] + stats["bypassed"]
+            HIT_RATES[contestant.name] = round(hits / max(1, hits + misses), 3)
     return timings
+
+
+HIT_RATES: dict[str, float] = {}  # the cached contestants' (warm and read-only share none)
 
 
 def report(timings: dict[str, list[float]], output: Path | None) -> None:
@@ -299,8 +328,16 @@ def report(timings: dict[str, list[float]], output: Path | None) -> None:
             )
         goals.append(entry)
         print(line)
+    for ours, theirs, limit in CACHE_GOALS:
+        ratio = overhead[ours] / overhead[theirs]
+        goals.append({"ours": ours, "theirs": theirs, "ratio": round(ratio, 3), "goal": limit,
+                      "met": ratio <= limit, "issue": 16})  # fmt: skip
+        print(f"{ours} / {theirs}: {ratio:.2f}x overhead (goal ≤ {limit}x) "
+              + ("met" if ratio <= limit else "MISSED"))  # fmt: skip
     for ours, theirs in EXTRA_RATIOS.items():
         print(f"{ours} / {theirs}: {overhead[ours] / overhead[theirs]:.2f}x overhead")
+    hit_rates = {name: rate for name, rate in HIT_RATES.items()}
+    print("hit rates:", hit_rates)
     if output is None:
         return
     document = {
@@ -316,6 +353,7 @@ def report(timings: dict[str, list[float]], output: Path | None) -> None:
             for name, values in timings.items()
         ],
         "goals": goals,
+        "hit_rates": hit_rates,
         "environment": environment(
             django=django.get_version(),
             **{"redis-py": version("redis")},

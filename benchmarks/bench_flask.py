@@ -49,6 +49,15 @@ USER_AGENT = (
 #: the encrypted cookie's overhead no more than Flask's signed cookie.
 REDIS_GOAL = 0.5
 COOKIE_GOAL = 1.0
+#: Goals from issue 16 (the local cache, warm): ratio label -> (description, target).
+CACHE_GOALS = {
+    "cache_change": ("sessionkit redis cache warm / Flask-Session redis (overhead)", 0.5),
+    "cache_change_floor": ("sessionkit redis cache warm / GET+SET floor (overhead)", 0.6),
+    "cache_read": ("sessionkit redis cache warm / Flask-Session redis, read-only requests "
+                   "(overhead)", 0.2),
+    "cache_read_memory": ("sessionkit redis cache warm / sessionkit memory, read-only "
+                          "requests (overhead)", 1.5),
+}  # fmt: skip
 
 
 @dataclass
@@ -174,10 +183,51 @@ def contestants(redis_port: int) -> list[Contestant]:
         app = counter_app(key, SECRET_KEY=SECRET, SESSIONKIT_STORE=store)
         SessionKit(app)
         field.append(wsgi_contestant(key, label, app))
-        if key == "sessionkit_redis":
+        if key in ("sessionkit_redis", "sessionkit_memory"):
             read_label = label + ", read-only"
             field.append(wsgi_contestant(key + "_read", read_label, app, read_only=True))
+    field.extend(cached_contestants(redis_url))
     return field
+
+
+#: The local cache (issue 16): its stores, for the hit rates the report shows.
+CACHED: dict[str, Any] = {}
+
+
+def cached_contestants(redis_url: str) -> list[Contestant]:
+    """sessionkit on ``redis://?cache=on``: warm (every load a hit, every change written
+    through: one round trip) and cold (the cache flushed before every request: each load
+    a miss, the cache's bookkeeping on top of the plain Redis row)."""
+    from sessionkit.stores import open_store
+
+    field = []
+    for temperature in ("warm", "cold"):
+        store = open_store(f"{redis_url}?prefix=bench-skc-{temperature}:&cache=on")
+        assert store.source.wait_live(5.0)  # type: ignore[attr-defined]
+        app = counter_app("cache_" + temperature, SECRET_KEY=SECRET, SESSIONKIT_STORE=store)
+        SessionKit(app)
+        key, label = (
+            f"sessionkit_redis_cache_{temperature}",
+            f"sessionkit redis://?cache=on, {temperature}",
+        )
+        for suffix, read_only in (("", False), ("_read", True)):
+            contestant = wsgi_contestant(key + suffix, label + (", read-only" if read_only else ""),
+                                         app, read_only=read_only)  # fmt: skip
+            if temperature == "cold":
+                contestant.step = _flushing(store, contestant.step)
+            CACHED[key + suffix] = store
+            field.append(contestant)
+    return field
+
+
+def _flushing(store: Any, step: Callable[[], int]) -> Callable[[], int]:
+    flush = store.cache.flush
+
+    def cold() -> int:
+        flush("cold row")
+        return step()
+
+    return cold
 
 
 # ==========================================================================================
@@ -250,6 +300,20 @@ def report(field: list[Contestant], samples: Samples, args: argparse.Namespace) 
         ("sessionkit cookie / Flask signed cookie", "sessionkit_cookie", "flask"),
         ("sessionkit memory / Flask signed cookie", "sessionkit_memory", "flask"),
     ]
+    pairs += [  # issue 16: the local cache, warm
+        ("sessionkit redis cache warm / Flask-Session redis", "sessionkit_redis_cache_warm",
+         "flask_session_redis"),
+        ("sessionkit redis cache warm / Flask-Session redis, read-only requests",
+         "sessionkit_redis_cache_warm_read", "flask_session_redis_read"),
+        ("sessionkit redis cache warm / GET+SET floor", "sessionkit_redis_cache_warm",
+         "redis_floor"),
+        ("sessionkit redis cache warm / sessionkit memory, read-only requests",
+         "sessionkit_redis_cache_warm_read", "sessionkit_memory_read"),
+        ("sessionkit redis cache cold / sessionkit redis", "sessionkit_redis_cache_cold",
+         "sessionkit_redis"),
+        ("sessionkit redis cache cold / sessionkit redis, read-only requests",
+         "sessionkit_redis_cache_cold_read", "sessionkit_redis_read"),
+    ]  # fmt: skip
     ratios = {f"{label} (overhead)": overhead[a] / overhead[b] for label, a, b in pairs}
     for label, a, b in pairs:
         ratios[f"{label} (CPU overhead)"] = cpu_overhead[a] / cpu_overhead[b]
@@ -273,6 +337,10 @@ def report(field: list[Contestant], samples: Samples, args: argparse.Namespace) 
             "ratio": round(ratios["sessionkit cookie / Flask signed cookie (overhead)"], 3),
         },
     }
+    for name, (label, target) in CACHE_GOALS.items():
+        goals[name] = {
+            "description": label, "target_ratio": target, "ratio": round(ratios[label], 3),
+        }  # fmt: skip
     print()
     for goal in goals.values():
         goal["met"] = goal["ratio"] <= goal["target_ratio"]
@@ -304,7 +372,14 @@ def report(field: list[Contestant], samples: Samples, args: argparse.Namespace) 
         ],
         "ratios": [{"name": label, "value": round(value, 3)} for label, value in ratios.items()],
         "goals": goals,
+        "hit_rates": {key: hit_rate(store) for key, store in CACHED.items()},
     }
+
+
+def hit_rate(store: Any) -> float:
+    stats = store.stats()
+    hits, misses = stats["hits"], stats["misses"] + stats["bypassed"]
+    return round(hits / max(1, hits + misses), 3)
 
 
 @contextmanager

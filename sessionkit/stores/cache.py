@@ -20,9 +20,15 @@ The rules that keep a cached read from being staler than a request already in fl
   connection dropped or was killed, the server restarted or flushed, a health check went
   unanswered, the process forked), the whole cache is dropped and every read goes to the
   store until the source is back;
-- **our own writes evict**: after a save, delete or touch, the record is dropped rather than
-  written through, so a later read fetches what the server merged (a save merges per key on
-  the server, so only the server knows the result).
+- **write-through, only when provably exact**: a merge into a cached record is sent by the
+  source (``InvalidationSource.save``) on a connection whose own changes it does not
+  report, and the source answers with the version it wrote. Only when that is the cached
+  version + 1 did the merge land on exactly the cached record, so the cache installs
+  (cached record + this write), unless an invalidation or a flush arrived for the digest
+  since the write began; it also poisons the fills in flight for that digest, which may
+  have read the record before the write. Anything else (a mismatch, a write that did not
+  land, a source that cannot, deletes, touches, creates, ``max_sessions_per_user``) drops
+  the record, so a later read fetches what the server holds.
 
 Bounded by entries and by an estimate of the bytes the records hold; the least recently
 used record goes first. ``stats()`` counts hits, misses, invalidations and flushes.
@@ -30,6 +36,7 @@ used record goes first. ``stats()`` counts hits, misses, invalidations and flush
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections import OrderedDict
@@ -83,6 +90,12 @@ class InvalidationSource:
     reads go to the store). Another backend (PostgreSQL ``LISTEN/NOTIFY``, ...) plugs in
     by implementing these three methods."""
 
+    @property
+    def writes_through(self) -> bool:
+        """Whether ``save`` may write through now (so an async save does not leave the
+        event loop for a source that would decline anyway)."""
+        return False
+
     def attach(self, cache: LocalCache) -> None:
         raise NotImplementedError
 
@@ -97,6 +110,14 @@ class InvalidationSource:
     def close(self) -> None:
         """Stop listening (the cache is then flushed and serves nothing)."""
 
+    def save(self, store: Store, write: Write) -> int | None:
+        """Apply ``write`` (a merge into an existing record of ``store``) so that this
+        source reports every change to its record made *after* it, and none made by it;
+        return the record's version after it, or ``0`` when its condition failed (nothing
+        written). ``None``: this source cannot (busy, not live, not its kind of store); the
+        cache then saves through ``store`` and drops its copy. The default cannot."""
+        return None
+
 
 @dataclass(slots=True)
 class CacheStats:
@@ -109,6 +130,7 @@ class CacheStats:
     invalidations: int = 0  # digests invalidated by the source
     evictions: int = 0  # dropped to stay within the bounds
     flushes: int = 0
+    written: int = 0  # records written through after our own save (no re-read needed)
 
 
 class _Pending:
@@ -176,20 +198,61 @@ class LocalCache:
                 return False
             if record is None:  # nothing to keep (the next read asks again)
                 return False
-            size = record_size(record)
-            if size > self.max_bytes:
-                return False
+            if self._install(digest, record):
+                self.stats.fills += 1
+                return True
+            return False
+
+    def _install(self, digest: str, record: Record) -> bool:
+        """Keep ``record`` (the caller holds the lock), dropping the least recently used."""
+        size = record_size(record)
+        old = self._entries.pop(digest, None)
+        if old is not None:
+            self.bytes -= old[1]
+        if size > self.max_bytes:
+            return False
+        self._entries[digest] = (record, size)
+        self.bytes += size
+        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
+            _, (_, dropped) = self._entries.popitem(last=False)
+            self.bytes -= dropped
+            self.stats.evictions += 1
+        return True
+
+    def begin_write(self, digest: str) -> tuple[tuple[str, int, int], Record] | None:
+        """Before our own write to a cached record: a ticket and the cached record (the
+        write's base), or ``None`` when nothing is cached (no write-through then)."""
+        with self._lock:
+            entry = self._entries.get(digest)
+            if entry is None:
+                return None
+            pending = self._pending.get(digest)
+            if pending is None:
+                pending = self._pending[digest] = _Pending()
+            pending.count += 1
+            return (digest, pending.generation, self._epoch), entry[0]
+
+    def finish_write(self, ticket: tuple[str, int, int], record: Record | None) -> bool:
+        """After our own write: keep ``record`` (what the server now holds, or ``None``:
+        not known) unless an invalidation or a flush came since ``begin_write``; drop
+        the copy otherwise. Either way the fills in flight for the digest are poisoned:
+        they may have read the record before our write, and its change is not announced
+        to us. ``True`` when ``record`` was kept."""
+        digest, generation, epoch = ticket
+        with self._lock:
+            pending = self._pending[digest]
+            clean = pending.generation == generation and epoch == self._epoch
+            pending.generation += 1
+            pending.count -= 1
+            if not pending.count:
+                del self._pending[digest]
+            if clean and record is not None and self._install(digest, record):
+                self.stats.written += 1
+                return True
             old = self._entries.pop(digest, None)
             if old is not None:
                 self.bytes -= old[1]
-            self._entries[digest] = (record, size)
-            self.bytes += size
-            self.stats.fills += 1
-            while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
-                _, (_, dropped) = self._entries.popitem(last=False)
-                self.bytes -= dropped
-                self.stats.evictions += 1
-            return True
+            return False
 
     def invalidate(self, digest: str) -> None:
         """``digest`` changed: drop it, and poison the reads of it in flight."""
@@ -284,14 +347,44 @@ class CachingStore(Store):
             self.cache.finish(ticket, record)
         return record
 
-    # -- writes: the store's, then our copy goes ------------------------------------------
+    # -- writes: through the source when that is exact, else the store's and our copy goes --
     def save(self, write: Write) -> bool:
+        if _mergeable(write):
+            begun = self.cache.begin_write(write.digest)
+            if begun is not None:
+                ticket, base = begun
+                record = None
+                try:
+                    version = self.source.save(self.store, write)
+                    if version is None:  # the source cannot: the store's own way
+                        return self.store.save(write)
+                    if version == base.version + 1:  # merged into exactly our copy
+                        record = Record(write.items_over(base.items), write.meta, version)
+                    return version > 0
+                finally:  # apply what arrived with the reply, then decide
+                    self.source.sync()
+                    self.cache.finish_write(ticket, record)
         try:
             return self.store.save(write)
         finally:  # even a failed save may have landed (a lost reply)
             self._dropped(write)
 
     async def asave(self, write: Write) -> bool:
+        if _mergeable(write) and self.source.writes_through:
+            begun = self.cache.begin_write(write.digest)
+            if begun is not None:
+                ticket, base = begun
+                record = None
+                try:  # the source's connection is a blocking one: off the event loop
+                    version = await asyncio.to_thread(self.source.save, self.store, write)
+                    if version is None:
+                        return await self.store.asave(write)
+                    if version == base.version + 1:
+                        record = Record(write.items_over(base.items), write.meta, version)
+                    return version > 0
+                finally:
+                    self.source.sync()
+                    self.cache.finish_write(ticket, record)
         try:
             return await self.store.asave(write)
         finally:
@@ -447,6 +540,16 @@ class CachingStore(Store):
 
     def __repr__(self) -> str:
         return f"<CachingStore {mask_url(self.url)} over {type(self.store).__name__}>"
+
+
+def _mergeable(write: Write) -> bool:
+    """A write whose result the cache can compute from its copy: a plain merge (or
+    replace) into an existing record, no rotation, no session limit, no key both set and
+    removed."""
+    return (
+        not write.create and write.limit is None and write.rotated_from is None
+        and write.removed.isdisjoint(write.items)
+    )  # fmt: skip
 
 
 # -- ?cache= on a store URL -------------------------------------------------------------------

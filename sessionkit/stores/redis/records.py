@@ -14,7 +14,7 @@ from sessionkit.ids import handle
 from sessionkit.records import in_order
 from sessionkit.stores.base import Record, RecordMeta, SessionInfo, reject_record
 
-FIELDS = frozenset({b"m", b"v", b"t", b"u", b"x", b"f", b"o", b"n"})  # all but "d:<key>"
+FIELDS = frozenset({b"m", b"v", b"t", b"u", b"x", b"f", b"o", b"n", b"w"})  # all but "d:<key>"
 LAYOUT = b"2"  # the record layout this release writes (``f``); absent: layout 1, also read
 MAX_PTTL = 10 * 365 * 86400 * 1000
 

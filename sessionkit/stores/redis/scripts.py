@@ -237,6 +237,26 @@ return out
 CREATE_LIMITED = _HELPERS + "local function save()\n" + _CREATE_BODY + "end\n" + _LIMITED
 UPDATE_LIMITED = _HELPERS + "local function save()\n" + _UPDATE_BODY + "end\n" + _LIMITED
 
+#: UPDATE for the local cache's write-through (single server only): the same merge, and it
+#: returns the version it wrote (``ARGV[first + 1]``, which UPDATE set to the stored
+#: version + 1), or 0 when nothing was written. The cache compares that with the version
+#: it holds: only ``held + 1`` means the merge landed on exactly the record it holds.
+#: It also sets the field ``w``, which the same MULTI deletes with a plain ``HDEL`` right
+#: after it (``w`` never outlives the transaction): Redis 7.0 counts a script's writes as
+#: the script engine's, not the connection's, so only that last plain write makes the
+#: change "ours" for ``CLIENT TRACKING ... NOLOOP`` (see ``tracking``). On anything that is
+#: not our record the script writes nothing, and the HDEL finds no ``w``.
+UPDATE_VERSIONED = (
+    _HELPERS
+    + "local function save()\n"
+    + _UPDATE_BODY
+    + """end
+if save() == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'w', '1')
+return ARGV[11 + tonumber(ARGV[7]) + tonumber(ARGV[8]) + tonumber(ARGV[9])]
+"""
+)
+
 #: KEYS: session key. ARGV: single, last_seen, pttl, now_ms, digest.
 #: Returns 0 (gone), 1 (done), or on a Cluster the index key that must be extended.
 TOUCH = (
@@ -349,6 +369,7 @@ CREATE_SCRIPT, UPDATE_SCRIPT, TOUCH_SCRIPT = Script(CREATE), Script(UPDATE), Scr
 DELETE_SCRIPT, INDEX_ADD_SCRIPT, UNLOCK_SCRIPT = Script(DELETE), Script(INDEX_ADD), Script(UNLOCK)
 LOCK_SCRIPT, ROTATE_OUT_SCRIPT = Script(LOCK), Script(ROTATE_OUT)
 CREATE_LIMITED_SCRIPT, UPDATE_LIMITED_SCRIPT = Script(CREATE_LIMITED), Script(UPDATE_LIMITED)
+UPDATE_VERSIONED_SCRIPT = Script(UPDATE_VERSIONED)
 ALL_SCRIPTS = (
     LOCK_SCRIPT,
     ROTATE_OUT_SCRIPT,

@@ -1,16 +1,17 @@
 """Redis server-assisted client-side caching as an ``InvalidationSource``.
 
-One connection per process, owned by this module (the store's data connections are left
-exactly as they are), runs::
+Two connections per process, owned by this module (the store's data connections are left
+exactly as they are)::
 
-    CLIENT ID                                             -> <id>
-    CLIENT TRACKING ON REDIRECT <id> BCAST PREFIX <prefix>{
-    SUBSCRIBE __redis__:invalidate
+    listener:  CLIENT ID                                  -> <id>
+               SUBSCRIBE __redis__:invalidate
+    writer:    CLIENT TRACKING ON REDIRECT <id> BCAST PREFIX <prefix>{ NOLOOP
 
-so Redis pushes the name of every session key that any client changes, deletes, expires or
-evicts (and ``null`` for a FLUSHDB/FLUSHALL) to it, as RESP2 pub/sub messages. Works with
-Redis 6.0 and later (Debian's 7.0 included) and with every redis-py flavour the store uses:
-it needs no RESP3 and no hook into the store's clients.
+so Redis pushes to the listener the name of every session key that any client changes,
+deletes, expires or evicts (and ``null`` for a FLUSHDB/FLUSHALL), as RESP2 pub/sub
+messages, except the changes the writer itself made. Works with Redis 6.0 and later
+(Debian's 7.0 included) and with every redis-py flavour the store uses: it needs no RESP3
+and no hook into the store's clients.
 
 Why broadcast mode and not the default mode with ``REDIRECT ... NOLOOP`` on the data
 connections: in the default mode Redis forgets that a connection tracks a key as soon as
@@ -18,14 +19,23 @@ that key is modified, *also* when the connection itself modified it with ``NOLOO
 message is sent, and the key leaves the tracking table). A record written through after
 our own save would then never be invalidated again; checked against Redis 7.0 in
 ``tests/stores/test_cache_redis.py``. Broadcast mode tracks by prefix, so nothing is
-forgotten; the price is that our own writes invalidate us too (the record is re-read once
-after each write, which the cache does anyway, see ``cache``) and that every process hears
-about every session write (one small message per write per process).
+forgotten; the price is that every process hears about every session write.
 
-Fail safe: the connection is read without blocking before every cached read (``sync``). A
-closed connection (``CLIENT KILL``, a restart, a failover that drops clients, an output
-buffer limit), an unanswered health-check ``PING`` or a fork flushes the cache and sends
-reads to Redis until a background thread has connected and subscribed again.
+Why the writer, and ``NOLOOP`` on it: in broadcast mode Redis collects the keys changed
+during one turn of its event loop and sends each key *once* per turn, after the turn. Our
+own save and another client's save of the same session in one turn therefore make one
+message, so counting messages cannot tell "only ours" from "ours and then theirs". With
+``NOLOOP`` Redis leaves a key out of the writer's messages only when the writer made the
+*last* change to it in that turn: a change by anyone after our save is always announced
+(checked against the real server in the tests). The cache's write-through sends its
+merges on the writer for that reason (``save``), one at a time; when the writer is busy,
+the save goes through the store as usual and the record is dropped.
+
+Fail safe: both connections are polled without blocking before every cached read
+(``sync``). A closed listener or writer (``CLIENT KILL``, a restart, a failover that
+drops clients, an output buffer limit), an unanswered health-check ``PING`` or a fork
+flushes the cache and sends reads to Redis until a background thread has connected,
+subscribed and turned tracking on again.
 """
 
 from __future__ import annotations
@@ -39,8 +49,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sessionkit.stores.base import Store
+from redis import exceptions as _rx
+
+from sessionkit.stores.base import Store, Write
 from sessionkit.stores.cache import InvalidationSource, LocalCache
+from sessionkit.stores.redis.scripts import UPDATE_VERSIONED_SCRIPT
 
 CHANNEL = b"__redis__:invalidate"
 
@@ -79,6 +92,12 @@ class RedisTracking(InvalidationSource):
         self._pid = os.getpid()
         self.connects = 0  # how many times tracking was (re)established (for tests, stats)
         self.client_id: int | None = None  # the invalidation connection's CLIENT ID
+        self._writer: Any = None  # the connection whose tracking feeds the listener
+        self._writer_fd = -1
+        self._writer_lock = threading.Lock()  # one write-through at a time on it
+        self._writer_pinged = 0.0
+        self._drain_always = False  # the listener cannot be polled (TLS): ask redis-py
+        self.writer_id: int | None = None  # the writer's CLIENT ID
 
     @classmethod
     def for_client(cls, client: Any, prefix: str, **options: Any) -> RedisTracking:
@@ -111,10 +130,59 @@ class RedisTracking(InvalidationSource):
             if time.monotonic() - self._last_pong > 2 * self.health_interval + 1.0:
                 self._down("no reply to the health check")
                 return False
-            poller = self._poller
-            if poller is None or poller.poll(0):  # data (or a hang-up) waits on the socket
+            events = self._poller.poll(0)  # data or a hang-up on the listener, a hang-up
+            if events:  # on the writer
+                writer_fd = self._writer_fd
+                for fd, _ in events:
+                    if fd == writer_fd:
+                        self._down("the tracking connection closed")
+                        return False
+                self._drain()
+            elif self._drain_always:
                 self._drain()
             return self._live
+
+    @property
+    def writes_through(self) -> bool:
+        return self._live and self._writer is not None
+
+    def save(self, store: Store, write: Write) -> int | None:
+        """Run ``write``'s merge on the writer connection (whose own changes are not
+        announced to us, and any change after it is) and return the version it wrote,
+        ``0`` if nothing was written; ``None`` when the writer is busy or down, or the
+        store is not the one we track (the cache then saves through the store)."""
+        from sessionkit.stores.redis.store import RedisStore
+
+        writer = self._writer
+        if writer is None or not self._live or type(store) is not RedisStore or store.cluster:
+            return None
+        if store.prefix.encode() + b"{" != self._key_prefix:
+            return None
+        lock = self._writer_lock
+        if not lock.acquire(blocking=False):  # another thread's write is on it
+            return None
+        try:
+            if self._writer is not writer:
+                return None
+            keys, args = store._update_args(write)
+            try:
+                reply = _merge(writer, UPDATE_VERSIONED_SCRIPT.sha, "EVALSHA", keys, args)
+                if isinstance(reply, _rx.NoScriptError):  # flushed: send the source
+                    source = UPDATE_VERSIONED_SCRIPT.source
+                    reply = _merge(writer, source, "EVAL", keys, args)
+                if isinstance(reply, Exception):
+                    raise reply
+            except _rx.ResponseError:
+                raise
+            except Exception as exc:  # the write may have landed: the caller merges again
+                with self._lock:
+                    if self._writer is writer:
+                        self._down(f"tracking connection lost ({type(exc).__name__}: {exc})")
+                return None
+            self._writer_pinged = time.monotonic()
+            return int(reply)
+        finally:
+            lock.release()
 
     def _drain(self) -> None:
         """Read what is buffered, without blocking (the caller holds the lock). It reads
@@ -151,17 +219,19 @@ class RedisTracking(InvalidationSource):
         until the flush is done, even by a thread that already sees ``_live`` off)."""
         was_live, self._live = self._live, False
         conn, self._conn, self._poller = self._conn, None, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.disconnect()
+        writer, self._writer, self._writer_fd = self._writer, None, -1
+        for each in (conn, writer):  # (a write on the writer then fails, and falls back)
+            if each is not None:
+                with contextlib.suppress(Exception):
+                    each.disconnect()
         if self._cache is not None:
             self._cache.flush(reason if was_live else f"{reason} (while not live)")
 
     def _forked(self) -> None:
         """A child process: the parent's socket and thread are not ours."""
         self._pid, self._conn, self._live, self._thread = os.getpid(), None, False, None
-        self._poller = None
-        self._lock = threading.Lock()
+        self._poller, self._writer, self._writer_fd = None, None, -1
+        self._lock, self._writer_lock = threading.Lock(), threading.Lock()
         if self._cache is not None:
             self._cache.flush("forked: the parent's invalidations are not ours")
 
@@ -205,32 +275,41 @@ class RedisTracking(InvalidationSource):
             self._listen()
 
     def _establish(self) -> None:
-        conn = self._connect()
+        conn, writer = self._connect(), self._connect()
         try:
             conn.connect()
             conn.send_command("CLIENT", "ID")
             client_id = conn.read_response()
-            conn.send_command(
+            conn.send_command("SUBSCRIBE", CHANNEL)  # before tracking: no message is lost
+            conn.read_response()
+            writer.connect()
+            writer.send_command("CLIENT", "ID")
+            writer_id = writer.read_response()
+            writer.send_command(
                 "CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST",
-                "PREFIX", self._key_prefix,
+                "PREFIX", self._key_prefix, "NOLOOP",
             )  # fmt: skip
-            conn.read_response()
-            conn.send_command("SUBSCRIBE", CHANNEL)
-            conn.read_response()
+            writer.read_response()
+            writer.send_command("SCRIPT", "LOAD", UPDATE_VERSIONED_SCRIPT.source)
+            writer.read_response()  # (a server that restarted has forgotten it)
+            poller, drain_always, writer_fd = _poller_for(conn, writer)
         except BaseException:
-            with contextlib.suppress(Exception):
-                conn.disconnect()
+            for each in (conn, writer):
+                with contextlib.suppress(Exception):
+                    each.disconnect()
             raise
         with self._lock:
             if self._closed.is_set():
                 conn.disconnect()
+                writer.disconnect()
                 return
             # Nothing was cached while we were not live (reads bypassed the cache, fills
             # that spanned the drop were poisoned by its flush): serving may start now.
             self._conn, self._live, self.client_id = conn, True, client_id
-            self._poller = _poller_for(conn)
+            self._writer, self._writer_fd, self.writer_id = writer, writer_fd, writer_id
+            self._poller, self._drain_always = poller, drain_always
             self._drain()  # anything that came with the subscription's reply
-            self._last_pong = self._ping_sent = time.monotonic()
+            self._last_pong = self._ping_sent = self._writer_pinged = time.monotonic()
             self.connects += 1
 
     def _listen(self) -> None:
@@ -256,6 +335,27 @@ class RedisTracking(InvalidationSource):
                     self._down(f"invalidation connection lost ({type(exc).__name__})")
             elif self._live and now - self._last_pong > 2 * self.health_interval:
                 self._down("no reply to the health check")
+        if self._live and time.monotonic() - self._writer_pinged >= self.health_interval:
+            self._ping_writer()
+
+    def _ping_writer(self) -> None:
+        """Keep the writer's link checked (and out of the server's idle ``timeout``): a
+        PING when it has been idle for a health interval and no write holds it."""
+        writer = self._writer
+        if writer is None or not self._writer_lock.acquire(blocking=False):
+            return
+        try:
+            if self._writer is not writer:
+                return
+            writer.send_command("PING")
+            writer.read_response()
+            self._writer_pinged = time.monotonic()
+        except Exception as exc:
+            with self._lock:
+                if self._writer is writer:
+                    self._down(f"tracking connection lost ({type(exc).__name__})")
+        finally:
+            self._writer_lock.release()
 
     def close(self) -> None:
         self._closed.set()
@@ -266,16 +366,36 @@ class RedisTracking(InvalidationSource):
             thread.join(timeout=5)
 
 
-def _poller_for(conn: Any) -> Any:
-    """A ``poll`` object on ``conn``'s socket (redis-py keeps it in ``_sock``), or ``None``
-    when there is none to poll or it is TLS (the drain then asks redis-py every time)."""
-    sock = getattr(conn, "_sock", None)
-    poll = getattr(select, "poll", None)
-    if type(sock) is not socket.socket or poll is None:  # TLS may hold decrypted bytes back
-        return None
-    poller = poll()
-    poller.register(sock, select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP)
-    return poller
+def _merge(writer: Any, script: str, how: str, keys: list[str], args: list[Any]) -> Any:
+    """One round trip: ``MULTI``, the versioned merge, ``HDEL <key> w``, ``EXEC``; the
+    merge's reply (a version, 0, or the error object). The plain HDEL is the last change
+    to the key in the transaction and it is the writer's own, so NOLOOP leaves the key out
+    of our messages for this turn of Redis's loop unless another client changes it after
+    us in the same turn (Redis records the last client to change each key)."""
+    writer.send_packed_command(writer.pack_commands([
+        ("MULTI",), (how, script, len(keys), *keys, *args), ("HDEL", keys[0], "w"), ("EXEC",),
+    ]))  # fmt: skip
+    for _ in range(3):  # OK, QUEUED, QUEUED
+        writer.read_response()
+    return writer.read_response()[0]
+
+
+def _poller_for(conn: Any, writer: Any) -> tuple[Any, bool, int]:
+    """A ``poll`` object on the listener's socket (for data and hang-ups; redis-py keeps
+    it in ``_sock``) and on the writer's (for hang-ups only: its replies are the writing
+    thread's business), whether the listener must be drained on every ``sync`` instead
+    (TLS may hold decrypted bytes back from a poll), and the writer's descriptor."""
+    sock, wsock = getattr(conn, "_sock", None), getattr(writer, "_sock", None)
+    rdhup = getattr(select, "POLLRDHUP", 0)
+    if wsock is None or not rdhup:  # no way to see the writer close: refuse to go live
+        raise OSError("the tracking connection cannot be watched on this platform")
+    poller = select.poll()
+    drain_always = type(sock) is not socket.socket
+    if sock is not None and not drain_always:
+        poller.register(sock, select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP)
+    writer_fd = wsock.fileno()
+    poller.register(writer_fd, rdhup | select.POLLERR | select.POLLHUP)
+    return poller, drain_always, writer_fd
 
 
 def source_for(store: Store, client: Any = None) -> InvalidationSource | None:
