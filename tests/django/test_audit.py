@@ -90,6 +90,8 @@ def test_manage_py_sessionkit_audit_export_and_erase(
 ) -> None:
     engine = make_sk("sqlite", audit="store")
     login(Client())
+    # the command stands for another process: it reads what the app's trail has written
+    engine.audit.flush()
     user = str(alice.pk)
     call_command("sessionkit", "audit", "--user", user, "--json")
     lines = capsys.readouterr().out.splitlines()

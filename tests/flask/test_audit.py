@@ -38,6 +38,8 @@ def test_flask_login_and_logout_are_entries(make_app: AppFactory, url: str) -> N
 def test_the_flask_commands_show_export_and_erase(make_app: AppFactory, tmp_path: Path) -> None:
     app = make_app(f"sqlite:///{tmp_path / 's.db'}", SESSIONKIT_AUDIT="store")
     app.test_client().get("/login/alice")
+    # the command stands for another process: it reads what the app's trail has written
+    SessionKit.engine(app).audit.flush()  # type: ignore[union-attr]
     runner = app.test_cli_runner()
     shown = runner.invoke(args=["sessionkit", "audit", "--user", "alice", "--json"])
     assert shown.exit_code == 0, shown.output
