@@ -34,6 +34,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 import queue
 import threading
@@ -258,7 +259,7 @@ class AuditTrail:
         self._idle = threading.Condition()
         self._thread: threading.Thread | None = None
         self._pid = 0
-        self._last_trim = 0.0
+        self._last_trim = -math.inf  # the first batch trims (monotonic starts near boot)
         self._flushing = 0  # callers waiting in flush(): the writer does not linger
         self._wake = threading.Event()
         self._unsubscribe: Callable[[], None] | None = None
