@@ -22,10 +22,11 @@ from sessionkit.config import SessionConfig
 from sessionkit.doctor import diagnose
 from sessionkit.engine import SessionEngine
 from sessionkit.errors import ConfigError, SessionKitError
-from sessionkit.health import probe
+from sessionkit.health import Health, probe
 from sessionkit.rekey import RekeyReport
 from sessionkit.sealing import SealFailed
 from sessionkit.stores import Store, open_store
+from sessionkit.stores.fallback import FallbackStore
 
 # (label, upper bound of age in seconds) for `stats`
 AGE_BUCKETS: tuple[tuple[str, float], ...] = (
@@ -159,20 +160,39 @@ def build_group(
             trimmed = sink.trim(time.time() - audit_retention)
             click.echo(f"removed {_count(trimmed, 'audit entry')} older than the retention")
 
-    @group.command(help="Probe the store: reachable, round trip, server version (exit 1 if down).")
+    def fallback_of(store: Store, url: str | None) -> tuple[Store, Callable[[], None]]:
+        """``store`` behind its fallback (``--fallback``, or the app's ``fallback``
+        setting), and what closes the fallback afterwards."""
+        chosen: str | Store | None = url
+        if chosen is None and get_config is not None:
+            chosen = get_config().fallback
+        if chosen is None:
+            return store, lambda: None
+        other = open_store(chosen) if isinstance(chosen, str) else chosen
+        return FallbackStore(store, other), other.close if isinstance(chosen, str) else _nothing
+
+    @group.command(
+        help="Probe the store: reachable, round trip, server version (exit 1 if down). "
+        "With a fallback store, both are probed and the mode is shown."
+    )
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @click.option(
+        "--fallback", "fallback_url", default=None, envvar="SESSIONKIT_FALLBACK",
+        metavar="URL", help="The fallback store's URL (the app's `fallback` setting).",
+    )  # fmt: skip
     @with_store
-    def health(store: Store, as_json: bool) -> None:
-        found = probe(store)
+    def health(store: Store, as_json: bool, fallback_url: str | None) -> None:
+        probed, close = fallback_of(store, fallback_url)
+        try:
+            found = probe(probed)
+        finally:
+            close()
         if as_json:
             click.echo(json.dumps(found.as_dict()))
-        elif found.ok:
-            took = "" if found.latency_ms is None else f" in {found.latency_ms:.2f} ms"
-            server = f" ({found.server_version})" if found.server_version else ""
-            click.echo(f"ok: {found.store} answered{took}{server}")
         else:
-            click.echo(f"down: {found.error}", err=True)
-        if not found.ok:
+            _show_health(click, found)
+        # the primary down is an exit 1 even while the fallback serves reads (degraded)
+        if not found.ok or (found.fallback is not None and found.mode != "primary"):
             raise SystemExit(1)
 
     @group.command(help="Check the store: connectivity, version, settings, clock, indexes.")
@@ -385,6 +405,36 @@ def build_group(
             click.echo(f"no audit entries for {'no user' if user is None else repr(user)}")
 
     return group
+
+
+def _nothing() -> None:
+    pass
+
+
+def _show_health(click: Any, found: Health) -> None:
+    """``sessionkit health``'s lines: the store, and with a fallback, it and the mode."""
+    if found.fallback is None:
+        _show_probe(click, "", found, found.ok)
+        return
+    # with a fallback, ``ok`` says sessions can be read; the primary is up in mode "primary"
+    _show_probe(click, "", found, found.mode == "primary")
+    _show_probe(click, "fallback ", found.fallback, found.fallback.ok)
+    if found.mode == "primary":
+        click.echo("mode: primary (the fallback stands by)")
+    else:
+        click.echo(
+            f"mode: {found.mode}: sessions are read from the fallback and changes are refused "
+            "(503) until the primary answers again"
+        )
+
+
+def _show_probe(click: Any, label: str, found: Health, up: bool) -> None:
+    if up:
+        took = "" if found.latency_ms is None else f" in {found.latency_ms:.2f} ms"
+        server = f" ({found.server_version})" if found.server_version else ""
+        click.echo(f"{label}ok: {found.store} answered{took}{server}")
+    else:
+        click.echo(f"{label}down: {found.error}", err=True)
 
 
 def _duration(_ctx: Any, _param: Any, value: str | None) -> float | None:

@@ -292,3 +292,15 @@ def test_store_down_in_a_locked_view_is_a_503(
     own_redis.stop()
     assert client.get("/locked-incr").status_code == 503  # the lock fails, then the hook reads
     own_redis.start()
+
+
+def test_flask_sessionkit_health_probes_the_apps_fallback(
+    make_app: AppFactory, tmp_path: Path, redis_server: servers.Server
+) -> None:
+    """``flask sessionkit health`` takes the fallback from ``SESSIONKIT_FALLBACK``."""
+    replica = f"sqlite:///{tmp_path / 'replica.db'}"
+    app = make_app(f"redis://127.0.0.1:{redis_server.port}/0", SESSIONKIT_FALLBACK=replica)
+    shown = app.test_cli_runner().invoke(args=["sessionkit", "health"])
+    assert shown.exit_code == 0, shown.output
+    assert "fallback ok: sqlite:///" in shown.output
+    assert "mode: primary (the fallback stands by)" in shown.output

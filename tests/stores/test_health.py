@@ -113,3 +113,37 @@ def test_the_error_says_nothing_of_a_session() -> None:
     found = engine_on(f"redis://127.0.0.1:{port}/0?socket_timeout=0.5").health()
     assert found.error is not None and found.error.endswith("running and reachable.")
     assert "session was left" not in found.error and f"127.0.0.1:{port}" in found.error
+
+
+def test_the_health_command_probes_the_fallback_and_shows_the_mode(
+    redis_server: servers.Server, tmp_path: Path
+) -> None:
+    """``--fallback`` (the app's ``fallback`` setting): both stores probed, the mode shown;
+    the primary down is still exit 1 while the fallback serves reads."""
+    replica = f"sqlite:///{tmp_path / 'replica.db'}"
+
+    def run(url: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "sessionkit.cli", "health", url, "--fallback", replica],
+            capture_output=True, text=True, env={**os.environ},
+        )  # fmt: skip
+
+    up = run(f"redis://127.0.0.1:{redis_server.port}/0")
+    assert up.returncode == 0, up.stderr
+    lines = up.stdout.splitlines()
+    assert re.match(r"ok: redis://127\.0\.0\.1:\d+/0 answered in [\d.]+ ms", lines[0])
+    assert re.match(r"fallback ok: sqlite:///.*replica\.db answered in [\d.]+ ms", lines[1])
+    assert lines[2] == "mode: primary (the fallback stands by)"
+    down = run(f"redis://127.0.0.1:{servers.free_port()}/0?socket_timeout=0.5")
+    assert down.returncode == 1
+    assert any(line.startswith("down: session store redis://") for line in down.stderr.splitlines())
+    assert down.stdout.startswith("fallback ok: sqlite:///")
+    assert "mode: read_only: sessions are read from the fallback" in down.stdout
+    as_json = subprocess.run(
+        [sys.executable, "-m", "sessionkit.cli", "health", "--json",
+         f"redis://127.0.0.1:{servers.free_port()}/0?socket_timeout=0.5"],
+        capture_output=True, text=True, env={**os.environ, "SESSIONKIT_FALLBACK": replica},
+    )  # fmt: skip
+    found = json.loads(as_json.stdout)
+    assert as_json.returncode == 1 and found["ok"] and found["mode"] == "read_only"
+    assert found["fallback"]["ok"] and found["fallback"]["store"].endswith("replica.db")
