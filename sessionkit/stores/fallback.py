@@ -231,70 +231,58 @@ class FallbackStore(Store):
         ambiguous = exc is not None and exc.ambiguous
         return StoreReadOnly(self.url, self.fallback.url, cause, ambiguous=ambiguous)
 
-    def _read_fallback(self) -> None:
+    def _read(self, name: str, *args: Any) -> Any:
+        """``store.name(*args)`` on the primary; on the fallback while it serves, or when
+        the primary fails now (which switches over)."""
+        if self._use_primary():
+            try:
+                return getattr(self.primary, name)(*args)
+            except StoreUnavailable as exc:
+                self._fail_over(exc)
         with self._lock:
             self._counts.fallback_reads += 1
+        return getattr(self.fallback, name)(*args)
+
+    async def _aread(self, name: str, *args: Any) -> Any:
+        if await self._ause_primary():
+            try:
+                return await getattr(self.primary, name)(*args)
+            except StoreUnavailable as exc:
+                self._fail_over(exc)
+        with self._lock:
+            self._counts.fallback_reads += 1
+        return await getattr(self.fallback, name)(*args)
 
     # -- reads: the primary's, else the fallback's ---------------------------------------
     def load(self, digest: str) -> Record | None:
-        if self._use_primary():
-            try:
-                return self.primary.load(digest)
-            except StoreUnavailable as exc:
-                self._fail_over(exc)
-        self._read_fallback()
-        return self.fallback.load(digest)
+        found: Record | None = self._read("load", digest)
+        return found
 
     def load_fresh(self, digest: str) -> Record | None:
-        if self._use_primary():
-            try:
-                return self.primary.load_fresh(digest)
-            except StoreUnavailable as exc:
-                self._fail_over(exc)
-        self._read_fallback()
-        return self.fallback.load_fresh(digest)
+        found: Record | None = self._read("load_fresh", digest)
+        return found
 
     async def aload(self, digest: str) -> Record | None:
-        if await self._ause_primary():
-            try:
-                return await self.primary.aload(digest)
-            except StoreUnavailable as exc:
-                self._fail_over(exc)
-        self._read_fallback()
-        return await self.fallback.aload(digest)
+        found: Record | None = await self._aread("aload", digest)
+        return found
 
     async def aload_fresh(self, digest: str) -> Record | None:
-        if await self._ause_primary():
-            try:
-                return await self.primary.aload_fresh(digest)
-            except StoreUnavailable as exc:
-                self._fail_over(exc)
-        self._read_fallback()
-        return await self.fallback.aload_fresh(digest)
+        found: Record | None = await self._aread("aload_fresh", digest)
+        return found
 
     def user_sessions(self, user: str) -> list[SessionInfo]:
-        if self._use_primary():
-            try:
-                return self.primary.user_sessions(user)
-            except StoreUnavailable as exc:
-                self._fail_over(exc)
-        self._read_fallback()
         try:  # a listing may tidy its index as it reads (Redis): a replica refuses that
-            return self.fallback.user_sessions(user)
-        except StoreUnavailable as exc:
+            listed: list[SessionInfo] = self._read("user_sessions", user)
+        except StoreUnavailable as exc:  # (the primary's failure switched over inside)
             raise self._refused(exc) from exc
+        return listed
 
     async def auser_sessions(self, user: str) -> list[SessionInfo]:
-        if await self._ause_primary():
-            try:
-                return await self.primary.auser_sessions(user)
-            except StoreUnavailable as exc:
-                self._fail_over(exc)
-        self._read_fallback()
         try:
-            return await self.fallback.auser_sessions(user)
+            listed: list[SessionInfo] = await self._aread("auser_sessions", user)
         except StoreUnavailable as exc:
             raise self._refused(exc) from exc
+        return listed
 
     # -- changes: the primary's, else refused ----------------------------------------------
     def _change(self, call: Callable[[], Any]) -> Any:
