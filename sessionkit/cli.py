@@ -76,9 +76,12 @@ def cache_lines(processes: list[dict[str, Any]] | None) -> list[str]:
         rate = f"{hits / (hits + misses):.1%}" if hits + misses else "-"
         return [rate if name == "hit_rate" else str(row.get(name, 0)) for _, name in CACHE_COLUMNS]
 
-    def label(row: dict[str, Any]) -> str:
-        which = f" cache {row['cache']}" if int(row.get("cache", 1)) > 1 else ""
-        return f"{row.get('host', '?')} pid {row.get('pid', '?')}{which}"
+    pids = [(row.get("host"), row.get("pid")) for row in processes]
+
+    def label(row: dict[str, Any]) -> str:  # (several caches in one process: which one)
+        host, pid = row.get("host"), row.get("pid")
+        which = f" cache {row.get('cache')}" if pids.count((host, pid)) > 1 else ""
+        return f"{host} pid {pid}{which}"
 
     table = [["process", *(heading for heading, _ in CACHE_COLUMNS)]]
     table += [[label(row), *cells(row)] for row in processes]

@@ -361,7 +361,7 @@ class RedisTracking(InvalidationSource):
         """Wait for data (without the lock), drain it (with), and keep the link checked."""
         conn = self._conn
         sock = getattr(conn, "_sock", None)
-        wait = self.health_interval / 2
+        wait = min(self.health_interval / 2, self.stats_interval or math.inf)
         if sock is not None:
             with contextlib.suppress(OSError, ValueError):
                 select.select([sock], [], [], wait)
