@@ -692,7 +692,7 @@ def test_sessionkit_stats_shows_each_live_processs_cache(
         assert raw.pttl(f"{prefix}cache:stats") > 0  # gone when every process has stopped
     finally:
         child.kill()
-        child.wait(timeout=30)
+        child.communicate(timeout=30)  # (and closes its pipes)
         here.close()
 
 
