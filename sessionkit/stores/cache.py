@@ -31,7 +31,8 @@ The rules that keep a cached read from being staler than a request already in fl
   the record, so a later read fetches what the server holds.
 
 Bounded by entries and by an estimate of the bytes the records hold; the least recently
-used record goes first. ``stats()`` counts hits, misses, invalidations and flushes.
+used record goes first. ``stats()`` counts hits, misses, invalidations and flushes; each
+process publishes them to its store for ``sessionkit stats`` (``published_counters``).
 """
 
 from __future__ import annotations
