@@ -41,8 +41,9 @@ Counters for ``sessionkit stats``: every ``stats_interval`` seconds the listener
 writes this process's cache counters into one HASH, ``<prefix>cache:stats`` (a field per
 process: ``<host>:<pid>:<n>``, valued ``<published ms> <stale after ms> <JSON>`` in the
 server's clock), on the writer when no save holds it. The key is outside the tracked
-``<prefix>{`` so nobody is told of it; the script drops the fields of processes that
-stopped publishing, and the key expires when all of them have (``published``).
+``<prefix>{`` so nobody is told of it; the script now and then drops the fields of
+processes that stopped publishing (the reader skips them until then), and the key
+expires when all of them have (``published``).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ import json
 import logging
 import math
 import os
+import random
 import select
 import socket
 import threading
@@ -73,21 +75,25 @@ log = logging.getLogger("sessionkit")
 _INSTANCES = itertools.count(1)  # the <n> of the field: caches in one process
 
 # KEYS[1] the counters' HASH; ARGV[1] this process's field, ARGV[2] its counters (JSON),
-# ARGV[3] the ms after which the field is stale unless published again. Stamps the field
-# with the server's clock (no skew between hosts), drops the stale fields, and keeps the
-# key alive as long as the longest-lived field.
+# ARGV[3] the ms after which the field is stale unless published again, ARGV[4] "1" to
+# drop the stale fields this time. Stamps the field with the server's clock (no skew
+# between hosts), keeps the key alive as long as the longest-lived field, and returns how
+# many fields there are: each publication prunes with a chance of 1 in that, so the fleet
+# prunes about once per interval whatever its size (a prune reads every field).
 PUBLISH_SCRIPT = Script("""
 local now = redis.call('TIME')
 local ms = now[1] * 1000 + math.floor(now[2] / 1000)
 local stale = tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], ARGV[1], string.format('%.0f %.0f ', ms, ms + stale) .. ARGV[2])
-local all = redis.call('HGETALL', KEYS[1])
-for i = 1, #all, 2 do
-  local until_ = tonumber(string.match(all[i + 1], '^%d+ (%d+) '))
-  if until_ == nil or until_ < ms then redis.call('HDEL', KEYS[1], all[i]) end
+if ARGV[4] == '1' then
+  local all = redis.call('HGETALL', KEYS[1])
+  for i = 1, #all, 2 do
+    local until_ = tonumber(string.match(all[i + 1], '^%d+ (%d+) '))
+    if until_ == nil or until_ < ms then redis.call('HDEL', KEYS[1], all[i]) end
+  end
 end
 if redis.call('PTTL', KEYS[1]) < stale then redis.call('PEXPIRE', KEYS[1], stale) end
-return 1
+return redis.call('HLEN', KEYS[1])
 """)
 
 
@@ -119,6 +125,7 @@ class RedisTracking(InvalidationSource):
         self._instance = next(_INSTANCES)
         self._published = -math.inf  # monotonic time of the last publication (none yet)
         self._publish_failed = False  # (logged once)
+        self._fields = 1  # how many processes published, as of our last publication
         self._key_prefix = f"{prefix}{{".encode()
         self._key_length = len(self._key_prefix) + 65
         self.health_interval = health_interval
@@ -418,8 +425,9 @@ class RedisTracking(InvalidationSource):
         counts = {"host": host, "pid": pid, "cache": self._instance, "connects": self.connects,
                   **cache.counters()}  # fmt: skip
         expiry = self.stats_expiry if self.stats_expiry is not None else 3 * interval
+        prune = random.random() * self._fields < 1  # (spreads the prunes: no secret)
         args = [f"{host}:{pid}:{self._instance}", json.dumps(counts, separators=(",", ":")),
-                max(1, round(expiry * 1000))]  # fmt: skip
+                max(1, round(expiry * 1000)), int(prune)]  # fmt: skip
 
         def publish(writer: Any) -> None:
             def call(*command: Any) -> Any:
@@ -427,7 +435,7 @@ class RedisTracking(InvalidationSource):
                 return writer.read_response()
 
             try:
-                PUBLISH_SCRIPT.run(call, [self._stats_key], args)
+                self._fields = max(1, int(PUBLISH_SCRIPT.run(call, [self._stats_key], args)))
             except _rx.ResponseError as exc:  # (its reply was read: the link is in step)
                 if not self._publish_failed:
                     self._publish_failed = True
