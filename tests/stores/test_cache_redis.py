@@ -27,6 +27,8 @@ from sessionkit.ids import digest, new_id
 from sessionkit.stores import open_store
 from sessionkit.stores.base import Record, RecordMeta, Store, Write
 from sessionkit.stores.cache import CachingStore, InvalidationSource, LocalCache
+from sessionkit.stores.fallback import FallbackStore
+from sessionkit.stores.memory import MemoryStore
 from sessionkit.stores.redis import RedisStore
 from sessionkit.stores.redis.tracking import RedisTracking
 from sessionkit.testing import (
@@ -668,6 +670,11 @@ def test_sessionkit_stats_shows_each_live_processs_cache(
             )
 
         eventually(published_what_they_counted, "both processes publish their counters")
+        # the app's own store as the adapters' commands get it: cached, behind a fallback
+        apps = FallbackStore(open_store(url + "&cache=on"), MemoryStore())
+        result = CliRunner().invoke(build_group(lambda: apps), ["stats", "--json"])
+        shown = json.loads(result.output)["caches"]["processes"]
+        assert {row["pid"] for row in shown} == expected.keys()
         text = stats_command(url)
         assert "local caches: 2 processes publishing" in text
         for pid, counts in expected.items():
