@@ -26,6 +26,7 @@ from sessionkit.health import Health, probe
 from sessionkit.rekey import RekeyReport
 from sessionkit.sealing import SealFailed
 from sessionkit.stores import Store, open_store
+from sessionkit.stores.cache import published_counters, total_counters
 from sessionkit.stores.fallback import FallbackStore
 
 # (label, upper bound of age in seconds) for `stats`
@@ -55,6 +56,44 @@ def _count(n: int, noun: str) -> str:
 
 def _when(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+#: (heading, counter) of the cache table `stats` prints
+CACHE_COLUMNS = (("hits", "hits"), ("misses", "misses"), ("hit rate", "hit_rate"),
+                 ("invalidations", "invalidations"), ("flushes", "flushes"),
+                 ("entries", "entries"))  # fmt: skip
+
+
+def cache_lines(processes: list[dict[str, Any]] | None) -> list[str]:
+    """The lines `stats` prints about the processes' local caches: nothing for a store
+    that has none, one line when no process publishes, else a table with a total."""
+    if processes is None:
+        return []
+    if not processes:
+        return ["local caches: no process is publishing counters (none runs with cache=)"]
+
+    def cells(row: dict[str, Any]) -> list[str]:
+        hits, misses = int(row.get("hits", 0)), int(row.get("misses", 0))
+        rate = f"{hits / (hits + misses):.1%}" if hits + misses else "-"
+        return [rate if name == "hit_rate" else str(row.get(name, 0)) for _, name in CACHE_COLUMNS]
+
+    pids = [(row.get("host"), row.get("pid")) for row in processes]
+
+    def label(row: dict[str, Any]) -> str:  # (several caches in one process: which one)
+        host, pid = row.get("host"), row.get("pid")
+        which = f" cache {row.get('cache')}" if pids.count((host, pid)) > 1 else ""
+        return f"{host} pid {pid}{which}"
+
+    table = [["process", *(heading for heading, _ in CACHE_COLUMNS)]]
+    table += [[label(row), *cells(row)] for row in processes]
+    table.append(["total", *cells(total_counters(processes))])
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    count = len(processes)
+    lines = [f"local caches: {count} {'process' if count == 1 else 'processes'} publishing"]
+    for first, *rest in table:
+        right = (cell.rjust(width) for cell, width in zip(rest, widths[1:], strict=True))
+        lines.append("  " + "  ".join([first.ljust(widths[0]), *right]))
+    return [line.rstrip() for line in lines]
 
 
 def parse_duration(text: str) -> float:
@@ -280,13 +319,18 @@ def build_group(
         metas = list(store.scan())
         users = {m.user for m in metas if m.user is not None}
         histogram = age_histogram((m.created for m in metas), time.time())
+        caches = published_counters(store)
         if as_json:
-            report = {"sessions": len(metas), "users": len(users), "by_age": histogram}
+            report = {"sessions": len(metas), "users": len(users), "by_age": histogram,
+                      "caches": None if caches is None else
+                      {"processes": caches, "total": total_counters(caches)}}  # fmt: skip
             click.echo(json.dumps(report))
             return
         click.echo(f"{_count(len(metas), 'session')}, {_count(len(users), 'signed-in user')}")
         for label, count in histogram.items():
             click.echo(f"  {label:<16} {count}")
+        for line in cache_lines(caches):
+            click.echo(line)
 
     @group.command(name="list", help="List a user's sessions (opaque handles, never IDs).")
     @click.option("--user", required=True, help="The user ID the sessions are bound to.")

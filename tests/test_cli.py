@@ -95,6 +95,7 @@ def test_stats_counts_by_age(clock: FakeClock) -> None:
     assert sum(report["by_age"].values()) == 4
     text = invoke(store, "stats").output
     assert "4 sessions, 2 signed-in users" in text
+    assert report["caches"] is None and "local caches" not in text  # no store a cache fronts
 
 
 def test_age_histogram_buckets() -> None:

@@ -31,7 +31,8 @@ The rules that keep a cached read from being staler than a request already in fl
   the record, so a later read fetches what the server holds.
 
 Bounded by entries and by an estimate of the bytes the records hold; the least recently
-used record goes first. ``stats()`` counts hits, misses, invalidations and flushes.
+used record goes first. ``stats()`` counts hits, misses, invalidations and flushes; each
+process publishes them to its store for ``sessionkit stats`` (``published_counters``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from sessionkit.doctor import Finding
@@ -264,6 +265,14 @@ class LocalCache:
             pending = self._pending.get(digest)
             if pending is not None:
                 pending.generation += 1
+
+    def counters(self) -> dict[str, int]:
+        """The counters (``CacheStats``), and what the cache holds now with its bounds."""
+        with self._lock:
+            counts = asdict(self.stats)
+            counts.update(entries=len(self._entries), bytes=self.bytes,
+                          max_entries=self.max_entries, max_bytes=self.max_bytes)  # fmt: skip
+        return counts
 
     def flush(self, reason: str) -> None:
         """Drop everything, and poison every read in flight."""
@@ -529,14 +538,9 @@ class CachingStore(Store):
         await self.store.aclose()
 
     def stats(self) -> dict[str, int]:
-        """This process's counters, and what the cache holds now."""
-        from dataclasses import asdict
-
-        counts = asdict(self.cache.stats)
-        cache = self.cache
-        counts.update(entries=len(cache), bytes=cache.bytes, max_entries=cache.max_entries,
-                      max_bytes=cache.max_bytes)  # fmt: skip
-        return counts
+        """This process's counters, and what the cache holds now (``sessionkit stats``
+        shows every process's: ``published_counters``)."""
+        return self.cache.counters()
 
     def __repr__(self) -> str:
         return f"<CachingStore {mask_url(self.url)} over {type(self.store).__name__}>"
@@ -608,6 +612,35 @@ def cached(store: Store, url: str, option: str, client: Any = None) -> Store:
         return store
     source = invalidation_source_for(store, url, client)
     return CachingStore(store, source, entries=bounds[0], max_bytes=bounds[1])
+
+
+#: The counters ``total_counters`` adds up over processes.
+SUMMED = (*(f.name for f in fields(CacheStats)), "entries", "bytes")
+
+
+def published_counters(store: Store) -> list[dict[str, Any]] | None:
+    """The cache counters every live process using ``store`` (its Redis server and
+    prefix) has published, one dict per process (``host``, ``pid``, ``published``, and
+    what ``CachingStore.stats()`` returns there): what ``sessionkit stats`` shows. An empty
+    list when no process publishes; ``None`` when this kind of store has no cache."""
+    from sessionkit.stores.fallback import FallbackStore
+
+    while isinstance(store, CachingStore | FallbackStore):  # to the store they front
+        store = store.store if isinstance(store, CachingStore) else store.primary
+    try:
+        from sessionkit.stores.redis import tracking as redis_tracking
+    except ImportError:  # redis-py is not installed: no store a cache can front
+        return None
+    return redis_tracking.published(store)
+
+
+def total_counters(processes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``SUMMED`` counters added up, and the hit rate (hits over hits and misses;
+    ``None`` before any read)."""
+    total: dict[str, Any] = {name: sum(int(p.get(name, 0)) for p in processes) for name in SUMMED}
+    reads = total["hits"] + total["misses"]
+    total["hit_rate"] = total["hits"] / reads if reads else None
+    return total
 
 
 def invalidation_source_for(store: Store, url: str, client: Any = None) -> InvalidationSource:

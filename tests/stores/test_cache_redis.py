@@ -4,23 +4,31 @@ round trips, bounded memory, and the store contract with the cache in the way.""
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import os
+import socket
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from click.testing import CliRunner
 
 from sessionkit import SessionConfig, SessionEngine
+from sessionkit.cli import build_group
 from sessionkit.errors import ConfigError
 from sessionkit.ids import digest, new_id
 from sessionkit.stores import open_store
 from sessionkit.stores.base import Record, RecordMeta, Store, Write
 from sessionkit.stores.cache import CachingStore, InvalidationSource, LocalCache
+from sessionkit.stores.fallback import FallbackStore
+from sessionkit.stores.memory import MemoryStore
 from sessionkit.stores.redis import RedisStore
 from sessionkit.stores.redis.tracking import RedisTracking
 from sessionkit.testing import (
@@ -41,10 +49,18 @@ from tests.stores.test_redis_tls import tls_redis
 KEY = "cache-tests-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 
 
-def cached_store(port: int, prefix: str | None = None, bounds: str = "1000") -> CachingStore:
+def cached_store(
+    port: int, prefix: str | None = None, bounds: str = "1000",
+    stats: tuple[float, float] | None = None,
+) -> CachingStore:  # fmt: skip
+    """``stats``: the source's ``stats_interval`` and ``stats_expiry`` (the defaults: 5 s
+    and 15 s)."""
     store = open_store(f"redis://127.0.0.1:{port}/0?prefix={prefix or unique_prefix()}"
                        f"&cache={bounds}&socket_timeout=1")  # fmt: skip
     assert isinstance(store, CachingStore)
+    if stats is not None:
+        assert isinstance(store.source, RedisTracking)
+        store.source.stats_interval, store.source.stats_expiry = stats
     assert store.source.wait_live(5.0)
     return store
 
@@ -97,11 +113,21 @@ def sent(round_trips: list[str]) -> list[str]:
     return [name for name in round_trips if name != "PING"]
 
 
+def unpublished(store: CachingStore) -> CachingStore:
+    """``store`` publishing no counters for ``sessionkit stats``: that round trip is the
+    listener thread's, every few seconds, never a request's, and a test counting a
+    request's round trips would see it."""
+    assert isinstance(store.source, RedisTracking)
+    store.source.stats_interval = None
+    return store
+
+
 __all__ = ["round_trips", "tls_redis"]  # fixtures, from the Redis tests
 
 
 # -- hits and round trips -----------------------------------------------------------------
 def test_a_hit_costs_no_round_trip(store: CachingStore, round_trips: list[str]) -> None:
+    unpublished(store)
     key = create(store, a="1")
     warm(store, key)
     del round_trips[:]
@@ -114,6 +140,7 @@ def test_a_hit_costs_no_round_trip(store: CachingStore, round_trips: list[str]) 
 def test_a_changing_request_on_a_hit_costs_one_round_trip(
     store: CachingStore, round_trips: list[str]
 ) -> None:
+    unpublished(store)
     engine = SessionEngine(SessionConfig(secret_key=KEY), store=store)
     browser = Browser(engine)
     browser.visit(lambda s: s.__setitem__("n", 1))
@@ -376,7 +403,7 @@ def test_a_forked_child_never_reads_its_parents_invalidations(
         raw.hset(name, "d:a", "3")
         again = store.load(key)
         queue.put((record.items["a"] if record else None, live,
-                   again.items["a"] if again else None))  # fmt: skip
+                   again.items["a"] if again else None, store.stats()["hits"]))  # fmt: skip
 
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
@@ -384,7 +411,8 @@ def test_a_forked_child_never_reads_its_parents_invalidations(
     process.start()
     got = queue.get(timeout=30)
     process.join(timeout=30)
-    assert got == ("2", True, "3")
+    assert store.stats()["hits"] >= 1  # the parent's, which the child publishes not as its own
+    assert got == ("2", True, "3", 0)
     assert store.load(key).items == {"a": "3"}  # type: ignore[union-attr]  # the parent's own
 
 
@@ -486,8 +514,9 @@ def test_a_hit_never_returns_more_than_one_store_round_trip_old_after_own_writes
     warm(store, key)
     store.save(Write(key, {"b": "2"}, frozenset(), meta(), 60.0))
     assert store.load(key).items == {"a": "1", "b": "2"}  # type: ignore[union-attr]
-    store.touch(key, int(time.time()) + 5, 60.0)
-    assert store.load(key).meta.last_seen == int(time.time()) + 5  # type: ignore[union-attr]
+    seen = int(time.time()) + 5  # (once: the clock may tick a second in between)
+    store.touch(key, seen, 60.0)
+    assert store.load(key).meta.last_seen == seen  # type: ignore[union-attr]
     store.delete(key)
     assert store.load(key) is None
 
@@ -568,3 +597,152 @@ def test_an_evicted_session_is_dead_in_every_local_cache(redis_server: servers.S
     finally:
         here.close()
         there.close()
+
+
+# -- the counters `sessionkit stats` shows ---------------------------------------------------
+PUBLISHER = """
+import json, sys, time
+from sessionkit.ids import digest, new_id
+from sessionkit.stores import open_store
+from sessionkit.stores.base import RecordMeta, Write
+store = open_store(sys.argv[1])
+store.source.stats_interval, store.source.stats_expiry = 0.02, float(sys.argv[2])
+assert store.source.wait_live(10.0)
+key, now = digest(new_id()), int(time.time())
+store.save(Write(key, {"a": "1"}, frozenset(), RecordMeta(now, now), 60.0, create=True))
+while store.stats()["hits"] < 7:
+    store.load(key)
+for _ in range(3):
+    store.load(digest(new_id()))  # misses: no such session
+print(json.dumps(store.stats()), flush=True)
+sys.stdin.read()  # its listener thread publishes until the test is done with it
+"""
+
+
+def stats_command(url: str, *options: str) -> str:
+    """``sessionkit stats URL`` as an operator runs it: another process's view (the
+    command's store makes no cache of its own)."""
+    result = CliRunner().invoke(build_group(), ["stats", url, *options])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def cache_rows(url: str) -> dict[int, dict[str, Any]]:
+    """The published processes, by pid (one host here)."""
+    report = json.loads(stats_command(url, "--json"))
+    return {row["pid"]: row for row in report["caches"]["processes"]}
+
+
+def eventually(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Poll ``check`` (the listener threads publish in the background) until it holds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def test_sessionkit_stats_shows_each_live_processs_cache(
+    redis_server: servers.Server, raw: redis.Redis
+) -> None:
+    prefix = unique_prefix()
+    url = f"redis://127.0.0.1:{redis_server.port}/0?prefix={prefix}"
+    assert "local caches: no process is publishing" in stats_command(url)
+    assert cache_rows(url) == {}
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(PUBLISHER), url + "&cache=on", "0.5"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    here = cached_store(redis_server.port, prefix, stats=(0.02, 60.0))
+    try:
+        assert child.stdout is not None
+        theirs = json.loads(child.stdout.readline())
+        key = create(here, a="1")
+        warm(here, key)
+        here.load(digest(new_id()))  # a miss
+        ours = here.stats()
+        expected = {child.pid: theirs, os.getpid(): ours}
+
+        def published_what_they_counted() -> bool:
+            rows = cache_rows(url)
+            return rows.keys() == expected.keys() and all(
+                (rows[pid]["hits"], rows[pid]["misses"]) == (c["hits"], c["misses"])
+                for pid, c in expected.items()
+            )
+
+        eventually(published_what_they_counted, "both processes publish their counters")
+        # the app's own store as the adapters' commands get it: cached, behind a fallback
+        apps = FallbackStore(open_store(url + "&cache=on"), MemoryStore())
+        result = CliRunner().invoke(build_group(lambda: apps), ["stats", "--json"])
+        shown = json.loads(result.output)["caches"]["processes"]
+        assert {row["pid"] for row in shown} == expected.keys()
+        text = stats_command(url)
+        assert "local caches: 2 processes publishing" in text
+        for pid, counts in expected.items():
+            (line,) = [line for line in text.splitlines() if f" pid {pid} " in line]
+            assert line.split()[3:5] == [str(counts["hits"]), str(counts["misses"])], text
+        hits = theirs["hits"] + ours["hits"]
+        misses = theirs["misses"] + ours["misses"]
+        (total,) = [line.split() for line in text.splitlines() if line.split()[0] == "total"]
+        assert total[1:4] == [str(hits), str(misses), f"{hits / (hits + misses):.1%}"], text
+        report = json.loads(stats_command(url, "--json"))["caches"]["total"]
+        assert (report["hits"], report["misses"]) == (hits, misses)
+        assert report["hit_rate"] == hits / (hits + misses)
+
+        field = f"{socket.gethostname()}:{child.pid}:1"
+        assert raw.hexists(f"{prefix}cache:stats", field)
+        child.kill()  # it stops publishing without a word (a crash, an OOM kill)
+        child.wait(timeout=30)
+        eventually(lambda: child.pid not in cache_rows(url), "a dead process vanishes")
+        assert os.getpid() in cache_rows(url)  # the live one stays
+        eventually(lambda: not raw.hexists(f"{prefix}cache:stats", field),
+                   "a live process's publication drops the dead one's field")  # fmt: skip
+        assert raw.pttl(f"{prefix}cache:stats") > 0  # gone when every process has stopped
+    finally:
+        child.kill()
+        child.communicate(timeout=30)  # (and closes its pipes)
+        here.close()
+
+
+def test_publishing_leaves_the_cache_warm(store: CachingStore, raw: redis.Redis) -> None:
+    """A publication is no invalidation: after several, the cached record is still there
+    and served as a hit."""
+    assert isinstance(store.source, RedisTracking)
+    store.source.stats_interval = 0.01
+    key = create(store, a="1")
+    warm(store, key)
+    before = store.stats()
+    name = f"{store.store.prefix}cache:stats"  # type: ignore[attr-defined]
+    stamps: set[bytes] = set()
+
+    def published_thrice() -> bool:
+        stamps.update(value.split(b" ")[0] for value in raw.hvals(name))
+        return len(stamps) >= 3
+
+    eventually(published_thrice, "the listener thread publishes every stats_interval")
+    assert store.load(key) is not None
+    after = store.stats()
+    assert after["hits"] == before["hits"] + 1 and after["misses"] == before["misses"]
+    assert (after["invalidations"], after["flushes"]) == (before["invalidations"], 0)
+
+
+def test_a_refused_publication_is_logged_once_and_the_cache_carries_on(
+    redis_server: servers.Server, raw: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A key of another type stands in for a full Redis under noeviction or an ACL that
+    forbids the write: the script fails, and nothing else does."""
+    prefix = unique_prefix()
+    raw.set(f"{prefix}cache:stats", "not a hash")
+    caplog.set_level(logging.WARNING, logger="sessionkit")
+    store = cached_store(redis_server.port, prefix, stats=(0.01, 60.0))
+    try:
+        eventually(lambda: "cannot publish its counters" in caplog.text, "a warning")
+        key = create(store, a="1")
+        warm(store, key)
+        source = store.source
+        assert isinstance(source, RedisTracking)
+        assert source.live and source.connects == 1 and store.stats()["flushes"] == 0
+        assert caplog.text.count("cannot publish its counters") == 1
+        url = f"redis://127.0.0.1:{redis_server.port}/0?prefix={prefix}"
+        assert "no process is publishing" in stats_command(url)
+    finally:
+        store.close()

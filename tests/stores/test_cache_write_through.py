@@ -22,7 +22,16 @@ from sessionkit.stores.redis import RedisStore
 from sessionkit.stores.redis.tracking import RedisTracking
 from sessionkit.testing import Browser
 from tests import servers
-from tests.stores.test_cache_redis import KEY, cached_store, create, meta, redis_key, sent, warm
+from tests.stores.test_cache_redis import (
+    KEY,
+    cached_store,
+    create,
+    meta,
+    redis_key,
+    sent,
+    unpublished,
+    warm,
+)
 from tests.stores.test_redis import round_trips
 
 __all__ = ["round_trips"]  # a fixture, from the Redis tests
@@ -89,6 +98,7 @@ class Turn:
 def test_warm_changing_requests_cost_one_round_trip_and_stay_warm(
     store: CachingStore, round_trips: list[str]
 ) -> None:
+    unpublished(store)
     browser = Browser(SessionEngine(SessionConfig(secret_key=KEY), store=store))
     browser.visit(lambda s: s.update(n=0, keep="x"))
     browser.visit(lambda s: s["n"])  # the miss after the create
@@ -160,6 +170,7 @@ def test_a_write_right_before_ours_in_the_same_turn_is_a_mismatch(
 ) -> None:
     """Their save runs first and ours last in one turn: no message comes (the last change
     was ours), but the version we wrote is not our copy's + 1, so nothing is kept."""
+    unpublished(store)
     key = create(store, a='"1"')
     warm(store, key)
     other.load(key)  # (its connection is made before the turn)

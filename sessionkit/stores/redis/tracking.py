@@ -36,12 +36,25 @@ Fail safe: both connections are polled without blocking before every cached read
 drops clients, an output buffer limit), an unanswered health-check ``PING`` or a fork
 flushes the cache and sends reads to Redis until a background thread has connected,
 subscribed and turned tracking on again.
+
+Counters for ``sessionkit stats``: every ``stats_interval`` seconds the listener thread
+writes this process's cache counters into one HASH, ``<prefix>cache:stats`` (a field per
+process: ``<host>:<pid>:<n>``, valued ``<published ms> <stale after ms> <JSON>`` in the
+server's clock), on the writer when no save holds it. The key is outside the tracked
+``<prefix>{`` so nobody is told of it; the script now and then drops the fields of
+processes that stopped publishing (the reader skips them until then), and the key
+expires when all of them have (``published``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
+import json
+import logging
+import math
 import os
+import random
 import select
 import socket
 import threading
@@ -52,10 +65,36 @@ from typing import Any
 from redis import exceptions as _rx
 
 from sessionkit.stores.base import Store, Write
-from sessionkit.stores.cache import InvalidationSource, LocalCache
-from sessionkit.stores.redis.scripts import UPDATE_VERSIONED_SCRIPT
+from sessionkit.stores.cache import CacheStats, InvalidationSource, LocalCache
+from sessionkit.stores.redis.scripts import UPDATE_VERSIONED_SCRIPT, Script
 
 CHANNEL = b"__redis__:invalidate"
+STATS_KEY = "cache:stats"  # after the prefix: not under the tracked "<prefix>{"
+
+log = logging.getLogger("sessionkit")
+_INSTANCES = itertools.count(1)  # the <n> of the field: caches in one process
+
+# KEYS[1] the counters' HASH; ARGV[1] this process's field, ARGV[2] its counters (JSON),
+# ARGV[3] the ms after which the field is stale unless published again, ARGV[4] "1" to
+# drop the stale fields this time. Stamps the field with the server's clock (no skew
+# between hosts), keeps the key alive as long as the longest-lived field, and returns how
+# many fields there are: each publication prunes with a chance of 1 in that, so the fleet
+# prunes about once per interval whatever its size (a prune reads every field).
+PUBLISH_SCRIPT = Script("""
+local now = redis.call('TIME')
+local ms = now[1] * 1000 + math.floor(now[2] / 1000)
+local stale = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], string.format('%.0f %.0f ', ms, ms + stale) .. ARGV[2])
+if ARGV[4] == '1' then
+  local all = redis.call('HGETALL', KEYS[1])
+  for i = 1, #all, 2 do
+    local until_ = tonumber(string.match(all[i + 1], '^%d+ (%d+) '))
+    if until_ == nil or until_ < ms then redis.call('HDEL', KEYS[1], all[i]) end
+  end
+end
+if redis.call('PTTL', KEYS[1]) < stale then redis.call('PEXPIRE', KEYS[1], stale) end
+return redis.call('HLEN', KEYS[1])
+""")
 
 
 class RedisTracking(InvalidationSource):
@@ -65,6 +104,8 @@ class RedisTracking(InvalidationSource):
     uses (``for_client`` builds it from a client's pool). ``health_interval``: seconds
     between PINGs on the idle connection; if no reply comes within ``2 *
     health_interval`` the cache is flushed (a link that died without a FIN or RST).
+    ``stats_interval``: seconds between publications of the counters (``None``: never);
+    ``stats_expiry``: how long a process's last publication is shown (3 intervals).
     """
 
     def __init__(
@@ -74,8 +115,17 @@ class RedisTracking(InvalidationSource):
         *,
         health_interval: float = 1.0,
         retry_pause: float = 0.05,
+        stats_interval: float | None = 5.0,
+        stats_expiry: float | None = None,
     ) -> None:
         self._connect = connect
+        self.stats_interval = stats_interval
+        self.stats_expiry = stats_expiry
+        self._stats_key = f"{prefix}{STATS_KEY}"
+        self._instance = next(_INSTANCES)
+        self._published = -math.inf  # monotonic time of the last publication (none yet)
+        self._publish_failed = False  # (logged once)
+        self._fields = 1  # how many processes published, as of our last publication
         self._key_prefix = f"{prefix}{{".encode()
         self._key_length = len(self._key_prefix) + 65
         self.health_interval = health_interval
@@ -232,7 +282,9 @@ class RedisTracking(InvalidationSource):
         self._pid, self._conn, self._live, self._thread = os.getpid(), None, False, None
         self._poller, self._writer, self._writer_fd = None, None, -1
         self._lock, self._writer_lock = threading.Lock(), threading.Lock()
-        if self._cache is not None:
+        self._published = -math.inf
+        if self._cache is not None:  # the counts so far are the parent's (its own field)
+            self._cache.stats = CacheStats()
             self._cache.flush("forked: the parent's invalidations are not ours")
 
     @property
@@ -316,7 +368,7 @@ class RedisTracking(InvalidationSource):
         """Wait for data (without the lock), drain it (with), and keep the link checked."""
         conn = self._conn
         sock = getattr(conn, "_sock", None)
-        wait = self.health_interval / 2
+        wait = min(self.health_interval / 2, self.stats_interval or math.inf)
         if sock is not None:
             with contextlib.suppress(OSError, ValueError):
                 select.select([sock], [], [], wait)
@@ -335,27 +387,64 @@ class RedisTracking(InvalidationSource):
                     self._down(f"invalidation connection lost ({type(exc).__name__})")
             elif self._live and now - self._last_pong > 2 * self.health_interval:
                 self._down("no reply to the health check")
+        interval = self.stats_interval
+        if self._live and interval is not None and time.monotonic() - self._published >= interval:
+            self._publish(interval)
         if self._live and time.monotonic() - self._writer_pinged >= self.health_interval:
-            self._ping_writer()
+            self._on_writer(_ping)
 
-    def _ping_writer(self) -> None:
-        """Keep the writer's link checked (and out of the server's idle ``timeout``): a
-        PING when it has been idle for a health interval and no write holds it."""
+    def _on_writer(self, work: Callable[[Any], object]) -> bool:
+        """Run ``work(writer)`` when no save holds the writer (``False``: busy or gone);
+        it also keeps the writer's link checked (and out of the server's idle
+        ``timeout``). A broken link takes tracking down, as in ``save``."""
         writer = self._writer
         if writer is None or not self._writer_lock.acquire(blocking=False):
-            return
+            return False
         try:
             if self._writer is not writer:
-                return
-            writer.send_command("PING")
-            writer.read_response()
+                return False
+            work(writer)
             self._writer_pinged = time.monotonic()
+            return True
         except Exception as exc:
             with self._lock:
                 if self._writer is writer:
                     self._down(f"tracking connection lost ({type(exc).__name__})")
+            return False
         finally:
             self._writer_lock.release()
+
+    def _publish(self, interval: float) -> None:
+        """Write this process's counters for ``sessionkit stats`` (``PUBLISH_SCRIPT``). A
+        refusal (a full Redis under ``noeviction``, an ACL, a key of another type) is
+        logged once and changes nothing else: the cache carries on."""
+        cache = self._cache
+        if cache is None:
+            return
+        host, pid = socket.gethostname(), os.getpid()
+        counts = {"host": host, "pid": pid, "cache": self._instance, "connects": self.connects,
+                  **cache.counters()}  # fmt: skip
+        expiry = self.stats_expiry if self.stats_expiry is not None else 3 * interval
+        prune = random.random() * self._fields < 1  # (spreads the prunes: no secret)
+        args = [f"{host}:{pid}:{self._instance}", json.dumps(counts, separators=(",", ":")),
+                max(1, round(expiry * 1000)), int(prune)]  # fmt: skip
+
+        def publish(writer: Any) -> None:
+            def call(*command: Any) -> Any:
+                writer.send_command(*command)
+                return writer.read_response()
+
+            try:
+                self._fields = max(1, int(PUBLISH_SCRIPT.run(call, [self._stats_key], args)))
+            except _rx.ResponseError as exc:  # (its reply was read: the link is in step)
+                if not self._publish_failed:
+                    self._publish_failed = True
+                    log.warning("sessionkit cache: cannot publish its counters to %s for "
+                                "`sessionkit stats` (%s); the cache itself is unaffected",
+                                self._stats_key, exc)  # fmt: skip
+
+        if self._on_writer(publish):
+            self._published = time.monotonic()
 
     def close(self) -> None:
         self._closed.set()
@@ -364,6 +453,42 @@ class RedisTracking(InvalidationSource):
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
+
+
+def _ping(writer: Any) -> None:
+    writer.send_command("PING")
+    writer.read_response()
+
+
+def published(store: Store) -> list[dict[str, Any]] | None:
+    """The counters published by the live processes with a cache on ``store``'s prefix
+    (the ones whose last publication is not stale), by host and pid, each with the
+    server's time of its publication (``published``, epoch seconds); ``None`` when
+    ``store`` is no RedisStore a cache can front (a Cluster, another kind)."""
+    from sessionkit.stores.redis.store import RedisStore
+
+    if not isinstance(store, RedisStore) or store.cluster:
+        return None
+    client = store._client()
+    with store._guard():
+        seconds, micros = client.time()
+        try:
+            fields = client.hgetall(f"{store.prefix}{STATS_KEY}")
+        except _rx.ResponseError:  # not a HASH: nothing of ours
+            return []
+    now = int(seconds) * 1000 + int(micros) // 1000
+    rows = []
+    for value in fields.values():
+        text = value.decode() if isinstance(value, bytes) else value
+        try:
+            at, until, counts = text.split(" ", 2)
+            row = json.loads(counts)
+            fresh = int(until) >= now and isinstance(row, dict)
+        except ValueError:  # (JSONDecodeError is one) a field that is not ours
+            continue
+        if fresh:
+            rows.append({**row, "published": int(at) / 1000})
+    return sorted(rows, key=lambda r: (str(r.get("host")), r.get("pid", 0), r.get("cache", 0)))
 
 
 def _merge(writer: Any, script: str, how: str, keys: list[str], args: list[Any]) -> Any:
