@@ -78,6 +78,19 @@ def edit_behind(store: CachingStore, port: int, name: str, value: str) -> None:
         raw.close()
 
 
+def delete_behind(store: CachingStore, port: int) -> None:
+    """Delete the one session under ``store``'s prefix straight in Redis (``redis-cli
+    DEL``: what a logout elsewhere does, unannounced to a silent cache)."""
+    inner = store.store
+    assert isinstance(inner, RedisStore)
+    raw = redis.Redis(port=port)
+    try:
+        (key,) = raw.keys(f"{inner.prefix}{{*")
+        assert raw.delete(key) == 1
+    finally:
+        raw.close()
+
+
 def counts(store: CachingStore) -> dict[str, int]:
     stats = store.stats()
     return {name: stats[name] for name in ("hits", "misses", "fresh")}

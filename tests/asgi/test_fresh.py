@@ -20,7 +20,15 @@ from starlette.routing import Route
 from sessionkit import FreshOrderError, Store
 from tests import servers
 from tests.asgi.apps import KEY, client
-from tests.fresh_routes import Counting, cached_redis, counts, delta, edit_behind, silent_redis
+from tests.fresh_routes import (
+    Counting,
+    cached_redis,
+    counts,
+    delete_behind,
+    delta,
+    edit_behind,
+    silent_redis,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -125,10 +133,26 @@ async def test_a_marked_route_sees_a_change_the_cache_did_not_hear_of(
     async with client(make(store)) as http, closing(store):
         await http.get("/login", params={"role": "admin"})
         await http.get("/read")
-        edit_behind(store, redis_server.port, "role", '"user"')
+        seen = "admin"
+        for n, path in enumerate(marked):
+            edit_behind(store, redis_server.port, "role", f'"user{n}"')
+            assert (await http.get("/read")).json() == {"role": seen}  # the cached copy
+            assert (await http.get(path)).json() == {"role": f"user{n}"}, path
+            seen = f"user{n}"  # the fresh read refilled the cache
+
+
+@pytest.mark.parametrize("make, path", [(starlette_app, p) for p in STARLETTE]
+                         + [(fastapi_app, p) for p in FASTAPI])  # fmt: skip
+async def test_a_marked_route_sees_a_logout_the_cache_did_not_hear_of(
+    redis_server: servers.Server, make: Any, path: str
+) -> None:
+    store = silent_redis(redis_server.port)
+    async with client(make(store)) as http, closing(store):
+        await http.get("/login", params={"role": "admin"})
+        await http.get("/read")
+        delete_behind(store, redis_server.port)
         assert (await http.get("/read")).json() == {"role": "admin"}  # the cached copy
-        for path in marked:
-            assert (await http.get(path)).json() == {"role": "user"}, path
+        assert (await http.get(path)).json() == {"role": None}
 
 
 async def test_without_a_cache_a_marked_route_reads_once() -> None:

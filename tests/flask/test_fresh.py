@@ -16,7 +16,15 @@ from sessionkit_flask import SessionKit, fresh, locked
 from sessionkit import FreshOrderError, Store
 from sessionkit.stores.cache import CachingStore
 from tests import servers
-from tests.fresh_routes import Counting, cached_redis, counts, delta, edit_behind, silent_redis
+from tests.fresh_routes import (
+    Counting,
+    cached_redis,
+    counts,
+    delete_behind,
+    delta,
+    edit_behind,
+    silent_redis,
+)
 
 
 class Account(MethodView):
@@ -122,10 +130,27 @@ def test_a_marked_view_sees_a_change_the_cache_did_not_hear_of(
     store = silent_redis(redis_server.port)
     try:
         http = logged_in(store)
-        edit_behind(store, redis_server.port, "role", '"user"')
+        seen = "admin"
+        for n, path in enumerate(["/fresh", "/fresh-async", "/account", "/settings",
+                                  "/locked-fresh"]):  # fmt: skip
+            edit_behind(store, redis_server.port, "role", f'"user{n}"')
+            assert http.get("/read").json == {"role": seen}  # the cached copy
+            assert http.get(path).json == {"role": f"user{n}"}, path
+            seen = f"user{n}"  # the fresh read refilled the cache
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("path", ["/fresh", "/account"])
+def test_a_marked_view_sees_a_logout_the_cache_did_not_hear_of(
+    redis_server: servers.Server, path: str
+) -> None:
+    store = silent_redis(redis_server.port)
+    try:
+        http = logged_in(store)
+        delete_behind(store, redis_server.port)
         assert http.get("/read").json == {"role": "admin"}  # the cached copy
-        for path in ("/fresh", "/fresh-async", "/account", "/settings", "/locked-fresh"):
-            assert http.get(path).json == {"role": "user"}, path
+        assert http.get(path).json == {"role": None}
     finally:
         store.close()
 
