@@ -186,16 +186,17 @@ FRESH_MARK = "__sessionkit_fresh__"
 def endpoint_of(request: Request) -> str | None:
     """The endpoint ``request`` will be routed to, from ``open_session`` on: Flask matches
     the URL only after opening the session, so it is matched here (the same match)."""
-    if request.url_rule is not None:
-        return request.url_rule.endpoint
-    adapter = request_ctx.url_adapter
-    if adapter is None:
-        return None
-    try:
-        rule, _ = adapter.match(return_rule=True)
-    except HTTPException:  # 404, 405, a redirect: Flask answers it, with no view of ours
-        return None
-    return rule.endpoint
+    rule = request.url_rule
+    if rule is None:
+        adapter = request_ctx.url_adapter
+        if adapter is None:
+            return None
+        try:
+            rule, _ = adapter.match(return_rule=True)
+        except HTTPException:  # 404, 405, a redirect: Flask answers it, with no view of ours
+            return None
+    endpoint: str = rule.endpoint
+    return endpoint
 
 
 def apply_permanent(app: Flask, session: FlaskSession) -> None:

@@ -64,8 +64,8 @@ def starlette_app(store: Store) -> Starlette:
         Route("/login", login), Route("/read", read), Route("/fresh", fresh_read),
         Route("/account", Account), Route("/changes-then-fresh", changes_then_fresh),
     ]  # fmt: skip
-    return Starlette(routes=routes,
-                     middleware=[Middleware(SessionMiddleware, secret_key=KEY, store=store)])  # fmt: skip
+    middleware = [Middleware(SessionMiddleware, secret_key=KEY, store=store)]
+    return Starlette(routes=routes, middleware=middleware)
 
 
 def fastapi_app(store: Store) -> FastAPI:
@@ -105,7 +105,7 @@ STARLETTE = ["/fresh", "/account"]
 FASTAPI = ["/fresh", "/fresh-dependency"]
 
 
-@pytest.mark.parametrize("make, marked", [(starlette_app, STARLETTE), (fastapi_app, FASTAPI)],
+@pytest.mark.parametrize(("make", "marked"), [(starlette_app, STARLETTE), (fastapi_app, FASTAPI)],
                          ids=["starlette", "fastapi"])  # fmt: skip
 async def test_a_marked_route_reads_redis_and_an_unmarked_one_the_cache(
     redis_server: servers.Server, make: Any, marked: list[str]
@@ -124,7 +124,7 @@ async def test_a_marked_route_reads_redis_and_an_unmarked_one_the_cache(
             assert delta(before, counts(store)) == {"hits": 1, "misses": 0, "fresh": 1}, path
 
 
-@pytest.mark.parametrize("make, marked", [(starlette_app, STARLETTE), (fastapi_app, FASTAPI)],
+@pytest.mark.parametrize(("make", "marked"), [(starlette_app, STARLETTE), (fastapi_app, FASTAPI)],
                          ids=["starlette", "fastapi"])  # fmt: skip
 async def test_a_marked_route_sees_a_change_the_cache_did_not_hear_of(
     redis_server: servers.Server, make: Any, marked: list[str]
@@ -141,7 +141,7 @@ async def test_a_marked_route_sees_a_change_the_cache_did_not_hear_of(
             seen = f"user{n}"  # the fresh read refilled the cache
 
 
-@pytest.mark.parametrize("make, path", [(starlette_app, p) for p in STARLETTE]
+@pytest.mark.parametrize(("make", "path"), [(starlette_app, p) for p in STARLETTE]
                          + [(fastapi_app, p) for p in FASTAPI])  # fmt: skip
 async def test_a_marked_route_sees_a_logout_the_cache_did_not_hear_of(
     redis_server: servers.Server, make: Any, path: str

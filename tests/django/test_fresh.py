@@ -20,7 +20,6 @@ from sessionkit_django import conf, use_engine
 from sessionkit_django.middleware import fresh_session, session_lock
 
 from sessionkit import FreshOrderError, SessionEngine, Store
-from sessionkit.stores.cache import CachingStore
 from tests import servers
 from tests.fresh_routes import (
     Counting,
@@ -82,6 +81,12 @@ class AsyncAccount(View):
         return JsonResponse({"role": await request.session.aget("role")})
 
 
+@method_decorator(fresh_session, name="dispatch")  # dispatch is sync: it returns get()'s coroutine
+class AsyncPanel(View):
+    async def get(self, request: HttpRequest) -> JsonResponse:
+        return JsonResponse({"role": await request.session.aget("role")})
+
+
 def reads_first(change: bool) -> Any:
     """What middleware that reads (or changes) the session before the view does."""
 
@@ -102,12 +107,13 @@ urlpatterns = [
     path("login", login), path("read", read), path("fresh", fresh_read),
     path("afresh", afresh_read), path("locked-fresh", locked_fresh),
     path("account", Account.as_view()), path("aaccount", AsyncAccount.as_view()),
+    path("apanel", AsyncPanel.as_view()),
     path("read-then-fresh", reads_first(False)(fresh_read)), path("who", who),
     path("awho", awho), path("read-then-who", reads_first(False)(who)),
     path("change-then-fresh", reads_first(True)(fresh_read)),
 ]  # fmt: skip
 SYNC = ["/fresh", "/account", "/locked-fresh"]
-ASYNC = ["/afresh", "/aaccount"]
+ASYNC = ["/afresh", "/aaccount", "/apanel"]
 
 
 def installed(store: Store) -> Any:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import flask
 import pytest
@@ -34,7 +34,7 @@ class Account(MethodView):
 
 
 class Settings(MethodView):
-    decorators = [fresh]  # on the view function: open_session sees it
+    decorators: ClassVar[list[Any]] = [fresh]  # on the view function: open_session sees it
 
     def get(self) -> Any:
         return {"role": flask.session.get("role")}
@@ -178,5 +178,5 @@ def test_fresh_outside_sessionkit_says_what_is_missing() -> None:
     app = flask.Flask(__name__)
     app.add_url_rule("/", view_func=fresh(lambda: "x"))
     app.config["TESTING"] = True
-    with pytest.raises(RuntimeError, match="@fresh needs sessionkit_flask.SessionKit"):
+    with pytest.raises(RuntimeError, match=r"@fresh needs sessionkit_flask\.SessionKit"):
         app.test_client().get("/")
