@@ -145,3 +145,20 @@ def test_the_flags_a_load_sets_are_not_a_change() -> None:
     assert session["role"] == "admin" and session.modified
     with engine.lock(session):  # read again under the lock, not refused either
         assert session["role"] == "admin"
+
+
+def test_a_session_found_gone_is_not_read_again() -> None:
+    """The cache keeps no misses: a session the store did not have was the store's own
+    answer, so a fresh demand reads nothing more (and emits nothing twice)."""
+    inner = Counting()
+    store = CachingStore(inner, Silent())
+    engine = SessionEngine(SessionConfig(secret_key=KEY), store=store)
+    browser = Browser(engine)
+    browser.visit(lambda s: s.__setitem__("role", "admin"))
+    cookie = browser.cookie_header
+    browser.visit(lambda s: s.invalidate())
+    gone = engine.open(cookie, browser.client)
+    assert gone.new and inner.loads  # read: nothing there
+    loads = inner.loads
+    assert engine.require_fresh(gone, reload=True)
+    assert gone.loaded and gone.new and inner.loads == loads
