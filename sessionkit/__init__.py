@@ -13,6 +13,7 @@ from sessionkit.dbsc import DbscRequest, DbscResponse, DeviceBinding
 from sessionkit.engine import CommitPlan, SessionEngine
 from sessionkit.errors import (
     ConfigError,
+    FreshOrderError,
     LockOrderError,
     LocksUnsupported,
     LockTimeout,
@@ -65,6 +66,7 @@ __all__ = [
     "EventKind",
     "Failure",
     "FailurePolicy",
+    "FreshOrderError",
     "Health",
     "LockOrderError",
     "LockTimeout",

@@ -36,6 +36,7 @@ from sessionkit.crypto import Keyring
 from sessionkit.dbsc import DeviceBinding
 from sessionkit.errors import (
     ConfigError,
+    FreshOrderError,
     LockOrderError,
     LocksUnsupported,
     LockTimeout,
@@ -90,6 +91,9 @@ class _Context:
     fingerprint = ""  # "keep": the record's fingerprint stays as it is
     material: bytes | bool | None = False  # False: not computed yet
     fresh = False  # load from the store itself, never from a cache (open(fresh=True))
+    #: the change flags the load itself set (a fingerprint under an older key to rewrite, a
+    #: fingerprint rotation): a reread decides them again, so they are not this request's
+    admitted: tuple[bool, bool] = (False, False)
     #: values to write again (sealed under an older key, or not as encrypt_records now
     #: says): key -> (the stored text, the plain tagged-JSON text)
     reseal: Mapping[str, tuple[str, str]] = {}
@@ -359,14 +363,40 @@ class SessionEngine:
             raise
         self._accept(session, record)
 
-    def require_fresh(self, session: Session) -> bool:
+    def require_fresh(self, session: Session, *, reload: bool = False) -> bool:
         """Make a session that is not loaded yet read from the store itself, past any local
         cache (a view decorator's way to say "this route must see a logout at once").
-        ``False`` when it was already loaded: the caller then decides (e.g. refuses)."""
+        ``True`` when the session's data is (or will be) the store's own: marked before its
+        load, loaded fresh already, nothing to load (no cookie, a cookie store), or read
+        through a store with no local cache (``Store.caches_reads``), where every read is.
+
+        Already loaded through the cache: ``False``, and nothing changes; with ``reload``
+        it is made pending again instead, to be read from the store on its next use (the
+        sync flavour) or by ``await engine.aload(session)``, and ``True`` comes back. Only
+        an unchanged session is read again (nothing is lost); one this request already
+        changed raises ``FreshOrderError``, since those changes rest on the cached read."""
         ctx = session._ctx
-        if session._loader is None:  # loaded, or nothing to load (no cookie, a cookie store)
-            return self._client_side or ctx.digest is None or ctx.fresh
+        if session._loader is not None:
+            ctx.fresh = True
+            return True
+        if self._client_side or ctx.digest is None or ctx.fresh or not self.store.caches_reads:
+            return True
+        if ctx.rejected:  # nothing live was found: the cache holds no misses, so no copy
+            return True
+        if not reload:
+            return False
+        if self._changed_since_load(session):
+            changed = sorted(session.changed_keys)
+            what = f" (keys {', '.join(map(repr, changed))})" if changed else ""
+            raise FreshOrderError(
+                f"the session was changed{what} in this request before a fresh read was "
+                "demanded, on data read from the local cache; demand it first: put "
+                "@fresh / @fresh_session outermost (above @login_required), call "
+                "fresh_session() before changing the session, and make no session changes "
+                "in middleware or before_request hooks of routes marked fresh"
+            )
         ctx.fresh = True
+        self._reread(session)
         return True
 
     def _load_payload(self, session: Session) -> None:
@@ -466,6 +496,8 @@ class SessionEngine:
         if rotate:
             session._rotate = True
             session._meta_changed = True
+        if session._meta_changed or session._rotate:
+            ctx.admitted = (session._meta_changed, session._rotate)
         if self.events.active:
             self._emit(EventKind.LOADED, ctx, "")
 
@@ -1095,8 +1127,18 @@ class SessionEngine:
         return self._alocked(self.store.alock(key, ttl=ttl, wait=wait), session)
 
     @staticmethod
-    def _check_lock_order(session: Session) -> None:
-        if session.loaded and session.modified:
+    def _changed_since_load(session: Session) -> bool:
+        """Whether this request changed a loaded session (a reread would lose it); the
+        flags its load set do not count (a reread sets them again)."""
+        meta_changed, rotate = session._ctx.admitted
+        return bool(
+            session._changed or session._removed or session._cleared or session._force
+            or (session._meta_changed and not meta_changed) or (session._rotate and not rotate)
+        )  # fmt: skip
+
+    @classmethod
+    def _check_lock_order(cls, session: Session) -> None:
+        if session.loaded and cls._changed_since_load(session):
             changed = sorted(session.changed_keys)
             what = f" (keys {', '.join(map(repr, changed))})" if changed else ""
             raise LockOrderError(
@@ -1113,6 +1155,7 @@ class SessionEngine:
         if session._loader is not None:
             return
         ctx = session._ctx
+        ctx.admitted = _Context.admitted  # decided again by the next load
         dict.clear(session)
         Session.__init__(session)
         session._ctx = ctx

@@ -61,6 +61,14 @@ class LockOrderError(SessionKitError, RuntimeError):
     Reading before the lock is fine: the session is read again once the lock is held."""
 
 
+class FreshOrderError(SessionKitError, RuntimeError):
+    """A route demanded a fresh read of the session (past the local cache) after this
+    request had already changed the session it read from the cache: those changes rest on
+    a read that may be stale, so they are neither kept nor silently dropped. Demand the
+    fresh read first (``@fresh``/``@fresh_session`` outermost, ``fresh_session`` before
+    any change). Reading before it is fine: the session is read again from the store."""
+
+
 class SessionLimitReached(SessionKitError):
     """A login was refused: the user already has ``max_sessions`` live sessions and
     ``session_limit_policy`` is ``"refuse"``. Nothing was saved: the request's session is

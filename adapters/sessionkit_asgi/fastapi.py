@@ -1,4 +1,4 @@
-"""FastAPI: the typed ``Session`` for a view, plain or locked, and the sessions API as an
+"""FastAPI: the typed ``Session`` for a view, plain, locked or fresh, and the sessions API as an
 ``APIRouter`` (``sessions_router``).
 
 from sessionkit_asgi import SessionDep, LockedSession
@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from sessionkit import Session
 from sessionkit_asgi.access import get_session
+from sessionkit_asgi.freshness import fresh_session
 from sessionkit_asgi.locking import locked_session
 from sessionkit_asgi.sessions_api import StaffCheck, answer, nobody, to_response
 
@@ -25,6 +26,8 @@ SessionDep = Annotated[Session, Depends(get_session)]
 #: The session under its lock (30 s TTL, 10 s wait, then the core's lock-timeout answer:
 #: 503); for other settings use ``Annotated[Session, Depends(locked_session(wait=...))]``.
 LockedSession = Annotated[Session, Depends(locked_session())]
+#: The session as the store holds it now, read past the local cache (``fresh_session``).
+FreshSession = Annotated[Session, Depends(fresh_session)]
 
 
 # -- the sessions API as an APIRouter, typed so the OpenAPI schema documents it ------------

@@ -121,9 +121,10 @@ class SessionStoreBase(SessionBase):
         return core
 
     def reread(self) -> None:
-        """Once the session's lock is held: what was read before it (by CSRF_USE_SESSIONS,
-        auth or other middleware) is read again from the store on next use (the core's
-        rule; a session changed before the lock was refused by the lock itself)."""
+        """Once the session's lock is held, or a fresh read was demanded
+        (``@fresh_session``): what was read before (by CSRF_USE_SESSIONS, auth or other
+        middleware) is read again from the store on next use (the core's rule; a session
+        changed before was refused by the core itself)."""
         self._fetched = self._key is None
 
     def fetch(self) -> Session:

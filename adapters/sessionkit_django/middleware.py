@@ -348,6 +348,49 @@ def session_lock(
     return decorate(view) if view is not None else decorate
 
 
+# -- @fresh_session ------------------------------------------------------------------------
+def fresh_session(view: Callable[..., Any]) -> Any:
+    """Read the decorated view's session from the store itself, never from the local cache
+    (``?cache=on``): a route that must see a logout or a role change the moment it lands
+    anywhere (a payment, a password change, an admin action). Works for ``async def``
+    views too, and for class-based views through ``method_decorator``.
+
+    The session is loaded lazily under WSGI, so it is marked before the view reads it; one
+    already read (by middleware, or by the async middleware, which loads it before the
+    view) is read again from the store; one already changed in this request raises
+    ``FreshOrderError``. Put it above ``@login_required``; with ``@session_lock``, either
+    order reads fresh under the lock. Without a cache every read is the store's own, so
+    nothing is read twice.
+    """
+    import functools
+
+    if iscoroutinefunction(view):
+
+        @functools.wraps(view)
+        async def async_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            store = _require_fresh(request)
+            await store.afetch()  # natively, as the middleware read it
+            return await view(request, *args, **kwargs)
+
+        return async_view
+
+    @functools.wraps(view)
+    def sync_view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        _require_fresh(request)
+        return view(request, *args, **kwargs)
+
+    return sync_view
+
+
+def _require_fresh(request: HttpRequest) -> RequestSessionStore:
+    store = _managed(request, "@fresh_session")
+    core = store.core
+    store.engine.require_fresh(core, reload=True)
+    if not core.loaded:
+        store.reread()  # read on its next use (again, if the cache served it before)
+    return store
+
+
 def _refuse_locked_views() -> None:
     """``LocksUnsupported`` naming the ``@session_lock`` views of ``ROOT_URLCONF`` when the
     store cannot lock: when a server loads the middleware (gunicorn, uWSGI and daphne run
@@ -365,11 +408,11 @@ def _refuse_locked_views() -> None:
         engine.require_locks(views, setting=_LOCK_SETTING)
 
 
-def _managed(request: HttpRequest) -> RequestSessionStore:
+def _managed(request: HttpRequest, decorator: str = "@session_lock") -> RequestSessionStore:
     store = getattr(request, "session", None)
     if not isinstance(store, RequestSessionStore):
         raise RuntimeError(
-            "@session_lock needs sessionkit_django.middleware.SessionMiddleware in MIDDLEWARE"
+            f"{decorator} needs sessionkit_django.middleware.SessionMiddleware in MIDDLEWARE"
         )
     return store
 

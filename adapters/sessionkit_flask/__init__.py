@@ -2,7 +2,8 @@
 
 ``session[...]``, ``flash()``, ``get_flashed_messages()`` and Flask-Login keep working;
 the session gains server-side stores, an encrypted cookie store, ID regeneration at login,
-server-side logout, idle and absolute timeouts, per-session locks and key rotation;
+server-side logout, idle and absolute timeouts, per-session locks (``@locked``), fresh
+reads past the local cache (``@fresh``) and key rotation;
 ``sessions_blueprint()`` serves the sessions API (list and revoke a user's sessions).
 """
 
@@ -12,7 +13,7 @@ from werkzeug.local import LocalProxy
 
 from sessionkit_flask.extension import SessionKit
 from sessionkit_flask.interface import FlaskSession, SessionKitInterface, current
-from sessionkit_flask.locking import locked
+from sessionkit_flask.locking import fresh, locked
 from sessionkit_flask.sessions_api import sessions_blueprint
 from sessionkit_flask.signals import (
     SIGNALS,
@@ -52,6 +53,7 @@ __all__ = [
     "SessionKitInterface",
     "cookie_rejected",
     "fingerprint_mismatch",
+    "fresh",
     "locked",
     "record_rejected",
     "save_conflict",

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from flask import after_this_request, has_request_context
 from flask.globals import request_ctx
 from flask.sessions import SessionInterface, SessionMixin
+from werkzeug.exceptions import HTTPException
 
 from sessionkit import (
     EventBus,
@@ -177,6 +178,27 @@ def locked_view(app: Flask, endpoint: str | None) -> bool:
     return view is not None and getattr(view, LOCK_MARK, False)
 
 
+#: Set on ``@fresh`` views (``sessionkit_flask.locking``): ``open_session`` reads their
+#: session from the store itself, past a local cache.
+FRESH_MARK = "__sessionkit_fresh__"
+
+
+def endpoint_of(request: Request) -> str | None:
+    """The endpoint ``request`` will be routed to, from ``open_session`` on: Flask matches
+    the URL only after opening the session, so it is matched here (the same match)."""
+    rule = request.url_rule
+    if rule is None:
+        adapter = request_ctx.url_adapter
+        if adapter is None:
+            return None
+        try:
+            rule, _ = adapter.match(return_rule=True)
+        except HTTPException:  # 404, 405, a redirect: Flask answers it, with no view of ours
+            return None
+    endpoint: str = rule.endpoint
+    return endpoint
+
+
 def apply_permanent(app: Flask, session: FlaskSession) -> None:
     """Map ``session.permanent`` onto the session's own expiry (see ``FlaskSession``)."""
     permanent = dict.get(session, "_permanent", False)
@@ -207,6 +229,8 @@ class SessionKitInterface(SessionInterface):
         self._keys: tuple[str, ...] = ()
         self._size = -1
         self._mutex = threading.Lock()
+        #: the app's view functions (the dict, its size) and which of them are marked
+        self._marked: tuple[object, int, frozenset[str], frozenset[str]] | None = None
 
     # -- engines ---------------------------------------------------------------------------
     def engine(self, app: Flask) -> SessionEngine | None:
@@ -247,6 +271,22 @@ class SessionKitInterface(SessionInterface):
         kwargs: dict[str, Any] = {} if self.clock is None else {"clock": self.clock}
         return FlaskEngine(session_config, store=store, events=self.events, **kwargs)
 
+    def view_marks(self, app: Flask, request: Request) -> tuple[bool, bool]:
+        """Whether the view ``request`` is routed to is ``@locked`` (its session is loaded
+        under the lock), and whether it is ``@fresh`` (loaded past the local cache). The
+        URL is matched only in an app that has such views; their list is kept until the
+        app's views change."""
+        views = app.view_functions
+        marked = self._marked
+        if marked is None or marked[0] is not views or marked[1] != len(views):
+            locked = frozenset(e for e, v in views.items() if getattr(v, LOCK_MARK, False))
+            fresh = frozenset(e for e, v in views.items() if getattr(v, FRESH_MARK, False))
+            marked = self._marked = (views, len(views), locked, fresh)
+        if not (marked[2] or marked[3]):
+            return False, False
+        endpoint = endpoint_of(request)
+        return endpoint in marked[2], endpoint in marked[3]
+
     # -- the two calls Flask makes ---------------------------------------------------------
     def open_session(self, app: Flask, request: Request) -> FlaskSession | None:
         engine = self.engine(app)
@@ -259,10 +299,11 @@ class SessionKitInterface(SessionInterface):
         cookie = environ.get("HTTP_COOKIE")
         if engine.dbsc is not None and engine.dbsc.handles(request.path):
             cookie = None  # DBSC's endpoints read the session themselves; the view's is empty
-        session: FlaskSession = engine.open(cookie, client)  # type: ignore[assignment]
+        locked, fresh = self.view_marks(app, request) if cookie else (False, False)
+        session: FlaskSession = engine.open(cookie, client, fresh=fresh)  # type: ignore[assignment]
         session.opened_by(engine)
         after_this_request(session.after_view)
-        if not session.loaded and not locked_view(app, request.endpoint):
+        if not session.loaded and not locked:
             # Loaded now, as Flask's own cookie session and Flask-Session are: the view and
             # any C code reading the dict (json.dumps, orjson) see the data. It costs no
             # extra read with SESSION_REFRESH_EACH_REQUEST (the default), where the save

@@ -1,4 +1,5 @@
-"""``@locked``: views that must not overlap for one session (a cart checkout, a counter).
+"""``@locked``: views that must not overlap for one session (a cart checkout, a counter);
+and ``@fresh``: views whose session is read from the store itself, past the local cache.
 
 The lock is the store's (memory, Redis, SQL, file). It is taken before the session is
 loaded and released only after the session was saved, so two requests of one browser run
@@ -8,22 +9,33 @@ On a store that cannot lock (the cookie store), an app with ``@locked`` views fa
 it starts: at ``SessionKit(app)`` for the views registered by then, and at the app's first
 request for those registered later (Flask takes no routes after its first request), with
 an error naming the views, before any view runs, whatever the route.
+
+A ``@fresh`` view (a payment, a password change, an admin action) sees a logout or a role
+change the moment it lands anywhere: ``open_session`` finds the mark and reads the session
+from the store itself (``?cache=on``, docs/stores/cache.md); without a cache it is a plain
+load.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from sessionkit import SessionEngine, StoreUnavailable
-from sessionkit_flask.interface import LOCK_MARK, FlaskSession, current, locked_view
+from sessionkit_flask.interface import (
+    FRESH_MARK,
+    LOCK_MARK,
+    FlaskSession,
+    current,
+    locked_view,
+)
 
 if TYPE_CHECKING:
     from flask import Flask
 
 F = TypeVar("F", bound=Callable[..., Any])
-
 
 
 @overload
@@ -74,6 +86,41 @@ def acquire(*, ttl: float = 30.0, wait: float = 10.0) -> None:
         session.mark_store_down(exc)  # later reads in this request answer empty, not raise
         raise
     session.hold_lock(functools.partial(lock.__exit__, None, None, None))
+
+
+def fresh(view: F) -> F:
+    """Read this view's session from the store itself, never from the local cache:
+    ``@fresh``. ``open_session`` sees the mark and loads it so. A session read before the
+    view all the same (a marked ``MethodView`` method, which ``open_session`` cannot see)
+    is read again; one already changed in this request (by a ``before_request`` hook) is
+    refused with ``FreshOrderError``. Put it above ``@login_required``; with ``@locked``,
+    either order reads fresh under the lock. ``async def`` views work too."""
+    if inspect.iscoroutinefunction(view):
+
+        @functools.wraps(view)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            require_fresh()
+            return await view(*args, **kwargs)
+
+        setattr(async_wrapper, FRESH_MARK, True)
+        return async_wrapper  # type: ignore[return-value]
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        require_fresh()
+        return view(*args, **kwargs)
+
+    setattr(wrapper, FRESH_MARK, True)
+    return wrapper  # type: ignore[return-value]
+
+
+def require_fresh() -> None:
+    """Make this request's session the store's own, past the local cache: read again on
+    its next use if it was read through the cache (``@fresh`` calls it)."""
+    session = current()
+    if not isinstance(session, FlaskSession):
+        raise RuntimeError("@fresh needs sessionkit_flask.SessionKit(app) and a secret key")
+    session.engine.require_fresh(session, reload=True)
 
 
 def locked_views(app: Flask) -> list[str]:

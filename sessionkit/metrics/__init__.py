@@ -254,6 +254,7 @@ class InstrumentedStore(Store):
         for flag in (
             "client_side", "supports_user_index", "supports_lock", "supports_sweep",
             "supports_scan", "supports_session_limit", "supports_reseal", "supports_challenges",
+            "caches_reads",
         ):  # fmt: skip
             setattr(self, flag, getattr(store, flag))
 

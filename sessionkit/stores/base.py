@@ -54,6 +54,9 @@ class Store:
     supports_reseal: ClassVar[bool] = False
     #: ``put_challenge``/``take_challenge``: one-use values with a TTL (DBSC challenges)
     supports_challenges: ClassVar[bool] = False
+    #: reads may be served from a copy in this process (``CachingStore``); ``load_fresh``
+    #: goes past it. ``False``: every read is the store's own, so every read is fresh
+    caches_reads: ClassVar[bool] = False
     url: str = ""
 
     # -- the protocol --------------------------------------------------------------------

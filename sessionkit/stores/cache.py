@@ -291,6 +291,8 @@ class CachingStore(Store):
     record is there; everything else goes to ``store``, and our own writes drop the record
     they change. Capabilities (locks, user index, sweeping, scan) are ``store``'s own."""
 
+    caches_reads = True
+
     def __init__(
         self,
         store: Store,

@@ -101,6 +101,7 @@ class FallbackStore(Store):
         self.url = primary.url
         for flag in _CAPABILITIES:  # the primary's, per instance
             setattr(self, flag, getattr(primary, flag))
+        self.caches_reads = primary.caches_reads or fallback.caches_reads  # type: ignore[misc]
         self._clock = clock
         self._lock = threading.Lock()
         self._degraded = False

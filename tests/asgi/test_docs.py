@@ -22,7 +22,7 @@ def run(number: int) -> dict[str, Any]:
 
 
 def test_every_block_runs() -> None:
-    assert len(BLOCKS) == 6
+    assert len(BLOCKS) == 7
     for number in range(len(BLOCKS)):
         run(number)
 
@@ -48,8 +48,13 @@ async def test_locked_route_example() -> None:
         assert (await http.get("/cart/add", params={"item": "jam"})).json() == {"items": 2}
 
 
+async def test_fresh_session_example() -> None:
+    async with client(run(4)["app"]) as http:
+        assert (await http.post("/payment")).json() == {"user": None}
+
+
 async def test_events_example() -> None:
-    namespace = run(4)
+    namespace = run(5)
     async with client(namespace["app"]) as http:
         await http.get("/missing")
         await http.get("/missing", headers={"Cookie": "session=forged"})

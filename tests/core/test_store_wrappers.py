@@ -35,3 +35,15 @@ def test_instrumented_store_keeps_every_capability() -> None:
 
     store = InstrumentedStore(Able())
     assert {flag: getattr(store, flag) for flag in FLAGS} == {flag: True for flag in FLAGS}
+
+
+def test_a_wrapper_over_the_cache_says_its_reads_may_be_cached() -> None:
+    """``caches_reads`` is what makes a fresh-marked route read a session again that was
+    already read (through the cache); a wrapper hiding it would serve the cached read."""
+    from tests.core.test_fresh import Silent
+
+    cached = CachingStore(MemoryStore(), Silent())
+    assert cached.caches_reads and not MemoryStore().caches_reads
+    assert InstrumentedStore(cached).caches_reads
+    assert FallbackStore(cached, MemoryStore()).caches_reads
+    assert not FallbackStore(MemoryStore(), MemoryStore()).caches_reads

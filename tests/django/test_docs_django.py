@@ -37,6 +37,7 @@ def docs() -> Iterator[dict[str, Any]]:
         path("elsewhere/", namespace["log_out_elsewhere"]),
         path("revoke/<str:handle>/", namespace["revoke"]),
         path("change-password/", namespace["change_password"]),
+        path("close/", namespace["close_account"]),
         path("cart/", namespace["add_to_cart"]),
         path("save/", namespace["save"]),
         path("visits/", namespace["visits"]),
@@ -69,6 +70,15 @@ def test_device_list_and_revocation(docs: dict[str, Any], make_sk: Any, kind: st
     assert phone.post("/change-password/", {"password": "pw-carol-2"}).json() == {"ok": True}
     assert phone.get("/whoami/").json() == {"user": "carol"}
     assert again.get("/whoami/").json() == {"user": None}
+
+
+def test_fresh_session_example(docs: dict[str, Any], make_sk: Any) -> None:
+    make_sk("memory")
+    User.objects.create_user("dora", password="pw-dora-1")
+    client = Client()
+    assert client.get("/close/").status_code == 302  # @login_required still guards it
+    assert client.login(username="dora", password="pw-dora-1")
+    assert client.get("/close/").json() == {"closing": "dora"}
 
 
 def test_locked_cart_flash_and_async(docs: dict[str, Any], sk: SessionEngine) -> None:
