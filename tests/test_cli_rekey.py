@@ -112,15 +112,20 @@ def test_the_framework_command_uses_the_apps_keys(url: str) -> None:
     SECRET_KEY, then its fallbacks), with no SESSIONKIT_SECRET_KEY set."""
     (digest,) = populate(url, 1)
     app = SessionConfig(secret_key=[NEW_KEY, OLD_KEY], store=url, encrypt_records=True)
-    group = build_group(lambda: open_store(url), name="flask sessionkit", get_config=lambda: app)
-    result = CliRunner().invoke(group, ["rekey"], env={"SESSIONKIT_SECRET_KEY": ""})
+
+    def command(config: SessionConfig) -> Any:
+        return build_group(
+            lambda: open_store(url), name="flask sessionkit", get_config=lambda: config
+        )
+
+    result = CliRunner().invoke(command(app), ["rekey"], env={"SESSIONKIT_SECRET_KEY": ""})
     assert result.exit_code == 0, result.output
     assert "3 values re-sealed with the newest key (in 1 record)" in result.stdout
-    plain, stale = sealing.open_items(Keyring((NEW_KEY.encode(),)), digest, stored(url, digest), True)
+    newest = Keyring((NEW_KEY.encode(),))
+    plain, stale = sealing.open_items(newest, digest, stored(url, digest), True)
     assert not stale and plain["card"] == '"card 0"'
     only_new = app.replace(secret_key=NEW_KEY)
     populate(url, 1)  # sealed with the old key, which the app no longer has
-    group = build_group(lambda: open_store(url), name="flask sessionkit", get_config=lambda: only_new)
-    refused = CliRunner().invoke(group, ["rekey"], env={"SESSIONKIT_SECRET_KEY": ""})
+    refused = CliRunner().invoke(command(only_new), ["rekey"], env={"SESSIONKIT_SECRET_KEY": ""})
     assert refused.exit_code == 1
     assert "is their key in the app's key fallbacks?" in refused.stderr

@@ -50,8 +50,12 @@ from sessionkit.errors import ConfigError, SessionTooLarge, StoreUnavailable
 from sessionkit.ids import handle, is_digest
 from sessionkit.records import Record, RecordMeta, SessionInfo, Write
 from sessionkit.stores.base import (
-    PollingLocks, Store, mask_url, reject_record, require_digests,
-)  # fmt: skip
+    PollingLocks,
+    Store,
+    mask_url,
+    reject_record,
+    require_digests,
+)
 from sessionkit.stores.dynamodb import items as it
 from sessionkit.stores.dynamodb.url import Target, parse, table_definition
 
