@@ -1,9 +1,10 @@
 """Every Python example in docs/ runs against the real API.
 
 Pages are run block by block in one namespace per page, seeded with what a reader already
-has at hand (a secret key, an engine, a loaded session). Blocks that show a third-party
-package or an adapter whose issue has not landed are listed by their first line below and
-checked for syntax only.
+has at hand (a secret key, an engine, a loaded session). Blocks that name an adapter or a
+package of the reader's own are checked for syntax only here; the adapters' blocks run in
+their framework's docs tests (tests/django/test_docs_*.py, tests/asgi/test_docs*.py,
+tests/flask/test_docs_*.py).
 """
 
 from __future__ import annotations
