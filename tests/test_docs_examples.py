@@ -10,9 +10,11 @@ tests/flask/test_docs_*.py).
 from __future__ import annotations
 
 import ast
+import logging
 import os
 import re
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,23 @@ def seed() -> dict[str, Any]:
     return {"SECRET_KEY": key, "engine": engine, "session": session, "__name__": "docs"}
 
 
+def sessionkit_loggers() -> list[logging.Logger]:
+    known = logging.root.manager.loggerDict
+    return [logging.getLogger(n) for n in known if n.split(".")[0] == "sessionkit"]
+
+
+@pytest.fixture
+def loggers() -> Iterator[None]:
+    """A page may set up logging (docs/audit.md): sessionkit's loggers are put back after it."""
+    saved = {log.name: (log.level, list(log.handlers)) for log in sessionkit_loggers()}
+    yield
+    for log in sessionkit_loggers():
+        level, log.handlers[:] = saved.get(log.name, (logging.NOTSET, []))
+        log.setLevel(level)  # setLevel, not .level: it clears the loggers' cached levels
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(DOCS)))
+@pytest.mark.usefixtures("loggers")
 def test_examples_run(page: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SESSIONKIT_SECRET_KEY", secrets.token_urlsafe(48))
     namespace = seed()
