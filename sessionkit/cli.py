@@ -9,6 +9,7 @@ Errors are one line on stderr and exit status 1, never a traceback.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import sys
@@ -183,9 +184,14 @@ def build_group(
     @with_store
     def health(store: Store, as_json: bool, fallback_url: str | None) -> None:
         probed, close = fallback_of(store, fallback_url)
+        # a switch over logs what requests will get (reads from the fallback, changes
+        # refused, retried every few seconds): this command serves none, its output says it
+        log = logging.getLogger("sessionkit")
+        quiet, log.disabled = log.disabled, probed is not store
         try:
             found = probe(probed)
         finally:
+            log.disabled = quiet
             close()
         if as_json:
             click.echo(json.dumps(found.as_dict()))
