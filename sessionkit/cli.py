@@ -9,6 +9,7 @@ Errors are one line on stderr and exit status 1, never a traceback.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import sys
@@ -222,9 +223,14 @@ def build_group(
     @with_store
     def health(store: Store, as_json: bool, fallback_url: str | None) -> None:
         probed, close = fallback_of(store, fallback_url)
+        # a switch over logs what requests will get (reads from the fallback, changes
+        # refused, retried every few seconds): this command serves none, its output says it
+        log = logging.getLogger("sessionkit")
+        quiet, log.disabled = log.disabled, probed is not store
         try:
             found = probe(probed)
         finally:
+            log.disabled = quiet
             close()
         if as_json:
             click.echo(json.dumps(found.as_dict()))
@@ -380,14 +386,18 @@ def build_group(
                   help="Records per chunk.")  # fmt: skip
     @with_store
     def rekey(store: Store, plain: bool, chunk: int) -> None:
-        keys = [k for k in os.environ.get("SESSIONKIT_SECRET_KEY", "").split(",") if k]
-        if not keys:
-            raise ConfigError(
-                "SESSIONKIT_SECRET_KEY",
-                "rekey needs the app's keys: set SESSIONKIT_SECRET_KEY to them, the newest "
-                "first, then the older ones that sealed the stored values (comma-separated)",
-            )
-        config = SessionConfig(secret_key=keys, store=store, encrypt_records=not plain)
+        if get_config is not None:  # the app's keys: SECRET_KEY and its fallbacks
+            config = get_config().replace(store=store, encrypt_records=not plain)
+        else:
+            keys = [k for k in os.environ.get("SESSIONKIT_SECRET_KEY", "").split(",") if k]
+            if not keys:
+                raise ConfigError(
+                    "SESSIONKIT_SECRET_KEY",
+                    "rekey needs the app's keys: set SESSIONKIT_SECRET_KEY to them, the "
+                    "newest first, then the older ones that sealed the stored values "
+                    "(comma-separated)",
+                )
+            config = SessionConfig(secret_key=keys, store=store, encrypt_records=not plain)
         engine = SessionEngine(config, store=store)
         able = store.supports_scan and store.supports_reseal  # else engine.rekey says why
         total = sum(1 for _ in store.scan_digests()) if able else 0
@@ -409,9 +419,10 @@ def build_group(
         if report.gone:
             click.echo(f"{_count(report.gone, 'record')} gone meanwhile (logged out or expired)")
         if report.unreadable:
+            where = "SESSIONKIT_SECRET_KEY" if get_config is None else "the app's key fallbacks"
             click.echo(
                 f"{name}: {_count(report.unreadable, 'record')} left as they were: they hold "
-                "values no configured key opens (is their key in SESSIONKIT_SECRET_KEY?)",
+                f"values no configured key opens (is their key in {where}?)",
                 err=True,
             )
             raise SystemExit(1)

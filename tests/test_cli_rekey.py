@@ -1,5 +1,6 @@
 """``sessionkit rekey STORE``: the command line over a real store (SQLite and a file store),
-with the keys from ``SESSIONKIT_SECRET_KEY``, as ``sessionkit export`` takes them."""
+with the keys from ``SESSIONKIT_SECRET_KEY``, as ``sessionkit export`` takes them (the
+framework commands: the app's keys)."""
 
 from __future__ import annotations
 
@@ -104,3 +105,27 @@ def test_rekey_of_a_cookie_store_says_there_is_nothing_to_do() -> None:
     result = rekey("cookie://")
     assert result.exit_code == 1
     assert "a cookie store keeps nothing to re-seal" in result.stderr
+
+
+def test_the_framework_command_uses_the_apps_keys(url: str) -> None:
+    """``flask sessionkit rekey`` and ``manage.py sessionkit rekey`` take the app's keys (its
+    SECRET_KEY, then its fallbacks), with no SESSIONKIT_SECRET_KEY set."""
+    (digest,) = populate(url, 1)
+    app = SessionConfig(secret_key=[NEW_KEY, OLD_KEY], store=url, encrypt_records=True)
+
+    def command(config: SessionConfig) -> Any:
+        return build_group(
+            lambda: open_store(url), name="flask sessionkit", get_config=lambda: config
+        )
+
+    result = CliRunner().invoke(command(app), ["rekey"], env={"SESSIONKIT_SECRET_KEY": ""})
+    assert result.exit_code == 0, result.output
+    assert "3 values re-sealed with the newest key (in 1 record)" in result.stdout
+    newest = Keyring((NEW_KEY.encode(),))
+    plain, stale = sealing.open_items(newest, digest, stored(url, digest), True)
+    assert not stale and plain["card"] == '"card 0"'
+    only_new = app.replace(secret_key=NEW_KEY)
+    populate(url, 1)  # sealed with the old key, which the app no longer has
+    refused = CliRunner().invoke(command(only_new), ["rekey"], env={"SESSIONKIT_SECRET_KEY": ""})
+    assert refused.exit_code == 1
+    assert "is their key in the app's key fallbacks?" in refused.stderr

@@ -1,17 +1,20 @@
 """Every Python example in docs/ runs against the real API.
 
 Pages are run block by block in one namespace per page, seeded with what a reader already
-has at hand (a secret key, an engine, a loaded session). Blocks that show a third-party
-package or an adapter whose issue has not landed are listed by their first line below and
-checked for syntax only.
+has at hand (a secret key, an engine, a loaded session). Blocks that name an adapter or a
+package of the reader's own are checked for syntax only here; the adapters' blocks run in
+their framework's docs tests (tests/django/test_docs_*.py, tests/asgi/test_docs*.py,
+tests/flask/test_docs_*.py).
 """
 
 from __future__ import annotations
 
 import ast
+import logging
 import os
 import re
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +36,23 @@ def seed() -> dict[str, Any]:
     return {"SECRET_KEY": key, "engine": engine, "session": session, "__name__": "docs"}
 
 
+def sessionkit_loggers() -> list[logging.Logger]:
+    known = logging.root.manager.loggerDict
+    return [logging.getLogger(n) for n in known if n.split(".")[0] == "sessionkit"]
+
+
+@pytest.fixture
+def loggers() -> Iterator[None]:
+    """A page may set up logging (docs/audit.md): sessionkit's loggers are put back after it."""
+    saved = {log.name: (log.level, list(log.handlers)) for log in sessionkit_loggers()}
+    yield
+    for log in sessionkit_loggers():
+        level, log.handlers[:] = saved.get(log.name, (logging.NOTSET, []))
+        log.setLevel(level)  # setLevel, not .level: it clears the loggers' cached levels
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(DOCS)))
+@pytest.mark.usefixtures("loggers")
 def test_examples_run(page: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SESSIONKIT_SECRET_KEY", secrets.token_urlsafe(48))
     namespace = seed()

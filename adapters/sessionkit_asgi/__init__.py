@@ -45,7 +45,15 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in ("SessionDep", "LockedSession", "FreshSession", "sessions_router"):
-        from sessionkit_asgi import fastapi
-
+        try:
+            from sessionkit_asgi import fastapi
+        except ModuleNotFoundError as exc:
+            if exc.name not in ("fastapi", "pydantic"):
+                raise
+            raise ModuleNotFoundError(
+                f"sessionkit_asgi.{name} is a FastAPI helper and needs FastAPI, which is not "
+                "installed; pip install 'sessionkit[fastapi]' (Starlette apps: mount "
+                "sessions_app() instead of sessions_router())", name=exc.name
+            ) from exc  # fmt: skip
         return getattr(fastapi, name)
     raise AttributeError(f"module 'sessionkit_asgi' has no attribute {name!r}")

@@ -547,8 +547,11 @@ class FallbackStore(Store):
     def _health(self, primary: Health, fallback: Health) -> Health:
         if primary.ok:
             self._recover()
-        elif not self._degraded:
-            self._fail_over(StoreUnavailable(self.url, primary.error or "the probe failed"))
+        elif not self._degraded:  # the probe's message names the store: keep its cause
+            said = (primary.error or "the probe failed").removeprefix(
+                f"session store {mask_url(self.url)} is unavailable: "
+            )
+            self._fail_over(StoreUnavailable(self.url, said))
         # ok: sessions can be served (read-only, when only the fallback answers)
         return replace(primary, ok=primary.ok or fallback.ok, mode=self.mode, fallback=fallback)
 

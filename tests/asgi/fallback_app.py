@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from sessionkit_asgi import SessionMiddleware, get_engine
@@ -13,6 +14,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+# each line names its worker: the test matches every worker's switch over with its switch back
+logging.basicConfig(level=logging.WARNING, format="[pid %(process)d] %(message)s")
 
 
 async def login(request: Request) -> JSONResponse:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import typing
+from pathlib import Path
 
 import anyio
 import pytest
@@ -63,3 +67,24 @@ async def test_dependency_without_the_middleware_says_what_to_do() -> None:
     async with client(app) as http:
         with pytest.raises(SessionNotLoaded, match=r"add sessionkit_asgi\.SessionMiddleware"):
             await http.get("/")
+
+
+def test_the_fastapi_helpers_without_fastapi_name_the_extra() -> None:
+    """A Starlette app installed with the starlette extra only: the middleware imports, and
+    the FastAPI helpers say which extra brings FastAPI (a fresh interpreter without it)."""
+    code = (
+        "import sys\n"
+        "sys.modules['fastapi'] = None  # as if not installed\n"
+        "from sessionkit_asgi import SessionMiddleware, sessions_app\n"
+        "try:\n"
+        "    from sessionkit_asgi import sessions_router\n"
+        "except ModuleNotFoundError as exc:\n"
+        "    print(exc.name, exc)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{root / 'adapters'}"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.startswith("fastapi sessionkit_asgi.sessions_router is a FastAPI helper")
+    assert "pip install 'sessionkit[fastapi]'" in done.stdout

@@ -341,6 +341,22 @@ def test_health_shows_the_mode_and_both_stores() -> None:
     assert setup.kinds() == [EventKind.STORE_FALLBACK, EventKind.STORE_RECOVERED]
 
 
+def test_a_switch_made_by_health_names_the_store_once(caplog: pytest.LogCaptureFixture) -> None:
+    """``sessionkit health`` and a health route switch over too: the line they log says what
+    the store said, not the probe's whole message inside another one."""
+    setup = Setup()
+    setup.primary.down = True
+    caplog.set_level(logging.WARNING, "sessionkit")
+    assert setup.engine.health().mode == "read_only"
+    (line,) = [r.getMessage() for r in caplog.records if "reading sessions from" in r.message]
+    assert line.startswith(
+        "sessionkit: session store redis://primary:6379/0 is unavailable (Connection refused. "
+    ), line
+    assert line.count("is unavailable") == 1
+    (switched,) = [e for e in setup.events if e.kind is EventKind.STORE_FALLBACK]
+    assert switched.detail["cause"].startswith("Connection refused")
+
+
 def test_a_down_primary_costs_one_timeout_per_interval_not_per_request() -> None:
     """While one request probes a primary that hangs, the others are served at once."""
     setup = Setup(interval=0.0)

@@ -98,7 +98,8 @@ def fastapi_routes() -> Generator[Routes, None, None]:
     with TestClient(app) as client:
 
         def get() -> tuple[int, str, str]:
-            response = client.get("/metrics/")
+            # the path a scrape config and curl name, answered without a redirect
+            response = client.get("/metrics", follow_redirects=False)
             return response.status_code, response.headers["content-type"], response.text
 
         def visit_once() -> None:

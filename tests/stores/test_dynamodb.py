@@ -165,8 +165,22 @@ def test_no_region_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_CONFIG_FILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    with pytest.raises(ConfigError, match="region"):
-        open_store("dynamodb://sessions")
+    with pytest.raises(ConfigError, match="region") as caught:
+        open_store("dynamodb://sessions?access_key_id=AKIDEXAMPLE")
+    # the URL as it was given, its secrets masked, and what to do
+    assert str(caught.value) == (
+        "sessionkit setting 'store': 'dynamodb://sessions?access_key_id=***': no AWS region "
+        "is configured; add ?region=... to the URL, or set AWS_REGION"
+    )
+
+
+def test_an_unknown_profile_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    with pytest.raises(ConfigError, match="profile") as caught:
+        open_store("dynamodb://sessions?region=eu-west-1&profile=nosuch")
+    assert str(caught.value).startswith(
+        "sessionkit setting 'store': 'dynamodb://sessions?region=eu-west-1&profile=nosuch': "
+    )
 
 
 # -- the table ------------------------------------------------------------------------------

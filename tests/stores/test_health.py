@@ -139,6 +139,8 @@ def test_the_health_command_probes_the_fallback_and_shows_the_mode(
     assert any(line.startswith("down: session store redis://") for line in down.stderr.splitlines())
     assert down.stdout.startswith("fallback ok: sqlite:///")
     assert "mode: read_only: sessions are read from the fallback" in down.stdout
+    # nothing about serving requests (a switch over's log line): the command serves none
+    assert "refusing changes" not in down.stderr and "trying it every" not in down.stderr
     as_json = subprocess.run(
         [sys.executable, "-m", "sessionkit.cli", "health", "--json",
          f"redis://127.0.0.1:{servers.free_port()}/0?socket_timeout=0.5"],

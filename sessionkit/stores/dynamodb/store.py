@@ -49,7 +49,13 @@ from sessionkit.doctor import Finding, Level
 from sessionkit.errors import ConfigError, SessionTooLarge, StoreUnavailable
 from sessionkit.ids import handle, is_digest
 from sessionkit.records import Record, RecordMeta, SessionInfo, Write
-from sessionkit.stores.base import PollingLocks, Store, reject_record, require_digests
+from sessionkit.stores.base import (
+    PollingLocks,
+    Store,
+    mask_url,
+    reject_record,
+    require_digests,
+)
 from sessionkit.stores.dynamodb import items as it
 from sessionkit.stores.dynamodb.url import Target, parse, table_definition
 
@@ -778,10 +784,16 @@ def _make_client(target: Target) -> Any:
             max_pool_connections=32,
         )  # fmt: skip
         return session.client("dynamodb", endpoint_url=target.endpoint, config=config)
-    except (NoRegionError, ProfileNotFound) as exc:
+    except NoRegionError:
         raise ConfigError(
-            "store", f"{target!r}: {exc}; add ?region=... to the URL, or set AWS_REGION"
-        ) from exc
+            "store", f"{mask_url(target.url)!r}: no AWS region is configured; add "
+            "?region=... to the URL, or set AWS_REGION"
+        ) from None  # fmt: skip
+    except ProfileNotFound as exc:
+        raise ConfigError(
+            "store", f"{mask_url(target.url)!r}: {exc}; name a profile of ~/.aws/config "
+            "in ?profile=..., or leave it out to use boto3's usual credentials"
+        ) from None  # fmt: skip
 
 
 def _said(exc: BaseException) -> str:
