@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -554,17 +555,41 @@ class SessionStore(SessionStoreBase):
         self._forget_key()
 
 
+#: The engine and client of the request sessionkit's middleware is serving in this context
+#: (set around the view), for a ``RequestSessionStore`` the view builds from a key alone.
+serving: ContextVar[tuple[SessionEngine, ClientInfo] | None] = ContextVar(
+    "sessionkit_django_serving", default=None
+)
+
+
 class RequestSessionStore(SessionStoreBase):
     """``request.session`` under sessionkit's middleware: what the view does goes to the
-    request's core session, which the middleware commits once, after the view."""
+    request's core session, which the middleware commits once, after the view.
 
-    def __init__(self, engine: SessionEngine, core: Session) -> None:
+    ``RequestSessionStore(session_key)`` is Django's backend contract
+    (``SessionBase(session_key)``): code that reopens the request's session by key, as
+    ``request.session = request.session.__class__(key)`` (django-allauth does, to read it
+    again after a save), gets the request's session again, on the request's engine and
+    client (so it is judged, bound and committed as the one it replaces); outside a request
+    served by the middleware, on the request engine with no client."""
+
+    def __init__(
+        self, session_key: str | None = None, *, engine: SessionEngine | None = None,
+        core: Session | None = None,
+    ) -> None:  # fmt: skip
+        client = None
+        if engine is None:
+            engine, client = serving.get() or (engines().request, None)
         self._request_engine = engine
-        self._core = core
         self._modified = self.accessed = False
-        self._key = engine.cookie_of(core) if not core.loaded else None
-        self._fetched = core.loaded
         self.serializer = JSONSerializer
+        if core is not None:  # the middleware's: the core it opened from the cookie
+            self._core = core
+            self._key = engine.cookie_of(core) if not core.loaded else None
+            self._fetched = core.loaded
+        else:
+            self._core = engine.open(None) if client is None else engine.open(None, client)
+            self._set_session_key(session_key)  # opened with that client, as a new key is
         #: The Set-Cookie of a save the view asked for (``save()``, ``create()``,
         #: ``cycle_key()``), sent with the response unless its own commit sends another.
         self.unsent_cookie: str | None = None
