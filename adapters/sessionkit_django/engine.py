@@ -555,40 +555,53 @@ class SessionStore(SessionStoreBase):
         self._forget_key()
 
 
-#: The engine and client of the request sessionkit's middleware is serving in this context
-#: (set around the view), for a ``RequestSessionStore`` the view builds from a key alone.
-serving: ContextVar[tuple[SessionEngine, ClientInfo] | None] = ContextVar(
-    "sessionkit_django_serving", default=None
-)
+#: The request sessionkit's middleware is serving in this context (set around the view), so
+#: that ``type(request.session)(key)`` knows whether ``key`` is that request's session.
+serving: ContextVar[Any] = ContextVar("sessionkit_django_serving", default=None)
 
 
 class RequestSessionStore(SessionStoreBase):
     """``request.session`` under sessionkit's middleware: what the view does goes to the
     request's core session, which the middleware commits once, after the view.
 
-    ``RequestSessionStore(session_key)`` is Django's backend contract
-    (``SessionBase(session_key)``): code that reopens the request's session by key, as
-    ``request.session = request.session.__class__(key)`` (django-allauth does, to read it
-    again after a save), gets the request's session again, on the request's engine and
-    client (so it is judged, bound and committed as the one it replaces); outside a request
-    served by the middleware, on the request engine with no client."""
+    ``RequestSessionStore(session_key)`` keeps Django's backend contract
+    (``SessionBase(session_key)``). Code that reopens the request's own session by its key,
+    ``request.session = request.session.__class__(request.session.session_key)`` (as
+    django-allauth does to read it again after a save), or starts a new one with
+    ``request.session.__class__()``, gets the request's session again: on the request's
+    engine and client (bound to the same browser, judged by the same fingerprint rule) and
+    committed by the middleware after the view. Any other key, and any key outside a request
+    the middleware serves, gives what ``SESSION_ENGINE`` gives, a ``SessionStore(key)``
+    whose every call takes effect at once, judged against no client."""
+
+    def __new__(
+        cls, session_key: str | None = None, *, engine: SessionEngine | None = None,
+        core: Session | None = None,
+    ) -> Any:  # fmt: skip
+        if core is None:
+            current = getattr(serving.get(), "session", None)
+            if not isinstance(current, RequestSessionStore) or session_key not in (
+                None, current.session_key,
+            ):  # fmt: skip
+                return SessionStore(session_key)
+        return super().__new__(cls)
 
     def __init__(
         self, session_key: str | None = None, *, engine: SessionEngine | None = None,
         core: Session | None = None,
     ) -> None:  # fmt: skip
-        client = None
-        if engine is None:
-            engine, client = serving.get() or (engines().request, None)
-        self._request_engine = engine
         self._modified = self.accessed = False
         self.serializer = JSONSerializer
         if core is not None:  # the middleware's: the core it opened from the cookie
+            assert engine is not None
+            self._request_engine = engine
             self._core = core
             self._key = engine.cookie_of(core) if not core.loaded else None
             self._fetched = core.loaded
-        else:
-            self._core = engine.open(None) if client is None else engine.open(None, client)
+        else:  # the request's session reopened (__new__ checked): its engine and client
+            current: RequestSessionStore = serving.get().session
+            self._request_engine = current.engine
+            self._core = current.engine.open(None, current.client)
             self._set_session_key(session_key)  # opened with that client, as a new key is
         #: The Set-Cookie of a save the view asked for (``save()``, ``create()``,
         #: ``cycle_key()``), sent with the response unless its own commit sends another.

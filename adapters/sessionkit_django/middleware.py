@@ -173,7 +173,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
             except StoreUnavailable as exc:
                 return refuse(engine, exc, request)
         store = self._open(engine, request)
-        token = serving.set((engine, store.client))
+        token = serving.set(request)
         try:
             return self.process_response(request, self.get_response(request))
         finally:
@@ -188,7 +188,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
             except StoreUnavailable as exc:
                 return refuse(engine, exc, request)
         store = self._open(engine, request)
-        token = serving.set((engine, store.client))
+        token = serving.set(request)
         try:
             if not store.core.loaded:  # a validly signed cookie: fetch it natively now
                 try:

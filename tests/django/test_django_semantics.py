@@ -384,3 +384,46 @@ async def test_the_requests_session_reopened_by_its_key_in_an_async_view(
     response = await SessionMiddleware(markcoroutinefunction(view))(request)
     sent = response.cookies["sessionid"].value
     assert await SessionStore(sent).aload() == {"a": 1, "state": "s1", "b": "s1"}
+
+
+@pytest.mark.parametrize("kind", SERVER_SIDE)
+def test_another_key_through_the_requests_session_class_is_djangos_session_store(
+    make_sk, kind: str
+) -> None:
+    """``type(request.session)(key)`` for a key that is not the request's session is what
+    ``SESSION_ENGINE`` gives, as with Django's backends: another browser's session reads
+    as it is (never judged against this request's browser, which would refuse it and log a
+    stolen cookie), and its ``flush()`` deletes it at once."""
+    from sessionkit_django.signals import session_event
+
+    from sessionkit import EventKind
+
+    make_sk(kind)
+    theirs = SessionMiddleware(lambda request: _put(request, "x", "theirs"))(
+        factory.get("/", HTTP_USER_AGENT="curl/8.0")
+    ).cookies["sessionid"].value
+    seen: list[object] = []
+    events: list[object] = []
+
+    def view(request):
+        other = request.session.__class__(theirs)
+        seen.append((type(other), other.get("x")))
+        other.flush()
+        return HttpResponse()
+
+    def record(sender, event, **kwargs):
+        events.append(event.kind)
+
+    session_event.connect(record)
+    try:
+        SessionMiddleware(view)(factory.get("/", HTTP_USER_AGENT="Mozilla/5.0 Firefox/128.0"))
+    finally:
+        session_event.disconnect(record)
+    assert seen == [(SessionStore, "theirs")]
+    assert EventKind.FINGERPRINT_MISMATCH not in events
+    assert SessionStore(theirs).load() == {}
+
+
+def _put(request, key: str, value: object) -> HttpResponse:
+    request.session[key] = value
+    return HttpResponse()
