@@ -29,3 +29,5 @@ if _STORE:
             else entry
             for entry in MIDDLEWARE  # noqa: F405
         )
+        if "sessionkit_django.middleware.SessionMiddleware" not in MIDDLEWARE:
+            raise RuntimeError("allauth's settings no longer name Django's SessionMiddleware")
