@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -555,17 +556,54 @@ class SessionStore(SessionStoreBase):
         self._forget_key()
 
 
+#: The request sessionkit's middleware is serving in this context (set around the view), so
+#: that ``type(request.session)(key)`` knows whether ``key`` is that request's session.
+serving: ContextVar[Any] = ContextVar("sessionkit_django_serving", default=None)
+
+
 class RequestSessionStore(SessionStoreBase):
     """``request.session`` under sessionkit's middleware: what the view does goes to the
-    request's core session, which the middleware commits once, after the view."""
+    request's core session, which the middleware commits once, after the view.
 
-    def __init__(self, engine: SessionEngine, core: Session) -> None:
-        self._request_engine = engine
-        self._core = core
+    ``RequestSessionStore(session_key)`` keeps Django's backend contract
+    (``SessionBase(session_key)``). Code that reopens the request's own session by its key,
+    ``request.session = request.session.__class__(request.session.session_key)`` (as
+    django-allauth does to read it again after a save), or starts a new one with
+    ``request.session.__class__()``, gets the request's session again: on the request's
+    engine and client (bound to the same browser, judged by the same fingerprint rule) and
+    committed by the middleware after the view. Any other key, and any key outside a request
+    the middleware serves, gives what ``SESSION_ENGINE`` gives, a ``SessionStore(key)``
+    whose every call takes effect at once, judged against no client."""
+
+    def __new__(
+        cls, session_key: str | None = None, *, engine: SessionEngine | None = None,
+        core: Session | None = None,
+    ) -> Any:  # fmt: skip
+        if core is None:
+            current = getattr(serving.get(), "session", None)
+            if not isinstance(current, RequestSessionStore) or session_key not in (
+                None, current.session_key,
+            ):  # fmt: skip
+                return SessionStore(session_key)
+        return super().__new__(cls)
+
+    def __init__(
+        self, session_key: str | None = None, *, engine: SessionEngine | None = None,
+        core: Session | None = None,
+    ) -> None:  # fmt: skip
         self._modified = self.accessed = False
-        self._key = engine.cookie_of(core) if not core.loaded else None
-        self._fetched = core.loaded
         self.serializer = JSONSerializer
+        if core is not None:  # the middleware's: the core it opened from the cookie
+            assert engine is not None
+            self._request_engine = engine
+            self._core = core
+            self._key = engine.cookie_of(core) if not core.loaded else None
+            self._fetched = core.loaded
+        else:  # the request's session reopened (__new__ checked): its engine and client
+            current: RequestSessionStore = serving.get().session
+            self._request_engine = current.engine
+            self._core = current.engine.open(None, current.client)
+            self._set_session_key(session_key)  # opened with that client, as a new key is
         #: The Set-Cookie of a save the view asked for (``save()``, ``create()``,
         #: ``cycle_key()``), sent with the response unless its own commit sends another.
         self.unsent_cookie: str | None = None

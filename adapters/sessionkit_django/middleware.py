@@ -38,7 +38,7 @@ from sessionkit.cookies import cookie_values, merge_header
 from sessionkit.failures import Failure
 from sessionkit_django import dbsc
 from sessionkit_django.conf import engines
-from sessionkit_django.engine import _INTERRUPTED, RequestSessionStore
+from sessionkit_django.engine import _INTERRUPTED, RequestSessionStore, serving
 
 Handler = Callable[[HttpRequest], Any]
 log = logging.getLogger("sessionkit.django")
@@ -173,9 +173,11 @@ class SessionMiddleware(DjangoSessionMiddleware):
             except StoreUnavailable as exc:
                 return refuse(engine, exc, request)
         store = self._open(engine, request)
+        token = serving.set(request)
         try:
             return self.process_response(request, self.get_response(request))
         finally:
+            serving.reset(token)
             _release_sync(store)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
@@ -186,6 +188,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
             except StoreUnavailable as exc:
                 return refuse(engine, exc, request)
         store = self._open(engine, request)
+        token = serving.set(request)
         try:
             if not store.core.loaded:  # a validly signed cookie: fetch it natively now
                 try:
@@ -207,6 +210,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
                 return refuse(engine, exc, request)
             return self._respond(session, plan, ok, response, request) or response
         finally:
+            serving.reset(token)
             await _release_async(store)
 
     def process_request(self, request: HttpRequest) -> None:
@@ -234,7 +238,8 @@ class SessionMiddleware(DjangoSessionMiddleware):
     @staticmethod
     def _open(engine: SessionEngine, request: HttpRequest) -> RequestSessionStore:
         header = cookie_header(request, engine.config.cookie_name)
-        store = RequestSessionStore(engine, engine.open(header, client_of(engine, request)))
+        core = engine.open(header, client_of(engine, request))
+        store = RequestSessionStore(engine=engine, core=core)
         request.session = store
         return store
 

@@ -289,3 +289,141 @@ def test_the_cookie_morsel_writes_what_later_code_sets(make_sk) -> None:
     morsel["samesite"] = "None"
     assert "SameSite=None" in morsel.OutputString() and "SameSite=Lax" not in str(morsel)
     assert morsel["expires"] and morsel["max-age"] > 1_000_000
+
+
+def _reopen(request) -> None:
+    """django-allauth's ``statekit._save_session``: save, then reopen the request's session
+    by its key (``type(session)(key)``, Django's ``SessionBase(session_key)``) so the rest
+    of the view reads what the store holds, and mark it for the middleware to save."""
+    request.session.save()
+    request.session = request.session.__class__(request.session.session_key)
+    request.session.modified = True
+
+
+@pytest.mark.parametrize("kind", ["memory", "cookie", "redis", "sqlite"])
+@pytest.mark.parametrize("middleware", MIDDLEWARES)
+def test_the_requests_session_reopened_by_its_key_stays_the_requests(
+    make_sk, kind: str, middleware
+) -> None:
+    """An OAuth login through allauth stashes its state this way, then reads it back on the
+    callback: the reopened session holds what was saved, what the view writes after is
+    saved, and the client keeps the session."""
+    make_sk(kind)
+    session = SessionStore()
+    session["a"] = 1
+    session.save()
+    seen: list[object] = []
+
+    def view(request):
+        request.session["state"] = "s1"
+        _reopen(request)
+        seen.append(dict(request.session.items()))
+        request.session["b"] = 2
+        return HttpResponse()
+
+    request = factory.get("/")
+    request.COOKIES["sessionid"] = session.session_key
+    response = middleware(view)(request)
+    assert seen == [{"a": 1, "state": "s1"}]
+    assert SessionStore(response.cookies["sessionid"].value).load() == {
+        "a": 1, "state": "s1", "b": 2,
+    }  # fmt: skip
+
+
+def test_a_session_reopened_in_a_view_stays_bound_to_the_browser(sk: SessionEngine) -> None:
+    """Under sessionkit's middleware the reopened session is the request's, with its
+    client: a session it starts is bound to this browser as any other (another browser
+    presenting its cookie is refused), and the middleware commits it after the view."""
+    from sessionkit_django.engine import RequestSessionStore
+
+    kinds: list[type] = []
+
+    def view(request):
+        request.session = request.session.__class__()
+        request.session["a"] = 1
+        kinds.append(type(request.session))
+        return HttpResponse()
+
+    request = factory.get("/", HTTP_USER_AGENT="Mozilla/5.0 Firefox/128.0")
+    sent = SessionMiddleware(view)(request).cookies["sessionid"].value
+    assert kinds == [RequestSessionStore]
+
+    def read(request):
+        return HttpResponse(str(request.session.get("a")))
+
+    for agent, seen in (("Mozilla/5.0 Firefox/128.0", b"1"), ("curl/8.0", b"None")):
+        request = factory.get("/", HTTP_USER_AGENT=agent)
+        request.COOKIES["sessionid"] = sent
+        assert SessionMiddleware(read)(request).content == seen
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("aclosing")
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_the_requests_session_reopened_by_its_key_in_an_async_view(
+    make_sk, kind: str
+) -> None:
+    """The same under the middleware's async path (an ASGI server, an async view)."""
+    from asgiref.sync import markcoroutinefunction
+
+    make_sk(kind)
+    session = SessionStore()
+    await session.aset("a", 1)
+    await session.asave()
+
+    async def view(request):
+        await request.session.aset("state", "s1")
+        await request.session.asave()
+        request.session = request.session.__class__(request.session.session_key)
+        request.session.modified = True
+        await request.session.aset("b", await request.session.aget("state"))
+        return HttpResponse()
+
+    request = factory.get("/")
+    request.COOKIES["sessionid"] = session.session_key
+    response = await SessionMiddleware(markcoroutinefunction(view))(request)
+    sent = response.cookies["sessionid"].value
+    assert await SessionStore(sent).aload() == {"a": 1, "state": "s1", "b": "s1"}
+
+
+@pytest.mark.parametrize("kind", SERVER_SIDE)
+def test_another_key_through_the_requests_session_class_is_djangos_session_store(
+    make_sk, kind: str
+) -> None:
+    """``type(request.session)(key)`` for a key that is not the request's session is what
+    ``SESSION_ENGINE`` gives, as with Django's backends: another browser's session reads
+    as it is (never judged against this request's browser, which would refuse it and log a
+    stolen cookie), and its ``flush()`` deletes it at once."""
+    from sessionkit_django.signals import session_event
+
+    from sessionkit import EventKind
+
+    make_sk(kind)
+    theirs = SessionMiddleware(lambda request: _put(request, "x", "theirs"))(
+        factory.get("/", HTTP_USER_AGENT="curl/8.0")
+    ).cookies["sessionid"].value
+    seen: list[object] = []
+    events: list[object] = []
+
+    def view(request):
+        other = request.session.__class__(theirs)
+        seen.append((type(other), other.get("x")))
+        other.flush()
+        return HttpResponse()
+
+    def record(sender, event, **kwargs):
+        events.append(event.kind)
+
+    session_event.connect(record)
+    try:
+        SessionMiddleware(view)(factory.get("/", HTTP_USER_AGENT="Mozilla/5.0 Firefox/128.0"))
+    finally:
+        session_event.disconnect(record)
+    assert seen == [(SessionStore, "theirs")]
+    assert EventKind.FINGERPRINT_MISMATCH not in events
+    assert SessionStore(theirs).load() == {}
+
+
+def _put(request, key: str, value: object) -> HttpResponse:
+    request.session[key] = value
+    return HttpResponse()

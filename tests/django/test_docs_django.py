@@ -41,6 +41,7 @@ def docs() -> Iterator[dict[str, Any]]:
         path("cart/", namespace["add_to_cart"]),
         path("save/", namespace["save"]),
         path("visits/", namespace["visits"]),
+        path("stash/", namespace["stash"]),
         path("", include("tests.django.project.urls")),
     ]
     sys.modules[urls.__name__] = urls
@@ -94,6 +95,17 @@ def test_locked_cart_flash_and_async(docs: dict[str, Any], sk: SessionEngine) ->
     client.get("/save/")
     assert "Saved!" in client.get("/messages/").content.decode()
     assert "Saved!" not in client.get("/messages/").content.decode()
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])  # (the docs' URLs lock: no cookie://)
+def test_a_view_reopens_its_session_by_key(docs: dict[str, Any], make_sk: Any, kind: str) -> None:
+    from sessionkit_django.engine import SessionStore
+
+    make_sk(kind)
+    client = Client()
+    assert client.get("/stash/?state=s1").json() == {"seen": "s1"}
+    saved = SessionStore(client.cookies["sessionid"].value)
+    assert (saved["state"], saved["seen"]) == ("s1", "s1")
 
 
 @pytest.mark.anyio
