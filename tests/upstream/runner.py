@@ -24,10 +24,14 @@ def run_pytest(
     env: dict[str, str] | None = None,
     junit: Path,
     timeout: float = 600,
+    asyncio_plugin: bool = False,
 ) -> Outcome:
     """``python -m pytest ARGS`` in ``tree`` (so the framework's own pytest config applies),
     with this repository and ``adapters/`` importable and every exclusion deselected (by its
-    exact node id: ``sessionkit_deselect``)."""
+    exact node id: ``sessionkit_deselect``). pytest-asyncio, installed for the one suite
+    that uses it (``asyncio_plugin=True``: allauth's), is kept out of the others: it would
+    change how their async tests run and warn, an error in their configs, about its loop
+    scope."""
     skip = excluded(framework, store)
     run_env = {**os.environ, **(env or {})}
     # tests/upstream itself too: the plugin loads by a top-level name, because the upstream
@@ -44,6 +48,8 @@ def run_pytest(
     command = [sys.executable, "-m", "pytest", *args, "-q", "-p", "no:cacheprovider",
                "-p", "no:randomly", "-p", "sessionkit_deselect", f"--junitxml={junit}",
                "-o", "junit_family=xunit1"]
+    if not asyncio_plugin:
+        command += ["-p", "no:asyncio"]
     proc = subprocess.run(command, cwd=tree, env=run_env, capture_output=True, text=True,
                           timeout=timeout, check=False)
     if not junit.exists():

@@ -51,6 +51,6 @@ def test_allauth_suite(
     label = store + ("+mw" if middleware == "sessionkit" else "")
     outcome = run_pytest(
         "allauth", label, tree, [*TESTS, "--ds", "allauth_project.settings"],
-        env=env, junit=tmp_path / "junit.xml",
+        env=env, junit=tmp_path / "junit.xml", asyncio_plugin=True,
     )  # fmt: skip
     outcome.assert_clean()
