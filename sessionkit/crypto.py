@@ -92,6 +92,7 @@ class Keyring:
 
     __slots__ = (
         "_aeads", "_fingerprint_keys", "_fingerprints", "_record_aeads", "_sign_keys", "_signers",
+        "opened_records",
     )  # fmt: skip
 
     def __init__(self, secrets: Sequence[bytes]) -> None:
@@ -107,6 +108,8 @@ class Keyring:
         self._fingerprint_keys = tuple(_derive(s, b"fingerprint") for s in secrets)
         # newest-key digests of recent clients
         self._fingerprints: BoundedCache[bytes, str] = BoundedCache()
+        # the record values this keyring opened or sealed lately (sessionkit.sealing)
+        self.opened_records: dict[str, dict[str, tuple[str, str, int]]] = {}
 
     def __len__(self) -> int:
         return len(self._sign_keys)
@@ -138,7 +141,8 @@ class Keyring:
 
     def seal_record(self, plaintext: bytes, associated: bytes) -> bytes:
         """``seal`` under the newest record sub-key (``encrypt_records``)."""
-        return _seal(self._record_aeads, plaintext, associated)
+        nonce = os.urandom(NONCE_BYTES)  # as _seal: inline, a call less per value written
+        return nonce + self._record_aeads[0].encrypt(nonce, plaintext, associated)
 
     def unseal_record(self, sealed: bytes, associated: bytes) -> tuple[bytes, int] | None:
         """``unseal`` for a record value: ``(plaintext, key index)`` or ``None``."""

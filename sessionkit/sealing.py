@@ -14,6 +14,16 @@ is needed): no JSON text starts with ``~``, so plain records written before encr
 are told apart and still read; the engine re-seals them (and values sealed with an older
 key) when the session is next written.
 
+Opening is remembered: the keyring keeps, for each (digest, key name) it sealed or opened
+lately, the sealed text and its plain text, so a value no request changed since is not
+decrypted again on every read (most of a session is read far more often than written). A
+hit is exact: the same sealed text, for the same record and key, under the same keyring (so
+under the same keys; a retired key means a new keyring), is the same plain text; a changed
+value is another sealed text, and a value copied elsewhere sits under another digest or key
+name, so either is opened (and refused) as before. The memo is bounded in records, in
+values per record, and leaves big values out (``MEMO_RECORDS``, ``MEMO_VALUES``,
+``MEMO_VALUE_CHARS``): at most about 6 MB, of plain text the process held anyway.
+
 What stays readable, and why: the key *names* (a store merges by them), and the record's
 metadata (created, last seen, timeouts, user, device label: the user index, the sweep and
 the session lists need them; the fingerprint is already a keyed digest).
@@ -22,12 +32,17 @@ the session lists need them; the fingerprint is already a keyed digest).
 from __future__ import annotations
 
 import binascii
+import contextlib
 from collections.abc import Mapping
 
 from sessionkit.crypto import Keyring
 
 MARK = "~1"
 _LABEL = b"sessionkit/record/1\x00"
+#: The opened-values memo's bounds: records, values per record, the longest sealed text.
+MEMO_RECORDS = 1024
+MEMO_VALUES = 8
+MEMO_VALUE_CHARS = 256
 
 
 class SealFailed(ValueError):
@@ -49,15 +64,38 @@ def seal(keyring: Keyring, digest: str, key: str, text: str) -> str:
 
 
 def seal_items(keyring: Keyring, digest: str, items: Mapping[str, str]) -> dict[str, str]:
-    """Every value of ``items`` sealed for the record ``digest``."""
+    """Every value of ``items`` sealed for the record ``digest`` (and remembered as opened:
+    the next read of them decrypts nothing)."""
     prefix, seal_record, encode = _prefix(digest), keyring.seal_record, binascii.b2a_base64
-    return {
-        key: MARK
-        + encode(seal_record(text.encode("utf-8"), _associated(prefix, key)), newline=False).decode(
-            "ascii"
-        )
-        for key, text in items.items()
-    }
+    known = _known(keyring, digest)
+    sealed: dict[str, str] = {}
+    for key, text in items.items():
+        raw = seal_record(text.encode("utf-8"), prefix + key.encode("utf-8", "surrogatepass"))
+        value = sealed[key] = MARK + encode(raw, newline=False).decode("ascii")
+        _remember(known, key, (value, text, 0))
+    return sealed
+
+
+def _known(keyring: Keyring, digest: str) -> dict[str, tuple[str, str, int]]:
+    """The memo's values of record ``digest`` (a new, empty one when it has none)."""
+    memo = keyring.opened_records
+    known = memo.get(digest)
+    if known is None:
+        if len(memo) >= MEMO_RECORDS:
+            # the oldest record goes (another thread may have taken it first)
+            with contextlib.suppress(KeyError, RuntimeError, StopIteration):
+                del memo[next(iter(memo))]
+        known = memo[digest] = {}
+    return known
+
+
+def _remember(
+    known: dict[str, tuple[str, str, int]], key: str, opened: tuple[str, str, int]
+) -> None:
+    if len(opened[0]) > MEMO_VALUE_CHARS:
+        known.pop(key, None)
+    elif len(known) < MEMO_VALUES or key in known:
+        known[key] = opened
 
 
 def is_sealed(value: str) -> bool:
@@ -77,23 +115,37 @@ def open_items(
     ones. Raises ``SealFailed`` when a sealed value does not open."""
     plain: dict[str, str] = {}
     stale: list[str] = []
-    prefix, unseal = _prefix(digest), keyring.unseal_record
+    prefix: bytes | None = None
+    known = keyring.opened_records.get(digest)
     for key, raw_value in items.items():
-        value = text_of(raw_value)
-        if not value.startswith(MARK):
+        value = raw_value if type(raw_value) is str else text_of(raw_value)
+        seen = known.get(key) if known is not None else None
+        if seen is not None and seen[0] == value:  # opened (or sealed) here before
+            _, plain[key], index = seen
+        elif not value.startswith(MARK):
             plain[key] = value
             if sealing:
                 stale.append(key)
             continue
-        try:
-            raw = binascii.a2b_base64(value[2:])
-        except binascii.Error:
-            raw = b""
-        opened = unseal(raw, _associated(prefix, key)) if raw else None
-        if opened is None:
-            raise SealFailed(f"a sealed value (key {key!r}) did not open with any configured key")
-        text, index = opened
-        plain[key] = text.decode("utf-8")
+        else:
+            if prefix is None:
+                prefix = _prefix(digest)
+            plain[key], index = opened = _open(keyring, prefix, key, value)
+            if known is None:
+                known = _known(keyring, digest)
+            _remember(known, key, (value, *opened))
         if index or not sealing:  # an older key; or sealing is off: written plain next time
             stale.append(key)
     return plain, frozenset(stale)
+
+
+def _open(keyring: Keyring, prefix: bytes, key: str, value: str) -> tuple[str, int]:
+    try:
+        raw = binascii.a2b_base64(value[2:])
+    except binascii.Error:
+        raw = b""
+    opened = keyring.unseal_record(raw, _associated(prefix, key)) if raw else None
+    if opened is None:
+        raise SealFailed(f"a sealed value (key {key!r}) did not open with any configured key")
+    text, index = opened
+    return text.decode("utf-8"), index

@@ -250,3 +250,70 @@ def test_a_rotation_after_loading_stale_values_plans_no_reseal() -> None:
     assert plan.reseal is None  # the record it wrote holds nothing stale
     browser.cookie = rotated.cookie_of(session)
     assert sealed_under_the_newest_key(rotated, browser) == {"kept": "kept", "n": 1}
+
+
+# -- the opened-values memo: unchanged values are not decrypted again ---------------------
+def count_opens(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per AES-GCM open of a record value, from now on."""
+    opens: list[int] = []
+    unseal = Keyring.unseal_record
+
+    def counted(self: Keyring, sealed: bytes, associated: bytes) -> Any:
+        opens.append(1)
+        return unseal(self, sealed, associated)
+
+    monkeypatch.setattr(Keyring, "unseal_record", counted)
+    return opens
+
+
+def test_an_unchanged_value_is_decrypted_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = engine_on(store)
+    browser = Browser(engine)
+    browser.visit(lambda s: s.update(card=SECRET, cart=["book"], n=1))
+    opens = count_opens(monkeypatch)
+    for n in range(2, 5):  # values this process sealed: read back with nothing to open
+        browser.visit(lambda s, n=n: s.__setitem__("n", s["n"] + 1))
+    assert browser.visit(lambda s: dict(s)).result == {"card": SECRET, "cart": ["book"], "n": 4}
+    assert opens == []
+    other = engine_on(store, keys=[OLD_KEY])  # another process: opens each value once
+    browser.engine = other
+    for _ in range(3):
+        assert browser.visit(lambda s: s["card"]).result == SECRET
+    assert len(opens) == 3  # card, cart, n: the first read only
+
+
+def test_a_remembered_value_changed_behind_our_back_is_opened_again(store: Store) -> None:
+    engine = engine_on(store)
+    browser = Browser(engine)
+    browser.visit(lambda s: s.update(role="guest", other="x"))
+    assert browser.visit(lambda s: s["role"]).result == "guest"  # remembered now
+    events: list[Any] = []
+    engine.events.subscribe(events.append, [EventKind.RECORD_REJECTED])
+    digest = engine.digest_of(engine.open(browser.cookie_header, browser.client))
+    record = store.load(digest)  # type: ignore[arg-type]
+    assert record is not None
+    swapped = {"role": stored(engine, browser)["other"]}  # the session's own, another key's
+    assert store.save(Write(digest, swapped, frozenset(), record.meta, 600.0))  # type: ignore[arg-type]
+    assert browser.visit(lambda s: dict(s)).result == {}  # refused, as without the memo
+    assert len(events) == 1 and "key 'role'" in events[0].reason
+
+
+def test_the_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    keyring = Keyring([b"k" * 32])
+    many = {f"k{i}": "1" for i in range(sealing.MEMO_VALUES + 5)}
+    for i in range(sealing.MEMO_RECORDS + 50):
+        sealing.seal_items(keyring, f"digest-{i}", many)
+    memo = keyring.opened_records
+    assert len(memo) == sealing.MEMO_RECORDS  # the oldest records went
+    assert "digest-0" not in memo and f"digest-{sealing.MEMO_RECORDS + 49}" in memo
+    assert {len(values) for values in memo.values()} == {sealing.MEMO_VALUES}
+    big = "x" * sealing.MEMO_VALUE_CHARS
+    sealed = sealing.seal_items(keyring, "digest-big", {"big": f'"{big}"'})
+    assert "big" not in memo["digest-big"]  # big values are left out
+    opens = count_opens(monkeypatch)
+    for _ in range(2):
+        plain, _ = sealing.open_items(keyring, "digest-big", sealed, True)
+        assert plain == {"big": f'"{big}"'}
+    assert len(opens) == 2  # opened each time, never kept
