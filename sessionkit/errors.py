@@ -111,7 +111,7 @@ class StoreUnavailable(StoreError):
         outcome = (
             "a write was sent but its reply was lost, so it may or may not have been applied"
             if ambiguous
-            else "the session was left unchanged"
+            else "nothing was changed"
         )
         advice = hint or "Check that the server is running and reachable"
         said = str(cause).rstrip(".")  # redis-py's own ends in one: no "refused.. Check"

@@ -178,7 +178,7 @@ def test_a_wrong_service_on_the_store_port_is_a_503_saying_so(
         f"store redis://:***@127.0.0.1:{http_port}/0 is unavailable: Protocol error, got "
         '"<" as reply type byte: the server at this address does not speak the Redis '
         "protocol. Check the URL's host and port: is it another service, such as an HTTP "
-        "server?; the session was left unchanged."
+        "server?; nothing was changed."
     )
 
 

@@ -395,7 +395,7 @@ def test_a_session_over_the_item_limit_is_too_large_not_an_outage(
 
 def test_a_lost_write_reply_is_not_logged_as_unchanged(clock: FakeClock) -> None:
     """A server that takes the write and never answers: the write may have been applied,
-    so the error must not claim that the session was left unchanged."""
+    so the error must not claim that nothing was changed."""
     import socket
 
     listener = socket.socket()
@@ -412,7 +412,7 @@ def test_a_lost_write_reply_is_not_logged_as_unchanged(clock: FakeClock) -> None
         with pytest.raises(StoreUnavailable) as caught:
             store.save(write)
         assert caught.value.ambiguous
-        assert "left unchanged" not in str(caught.value)
+        assert "nothing was changed" not in str(caught.value)
         assert "may or may not have been applied" in str(caught.value)
     finally:
         store.close()
