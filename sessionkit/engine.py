@@ -1314,6 +1314,9 @@ class SessionEngine:
                       "session was deleted or rotated by another request; not saved")
             )  # fmt: skip
             return False
+        if self._sealing and (plan.deletes or plan.write is not None):
+            rotated = plan.write.rotated_from if plan.write is not None else None
+            sealing.forget(self.keyring, (*plan.deletes, rotated))
         for event in plan.events:
             self.events.emit(event)
         return True

@@ -22,7 +22,8 @@ under the same keys; a retired key means a new keyring), is the same plain text;
 value is another sealed text, and a value copied elsewhere sits under another digest or key
 name, so either is opened (and refused) as before. The memo is bounded in records, in
 values per record, and leaves big values out (``MEMO_RECORDS``, ``MEMO_VALUES``,
-``MEMO_VALUE_CHARS``): at most about 6 MB, of plain text the process held anyway.
+``MEMO_VALUE_CHARS``, counting the key name): at most about 6 MB per engine, of plain text
+the process held anyway; a record the engine deletes or rotates away leaves it at once.
 
 What stays readable, and why: the key *names* (a store merges by them), and the record's
 metadata (created, last seen, timeouts, user, device label: the user index, the sweep and
@@ -32,8 +33,8 @@ the session lists need them; the fingerprint is already a keyed digest).
 from __future__ import annotations
 
 import binascii
-import contextlib
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterable, Mapping
 
 from sessionkit.crypto import Keyring
 
@@ -76,26 +77,36 @@ def seal_items(keyring: Keyring, digest: str, items: Mapping[str, str]) -> dict[
     return sealed
 
 
+_NEW_RECORD = threading.Lock()  # the record bound holds under threads (misses only)
+
+
 def _known(keyring: Keyring, digest: str) -> dict[str, tuple[str, str, int]]:
     """The memo's values of record ``digest`` (a new, empty one when it has none)."""
     memo = keyring.opened_records
     known = memo.get(digest)
     if known is None:
-        if len(memo) >= MEMO_RECORDS:
-            # the oldest record goes (another thread may have taken it first)
-            with contextlib.suppress(KeyError, RuntimeError, StopIteration):
+        with _NEW_RECORD:
+            while len(memo) >= MEMO_RECORDS:  # the oldest records go
                 del memo[next(iter(memo))]
-        known = memo[digest] = {}
+            known = memo.setdefault(digest, {})
     return known
 
 
 def _remember(
     known: dict[str, tuple[str, str, int]], key: str, opened: tuple[str, str, int]
 ) -> None:
-    if len(opened[0]) > MEMO_VALUE_CHARS:
+    if len(opened[0]) + len(key) > MEMO_VALUE_CHARS:  # the key name is kept too
         known.pop(key, None)
     elif len(known) < MEMO_VALUES or key in known:
         known[key] = opened
+
+
+def forget(keyring: Keyring, digests: Iterable[str | None]) -> None:
+    """Records that are gone (deleted, rotated away): their plain text leaves the memo."""
+    memo = keyring.opened_records
+    for digest in digests:
+        if digest is not None:
+            memo.pop(digest, None)
 
 
 def is_sealed(value: str) -> bool:

@@ -317,3 +317,65 @@ def test_the_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         plain, _ = sealing.open_items(keyring, "digest-big", sealed, True)
         assert plain == {"big": f'"{big}"'}
     assert len(opens) == 2  # opened each time, never kept
+
+
+def test_a_value_under_an_older_key_stays_stale_when_remembered() -> None:
+    old, rotated = Keyring([OLD_KEY.encode()]), Keyring([NEW_KEY.encode(), OLD_KEY.encode()])
+    sealed = sealing.seal_items(old, "digest", {"kept": '"v"'})
+    for _ in range(2):  # opened, then remembered: re-sealed under the newest key either way
+        plain, stale = sealing.open_items(rotated, "digest", sealed, True)
+        assert plain == {"kept": '"v"'} and stale == {"kept"}
+    assert sealing.open_items(rotated, "digest", {"kept": sealed["kept"]}, False)[1] == {"kept"}
+
+
+def test_a_remembered_value_moved_to_another_session_does_not_open(store: Store) -> None:
+    engine = engine_on(store)
+    victim, attacker = Browser(engine), Browser(engine)
+    attacker.visit(lambda s: s.__setitem__("role", "guest"))
+    victim.visit(lambda s: s.__setitem__("role", "admin"))
+    assert victim.visit(lambda s: s["role"]).result == "admin"  # the last value remembered
+    target = engine.digest_of(engine.open(attacker.cookie_header, attacker.client))
+    record = store.load(target)  # type: ignore[arg-type]
+    assert record is not None
+    moved = {"role": stored(engine, victim)["role"]}
+    assert store.save(Write(target, moved, frozenset(), record.meta, 600.0, replace=True))  # type: ignore[arg-type]
+    assert attacker.visit(lambda s: dict(s)).result == {}
+
+
+def test_a_logged_out_session_leaves_the_memo(store: Store) -> None:
+    engine = engine_on(store)
+    browser = Browser(engine)
+    browser.visit(lambda s: s.update(card=SECRET))
+    first = engine.digest_of(engine.open(browser.cookie_header, browser.client))
+    browser.visit(lambda s: s.regenerate())  # rotated away: the old record's text goes
+    second = engine.digest_of(engine.open(browser.cookie_header, browser.client))
+    assert browser.visit(lambda s: s["card"]).result == SECRET
+    assert first not in engine.keyring.opened_records
+    assert second in engine.keyring.opened_records
+    browser.visit(lambda s: s.invalidate())  # logged out: nothing of it is kept
+    assert second not in engine.keyring.opened_records
+
+
+def test_the_memo_stays_bounded_under_threads() -> None:
+    import sys
+    import threading
+
+    keyring = Keyring([b"k" * 32])
+    start = threading.Barrier(16)
+
+    def work(n: int) -> None:
+        start.wait()
+        for i in range(2000):
+            sealing.seal_items(keyring, f"digest-{n}-{i}", {"a": "1"})
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(16)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch all the time: every race gets its chance
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert len(keyring.opened_records) == sealing.MEMO_RECORDS
