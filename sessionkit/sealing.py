@@ -33,6 +33,7 @@ the session lists need them; the fingerprint is already a keyed digest).
 from __future__ import annotations
 
 import binascii
+import contextlib
 import threading
 from collections.abc import Iterable, Mapping
 
@@ -87,7 +88,10 @@ def _known(keyring: Keyring, digest: str) -> dict[str, tuple[str, str, int]]:
     if known is None:
         with _NEW_RECORD:
             while len(memo) >= MEMO_RECORDS:  # the oldest records go
-                del memo[next(iter(memo))]
+                # forget() takes records out without the lock: a change meanwhile is no
+                # error, the loop looks again
+                with contextlib.suppress(RuntimeError, StopIteration):
+                    memo.pop(next(iter(memo)), None)
             known = memo.setdefault(digest, {})
     return known
 

@@ -379,3 +379,43 @@ def test_the_memo_stays_bounded_under_threads() -> None:
     finally:
         sys.setswitchinterval(interval)
     assert len(keyring.opened_records) == sealing.MEMO_RECORDS
+
+
+def test_forgetting_records_while_others_fill_the_memo_raises_nothing() -> None:
+    import sys
+    import threading
+
+    keyring = Keyring([b"k" * 32])
+    for i in range(sealing.MEMO_RECORDS):  # full: every new record evicts one
+        sealing.seal_items(keyring, f"old-{i}", {"a": "1"})
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def fill(n: int) -> None:
+        start.wait()
+        try:
+            for i in range(6000):
+                sealing.seal_items(keyring, f"new-{n}-{i}", {"a": "1"})
+        except BaseException as exc:  # what a request would raise
+            errors.append(exc)
+
+    def forget(n: int) -> None:  # logouts: the oldest records go as the others evict them
+        start.wait()
+        try:
+            for _ in range(6000):
+                sealing.forget(keyring, list(keyring.opened_records)[:2])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fill if n % 2 else forget, args=(n,)) for n in range(8)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
+    assert len(keyring.opened_records) <= sealing.MEMO_RECORDS
