@@ -385,9 +385,8 @@ class SessionEngine:
             return True
         if not reload:
             return False
-        if self._changed_since_load(session):
-            changed = sorted(session.changed_keys)
-            what = f" (keys {', '.join(map(repr, changed))})" if changed else ""
+        what = self._changes_since_load(session)
+        if what is not None:
             raise FreshOrderError(
                 f"the session was changed{what} in this request before a fresh read was "
                 "demanded, on data read from the local cache; demand it first: put "
@@ -1127,20 +1126,24 @@ class SessionEngine:
         return self._alocked(self.store.alock(key, ttl=ttl, wait=wait), session)
 
     @staticmethod
-    def _changed_since_load(session: Session) -> bool:
-        """Whether this request changed a loaded session (a reread would lose it); the
-        flags its load set do not count (a reread sets them again)."""
+    def _changes_since_load(session: Session) -> str | None:
+        """``None`` when this request left a loaded session unchanged (a reread loses
+        nothing; the flags its load set do not count, a reread sets them again); else what
+        the lock- and fresh-order errors say of the change: ``" (keys 'a', 'b')"``, or
+        ``""`` for a change of no key (a flush, a rotation)."""
         meta_changed, rotate = session._ctx.admitted
-        return bool(
+        if not (
             session._changed or session._removed or session._cleared or session._force
             or (session._meta_changed and not meta_changed) or (session._rotate and not rotate)
-        )  # fmt: skip
+        ):  # fmt: skip
+            return None
+        changed = sorted(session.changed_keys)
+        return f" (keys {', '.join(map(repr, changed))})" if changed else ""
 
     @classmethod
     def _check_lock_order(cls, session: Session) -> None:
-        if session.loaded and cls._changed_since_load(session):
-            changed = sorted(session.changed_keys)
-            what = f" (keys {', '.join(map(repr, changed))})" if changed else ""
+        what = cls._changes_since_load(session) if session.loaded else None
+        if what is not None:
             raise LockOrderError(
                 f"the session was changed{what} before its lock was taken in this request, "
                 "so the lock cannot protect those changes; take the lock first: put "
@@ -1314,7 +1317,8 @@ class SessionEngine:
                       "session was deleted or rotated by another request; not saved")
             )  # fmt: skip
             return False
-        if self._sealing and (plan.deletes or plan.write is not None):
+        if self.keyring.opened_records and (plan.deletes or plan.write is not None):
+            # (filled whenever sealed values are read: with encrypt_records off too)
             rotated = plan.write.rotated_from if plan.write is not None else None
             sealing.forget(self.keyring, (*plan.deletes, rotated))
         for event in plan.events:

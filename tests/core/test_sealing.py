@@ -419,3 +419,15 @@ def test_forgetting_records_while_others_fill_the_memo_raises_nothing() -> None:
         sys.setswitchinterval(interval)
     assert errors == []
     assert len(keyring.opened_records) <= sealing.MEMO_RECORDS
+
+
+def test_a_logout_with_sealing_turned_off_leaves_the_memo_too(store: Store) -> None:
+    browser = Browser(engine_on(store))
+    browser.visit(lambda s: s.update(card=SECRET))  # sealed while the setting was on
+    plain = engine_on(store, seal=False)
+    browser.engine = plain
+    assert browser.visit(lambda s: s["card"]).result == SECRET  # opened, so remembered
+    digest = plain.digest_of(plain.open(browser.cookie_header, browser.client))
+    assert digest in plain.keyring.opened_records
+    browser.visit(lambda s: s.invalidate())
+    assert digest not in plain.keyring.opened_records
