@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
 from starlette.requests import HTTPConnection
 
 from sessionkit import Session, SessionEngine, SessionNotLoaded
 from sessionkit_asgi.middleware import ENGINE_KEY, EXCHANGE_KEY, Exchange, NotLoadedSession
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
 def exchange_of(connection: HTTPConnection) -> Exchange:
@@ -33,3 +40,23 @@ def get_engine(connection: HTTPConnection) -> SessionEngine:
     if isinstance(engine, SessionEngine):
         return engine
     return exchange_of(connection).middleware.engine
+
+
+def before_endpoint(
+    name: str, endpoint: F, step: Callable[[HTTPConnection], Awaitable[object]]
+) -> F:
+    """``endpoint`` (an async Starlette endpoint, an ``HTTPEndpoint`` method, a WebSocket
+    endpoint) with ``await step(request)`` first: the route decorators' (``@locked``,
+    ``@fresh``) common part; ``name`` is the decorator's, for its errors."""
+    if not inspect.iscoroutinefunction(endpoint):
+        raise TypeError(f"{name} needs an async endpoint; {endpoint!r} is not one")
+
+    @functools.wraps(endpoint)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        found = [a for a in (*args, *kwargs.values()) if isinstance(a, HTTPConnection)]
+        if not found:
+            raise TypeError(f"{name}: {endpoint.__qualname__} was not given the request")
+        await step(found[0])
+        return await endpoint(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

@@ -12,8 +12,6 @@ so nothing is read twice.
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -21,7 +19,7 @@ from starlette.requests import HTTPConnection
 
 from sessionkit import Session
 from sessionkit_asgi import loops
-from sessionkit_asgi.access import exchange_of
+from sessionkit_asgi.access import before_endpoint, exchange_of
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -42,15 +40,4 @@ def fresh(endpoint: F) -> F:
     """Decorate an async Starlette endpoint (``async def view(request)``, an
     ``HTTPEndpoint`` method, a WebSocket endpoint) so its session is read from the store
     itself: ``@fresh``. With ``@locked``, either order reads fresh under the lock."""
-    if not inspect.iscoroutinefunction(endpoint):
-        raise TypeError(f"@fresh needs an async endpoint; {endpoint!r} is not one")
-
-    @functools.wraps(endpoint)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        found = [a for a in (*args, *kwargs.values()) if isinstance(a, HTTPConnection)]
-        if not found:
-            raise TypeError(f"@fresh: {endpoint.__qualname__} was not given the request")
-        await fresh_session(found[0])
-        return await endpoint(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
+    return before_endpoint("@fresh", endpoint, fresh_session)

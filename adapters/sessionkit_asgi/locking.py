@@ -9,8 +9,6 @@ leave the window between the view and the save open.
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any, TypeVar, overload
@@ -20,7 +18,7 @@ from starlette.requests import HTTPConnection
 
 from sessionkit import LockTimeout, Session
 from sessionkit_asgi import loops, routes
-from sessionkit_asgi.access import exchange_of
+from sessionkit_asgi.access import before_endpoint, exchange_of
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -100,18 +98,11 @@ def locked(
     requests run one at a time: ``@locked`` or ``@locked(wait=2.0)``."""
 
     def decorate(view: F) -> F:
-        if not inspect.iscoroutinefunction(view):
-            raise TypeError(f"@locked needs an async endpoint; {view!r} is not one")
+        async def lock(connection: HTTPConnection) -> None:
+            await lock_session(connection, ttl=ttl, wait=wait, status_code=status_code)
 
-        @functools.wraps(view)
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            found = [a for a in (*args, *kwargs.values()) if isinstance(a, HTTPConnection)]
-            if not found:
-                raise TypeError(f"@locked: {view.__qualname__} was not given the request")
-            await lock_session(found[0], ttl=ttl, wait=wait, status_code=status_code)
-            return await view(*args, **kwargs)
-
+        wrapper = before_endpoint("@locked", view, lock)
         routes.mark(wrapper)
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
     return decorate if endpoint is None else decorate(endpoint)
