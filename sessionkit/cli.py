@@ -27,7 +27,7 @@ from sessionkit.health import Health, probe
 from sessionkit.rekey import RekeyReport
 from sessionkit.sealing import SealFailed
 from sessionkit.stores import Store, open_store
-from sessionkit.stores.cache import published_counters, total_counters
+from sessionkit.stores.cache import hit_rate, published_counters, total_counters
 from sessionkit.stores.fallback import FallbackStore
 
 # (label, upper bound of age in seconds) for `stats`
@@ -74,9 +74,9 @@ def cache_lines(processes: list[dict[str, Any]] | None) -> list[str]:
         return ["local caches: no process is publishing counters (none runs with cache=)"]
 
     def cells(row: dict[str, Any]) -> list[str]:
-        hits, misses = int(row.get("hits", 0)), int(row.get("misses", 0))
-        rate = f"{hits / (hits + misses):.1%}" if hits + misses else "-"
-        return [rate if name == "hit_rate" else str(row.get(name, 0)) for _, name in CACHE_COLUMNS]
+        rate = hit_rate(row)
+        shown = "-" if rate is None else f"{rate:.1%}"
+        return [shown if name == "hit_rate" else str(row.get(name, 0)) for _, name in CACHE_COLUMNS]
 
     pids = [(row.get("host"), row.get("pid")) for row in processes]
 

@@ -640,9 +640,15 @@ def total_counters(processes: list[dict[str, Any]]) -> dict[str, Any]:
     """The ``SUMMED`` counters added up, and the hit rate (hits over hits and misses;
     ``None`` before any read)."""
     total: dict[str, Any] = {name: sum(int(p.get(name, 0)) for p in processes) for name in SUMMED}
-    reads = total["hits"] + total["misses"]
-    total["hit_rate"] = total["hits"] / reads if reads else None
+    total["hit_rate"] = hit_rate(total)
     return total
+
+
+def hit_rate(counts: Mapping[str, Any]) -> float | None:
+    """Hits over hits and misses, of one process's counters or a total (``None`` before
+    any read)."""
+    hits, misses = int(counts.get("hits", 0)), int(counts.get("misses", 0))
+    return hits / (hits + misses) if hits + misses else None
 
 
 def invalidation_source_for(store: Store, url: str, client: Any = None) -> InvalidationSource:
