@@ -103,10 +103,14 @@ async def closing(store: Store) -> AsyncIterator[None]:
 
 STARLETTE = ["/fresh", "/account"]
 FASTAPI = ["/fresh", "/fresh-dependency"]
+#: each app with its marked routes
+BOTH_APPS = pytest.mark.parametrize(
+    ("make", "marked"), [(starlette_app, STARLETTE), (fastapi_app, FASTAPI)],
+    ids=["starlette", "fastapi"],
+)
 
 
-@pytest.mark.parametrize(("make", "marked"), [(starlette_app, STARLETTE), (fastapi_app, FASTAPI)],
-                         ids=["starlette", "fastapi"])  # fmt: skip
+@BOTH_APPS
 async def test_a_marked_route_reads_redis_and_an_unmarked_one_the_cache(
     redis_server: servers.Server, make: Any, marked: list[str]
 ) -> None:
@@ -124,8 +128,7 @@ async def test_a_marked_route_reads_redis_and_an_unmarked_one_the_cache(
             assert delta(before, counts(store)) == {"hits": 1, "misses": 0, "fresh": 1}, path
 
 
-@pytest.mark.parametrize(("make", "marked"), [(starlette_app, STARLETTE), (fastapi_app, FASTAPI)],
-                         ids=["starlette", "fastapi"])  # fmt: skip
+@BOTH_APPS
 async def test_a_marked_route_sees_a_change_the_cache_did_not_hear_of(
     redis_server: servers.Server, make: Any, marked: list[str]
 ) -> None:

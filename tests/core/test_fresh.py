@@ -14,33 +14,14 @@ import pytest
 
 from sessionkit import FreshOrderError, SessionConfig, SessionEngine
 from sessionkit.ids import digest
-from sessionkit.stores.base import Record, Write
-from sessionkit.stores.cache import CachingStore, InvalidationSource, LocalCache
+from sessionkit.stores.base import Write
+from sessionkit.stores.cache import CachingStore
 from sessionkit.stores.memory import MemoryStore
 from sessionkit.testing import Browser
+from tests.fresh_routes import Counting, Silent
 
 KEY = "fresh-tests-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 OLD_KEY = "fresh-tests-old-key-0123456789-abcdefghijklmnopqrstu"
-
-
-class Silent(InvalidationSource):
-    """Hears nothing: the cache keeps serving what it read."""
-
-    def attach(self, cache: LocalCache) -> None:
-        pass
-
-    def sync(self) -> bool:
-        return True
-
-
-class Counting(MemoryStore):
-    def __init__(self) -> None:
-        super().__init__()
-        self.loads = 0
-
-    def load(self, digest: str) -> Record | None:
-        self.loads += 1
-        return super().load(digest)
 
 
 def behind_the_cache(store: CachingStore, cookie: str, **items: str) -> None:

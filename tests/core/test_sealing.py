@@ -5,7 +5,11 @@ logging anyone out, and a value that does not decrypt is no session, never a 500
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
+import sys
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -356,58 +360,19 @@ def test_a_logged_out_session_leaves_the_memo(store: Store) -> None:
     assert second not in engine.keyring.opened_records
 
 
-def test_the_memo_stays_bounded_under_threads() -> None:
-    import sys
-    import threading
+def racing(*workers: Callable[[], object]) -> list[BaseException]:
+    """Run each worker in a thread of its own, all started together and switching every
+    microsecond (every race gets its chance); what they raised."""
+    start, errors = threading.Barrier(len(workers)), []
 
-    keyring = Keyring([b"k" * 32])
-    start = threading.Barrier(16)
-
-    def work(n: int) -> None:
-        start.wait()
-        for i in range(2000):
-            sealing.seal_items(keyring, f"digest-{n}-{i}", {"a": "1"})
-
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(16)]
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # threads switch all the time: every race gets its chance
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(interval)
-    assert len(keyring.opened_records) == sealing.MEMO_RECORDS
-
-
-def test_forgetting_records_while_others_fill_the_memo_raises_nothing() -> None:
-    import sys
-    import threading
-
-    keyring = Keyring([b"k" * 32])
-    for i in range(sealing.MEMO_RECORDS):  # full: every new record evicts one
-        sealing.seal_items(keyring, f"old-{i}", {"a": "1"})
-    errors: list[BaseException] = []
-    start = threading.Barrier(8)
-
-    def fill(n: int) -> None:
+    def run(work: Callable[[], object]) -> None:
         start.wait()
         try:
-            for i in range(6000):
-                sealing.seal_items(keyring, f"new-{n}-{i}", {"a": "1"})
+            work()
         except BaseException as exc:  # what a request would raise
             errors.append(exc)
 
-    def forget(n: int) -> None:  # logouts: the oldest records go as the others evict them
-        start.wait()
-        try:
-            for _ in range(6000):
-                sealing.forget(keyring, list(keyring.opened_records)[:2])
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=fill if n % 2 else forget, args=(n,)) for n in range(8)]
+    threads = [threading.Thread(target=run, args=(work,)) for work in workers]
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:
@@ -417,6 +382,34 @@ def test_forgetting_records_while_others_fill_the_memo_raises_nothing() -> None:
             thread.join()
     finally:
         sys.setswitchinterval(interval)
+    return errors
+
+
+def test_the_memo_stays_bounded_under_threads() -> None:
+    keyring = Keyring([b"k" * 32])
+
+    def work(n: int) -> None:
+        for i in range(2000):
+            sealing.seal_items(keyring, f"digest-{n}-{i}", {"a": "1"})
+
+    assert racing(*(functools.partial(work, n) for n in range(16))) == []
+    assert len(keyring.opened_records) == sealing.MEMO_RECORDS
+
+
+def test_forgetting_records_while_others_fill_the_memo_raises_nothing() -> None:
+    keyring = Keyring([b"k" * 32])
+    for i in range(sealing.MEMO_RECORDS):  # full: every new record evicts one
+        sealing.seal_items(keyring, f"old-{i}", {"a": "1"})
+
+    def fill(n: int) -> None:
+        for i in range(6000):
+            sealing.seal_items(keyring, f"new-{n}-{i}", {"a": "1"})
+
+    def forget() -> None:  # logouts: the oldest records go as the others evict them
+        for _ in range(6000):
+            sealing.forget(keyring, list(keyring.opened_records)[:2])
+
+    errors = racing(*(functools.partial(fill, n) if n % 2 else forget for n in range(8)))
     assert errors == []
     assert len(keyring.opened_records) <= sealing.MEMO_RECORDS
 
