@@ -56,15 +56,31 @@ def locked(
     """
 
     def decorate(func: F) -> F:
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            acquire(ttl=ttl, wait=wait)
-            return func(*args, **kwargs)
-
-        setattr(wrapper, LOCK_MARK, True)
-        return wrapper  # type: ignore[return-value]
+        return _before_view(func, functools.partial(acquire, ttl=ttl, wait=wait), LOCK_MARK)
 
     return decorate(view) if view is not None else decorate
+
+
+def _before_view(view: F, step: Callable[[], object], mark: str) -> F:
+    """``view`` with ``step()`` first, marked ``mark`` (``open_session`` and the start-up
+    check find the marked views): an ``async def`` view stays one, so Flask awaits it."""
+    if inspect.iscoroutinefunction(view):
+
+        @functools.wraps(view)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            step()
+            return await view(*args, **kwargs)
+
+        setattr(async_wrapper, mark, True)
+        return async_wrapper  # type: ignore[return-value]
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        step()
+        return view(*args, **kwargs)
+
+    setattr(wrapper, mark, True)
+    return wrapper  # type: ignore[return-value]
 
 
 def acquire(*, ttl: float = 30.0, wait: float = 10.0) -> None:
@@ -95,23 +111,7 @@ def fresh(view: F) -> F:
     is read again; one already changed in this request (by a ``before_request`` hook) is
     refused with ``FreshOrderError``. Put it above ``@login_required``; with ``@locked``,
     either order reads fresh under the lock. ``async def`` views work too."""
-    if inspect.iscoroutinefunction(view):
-
-        @functools.wraps(view)
-        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            require_fresh()
-            return await view(*args, **kwargs)
-
-        setattr(async_wrapper, FRESH_MARK, True)
-        return async_wrapper  # type: ignore[return-value]
-
-    @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        require_fresh()
-        return view(*args, **kwargs)
-
-    setattr(wrapper, FRESH_MARK, True)
-    return wrapper  # type: ignore[return-value]
+    return _before_view(view, require_fresh, FRESH_MARK)
 
 
 def require_fresh() -> None:

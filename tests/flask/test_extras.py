@@ -201,6 +201,27 @@ FLASK_LOCKS_SAID = (
 )
 
 
+def test_an_async_locked_view_runs_under_the_lock() -> None:
+    """``@locked`` on an ``async def`` view: Flask awaits it (it stays a coroutine
+    function), under the session's lock."""
+    app = flask.Flask(__name__)
+    app.config.update(SECRET_KEY=new_key(), SESSIONKIT_STORE="memory://")
+
+    @app.get("/count")
+    @sessionkit_flask.locked
+    async def count() -> dict[str, Any]:
+        session = flask.session
+        session["n"] = session.get("n", 0) + 1
+        return {"n": session["n"], "locked": session.holds_lock}  # type: ignore[attr-defined]
+
+    SessionKit(app)
+    client = app.test_client()
+    assert [client.get("/count").json for _ in range(2)] == [
+        {"n": 1, "locked": True}, {"n": 2, "locked": True},
+    ]  # fmt: skip
+    assert sessionkit_flask.locking.locked_views(app) == ["GET /count (count)"]
+
+
 def test_locked_views_on_the_cookie_store_stop_sessionkit_app() -> None:
     """Views registered before ``SessionKit(app)``: refused right there (issue 14)."""
     app = flask.Flask(__name__)
